@@ -1,0 +1,1 @@
+"""Analysis: loading run directories, the consistency checker, statistics, hypotheses, plots and reports."""

@@ -1,0 +1,1 @@
+"""Chaos: the fault catalogue, the TCP fault proxy, experiment files and their scheduler."""

@@ -1,0 +1,1 @@
+"""The simulator: shopper scenarios and behaviours, seeded schedules, engines and the operation history."""

@@ -1,0 +1,109 @@
+"""The operation history: one row per purchase attempt, as an Arrow schema, a row type and a Parquet writer.
+
+Jepsen style: `type` is `ok` (the server acknowledged a purchase), `fail` (definitely did not happen)
+or `info` (indeterminate: a timeout, a dropped connection after the request was sent, a gateway
+error, or a 503 the server marked `maybeCommitted`). Timestamps are epoch nanoseconds
+(`time.time_ns()`), so they line up with fault times and the server's order log.
+Response time = complete - intended (no coordinated omission); service time = complete - invoke.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+OpType = Literal["ok", "fail", "info"]
+
+HISTORY_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("op_id", pa.string(), nullable=False),  # "<shopper>:<attempt>", unique per run
+        pa.field("shopper", pa.int64(), nullable=False),  # arrival rank: 0 arrives first
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("profile", pa.string(), nullable=False),
+        pa.field("attempt", pa.int32(), nullable=False),  # 1-based
+        pa.field("worker", pa.string(), nullable=False),  # engine worker/actor that sent it
+        pa.field("intended_ns", pa.int64(), nullable=False),
+        pa.field("invoke_ns", pa.int64(), nullable=False),
+        pa.field("complete_ns", pa.int64(), nullable=False),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("status", pa.int32(), nullable=False),  # 0 when no HTTP answer arrived
+        pa.field("code", pa.string(), nullable=True),  # body `code`, "ok" on 200
+        pa.field("order_id", pa.string(), nullable=True),
+        pa.field("remaining", pa.int64(), nullable=True),
+        pa.field("error", pa.string(), nullable=True),  # client-side error text
+    ]
+)
+
+
+@dataclass(slots=True)
+class Op:
+    """One attempt, as the shopper saw it."""
+
+    run_id: str
+    op_id: str
+    shopper: int
+    user_id: str
+    profile: str
+    attempt: int
+    worker: str
+    intended_ns: int
+    invoke_ns: int
+    complete_ns: int
+    type: OpType
+    status: int
+    code: str | None = None
+    order_id: str | None = None
+    remaining: int | None = None
+    error: str | None = None
+
+
+OP_FIELDS = [f.name for f in fields(Op)]
+assert OP_FIELDS == HISTORY_SCHEMA.names, "Op and HISTORY_SCHEMA must list the same columns in order"
+
+
+def ops_to_batch(ops: list[Op]) -> pa.RecordBatch:
+    """Columnar batch of ops; what engine workers ship to the driver."""
+    columns = {name: [getattr(op, name) for op in ops] for name in OP_FIELDS}
+    return pa.RecordBatch.from_pydict(columns, schema=HISTORY_SCHEMA)
+
+
+def batch_to_ops(batch: pa.RecordBatch) -> list[Op]:
+    return [Op(**row) for row in batch.to_pylist()]
+
+
+def op_as_dict(op: Op) -> dict:
+    return asdict(op)
+
+
+class HistoryWriter:
+    """Streams batches into `history.parquet`; written to a temp name and renamed on close,
+    so a crashed run never leaves a history that looks complete."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._tmp = self.path.with_suffix(".parquet.partial")
+        self._writer = pq.ParquetWriter(self._tmp, HISTORY_SCHEMA, compression="zstd")
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self._writer.write_batch(batch)
+            self.rows += batch.num_rows
+
+    def close(self) -> Path:
+        self._writer.close()
+        self._tmp.replace(self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def read_history(path: Path) -> pa.Table:
+    return pq.read_table(path, schema=HISTORY_SCHEMA)

@@ -1,0 +1,112 @@
+"""The HTTP contract of the flash-sale API: request/response models and machine-readable error codes.
+
+DESIGN.md's contract table lives here as types. The API (`system.app`) answers with these models,
+the simulator parses them, and the analysis keys on `ErrorCode`, never on HTTP status alone.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+API_PREFIX = "/api/v1"
+BUY_PATH = f"{API_PREFIX}/shop/buy"
+PRODUCT_PATH = f"{API_PREFIX}/products/{{product_id}}"
+RESET_PATH = "/admin/reset"
+USER_HEADER = "x-user-id"
+ADMIN_HEADER = "x-admin-token"
+
+# Bounds on user input: anything larger is rejected with 4xx before touching Redis.
+MAX_ID_LEN = 64
+MAX_BODY_BYTES = 4096
+ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
+
+
+class ErrorCode(StrEnum):
+    """Every non-200 answer carries one of these in its body's `code`."""
+
+    unauthenticated = "unauthenticated"  # 401: missing/empty x-user-id
+    bad_request = "bad_request"  # 400: malformed JSON, oversized body
+    validation_error = "validation_error"  # 422: well-formed JSON that breaks the schema
+    not_found = "not_found"  # 404: unknown product or route
+    busy = "busy"  # 409 + Retry-After: lost the race (lock held / retries exhausted)
+    already_purchased = "already_purchased"  # 409: this user already holds a unit
+    sold_out = "sold_out"  # 410
+    backend_unavailable = "backend_unavailable"  # 503: Redis unreachable or timed out
+    forbidden = "forbidden"  # 403: admin token wrong
+    method_not_allowed = "method_not_allowed"  # 405
+
+
+STATUS_OF: dict[ErrorCode, int] = {
+    ErrorCode.unauthenticated: 401,
+    ErrorCode.bad_request: 400,
+    ErrorCode.validation_error: 422,
+    ErrorCode.not_found: 404,
+    ErrorCode.busy: 409,
+    ErrorCode.already_purchased: 409,
+    ErrorCode.sold_out: 410,
+    ErrorCode.backend_unavailable: 503,
+    ErrorCode.forbidden: 403,
+    ErrorCode.method_not_allowed: 405,
+}
+
+
+class Strategy(StrEnum):
+    naive = "naive"
+    lock = "lock"
+    optimistic = "optimistic"
+    lua = "lua"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class BuyRequest(_Strict):
+    product_id: str = Field(alias="productId", pattern=ID_PATTERN)
+
+
+class BuyOk(_Strict):
+    order_id: str = Field(alias="orderId")
+    remaining: int
+
+
+class ErrorBody(_Strict):
+    code: ErrorCode
+    message: str = ""
+    # 503 only: True when the failure happened after a write may have reached Redis
+    # (e.g. a timeout waiting for EXEC's reply). The simulator records such answers as
+    # indeterminate (`info`), so the checker does not call the resulting order a phantom.
+    maybe_committed: bool | None = Field(default=None, alias="maybeCommitted")
+
+
+class Product(_Strict):
+    product_id: str = Field(alias="productId")
+    stock: int
+    stock_initial: int = Field(alias="stockInitial")
+    price_cents: int = Field(alias="priceCents")
+    strategy: Strategy
+    sold: int
+
+
+class ResetRequest(_Strict):
+    product_id: str = Field(alias="productId", pattern=ID_PATTERN)
+    stock: int = Field(ge=0, le=10_000_000)
+    strategy: Strategy = Strategy.lua
+    price_cents: int = Field(default=99_900, alias="priceCents", ge=0)
+    # naive only: sleep between the read and the write, to widen the race window reproducibly.
+    naive_delay_ms: float = Field(default=0.0, alias="naiveDelayMs", ge=0, le=5_000)
+    lock_ttl_ms: int = Field(default=2_000, alias="lockTtlMs", ge=10, le=60_000)
+    optimistic_retries: int = Field(default=3, alias="optimisticRetries", ge=0, le=100)
+
+
+class ResetOk(_Strict):
+    product_id: str = Field(alias="productId")
+    stock: int
+    strategy: Strategy
+
+
+class Health(_Strict):
+    status: str
+    worker: str = ""

@@ -1,0 +1,25 @@
+"""Stack platforms behind one interface (`start`, `stop`, `status`, `components`, `signal`), by name."""
+
+from __future__ import annotations
+
+from system.platforms.base import Component, Platform, StackConfig, StackInfo
+
+PLATFORMS: dict[str, str] = {
+    # name -> "module:Class"; imported lazily so `local` never needs the Docker SDK.
+    "local": "system.platforms.local:LocalPlatform",
+    "compose": "system.platforms.compose:ComposePlatform",
+}
+
+
+def get_platform(name: str, config: StackConfig) -> Platform:
+    import importlib
+
+    try:
+        target = PLATFORMS[name]
+    except KeyError:
+        raise ValueError(f"unknown platform {name!r} (allowed: {', '.join(PLATFORMS)})") from None
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)(config)
+
+
+__all__ = ["PLATFORMS", "Component", "Platform", "StackConfig", "StackInfo", "get_platform"]

@@ -1,0 +1,96 @@
+"""The platform interface: what a stack is (config, components, info) and what any platform must do."""
+
+from __future__ import annotations
+
+import signal as _signal
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Durability = Literal["none", "rdb", "aof-everysec", "aof-always"]
+DURABILITY_MODES: tuple[str, ...] = ("none", "rdb", "aof-everysec", "aof-always")
+
+
+@dataclass
+class StackConfig:
+    workers: int = 2
+    durability: Durability = "none"
+    admin_token: str | None = None  # generated per stack when None
+    redis_timeout_ms: int = 500  # API's bound on every Redis call; beyond it: 503
+    redis_pool_size: int = 64  # per worker; a full pool waits at most redis_timeout_ms
+    prometheus: bool = True  # start prometheus when the binary is installed
+    proxy: bool = False  # put the TCP fault proxy between API workers and Redis
+    workdir: str | None = None  # run-owned temp dir when None
+    log_level: str = "warning"
+
+
+@dataclass
+class Component:
+    name: str  # "redis", "api-0", "api-1", "nginx", "prometheus", "proxy"
+    kind: str  # "redis" | "api" | "nginx" | "prometheus" | "proxy"
+    pid: int | None = None  # local platform
+    container: str | None = None  # compose platform
+    port: int | None = None
+    restarts: int = 0  # respawns by the supervisor (api workers)
+    running: bool = True
+
+
+@dataclass
+class StackInfo:
+    platform: str
+    base_url: str  # nginx, e.g. http://127.0.0.1:PORT
+    redis_url: str  # direct to Redis (the lab's truth channel), never via the proxy
+    admin_token: str
+    components: list[Component] = field(default_factory=list)
+    workdir: str | None = None
+    prometheus_url: str | None = None
+    supervisor_pid: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StackInfo:
+        data = dict(data)
+        data["components"] = [Component(**c) for c in data.get("components", [])]
+        return cls(**data)
+
+
+class Platform(ABC):
+    """A way to run the stack. Faults act on it only through these methods."""
+
+    name: str
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def start(self) -> StackInfo:
+        """Start every component, wait until /readyz answers through nginx, return how to reach it."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop every component this platform started; idempotent."""
+
+    @abstractmethod
+    def status(self) -> StackInfo:
+        """Current components (PIDs/containers, restarts, running)."""
+
+    @abstractmethod
+    def components(self) -> list[Component]: ...
+
+    @abstractmethod
+    def signal(self, component: str, sig: int = _signal.SIGTERM) -> None:
+        """Send a signal to one component (by name, e.g. 'redis', 'api-1', 'nginx')."""
+
+    @abstractmethod
+    def start_component(self, component: str) -> Component:
+        """(Re)start a stopped component, e.g. Redis after a kill; returns it with its new PID."""
+
+    def __enter__(self) -> Platform:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
