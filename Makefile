@@ -1,0 +1,46 @@
+# flashlab — the two commands that matter: `make demo` and `make test` (both bootstrap a fresh machine).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: bootstrap demo test test-fast lint format bench notebooks docker clean help
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+bootstrap: ## create .venv, install the project and system packages (apt, when root)
+	@scripts/bootstrap.sh
+
+demo: bootstrap ## start the local stack, run a flash sale with faults, print the verdict and report path
+	@$(BIN)/flashlab demo
+
+test: ## bootstrap, then the whole test suite (includes Compose; starts dockerd if needed)
+	@scripts/bootstrap.sh --test
+	@scripts/ensure-docker.sh
+	@scripts/run-tests.sh $(PYTEST_ARGS)
+
+test-fast: bootstrap ## the suite without Docker Compose and slow tests
+	@scripts/run-tests.sh -m "not compose and not slow" $(PYTEST_ARGS)
+
+lint: bootstrap ## ruff lint + format check
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+format: bootstrap ## apply ruff format and autofixes
+	@$(BIN)/ruff format .
+	@$(BIN)/ruff check --fix .
+
+bench: bootstrap ## the full benchmark suite; appends to bench/results.jsonl
+	@$(BIN)/flashlab bench all
+
+notebooks: bootstrap ## execute the notebooks and render them to reports/notebooks/*.html
+	@$(BIN)/python -m analysis.notebooks --out reports/notebooks
+
+docker: bootstrap ## build the offline Compose images
+	@scripts/ensure-docker.sh
+	@scripts/build-images.sh
+
+clean: ## remove generated reports and caches (keeps .venv)
+	rm -rf reports/* .pytest_cache .ruff_cache test-artifacts
+	@touch reports/.gitkeep

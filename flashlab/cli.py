@@ -1,0 +1,77 @@
+"""The `flashlab` command line: mounts each command group and turns user errors into one line + exit 2."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from flashlab import __version__
+from flashlab.console import UserError, console, die
+
+app = typer.Typer(
+    name="flashlab",
+    help=(
+        "Load-simulation and chaos lab for flash-sale backends (nginx -> FastAPI -> Redis).\n\n"
+        "Does the backend sell exactly the stock it has - no more, no lost orders - when "
+        "thousands of shoppers hit it at once and its parts fail underneath?"
+    ),
+    epilog=(
+        "Examples:\n\n"
+        "  flashlab run experiments/lua.yaml                 # start a stack, run, verdict\n\n"
+        "  flashlab run experiments/smoke.yaml --json        # CI: exit code is the verdict\n\n"
+        "  flashlab stack up --detach && flashlab stack status\n\n"
+        "  flashlab check reports/<run-id>                   # re-judge a saved run\n\n"
+        "  flashlab matrix --strategies lua,lock --faults none,redis-kill\n\n"
+        "  flashlab demo                                     # what `make demo` runs"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"flashlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """flashlab."""
+
+
+def _mount() -> None:
+    from flashlab.commands import analyze, demo, experiment, matrix, run
+
+    for module in (run, analyze, experiment, matrix, demo):
+        module.register(app)
+    try:
+        from flashlab.commands.stack import app as stack_app
+
+        app.add_typer(stack_app, name="stack", help="Start, inspect and stop a flash-sale stack.")
+    except ImportError:  # pragma: no cover - only while the stack module is being built
+        pass
+    try:
+        from flashlab.commands.bench import register as register_bench
+
+        register_bench(app)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+_mount()
+
+
+def main() -> None:
+    """Console-script entry: user errors become one red line and exit 2, never a traceback."""
+    try:
+        app()
+    except UserError as exc:
+        die(str(exc), exc.code)

@@ -1,0 +1,134 @@
+"""Rich views of a run: the live progress panel while shoppers run, and the result tables after."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flashlab.console import console
+
+_VERDICT_STYLE = {"pass": "bold green", "fail": "bold red"}
+
+
+class LiveRun:
+    """Live panel: phase, shoppers launched, in flight, sold/stock, answers by code."""
+
+    def __init__(self, shoppers: int, stock: int, enabled: bool = True) -> None:
+        self.shoppers, self.stock = shoppers, stock
+        self.phase = "starting"
+        self.snapshot: Any = None
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.task = self.bar.add_task("shoppers launched", total=shoppers)
+        self.live = (
+            Live(self._render(), console=console, refresh_per_second=8, transient=True)
+            if enabled
+            else None
+        )
+        self._last = 0.0
+
+    def __enter__(self) -> LiveRun:
+        if self.live:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.live.__exit__(*exc)
+
+    def set_phase(self, phase: str) -> None:
+        self.phase = phase
+        if self.live:
+            self.live.update(self._render())
+        elif not console.is_terminal:
+            console.print(f"[dim]… {phase}[/]")
+
+    def update(self, progress: Any) -> None:
+        self.snapshot = progress
+        now = time.monotonic()
+        if self.live and now - self._last > 0.1:
+            self._last = now
+            self.bar.update(self.task, completed=getattr(progress, "launched", 0))
+            self.live.update(self._render())
+
+    def _render(self) -> Group:
+        table = Table.grid(padding=(0, 2))
+        p = self.snapshot
+        sold = getattr(p, "ok", 0) if p else 0
+        table.add_row(
+            f"[dim]phase[/] {self.phase}",
+            f"[dim]in flight[/] {getattr(p, 'in_flight', 0) if p else 0}",
+            f"[dim]sold[/] {sold}/{self.stock}",
+        )
+        codes = dict(getattr(p, "by_code", {}) or {}) if p else {}
+        if codes:
+            table.add_row(
+                "[dim]answers[/] " + "  ".join(f"{k}={v}" for k, v in sorted(codes.items()))
+            )
+        return Group(self.bar, table)
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{unit}"
+    return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
+
+
+def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
+    verdict = summary.get("verdict", "?")
+    console.print(f"\nverdict: [{_VERDICT_STYLE.get(verdict, 'bold')}]{verdict.upper()}[/]")
+    lat = summary.get("latency_ms") or {}
+    table = Table(title="result", show_header=False, title_justify="left")
+    table.add_column(style="dim")
+    table.add_column(justify="right")
+    rows = [
+        ("sold / stock", f"{_fmt(summary.get('sold'))} / {_fmt(summary.get('stock_initial'))}"),
+        ("oversell", _fmt(summary.get("oversell"))),
+        ("lost acknowledged orders", _fmt(summary.get("lost_acknowledged"))),
+        ("duplicate purchases", _fmt(summary.get("duplicate_purchases"))),
+        ("phantom orders", _fmt(summary.get("phantom_orders"))),
+        (
+            "shoppers / attempts",
+            f"{_fmt(summary.get('shoppers'))} / {_fmt(summary.get('attempts'))}",
+        ),
+        ("conflict rate", _fmt(_pct(summary.get("conflict_rate")), "%")),
+        ("error rate", _fmt(_pct(summary.get("error_rate")), "%")),
+        ("latency p50 / p99", f"{_fmt(lat.get('p50'), ' ms')} / {_fmt(lat.get('p99'), ' ms')}"),
+        ("throughput", _fmt(summary.get("throughput_rps"), " req/s")),
+        ("sell-out", _fmt(summary.get("sellout_s"), " s", 2)),
+        ("load duration", _fmt(summary.get("duration_s"), " s", 2)),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    clauses = summary.get("hypothesis") or []
+    if clauses:
+        hyp = Table(title="steady-state hypothesis", title_justify="left")
+        hyp.add_column("clause")
+        hyp.add_column("measured", justify="right")
+        hyp.add_column("ok", justify="center")
+        for c in clauses:
+            hyp.add_row(
+                c["clause"],
+                _fmt(c.get("measured"), digits=3),
+                "[green]✔[/]" if c["ok"] else "[red]✘[/]",
+            )
+        console.print(hyp)
+    if run_dir:
+        console.print(f"run directory: [bold]{run_dir}[/]")
+
+
+def _pct(value: Any) -> float | None:
+    return None if value is None else 100.0 * float(value)

@@ -1,0 +1,128 @@
+"""`flashlab matrix`: run a strategy x fault x durability grid and render matrix.html."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flashlab.console import UserError, console, emit_json
+
+EPILOG = (
+    "Examples:\n\n"
+    "  flashlab matrix --strategies lua,lock --faults none,redis-kill --durability none,aof-always\n\n"
+    "  flashlab matrix --base experiments/matrix-base.yaml --shoppers 1000 --json\n\n"
+    "A cell's expected verdict: naive -> fail (oversell); redis-kill/restart without aof-always -> any; "
+    "else pass. Exit 1 if any cell expected to pass fails (or errors)."
+)
+
+
+def _split(value: str, flag: str, allowed: list[str]) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in allowed]
+    if bad or not items:
+        raise UserError(
+            f"{flag}: unknown value(s) {', '.join(bad) or '(empty)'} (allowed: {', '.join(allowed)})"
+        )
+    return items
+
+
+def matrix(
+    strategies: Annotated[
+        str, typer.Option(help="Comma-separated strategies.")
+    ] = "naive,lock,optimistic,lua",
+    faults: Annotated[
+        str, typer.Option(help="Comma-separated faults; 'none' = no fault.")
+    ] = "none,redis-kill,worker-kill",
+    durability: Annotated[
+        str, typer.Option(help="Comma-separated durability modes.")
+    ] = "none,aof-always",
+    base: Annotated[Path, typer.Option(help="Experiment file every cell starts from.")] = Path(
+        "experiments/matrix-base.yaml"
+    ),
+    shoppers: Annotated[int | None, typer.Option(help="Shoppers per cell (bounded).")] = None,
+    stock: Annotated[int | None, typer.Option(help="Stock per cell.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Matrix directory (default reports/matrix-<time>).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print matrix.json cells.")] = False,
+) -> None:
+    """Run every strategy through every fault under every durability mode."""
+    from chaos.faults import fault_names
+    from flashlab.commands.run import load_with_overrides
+    from flashlab.matrix import NO_FAULT, run_matrix
+    from system.contract import Strategy
+    from system.platforms.base import DURABILITY_MODES
+
+    strategy_list = _split(strategies, "--strategies", [s.value for s in Strategy])
+    fault_list = _split(faults, "--faults", [NO_FAULT, *fault_names()])
+    durability_list = _split(durability, "--durability", list(DURABILITY_MODES))
+    if shoppers is not None and not 1 <= shoppers <= 20_000:
+        raise UserError("--shoppers: must be between 1 and 20000 per matrix cell")
+    base_exp = load_with_overrides(base, {"scenario.shoppers": shoppers, "product.stock": stock})
+    out_dir = out or Path("reports") / f"matrix-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise UserError(f"--out: {out_dir} already exists and is not empty")
+
+    total = len(strategy_list) * len(fault_list) * len(durability_list)
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True, disable=json_output) as bar:
+        task = bar.add_task("matrix", total=total)
+
+        def on_cell(cell, index: int, n: int) -> None:
+            bar.update(
+                task,
+                completed=index,
+                description=f"{cell.strategy} × {cell.fault} × {cell.durability}",
+            )
+
+        cells = run_matrix(base_exp, strategy_list, fault_list, durability_list, out_dir, on_cell)
+        bar.update(task, completed=total)
+
+    from analysis.report import write_matrix_report
+
+    html = write_matrix_report(out_dir)
+    if json_output:
+        emit_json([c.__dict__ | {"unexpected": c.unexpected} for c in cells])
+    else:
+        _print_cells(cells)
+        console.print(f"matrix: [bold]{out_dir / 'matrix.json'}[/]  report: [bold]{html}[/]")
+    raise typer.Exit(1 if any(c.unexpected and c.expected != "fail" for c in cells) else 0)
+
+
+def _print_cells(cells) -> None:
+    from rich.table import Table
+
+    table = Table(title="strategy × fault × durability", title_justify="left")
+    for col in (
+        "strategy",
+        "fault",
+        "durability",
+        "verdict",
+        "expected",
+        "oversell",
+        "lost",
+        "p99 ms",
+    ):
+        table.add_column(col, justify="right" if col in ("oversell", "lost", "p99 ms") else "left")
+    for c in cells:
+        style = "red" if c.unexpected else ("green" if c.verdict == "pass" else "yellow")
+        p99 = "—" if c.p99_ms is None else f"{c.p99_ms:,.0f}"
+        table.add_row(
+            c.strategy,
+            c.fault,
+            c.durability,
+            f"[{style}]{c.verdict}[/]",
+            c.expected,
+            str(c.oversell),
+            str(c.lost_acknowledged),
+            p99,
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog=EPILOG)(matrix)

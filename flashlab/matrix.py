@@ -1,0 +1,126 @@
+"""The strategy x fault x durability matrix: expands a grid into experiments, runs each, writes matrix.json."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from analysis.rundir import write_json_atomic
+from chaos.experiment import Experiment, FaultSpec
+from flashlab.run import RunRequest, execute
+
+NO_FAULT = "none"
+# Faults that can lose acknowledged writes when Redis does not fsync every write.
+_REDIS_LOSS_FAULTS = {"redis-kill", "redis-restart"}
+
+
+@dataclass
+class Cell:
+    strategy: str
+    fault: str
+    durability: str
+    expected: str  # "pass" | "fail" | "any"
+    run_dir: str = ""
+    verdict: str = "error"
+    oversell: int | None = None
+    lost_acknowledged: int | None = None
+    duplicate_purchases: int | None = None
+    p99_ms: float | None = None
+    conflict_rate: float | None = None
+    wall_s: float | None = None
+    error: str | None = None
+
+    @property
+    def unexpected(self) -> bool:
+        return self.verdict == "error" or (self.expected != "any" and self.verdict != self.expected)
+
+
+def expected_verdict(strategy: str, fault: str, durability: str) -> str:
+    """What a correct lab should find: naive oversells; Redis crashes may lose data unless AOF always."""
+    if strategy == "naive":
+        return "fail"
+    if fault in _REDIS_LOSS_FAULTS and durability != "aof-always":
+        return "any"
+    return "pass"
+
+
+def cell_experiment(base: Experiment, strategy: str, fault: str, durability: str) -> Experiment:
+    data = base.model_dump(mode="json")
+    data["name"] = f"{strategy}-{fault}-{durability}"
+    data["product"]["strategy"] = strategy
+    data["stack"]["durability"] = durability
+    data["faults"] = (
+        []
+        if fault == NO_FAULT
+        else [
+            FaultSpec(fault=fault, at_s=base_fault_at(base), duration_s=1.0).model_dump(mode="json")
+        ]
+    )
+    return Experiment.model_validate(data)
+
+
+def base_fault_at(base: Experiment) -> float:
+    """Inject a third of the way into the arrival window, so there is a before, a during and an after."""
+    arrival = base.scenario.arrival
+    span = {"spike": "window_s", "ramp": "duration_s"}.get(arrival.kind)
+    window = (
+        getattr(arrival, span)
+        if span
+        else base.scenario.shoppers / getattr(arrival, "rate_per_s", 1000.0)
+    )
+    return round(max(0.3, window / 3), 2)
+
+
+def run_matrix(
+    base: Experiment,
+    strategies: list[str],
+    faults: list[str],
+    durabilities: list[str],
+    out_dir: Path,
+    on_cell: Callable[[Cell, int, int], None] = lambda *_: None,
+) -> list[Cell]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    grid = list(itertools.product(strategies, faults, durabilities))
+    cells: list[Cell] = []
+    for index, (strategy, fault, durability) in enumerate(grid):
+        cell = Cell(strategy, fault, durability, expected_verdict(strategy, fault, durability))
+        on_cell(cell, index, len(grid))
+        started = time.monotonic()
+        try:
+            exp = cell_experiment(base, strategy, fault, durability)
+            outcome = execute(RunRequest(experiment=exp, run_dir=out_dir / exp.name))
+            _fill(cell, outcome.summary)
+            cell.run_dir = exp.name
+        except Exception as exc:  # one broken cell must not lose the rest of the grid
+            cell.error = f"{type(exc).__name__}: {exc}"
+        cell.wall_s = round(time.monotonic() - started, 2)
+        cells.append(cell)
+        write_matrix_json(out_dir, base, cells)
+    return cells
+
+
+def _fill(cell: Cell, summary: dict[str, Any]) -> None:
+    cell.verdict = summary["verdict"]
+    cell.oversell = summary.get("oversell")
+    cell.lost_acknowledged = summary.get("lost_acknowledged")
+    cell.duplicate_purchases = summary.get("duplicate_purchases")
+    cell.p99_ms = (summary.get("latency_ms") or {}).get("p99")
+    cell.conflict_rate = summary.get("conflict_rate")
+
+
+def write_matrix_json(out_dir: Path, base: Experiment, cells: list[Cell]) -> Path:
+    path = out_dir / "matrix.json"
+    write_json_atomic(
+        path,
+        {
+            "written_at": datetime.now(UTC).isoformat(),
+            "base": base.model_dump(mode="json"),
+            "cells": [asdict(c) | {"unexpected": c.unexpected} for c in cells],
+        },
+    )
+    return path

@@ -1,0 +1,77 @@
+"""Facts about where and with what a run was made: versions, git revision, host (for manifest.json)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+_PACKAGES = (
+    "flashlab",
+    "fastapi",
+    "uvicorn",
+    "redis",
+    "aiohttp",
+    "httpx",
+    "ray",
+    "pyarrow",
+    "pandas",
+)
+
+
+def _version_of(binary: str, *args: str) -> str | None:
+    path = shutil.which(binary) or (
+        f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None
+    )
+    if not path:
+        return None
+    try:
+        out = subprocess.run([path, *args], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (
+        (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else None
+    )
+
+
+def versions() -> dict[str, Any]:
+    found: dict[str, Any] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    found["redis-server"] = _version_of("redis-server", "--version")
+    found["nginx"] = _version_of("nginx", "-v")
+    return found
+
+
+def git_revision(root: Path | None = None) -> dict[str, Any]:
+    root = root or Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=5
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "-uno"))}
+
+
+def host() -> dict[str, Any]:
+    import psutil
+
+    return {
+        "hostname": platform.node(),
+        "os": platform.platform(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "machine": platform.machine(),
+    }
