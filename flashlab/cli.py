@@ -75,3 +75,7 @@ def main() -> None:
         app()
     except UserError as exc:
         die(str(exc), exc.code)
+
+
+if __name__ == "__main__":
+    main()

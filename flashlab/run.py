@@ -108,6 +108,10 @@ class MetricsScraper:
             self._scrape(client)  # a final scrape after the load, for the end-of-run counters
 
     def start(self) -> MetricsScraper:
+        # One scrape before the load, synchronously: reconciliation takes its counters as the
+        # baseline, so a stack that served earlier runs (--target) does not look like it oversold.
+        with httpx.Client(timeout=2.0) as client:
+            self._scrape(client)
         self._thread.start()
         return self
 
@@ -220,10 +224,9 @@ def _execute(
 ) -> RunOutcome:
     from analysis.summary import summarize
     from chaos.scheduler import FaultScheduler
-    from system.truth import read_truth
-
     from simulator.engines import LoadPlan, get_engine
     from simulator.history import HistoryWriter
+    from system.truth import read_truth
 
     with ExitStack() as cleanup:
         req.on_phase("starting stack")

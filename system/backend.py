@@ -15,21 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis import exceptions as rex
 from redis.asyncio.connection import BlockingConnectionPool, Connection, UnixDomainSocketConnection
 from redis.backoff import NoBackoff
-from redis.exceptions import (
-    BusyLoadingError,
-    ConnectionError as RedisConnectionError,
-    RedisError,
-    ResponseError,
-    TimeoutError as RedisTimeoutError,
-)
+from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
 from system.settings import Settings
 
 # Everything the API treats as "the backend is unavailable" (never a 500).
-BACKEND_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
+BACKEND_ERRORS: tuple[type[BaseException], ...] = (rex.RedisError, OSError, asyncio.TimeoutError)
 
 
 @dataclass(slots=True)
@@ -57,6 +52,13 @@ def arm() -> None:
     tracker = _TRACKER.get()
     if tracker is not None:
         tracker.armed = True
+
+
+def disarm() -> None:
+    """Called when the armed write is known not to have applied (e.g. EXEC aborted by WATCH)."""
+    tracker = _TRACKER.get()
+    if tracker is not None:
+        tracker.armed = tracker.sent = False
 
 
 def maybe_committed() -> bool:
@@ -87,15 +89,15 @@ class TrackingUnixConnection(_TrackingMixin, UnixDomainSocketConnection):
 
 def error_kind(exc: BaseException) -> str:
     """A short label for flashlab_redis_errors_total{kind}."""
-    if isinstance(exc, BusyLoadingError):
+    if isinstance(exc, rex.BusyLoadingError):
         return "loading"
-    if isinstance(exc, RedisConnectionError) and "No connection available" in str(exc):
+    if isinstance(exc, rex.ConnectionError) and "No connection available" in str(exc):
         return "pool_exhausted"
-    if isinstance(exc, RedisTimeoutError | asyncio.TimeoutError):
+    if isinstance(exc, rex.TimeoutError | asyncio.TimeoutError):
         return "timeout"
-    if isinstance(exc, RedisConnectionError | OSError):
+    if isinstance(exc, rex.ConnectionError | OSError):
         return "connection"
-    if isinstance(exc, ResponseError):
+    if isinstance(exc, rex.ResponseError):
         return "response"
     return "other"
 
@@ -106,7 +108,9 @@ class Backend:
     def __init__(self, settings: Settings) -> None:
         timeout = settings.redis_timeout_s
         connection_class = (
-            TrackingUnixConnection if settings.redis_url.startswith("unix://") else TrackingConnection
+            TrackingUnixConnection
+            if settings.redis_url.startswith("unix://")
+            else TrackingConnection
         )
         self.timeout_s = timeout
         self.pool = BlockingConnectionPool.from_url(
@@ -119,6 +123,12 @@ class Backend:
             retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
             driver_info=None,  # no CLIENT SETINFO round trips on every (re)connect
+            # RESP2 and no maintenance notifications: redis-py 8 defaults to RESP3 with
+            # notifications "auto", which also skips the pool's check-out test for dead
+            # connections. With it, a connection Redis closed is detected at check-out, so
+            # a write is never sent into a dead socket and reported as maybe-committed.
+            protocol=2,
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
             decode_responses=True,
         )
         self.redis: aioredis.Redis = aioredis.Redis(connection_pool=self.pool)
@@ -134,3 +144,30 @@ class Backend:
     async def close(self) -> None:
         await self.redis.aclose()
         await self.pool.aclose()
+
+
+def pack_bulk(*args: bytes) -> bytes:
+    """RESP-encode bulk strings (no array header): used to pre-pack constant command prefixes."""
+    return b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+async def execute_packed(redis: aioredis.Redis, packed: bytes) -> Any:
+    """Send one pre-packed command on a pooled connection and return its parsed reply.
+
+    The hot purchase path uses this instead of `redis.execute_command`: same pool, timeouts and
+    hiredis parser, without per-call argument encoding and the client's retry/observability
+    layers (retries are disabled anyway). Error replies raise like redis-py (NoScriptError, ...).
+    """
+    pool = redis.connection_pool
+    conn = await pool.get_connection()
+    try:
+        await conn.send_packed_command(packed, check_health=False)
+        return await conn.read_response()
+    except rex.ResponseError:
+        raise  # a complete error reply: the connection is still in sync
+    except BaseException:
+        # Anything else (timeout, reset, cancellation) may leave a reply in flight: never reuse.
+        await conn.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(conn)

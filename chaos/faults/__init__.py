@@ -2,24 +2,66 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-# name -> "module:Class", filled by the chaos issue; names listed here are valid in experiment files.
-FAULTS: dict[str, str] = {}
+if TYPE_CHECKING:
+    from chaos.faults.base import Fault
+
+# name -> "module:Class"; names listed here are valid in experiment files.
+FAULTS: dict[str, str] = {
+    "redis-restart": "chaos.faults.redis:RedisRestart",
+    "redis-kill": "chaos.faults.redis:RedisKill",
+    "redis-pause": "chaos.faults.redis:RedisPause",
+    "worker-kill": "chaos.faults.workers:WorkerKill",
+    "nginx-reload": "chaos.faults.nginx:NginxReload",
+    "nginx-kill": "chaos.faults.nginx:NginxKill",
+    "latency": "chaos.faults.network:Latency",
+    "jitter": "chaos.faults.network:Jitter",
+    "reset": "chaos.faults.network:Reset",
+    "blackhole": "chaos.faults.network:Blackhole",
+    "bandwidth": "chaos.faults.network:Bandwidth",
+    "actor-kill": "chaos.faults.actors:ActorKill",
+}
 
 
 def fault_names() -> list[str]:
     return sorted(FAULTS)
 
 
+def fault_class(name: str) -> type[Fault]:
+    """The class registered under `name`; ValueError naming the allowed faults when unknown."""
+    try:
+        module, cls = FAULTS[name].split(":")
+    except KeyError:
+        raise ValueError(f"unknown fault {name!r} (allowed: {', '.join(fault_names())})") from None
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_fault(name: str, params: dict[str, Any] | None = None, index: int = 0) -> Fault:
+    return fault_class(name)(params, index=index)
+
+
+def needs_proxy(names: Iterable[str]) -> bool:
+    """True when any of these faults acts through the TCP fault proxy (the stack must start it)."""
+    return any(name in FAULTS and fault_class(name).needs_proxy for name in names)
+
+
 def fault_param_error(name: str, params: dict[str, Any]) -> str | None:
     """Validate a fault's params; returns an error message or None. Unknown names are caught earlier."""
-    import importlib
+    from pydantic import ValidationError
 
-    module, cls = FAULTS[name].split(":")
-    fault_cls = getattr(importlib.import_module(module), cls)
+    fault_cls = fault_class(name)
     try:
         fault_cls.Params.model_validate(params)
-    except Exception as exc:  # pydantic.ValidationError: keep the first line, it names the field
-        return str(exc).splitlines()[1] if "\n" in str(exc) else str(exc)
+    except ValidationError as exc:  # first error only, as "field: what is wrong"
+        err = exc.errors()[0]
+        # The first loc part is the field; later parts are union branches ("count.int").
+        where = str(err["loc"][0]) if err["loc"] else "params"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(fault_cls.Params.model_fields) or "none"
+            msg = f"unknown field (allowed: {allowed})"
+        return f"{where}: {msg}"
     return None

@@ -32,12 +32,12 @@ def check(
 
       flashlab check reports/20261125-101500-lua-ab12 --json | jq .checks
     """
-    from analysis.summary import summarize
+    run = _load(run_dir)  # fail fast, before the heavier imports
 
     from analysis.rundir import SUMMARY, write_json_atomic
+    from analysis.summary import summarize
     from flashlab.commands.display import print_summary
 
-    run = _load(run_dir)
     summary = summarize(run)
     if write:
         write_json_atomic(run_dir / SUMMARY, summary)

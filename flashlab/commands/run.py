@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +30,10 @@ def load_with_overrides(path: Path, overrides: dict[str, Any]) -> Any:
         raise UserError(str(exc)) from None
 
 
+def _raise_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> int:
     """Shared by `run`, `demo` and `matrix`: execute with a live display, print tables or JSON."""
     from flashlab.commands.display import LiveRun, print_summary
@@ -40,12 +45,15 @@ def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> int:
     )
     request.on_progress = live.update
     request.on_phase = live.set_phase if not (json_output or quiet) else (lambda _p: None)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` reaps like Ctrl-C does
     try:
         with live:
             outcome = execute(request)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stack and workers stopped; run left incomplete[/]")
         raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if json_output:
         emit_json(outcome.summary | {"run_dir": str(outcome.run_dir)})
     elif not quiet:

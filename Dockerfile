@@ -1,0 +1,52 @@
+# flashlab images, built with NO image registry (scripts/build-images.sh; docs/COMPOSE.md).
+# One app image runs the api workers, redis, nginx and the fault proxy (different commands per
+# service); the prometheus target adds the Prometheus server on top of it.
+# Offline by default: BASE is a debootstrap'd Debian bookworm imported as flashlab-base:bookworm.
+# Where a registry is reachable: --build-arg BASE=debian:bookworm-slim works the same.
+# Build with --network host: RUN steps fetch Debian packages from the host's mirror; Python
+# packages come only from the host-built wheelhouse (containers cannot reach PyPI).
+ARG BASE=flashlab-base:bookworm
+
+FROM ${BASE} AS os
+ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends python3 python3-venv ca-certificates >/dev/null \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+
+# Wheels are installed in a throwaway stage, so the wheelhouse never becomes an image layer.
+FROM os AS venv
+COPY .wheelhouse/deps/ /wheels/deps/
+RUN python3 -m venv /opt/flashlab \
+ && /opt/flashlab/bin/pip install -q --no-cache-dir --no-index --find-links /wheels/deps \
+      -r /wheels/deps/requirements.txt
+# The project last: editing code rebuilds only this layer. --no-deps: its full dependency list
+# (ray, pandas, ...) is for the host lab, not for the containers.
+COPY .wheelhouse/project/ /wheels/project/
+RUN /opt/flashlab/bin/pip install -q --no-cache-dir --no-index --no-deps /wheels/project/*.whl
+
+# Shared tail of both runtime images: the venv and how Python runs.
+FROM os AS app
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends redis-server nginx-light >/dev/null \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+ && mkdir -p /data
+COPY --from=venv /opt/flashlab /opt/flashlab
+ENV PATH=/opt/flashlab/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /data
+EXPOSE 8000
+# The api service's command (docker-compose.yml sets each service's own).
+CMD ["python", "-m", "uvicorn", "system.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+
+# From `os`, not `app`: a code change then reuses the cached prometheus package layer.
+# The venv is here only to render prometheus.yml from the shared template at start.
+FROM os AS prometheus
+# libjs-moment-timezone is 220 MB of timezone data for the web UI's graphs only; the scrape
+# loop and the HTTP API (all the lab uses) run without it.
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+ && dpkg --remove --force-depends libjs-moment-timezone >/dev/null \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+COPY --from=venv /opt/flashlab /opt/flashlab
+ENV PATH=/opt/flashlab/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+EXPOSE 9090
+CMD ["python", "-m", "system.platforms.compose", "exec", "prometheus"]

@@ -1,0 +1,379 @@
+"""Self-contained HTML reports: one report.html per run directory and matrix.html per matrix directory.
+
+Numbers come only from summary.json (the analysis layer's verdict and statistics; computed with
+analysis.summary.summarize and written first when missing); plots come from the run's own files
+via analysis.rundir.load_run and analysis.plots. Every shown measurement goes through `fmt`, and
+carries `data-key` (its dotted path in summary.json) and `data-fmt` (its format kind), so a test
+or a script can check each figure against the JSON. Images are inline base64 PNGs and the CSS is
+inline: the file opens offline and makes no network request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup, escape
+
+from analysis import plots
+from analysis.rundir import REPORT, SUMMARY, Run, RunDirError, load_run, write_json_atomic
+
+MATRIX_JSON = "matrix.json"
+MATRIX_HTML = "matrix.html"
+MAX_EVIDENCE_ROWS = 5  # example operations shown per anomaly
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("analysis", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+# --- number formatting: one rule per kind, so the same quantity always looks the same -----------
+
+RATE_SUFFIXES = ("_rate", "_share", "availability")
+KIND_SUFFIX = {"pct": "%", "ms": " ms", "s": " s", "rps": " req/s"}
+
+
+def kind_of(path: str) -> str:
+    """Format kind for a dotted summary path, from its last parts' names (e.g. latency_ms.p99 -> ms)."""
+    parts = [p for p in path.split(".") if not p.isdigit()]
+    last = parts[-1] if parts else ""
+    parent = parts[-2] if len(parts) > 1 else ""
+    if last.endswith(RATE_SUFFIXES):
+        return "pct"
+    if last.endswith("_ms") or parent.endswith("_ms"):
+        return "ms"
+    if last.endswith("_rps"):
+        return "rps"
+    if last.endswith("_s"):
+        return "s"
+    if last == "rank_correlation":
+        return "corr"
+    return "num"
+
+
+def fmt(value: Any, kind: str = "num") -> tuple[str, str]:
+    """(text, effective kind) for a summary value; None is an em dash, never 0."""
+    if value is None:
+        return "—", "none"
+    if isinstance(value, bool):
+        return ("yes" if value else "no"), "bool"
+    if isinstance(value, str):
+        return value, "str"
+    if isinstance(value, int) and kind in ("num", "int"):
+        return f"{value:,}", "int"
+    if not isinstance(value, int | float):
+        return json.dumps(value), "json"
+    number = float(value)
+    if kind == "pct":
+        return f"{number * 100:.2f}{KIND_SUFFIX['pct']}", "pct"
+    if kind == "ms":
+        return f"{number:,.1f}{KIND_SUFFIX['ms']}", "ms"
+    if kind == "s":
+        return f"{number:,.2f}{KIND_SUFFIX['s']}", "s"
+    if kind == "rps":
+        return f"{number:,.1f}{KIND_SUFFIX['rps']}", "rps"
+    if kind == "corr":
+        return f"{number:+.3f}", "corr"
+    # Integral floats (a hypothesis threshold like `oversell == 0`) read as integers.
+    return (f"{int(number):,}", "int") if number.is_integer() else (f"{number:,.3f}", "num")
+
+
+def value_at(data: Any, path: str) -> Any:
+    return plots.summary_value(data, path)
+
+
+def make_cell(data: dict[str, Any]) -> Callable[..., Markup]:
+    """The template's `v(path)`: a <span> with the formatted value and its data-key/data-fmt."""
+
+    def v(path: str, like: str | None = None, tag: str = "span", cls: str = "num") -> Markup:
+        # `like`: format as this other key would be (a hypothesis clause's measured value
+        # is a latency if the clause names latency_ms.p99).
+        text, kind = fmt(value_at(data, path), kind_of(like or path))
+        return Markup(
+            f'<{tag} class="{escape(cls)}" data-key="{escape(path)}" data-fmt="{kind}">'
+            f"{escape(text)}</{tag}>"
+        )
+
+    return v
+
+
+# --- run report ---------------------------------------------------------------------------------
+
+KEY_NUMBERS: list[tuple[str, list[str]]] = [
+    ("sold / stock", ["sold", "stock_initial"]),
+    ("oversell", ["oversell"]),
+    ("lost acknowledged orders", ["lost_acknowledged"]),
+    ("duplicate purchases", ["duplicate_purchases"]),
+    ("phantom orders", ["phantom_orders"]),
+    ("stock remaining", ["stock_remaining"]),
+    ("conflict rate (409 busy)", ["conflict_rate"]),
+    ("success rate", ["success_rate"]),
+    ("error rate", ["error_rate"]),
+    ("availability", ["availability"]),
+    ("response p50 / p95 / p99", ["latency_ms.p50", "latency_ms.p95", "latency_ms.p99"]),
+    (
+        "service p50 / p95 / p99",
+        ["service_latency_ms.p50", "service_latency_ms.p95", "service_latency_ms.p99"],
+    ),
+    ("throughput", ["throughput_rps"]),
+    ("sell-out (Redis truth)", ["sellout_s"]),
+    ("first sold_out answer", ["sellout_first_answer_s"]),
+    ("shoppers / attempts", ["shoppers", "attempts"]),
+    ("load duration", ["duration_s"]),
+    ("indeterminate rate", ["indeterminate_rate"]),
+]
+LATENCY_SETS = [
+    ("response time (all)", "latency_ms"),
+    ("service time (all)", "service_latency_ms"),
+    ("response time (ok only)", "latency_ok_ms"),
+    ("service time (ok only)", "service_latency_ok_ms"),
+]
+PERCENTILE_COLUMNS = ["p50", "p90", "p95", "p99", "p999", "max"]
+EVIDENCE_COLUMNS = [
+    "op_id",
+    "user_id",
+    "profile",
+    "attempt",
+    "type",
+    "status",
+    "code",
+    "order_id",
+    "remaining",
+    "error",
+]
+
+
+def ensure_summary(run_dir: Path) -> dict[str, Any]:
+    """summary.json, computed with analysis.summary.summarize and written first if missing."""
+    path = run_dir / SUMMARY
+    if not path.exists():
+        from analysis.summary import summarize
+
+        write_json_atomic(path, summarize(load_run(run_dir, require_complete=False)))
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{path}: not valid JSON ({exc.msg})") from exc
+
+
+def _evidence(run: Run, examples: list[str]) -> list[dict[str, Any]]:
+    """History rows (ops) or truth orders matching a check's example ids; raw evidence, not summary numbers."""
+    h = run.history
+    ids = set(examples[:MAX_EVIDENCE_ROWS])
+    rows = h[h["op_id"].isin(ids) | h["order_id"].isin(ids) | h["user_id"].isin(ids)]
+    out = [
+        {c: _cell_text(r[c]) for c in EVIDENCE_COLUMNS} | {"source": "history"}
+        for _, r in rows.head(MAX_EVIDENCE_ROWS * 2).iterrows()
+    ]
+    known = {r["order_id"] for r in out}
+    for order in run.truth.orders:
+        if (order.order_id in ids or order.user_id in ids) and order.order_id not in known:
+            out.append(
+                dict.fromkeys(EVIDENCE_COLUMNS, "")
+                | {
+                    "user_id": order.user_id,
+                    "order_id": order.order_id,
+                    "source": "redis",
+                    "type": "order",
+                    "error": f"server ts_ms {order.ts_ms}",
+                }
+            )
+    return out[: MAX_EVIDENCE_ROWS * 2]
+
+
+def _cell_text(value: Any) -> str:
+    """A history cell as text: nulls empty, and `remaining` (float once pandas saw a null) as an integer."""
+    if value is None or (isinstance(value, float) and value != value):  # NaN != NaN
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _anomalies(run: Run, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for name, result in (summary.get("checks") or {}).items():
+        if result.get("ok", True):
+            continue
+        examples = [str(e) for e in result.get("examples") or []]
+        found.append({"name": name, "examples": examples, "evidence": _evidence(run, examples)})
+    return found
+
+
+def _figures(run: Run, summary: dict[str, Any]) -> dict[str, str]:
+    """Inline images, one data URI per plot; a plot that cannot be drawn is left out, not fatal."""
+    makers: dict[str, Callable[[], Any]] = {
+        "latency_cdf": lambda: plots.latency_cdf(run),
+        "timeline": lambda: plots.timeline(run),
+        "conflict_rate": lambda: plots.conflict_rate(run),
+        "fairness": lambda: plots.fairness_deciles(summary),
+    }
+    out = {}
+    for name, make in makers.items():
+        if run.history.empty and name != "fairness":
+            continue
+        out[name] = plots.data_uri(make())
+    return out
+
+
+def _table_columns(rows: list[dict[str, Any]]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    return columns
+
+
+def _manifest_view(manifest: dict[str, Any]) -> dict[str, Any]:
+    exp = manifest.get("experiment") or {}
+    stack = manifest.get("stack") or {}
+    return {
+        "synthetic": bool(manifest.get("synthetic")),
+        "experiment_name": exp.get("name", ""),
+        "description": exp.get("description", ""),
+        "strategy": (exp.get("product") or {}).get("strategy", ""),
+        "durability": (exp.get("stack") or {}).get("durability", ""),
+        "platform": stack.get("platform") or (exp.get("stack") or {}).get("platform", ""),
+        "faults": [
+            f"{f.get('fault')} at {f.get('at_s')} s for {f.get('duration_s')} s"
+            for f in exp.get("faults") or []
+        ],
+        "facts": {
+            "run id": manifest.get("run_id", ""),
+            "started at": manifest.get("started_at", ""),
+            "finished at": manifest.get("finished_at", ""),
+            "complete": manifest.get("complete", ""),
+            "git revision": json.dumps(manifest.get("git_revision", "")),
+            "host": json.dumps(manifest.get("host", "")),
+            "seed": exp.get("seed", ""),
+        },
+        "versions": manifest.get("versions") or {},
+        "components": [
+            {k: c.get(k) for k in ("name", "kind", "pid", "container", "port", "restarts")}
+            for c in stack.get("components") or []
+        ],
+        "experiment_json": json.dumps(exp, indent=2, sort_keys=False, default=str),
+    }
+
+
+def render_report(run: Run, summary: dict[str, Any]) -> str:
+    template = _TEMPLATES.get_template("report.html.j2")
+    recovery = summary.get("recovery") or []
+    return template.render(
+        v=make_cell(summary),
+        s=summary,
+        run_id=summary.get("run_id") or run.run_id,
+        manifest=_manifest_view(run.manifest),
+        key_numbers=KEY_NUMBERS,
+        latency_sets=[(label, key) for label, key in LATENCY_SETS if key in summary],
+        percentiles=PERCENTILE_COLUMNS,
+        codes=sorted((summary.get("codes") or {}).items(), key=lambda kv: -int(kv[1] or 0)),
+        checks=summary.get("checks") or {},
+        anomalies=_anomalies(run, summary),
+        evidence_columns=["source", *EVIDENCE_COLUMNS],
+        recovery=recovery,
+        recovery_columns=_table_columns(recovery),
+        reconciliation=summary.get("reconciliation") or {},
+        fairness=summary.get("fairness") or {},
+        figures=_figures(run, summary),
+    )
+
+
+def write_report(run_dir: Path | str) -> Path:
+    """Write `<run_dir>/report.html` (atomically) and return its path."""
+    run_dir = Path(run_dir)
+    summary = ensure_summary(run_dir)
+    # The orchestrator writes the report before it flips `complete`, so do not require it here.
+    run = load_run(run_dir, require_complete=False)
+    return _write_atomic(run_dir / REPORT, render_report(run, summary))
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    tmp = path.with_suffix(path.suffix + ".partial")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+# --- matrix report ------------------------------------------------------------------------------
+
+
+def load_matrix(matrix_dir: Path) -> list[dict[str, Any]]:
+    """Cells of matrix.json: either a bare list or {"cells": [...]} (what flashlab.matrix writes)."""
+    path = matrix_dir / MATRIX_JSON
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise RunDirError(f"{matrix_dir}: missing {MATRIX_JSON}") from exc
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{path}: not valid JSON ({exc.msg})") from exc
+    cells = data.get("cells") if isinstance(data, dict) else data
+    if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
+        raise RunDirError(f"{path}: cells: expected a list of objects")
+    for i, cell in enumerate(cells):
+        missing = [k for k in ("strategy", "fault", "durability", "verdict") if k not in cell]
+        if missing:
+            raise RunDirError(f"{path}: cells.{i}: missing {', '.join(missing)}")
+    return cells
+
+
+def is_unexpected(cell: dict[str, Any]) -> bool:
+    """An error, or a verdict other than the expected one ("any" accepts both)."""
+    if "unexpected" in cell:
+        return bool(cell["unexpected"])
+    expected = cell.get("expected", "any")
+    return cell["verdict"] not in ("pass", "fail") or (
+        expected != "any" and cell["verdict"] != expected
+    )
+
+
+def _ordered(cells: list[dict[str, Any]], key: str) -> list[str]:
+    return list(dict.fromkeys(str(c[key]) for c in cells))
+
+
+def _matrix_tables(cells: list[dict[str, Any]], matrix_dir: Path) -> list[dict[str, Any]]:
+    """One grid (strategy rows x fault columns) per durability mode."""
+    strategies, faults = _ordered(cells, "strategy"), _ordered(cells, "fault")
+    tables = []
+    for durability in _ordered(cells, "durability"):
+        grid: dict[tuple[str, str], dict[str, Any]] = {}
+        for index, cell in enumerate(cells):
+            if str(cell["durability"]) == durability:
+                run_dir = cell.get("run_dir") or ""
+                has_report = bool(run_dir) and (matrix_dir / run_dir / REPORT).exists()
+                grid[(str(cell["strategy"]), str(cell["fault"]))] = {
+                    "index": index,
+                    "cell": cell,
+                    "unexpected": is_unexpected(cell),
+                    "href": f"{run_dir}/{REPORT}" if has_report else None,
+                }
+        tables.append({"durability": durability, "grid": grid})
+    return [{"strategies": strategies, "faults": faults, **t} for t in tables]
+
+
+def render_matrix(cells: list[dict[str, Any]], matrix_dir: Path) -> str:
+    template = _TEMPLATES.get_template("matrix.html.j2")
+    counts = {
+        "cells": len(cells),
+        "pass": sum(c["verdict"] == "pass" for c in cells),
+        "fail": sum(c["verdict"] == "fail" for c in cells),
+        "unexpected": sum(is_unexpected(c) for c in cells),
+    }
+    return template.render(
+        v=make_cell({"cells": cells}),
+        title=matrix_dir.name,
+        tables=_matrix_tables(cells, matrix_dir),
+        counts=counts,
+    )
+
+
+def write_matrix_report(matrix_dir: Path | str) -> Path:
+    """Write `<matrix_dir>/matrix.html` from its matrix.json and return its path."""
+    matrix_dir = Path(matrix_dir)
+    cells = load_matrix(matrix_dir)
+    return _write_atomic(matrix_dir / MATRIX_HTML, render_matrix(cells, matrix_dir))

@@ -1,0 +1,264 @@
+"""Run statistics from the history alone: outcome classes, rates, latency percentiles, time series, sell-out, fairness.
+
+Definitions (every rate's denominator is `attempts` = history rows, one per purchase attempt):
+- success_rate       = attempts with type `ok` / attempts.
+- conflict_rate      = attempts answered 409 `busy` (lost the race) / attempts.
+- expected answers   = `sold_out`, `already_purchased`, `busy`: correct business answers, not errors.
+- error_rate         = attempts that are neither `ok` nor an expected answer / attempts. This counts
+                       503s, gateway errors, transport failures and timeouts (including the
+                       indeterminate `info` ops), 5xx bugs and unexpected 4xx (a client/contract bug).
+- indeterminate_rate = `info` attempts / attempts.
+- available          = an HTTP answer arrived (status != 0) and it is not a 5xx. availability =
+                       available attempts / attempts. Sold-out and busy answers count as available.
+- server_error_rate  = attempts answered 5xx other than 502/503/504 / attempts (a 500 is a bug;
+                       503 is the contract's "backend unavailable", 502/504 come from nginx).
+Latency: response time = complete - intended (no coordinated omission), service time =
+complete - invoke, in ms; percentiles use numpy's default (linear interpolation).
+Time series bin ops by their *completion* time, in whole seconds since the load started.
+Sell-out (`sellout_s`) is measured from Redis truth: seconds from load start to the server
+timestamp of the order that took the last unit (the `stock_initial`-th order); None if the
+stock never ran out. `sellout_first_answer_s` is the client view: the first `sold_out` answer.
+Fairness: a shopper *won* if Redis truth holds an order for their user id. rank_correlation is
+Spearman's rho between arrival rank (`shopper`) and winning (1/0): strongly negative means
+first come, first served; near 0 means arrival order did not matter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.rundir import Run
+
+EXPECTED_CODES = frozenset({"sold_out", "already_purchased", "busy"})
+GATEWAY_STATUSES = frozenset({502, 503, 504})
+PERCENTILES: dict[str, float] = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p999": 99.9}
+NS_PER_S = 1_000_000_000
+NS_PER_MS = 1_000_000
+
+
+# --- outcome classes ---------------------------------------------------------------------------
+
+
+def classify(history: pd.DataFrame) -> pd.DataFrame:
+    """Boolean outcome columns, one row per attempt (same index as `history`)."""
+    status = history["status"].astype("int64")
+    code = history["code"].astype("object")
+    is_ok = history["type"].eq("ok")
+    expected = code.isin(EXPECTED_CODES) & ~is_ok
+    answered = status.ne(0)
+    return pd.DataFrame(
+        {
+            "ok": is_ok,
+            "busy": code.eq("busy"),
+            "expected": expected,
+            "info": history["type"].eq("info"),
+            "error": ~is_ok & ~expected,
+            "available": answered & status.lt(500),
+            "server_error": status.ge(500) & ~status.isin(GATEWAY_STATUSES),
+        },
+        index=history.index,
+    )
+
+
+def code_labels(history: pd.DataFrame) -> pd.Series:
+    """The body `code`, or `http_<status>` / `no_answer` when there was none."""
+    status = history["status"].astype("int64")
+    fallback = np.where(status.eq(0), "no_answer", "http_" + status.astype(str))
+    return history["code"].astype("object").where(history["code"].notna(), fallback)
+
+
+def codes(history: pd.DataFrame) -> dict[str, int]:
+    counts = code_labels(history).value_counts()
+    return {str(k): int(v) for k, v in sorted(counts.items())}
+
+
+def _rate(count: int | float, total: int) -> float | None:
+    return float(count) / total if total else None
+
+
+def rates(history: pd.DataFrame) -> dict[str, float | None]:
+    flags = classify(history)
+    n = len(history)
+    return {
+        "success_rate": _rate(flags["ok"].sum(), n),
+        "conflict_rate": _rate(flags["busy"].sum(), n),
+        "error_rate": _rate(flags["error"].sum(), n),
+        "indeterminate_rate": _rate(flags["info"].sum(), n),
+        "availability": _rate(flags["available"].sum(), n),
+        "server_error_rate": _rate(flags["server_error"].sum(), n),
+    }
+
+
+# --- latency -----------------------------------------------------------------------------------
+
+
+def percentiles(values_ms: np.ndarray | pd.Series) -> dict[str, float | None]:
+    """p50/p90/p95/p99/p999/max of `values_ms` (numpy linear interpolation); all None when empty."""
+    arr = np.asarray(values_ms, dtype="float64")
+    if arr.size == 0:
+        return {**dict.fromkeys(PERCENTILES), "max": None}
+    points = np.percentile(arr, list(PERCENTILES.values()))
+    out: dict[str, float | None] = {k: float(v) for k, v in zip(PERCENTILES, points, strict=True)}
+    out["max"] = float(arr.max())
+    return out
+
+
+def response_ms(history: pd.DataFrame) -> pd.Series:
+    return (history["complete_ns"] - history["intended_ns"]) / NS_PER_MS
+
+
+def service_ms(history: pd.DataFrame) -> pd.Series:
+    return (history["complete_ns"] - history["invoke_ns"]) / NS_PER_MS
+
+
+def latency(history: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    ok = history["type"].eq("ok")
+    resp, serv = response_ms(history), service_ms(history)
+    return {
+        "latency_ms": percentiles(resp),
+        "service_latency_ms": percentiles(serv),
+        "latency_ok_ms": percentiles(resp[ok]),
+        "service_latency_ok_ms": percentiles(serv[ok]),
+    }
+
+
+# --- load window -------------------------------------------------------------------------------
+
+
+def load_window(run: Run) -> tuple[int, int]:
+    """(start_ns, end_ns) of the load: the manifest's, else the history's own extent."""
+    h = run.history
+    start = run.manifest.get("load_start_ns")
+    end = run.manifest.get("load_end_ns")
+    if start is None:
+        start = int(h["intended_ns"].min()) if len(h) else 0
+    if end is None:
+        end = int(h["complete_ns"].max()) if len(h) else int(start)
+    return int(start), int(end)
+
+
+def duration_s(run: Run) -> float | None:
+    start, end = load_window(run)
+    return (end - start) / NS_PER_S if end > start else None
+
+
+def throughput_rps(run: Run) -> float | None:
+    duration = duration_s(run)
+    return len(run.history) / duration if duration else None
+
+
+# --- time series -------------------------------------------------------------------------------
+
+
+def _truth_orders(run: Run) -> pd.DataFrame:
+    orders = run.truth.orders
+    return pd.DataFrame(
+        {
+            "order_id": [o.order_id for o in orders],
+            "user_id": [o.user_id for o in orders],
+            "ts_ms": np.array([o.ts_ms for o in orders], dtype="int64"),
+        }
+    )
+
+
+def timeseries(run: Run) -> pd.DataFrame:
+    """Per second since load start (by completion time): attempts, ok, p99, codes, stock (client and truth)."""
+    h = run.history
+    start, _ = load_window(run)
+    sec = ((h["complete_ns"] - start) // NS_PER_S).clip(lower=0).astype("int64")
+    orders = _truth_orders(run)
+    order_sec = ((orders["ts_ms"] * NS_PER_MS - start) // NS_PER_S).clip(lower=0).astype("int64")
+    last = int(max(sec.max() if len(sec) else 0, order_sec.max() if len(order_sec) else 0))
+    index = pd.RangeIndex(last + 1, name="t_s")
+    frame = pd.DataFrame(index=index)
+    frame["attempts"] = sec.value_counts().reindex(index, fill_value=0)
+    frame["ok"] = sec[h["type"].eq("ok")].value_counts().reindex(index, fill_value=0)
+    frame["p99_ms"] = response_ms(h).groupby(sec).quantile(0.99).reindex(index)
+    by_code = pd.crosstab(sec, code_labels(h)).reindex(index, fill_value=0)
+    for code in by_code.columns:
+        frame[f"code:{code}"] = by_code[code]
+    initial = run.truth.stock_initial
+    # Client view: lowest `remaining` any answer reported so far (answers arrive out of order).
+    seen = h["remaining"].groupby(sec).min().reindex(index)
+    frame["stock_client"] = seen.cummin().ffill().fillna(initial)
+    sold = order_sec.value_counts().reindex(index, fill_value=0).cumsum()
+    frame["stock_truth"] = initial - sold
+    return frame
+
+
+def compact_timeseries(frame: pd.DataFrame) -> dict[str, Any]:
+    """The per-second frame as plain lists (JSON-safe; NaN -> None), codes grouped."""
+
+    def col(name: str, digits: int | None = None) -> list[Any]:
+        values = frame[name].astype("float64")
+        if digits is not None:
+            values = values.round(digits)
+        return [None if np.isnan(v) else (int(v) if digits is None else float(v)) for v in values]
+
+    return {
+        "t_s": [int(t) for t in frame.index],
+        "attempts": col("attempts"),
+        "ok": col("ok"),
+        "p99_ms": col("p99_ms", 3),
+        "codes": {c.removeprefix("code:"): col(c) for c in frame.columns if c.startswith("code:")},
+        "stock_client": col("stock_client"),
+        "stock_truth": col("stock_truth"),
+    }
+
+
+# --- sell-out ----------------------------------------------------------------------------------
+
+
+def sellout(run: Run) -> dict[str, float | None]:
+    """Seconds from load start to the last unit's order (truth) and to the first sold_out answer."""
+    start, _ = load_window(run)
+    initial = run.truth.stock_initial
+    ts = np.sort(np.array([o.ts_ms for o in run.truth.orders], dtype="int64"))
+    truth_s: float | None = None
+    if initial == 0:
+        truth_s = 0.0
+    elif ts.size >= initial:
+        truth_s = max(0.0, (int(ts[initial - 1]) * NS_PER_MS - start) / NS_PER_S)
+    h = run.history
+    sold_out = h.loc[h["code"].eq("sold_out"), "complete_ns"]
+    first = (int(sold_out.min()) - start) / NS_PER_S if len(sold_out) else None
+    return {"sellout_s": truth_s, "sellout_first_answer_s": first}
+
+
+# --- fairness ----------------------------------------------------------------------------------
+
+
+def fairness(run: Run) -> dict[str, Any]:
+    """Who won by arrival order: Spearman rho, the early half's share of winners, winners per decile."""
+    h = run.history
+    shoppers = h.groupby("shopper", sort=True)["user_id"].first()
+    n = len(shoppers)
+    winners = {o.user_id for o in run.truth.orders}
+    won = shoppers.isin(winners).to_numpy(dtype="float64")
+    rank = np.arange(n, dtype="float64")  # shoppers sorted by arrival rank
+    rho: float | None = None
+    if n > 1 and 0 < won.sum() < n:
+        # Spearman = Pearson on ranks; ties in `won` get average ranks.
+        rho = float(np.corrcoef(rank, pd.Series(won).rank().to_numpy())[0, 1])
+    total_won = int(won.sum())
+    early = int(won[rank < n / 2].sum())
+    decile = (rank * 10 // max(n, 1)).astype("int64")
+    per = pd.DataFrame({"decile": decile, "won": won}).groupby("decile")["won"].agg(["size", "sum"])
+    deciles = [
+        {
+            "decile": int(d) + 1,
+            "shoppers": int(row["size"]),
+            "winners": int(row["sum"]),
+            "win_rate": float(row["sum"] / row["size"]),
+        }
+        for d, row in per.iterrows()
+    ]
+    return {
+        "rank_correlation": rho,
+        "early_half_win_share": early / total_won if total_won else None,
+        "winners": total_won,
+        "deciles": deciles,
+    }

@@ -1,0 +1,25 @@
+"""The benchmark registry: name -> module. A new benchmark is one module (with `NAME` and
+`run(ctx) -> dict`) plus one line here."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+BENCHMARKS: dict[str, str] = {
+    "ceiling": "bench.ceiling",
+    "simulator": "bench.simulator",
+    "scale": "bench.scale",
+    "reference": "bench.reference",
+    "chaos": "bench.chaos_cost",
+}
+
+
+def bench_names() -> list[str]:
+    return list(BENCHMARKS)
+
+
+def get_bench(name: str) -> ModuleType:
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r} (allowed: {', '.join(BENCHMARKS)}, all)")
+    return importlib.import_module(BENCHMARKS[name])

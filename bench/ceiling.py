@@ -1,0 +1,219 @@
+"""Benchmark `ceiling`: purchase throughput of each strategy against the stack's own ceiling.
+
+wrk -t2 -c64 on GET /healthz through nginx (the cheapest request the stack answers) vs the same
+wrk POSTing /api/v1/shop/buy with a unique x-user-id per request against a product with
+effectively unlimited stock, one strategy at a time, all on one stack in one run. The healthz
+ceiling is measured before and after the purchases and averaged, to cancel slow drift in what
+else the shared machine is doing. Reports purchase_rps / ceiling_rps per strategy.
+When lua misses its target (full size), py-spy samples one API worker during a lua run and the
+hottest frames go into the result line.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    BenchContext,
+    ToolError,
+    buy_body,
+    local_stack,
+    now_iso,
+    pyplot,
+    ratio,
+    reset_product,
+    result_line,
+    run_tool,
+    save_plot,
+    target,
+    wrk,
+)
+from system.contract import BUY_PATH, Strategy
+
+NAME = "ceiling"
+PRODUCT = "bench-ceiling"
+UNLIMITED = 10_000_000
+LUA_TARGET = 0.6
+
+
+def _params(ctx: BenchContext) -> dict[str, Any]:
+    return {
+        "workers": 2,
+        "wrk_threads": 2,
+        "connections": 64,
+        "duration_s": 1 if ctx.tiny else 5,
+        "stock": UNLIMITED,
+        "strategies": [s.value for s in Strategy],
+    }
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    started = now_iso()
+    p = _params(ctx)
+    common = {
+        "threads": p["wrk_threads"],
+        "connections": p["connections"],
+        "duration_s": p["duration_s"],
+    }
+    raw: dict[str, Any] = {"strategies": {}}
+    with local_stack(workers=p["workers"]) as (platform, info):
+        health = f"{info.base_url}/healthz"
+        ctx.log("ceiling: wrk GET /healthz (before)")
+        before = wrk(health, **common)
+        for strategy in p["strategies"]:
+            reset_product(info, PRODUCT, UNLIMITED, strategy)
+            ctx.log(f"ceiling: wrk POST buy, strategy {strategy}")
+            res = wrk(
+                info.base_url + BUY_PATH,
+                method="POST",
+                body=buy_body(PRODUCT),
+                prefix=f"c{strategy}",
+                **common,
+            )
+            raw["strategies"][strategy] = res.brief()
+        ctx.log("ceiling: wrk GET /healthz (after)")
+        after = wrk(health, **common)
+        ceiling = (before.rps + after.rps) / 2
+        raw["healthz_before"], raw["healthz_after"] = before.brief(), after.brief()
+        raw["ceiling_rps"] = round(ceiling, 1)
+        ratios = _ratios(raw, ceiling)
+        lua_ratio = ratios.get("lua")
+        if lua_ratio is not None and lua_ratio < LUA_TARGET and not ctx.tiny:
+            ctx.log("ceiling: lua below target, profiling one API worker with py-spy")
+            raw["profile"] = _profile(platform, info, p, common)
+    targets = {"lua_purchase_over_ceiling": target(lua_ratio, ">=", LUA_TARGET)}
+    plot = _plot(ctx, raw, ratios)
+    return result_line(ctx, NAME, started, p, raw, ratios, targets, plot)
+
+
+def _ratios(raw: dict[str, Any], ceiling: float) -> dict[str, Any]:
+    """Answered purchases per second over the ceiling; `<s>_ok` counts only 200s (lock answers
+    many 409 busy, which are cheaper than a sale)."""
+    out: dict[str, Any] = {}
+    for strategy, r in raw["strategies"].items():
+        out[strategy] = ratio(r["rps"], ceiling)
+        out[f"{strategy}_ok"] = ratio(r["ok_rps"], ceiling)
+    return out
+
+
+def _plot(ctx: BenchContext, raw: dict[str, Any], ratios: dict[str, Any]) -> Path:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    names = ["healthz", *raw["strategies"]]
+    all_rps = [raw["ceiling_rps"], *(r["rps"] for r in raw["strategies"].values())]
+    ok_rps = [raw["ceiling_rps"], *(r["ok_rps"] for r in raw["strategies"].values())]
+    ax.bar(names, all_rps, color="#9ecae1", label="answered req/s")
+    ax.bar(names, ok_rps, color="#3182bd", label="200 OK req/s")
+    for i, name in enumerate(names[1:], start=1):
+        ax.text(i, all_rps[i], f"{ratios[name]:.2f}", ha="center", va="bottom", fontsize=9)
+    ax.axhline(
+        raw["ceiling_rps"] * LUA_TARGET, color="red", ls="--", lw=1, label="lua target (0.6x)"
+    )
+    ax.set_ylabel("requests/s (wrk -t2 -c64)")
+    ax.set_title("Purchase throughput vs the stack's /healthz ceiling (ratio on bars)")
+    ax.legend(fontsize=8)
+    return save_plot(fig, ctx.plot_path(NAME))
+
+
+# ---- profiling ----------------------------------------------------------------------------------
+
+
+def _profile(platform: Any, info: Any, p: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
+    """py-spy one API worker while wrk drives lua purchases; returns the hottest frames."""
+    pyspy = shutil.which("py-spy") or str(Path(_python_bin()) / "py-spy")
+    if not Path(pyspy).exists():
+        return {"error": "py-spy not installed (pip install py-spy)"}
+    worker = next(c for c in platform.components() if c.name == "api-0")
+    reset_product(info, PRODUCT, UNLIMITED, "lua")
+    with tempfile.TemporaryDirectory(prefix="bench-pyspy-") as tmp:
+        out = Path(tmp) / "api-0.folded"
+        argv = [pyspy, "record", "--nonblocking", "-r", "200", "-f", "raw", "-o", str(out)]
+        argv += ["-d", str(p["duration_s"] + 1), "-p", str(worker.pid)]
+        import threading
+
+        box: dict[str, Any] = {}
+
+        def spy() -> None:
+            try:
+                box["run"] = run_tool(argv, name="py-spy", timeout_s=p["duration_s"] + 30)
+            except ToolError as exc:
+                box["error"] = str(exc)
+
+        thread = threading.Thread(target=spy, daemon=True)
+        thread.start()
+        wrk_res = wrk(
+            info.base_url + BUY_PATH, method="POST", body=buy_body(PRODUCT), prefix="prof", **common
+        )
+        thread.join(timeout=p["duration_s"] + 40)
+        if "error" in box or not out.exists():
+            return {"error": box.get("error", "py-spy wrote no profile")}
+        folded = out.read_text()
+    summary = summarize_folded(folded)
+    summary["wrk_rps_while_profiled"] = round(wrk_res.rps, 1)
+    return summary
+
+
+def _python_bin() -> str:
+    import sys
+
+    return str(Path(sys.executable).parent)
+
+
+# Buckets for "where does a purchase's time go", matched against the frames of a stack, first hit
+# wins (ordered from most to least specific).
+BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("redis client (redis-py/hiredis)", ("redis/", "hiredis")),
+    ("pydantic validation/serialisation", ("pydantic",)),
+    ("json encode/decode", ("json/", "orjson")),
+    ("prometheus metrics", ("prometheus_client",)),
+    ("fastapi routing/deps", ("fastapi/",)),
+    ("starlette (request/response/middleware)", ("starlette/",)),
+    ("uvicorn http protocol", ("uvicorn/", "httptools")),
+    ("asyncio/uvloop event loop", ("asyncio/", "uvloop")),
+    ("flashlab app code", ("system/",)),
+    # client side (the simulator profile)
+    ("aiohttp client", ("aiohttp/", "yarl/", "multidict")),
+    ("pyarrow (history batches)", ("pyarrow",)),
+    ("flashlab simulator code", ("simulator/",)),
+)
+
+
+def summarize_folded(folded: str, top: int = 12) -> dict[str, Any]:
+    """Self time per frame and time per bucket from py-spy's folded ('raw') output.
+
+    py-spy leaves idle samples out by default (no --idle), so shares are of busy time."""
+    self_time: Counter[str] = Counter()
+    buckets: Counter[str] = Counter()
+    total = 0
+    for line in folded.splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not stack or not count_s.isdigit():
+            continue
+        count = int(count_s)
+        frames = stack.split(";")
+        total += count
+        self_time[frames[-1]] += count
+        buckets[_bucket(frames)] += count
+    if not total:
+        return {"samples": 0}
+    return {
+        "samples": total,
+        "top_self": [
+            {"frame": frame, "share": round(n / total, 3)}
+            for frame, n in self_time.most_common(top)
+        ],
+        "buckets": {name: round(n / total, 3) for name, n in buckets.most_common()},
+    }
+
+
+def _bucket(frames: list[str]) -> str:
+    # Attribute a sample to the innermost frame that names a known library.
+    for frame in reversed(frames):
+        for name, needles in BUCKETS:
+            if any(n in frame for n in needles):
+                return name
+    return "other (interpreter, idle)"

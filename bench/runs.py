@@ -1,0 +1,69 @@
+"""Benchmarks made of whole lab runs: execute an experiment via `flashlab.run.execute` into a temp
+directory and read back the history, faults and summary (shared by `reference` and `chaos`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis import rundir
+from chaos.experiment import Experiment, load_experiment, parse_experiment
+
+
+@dataclass
+class LabRun:
+    exp: Experiment
+    exit_code: int
+    summary: dict[str, Any]
+    manifest: dict[str, Any]
+    history: pd.DataFrame
+    faults: pd.DataFrame
+
+
+@contextlib.contextmanager
+def scratch() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="bench-runs-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def experiment_from(path: Path, changes: dict[str, Any]) -> Experiment:
+    """The experiment file with nested `changes` merged in (dicts merge, everything else replaces)."""
+    data = load_experiment(path).model_dump(mode="json")
+    return parse_experiment(_merge(data, changes), str(path))
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def execute(exp: Experiment, out_root: Path) -> LabRun:
+    from flashlab.run import RunRequest
+    from flashlab.run import execute as run_execute
+
+    outcome = run_execute(RunRequest(experiment=exp, out_root=out_root, write_report=False))
+    run = rundir.load_run(outcome.run_dir, require_complete=False)
+    return LabRun(
+        exp=exp,
+        exit_code=outcome.exit_code,
+        summary=outcome.summary,
+        manifest=json.loads((outcome.run_dir / rundir.MANIFEST).read_text()),
+        history=run.history,
+        faults=run.faults,
+    )

@@ -1,0 +1,150 @@
+"""Benchmark `scale`: how the simulator and the stack grow from 1,000 to 50,000 spike shoppers.
+
+Spike arrivals (everyone within 1 s), stock = 10% of the shoppers, lua, the best engine from the
+latest `simulator` result (process when there is none), default behaviour profiles. Per size:
+wall time, time to sell-out, p99 (service and response), and the simulator's peak RSS summed over
+its process tree (psutil, sampled). Growth ratios are relative to the smallest size.
+Targets: 10,000 shoppers in under 10 s wall and under 1 GiB RSS.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    BenchContext,
+    local_stack,
+    now_iso,
+    pyplot,
+    ratio,
+    reset_product,
+    result_line,
+    run_engine,
+    save_plot,
+    target,
+)
+from simulator.scenario import Scenario, Spike
+
+NAME = "scale"
+PRODUCT = "bench-scale"
+TARGET_SHOPPERS = 10_000
+WALL_TARGET_S = 10.0
+RSS_TARGET_MIB = 1024.0
+
+
+def _params(ctx: BenchContext) -> dict[str, Any]:
+    engine = best_engine(ctx.results_path)
+    return {
+        "shoppers": [100, 300] if ctx.tiny else [1_000, 10_000, 50_000],
+        "stock_fraction": 0.1,
+        "strategy": "lua",
+        "arrival": "spike 1 s",
+        "engine": engine,
+        "engine_workers": 1 if engine == "inline" else 2,
+        "connections_per_worker": 256,
+        "seed": 5,
+    }
+
+
+def best_engine(results_path: Path) -> str:
+    """The best engine named by the latest simulator line in this results file (else process)."""
+    best = "process"
+    if results_path.exists():
+        for line in results_path.read_text().splitlines():
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if data.get("bench") == "simulator":
+                best = data.get("ratios", {}).get("best_engine", best)
+    return best
+
+
+def run(ctx: BenchContext) -> dict[str, Any]:
+    started = now_iso()
+    p = _params(ctx)
+    sizes: dict[str, dict[str, Any]] = {}
+    with local_stack(workers=2) as (_platform, info):
+        for n in p["shoppers"]:
+            ctx.log(f"scale: {n} spike shoppers on {p['engine']}")
+            sizes[str(n)] = _one(info, p, n)
+    ratios = _growth(p, sizes)
+    at = str(TARGET_SHOPPERS) if str(TARGET_SHOPPERS) in sizes else str(p["shoppers"][-1])
+    targets = {
+        f"wall_s_at_{at}": target(sizes[at]["wall_s"], "<=", WALL_TARGET_S),
+        f"peak_rss_mib_at_{at}": target(sizes[at]["peak_rss_mib"], "<=", RSS_TARGET_MIB),
+    }
+    plot = _plot(ctx, sizes)
+    return result_line(ctx, NAME, started, p, {"sizes": sizes}, ratios, targets, plot)
+
+
+def _one(info: Any, p: dict[str, Any], n: int) -> dict[str, Any]:
+    stock = max(1, int(n * p["stock_fraction"]))
+    reset_product(info, PRODUCT, stock, p["strategy"])
+    scenario = Scenario(
+        shoppers=n, model="open", arrival=Spike(window_s=1.0), duration_s=120, request_timeout_s=5
+    )
+    run = run_engine(
+        p["engine"],
+        base_url=info.base_url,
+        product_id=PRODUCT,
+        scenario=scenario,
+        seed=p["seed"],
+        workers=p["engine_workers"],
+        connections=p["connections_per_worker"],
+        run_id=f"bench-scale-{n}",
+        timeout_s=scenario.duration_s + 120,
+    )
+    stats = run.stats()
+    h = run.history
+    t0 = run.result["t0_ns"]
+    sold = h[(h["type"] == "ok") & (h["remaining"] == 0)]
+    sell_out = round((float(sold["complete_ns"].min()) - t0) / 1e9, 3) if len(sold) else None
+    return {
+        "shoppers": n,
+        "stock": stock,
+        "attempts": stats["requests"],
+        "ok": stats["ok"],
+        "wall_s": round(run.result["wall_s"], 3),
+        "sell_out_s": sell_out,
+        "service_p99_ms": stats["service_p99_ms"],
+        "response_p99_ms": stats["response_p99_ms"],
+        "peak_rss_mib": run.tool.peak_rss_mib,
+        "window_cpu_s": round(run.window_cpu_s, 3),
+        "codes": stats["codes"],
+    }
+
+
+def _growth(p: dict[str, Any], sizes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    base = sizes[str(p["shoppers"][0])]
+    out: dict[str, Any] = {}
+    for key, s in list(sizes.items())[1:]:
+        out[f"shoppers_x{key}/{base['shoppers']}"] = ratio(s["shoppers"], base["shoppers"], 1)
+        out[f"wall_x{key}/{base['shoppers']}"] = ratio(s["wall_s"], base["wall_s"])
+        out[f"rss_x{key}/{base['shoppers']}"] = ratio(s["peak_rss_mib"], base["peak_rss_mib"])
+        out[f"p99_x{key}/{base['shoppers']}"] = ratio(s["response_p99_ms"], base["response_p99_ms"])
+    return out
+
+
+def _plot(ctx: BenchContext, sizes: dict[str, dict[str, Any]]) -> Path:
+    plt = pyplot()
+    xs = [s["shoppers"] for s in sizes.values()]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(xs, [s["wall_s"] for s in sizes.values()], "o-", label="wall")
+    ax1.plot(xs, [s["sell_out_s"] or float("nan") for s in sizes.values()], "s-", label="sell-out")
+    ax1.axhline(WALL_TARGET_S, color="red", ls="--", lw=1, label="10 s target (10k)")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("spike shoppers")
+    ax1.set_ylabel("seconds")
+    ax1.legend(fontsize=8)
+    ax1.set_title("Wall time and time to sell-out")
+    ax2.plot(xs, [s["peak_rss_mib"] for s in sizes.values()], "o-", color="#756bb1")
+    ax2.axhline(RSS_TARGET_MIB, color="red", ls="--", lw=1, label="1 GiB target (10k)")
+    ax2.set_xscale("log")
+    ax2.set_xlabel("spike shoppers")
+    ax2.set_ylabel("simulator peak RSS, MiB")
+    ax2.legend(fontsize=8)
+    ax2.set_title("Simulator memory")
+    return save_plot(fig, ctx.plot_path(NAME))

@@ -1,0 +1,179 @@
+"""What a fault is (params model, inject, recover) and the context it acts through (platform, stack, engine, proxy).
+
+A fault only touches the stack through `Platform` methods (signal, start_component, components),
+the truth channel (`StackInfo.redis_url`, for INFO), the fault proxy's control API and the load
+engine, so the same fault class works on every platform that implements them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlparse
+
+import redis
+from pydantic import BaseModel, ConfigDict
+
+from chaos.proxy import ProxyControl
+from system.platforms.base import Component, Platform, StackInfo
+
+T = TypeVar("T")
+
+# Bounds on every wait a fault does, so a stuck component can never hang the scheduler.
+STOP_TIMEOUT_S = 15.0
+RESPAWN_TIMEOUT_S = 30.0
+PROBE_TIMEOUT_S = 0.5
+
+
+class FaultError(RuntimeError):
+    """A fault could not act; the message is one line and says why (recorded in faults.parquet)."""
+
+
+class FaultParams(BaseModel):
+    """Base for every fault's parameters: unknown fields are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class FaultContext:
+    """Everything a fault may act on. `platform` is None only for proxy/engine-only use in tests."""
+
+    info: StackInfo
+    platform: Platform | None = None
+    engine: Any | None = None  # simulator engine: kill_worker(i), worker_count()
+    _proxy: ProxyControl | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def proxy(self) -> ProxyControl:
+        url = self.info.extra.get("proxy_control_url")
+        if not url:
+            raise FaultError(
+                "this fault needs the TCP fault proxy, but the stack has none "
+                "(start it with proxy on: StackConfig(proxy=True); `flashlab run` does so "
+                "automatically for experiments with network faults)"
+            )
+        with self._lock:
+            if self._proxy is None:
+                self._proxy = ProxyControl(url)
+            return self._proxy
+
+    def require_platform(self) -> Platform:
+        if self.platform is None:
+            raise FaultError("this fault needs a stack the lab started itself (no platform)")
+        return self.platform
+
+    def components(self, kind: str | None = None) -> list[Component]:
+        found = self.require_platform().components()
+        return [c for c in found if kind is None or c.kind == kind]
+
+    def component(self, name: str) -> Component:
+        for comp in self.components():
+            if comp.name == name:
+                return comp
+        have = ", ".join(c.name for c in self.components()) or "none"
+        raise FaultError(f"stack has no component {name!r} (have: {have})")
+
+    def redis_server_info(self) -> dict[str, Any]:
+        """Redis INFO server fields that prove a restart (run_id, uptime, pid), via the truth channel."""
+        client = redis.Redis.from_url(
+            self.info.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        with contextlib.closing(client):
+            info = client.info("server")
+        return {
+            "run_id": info.get("run_id"),
+            "uptime_s": info.get("uptime_in_seconds"),
+            "process_id": info.get("process_id"),
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            if self._proxy is not None:
+                self._proxy.close()
+                self._proxy = None
+
+
+class Fault(ABC):
+    """One fault occurrence. Subclasses set `name`, `description`, `Params` and implement inject.
+
+    `recover` must be safe to call even when `inject` failed half-way: the scheduler always calls
+    it after an injection attempt, because leaving Redis paused or a toxic on is worse than a
+    no-op recovery."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[FaultParams]] = FaultParams
+    needs_proxy: ClassVar[bool] = False
+
+    def __init__(self, params: dict[str, Any] | FaultParams | None = None, index: int = 0) -> None:
+        self.params = self.Params.model_validate(
+            params.model_dump() if isinstance(params, BaseModel) else (params or {})
+        )
+        self.index = index
+        self.target: str | None = None
+
+    @abstractmethod
+    def inject(self, ctx: FaultContext) -> dict[str, Any]:
+        """Do the damage; return what was observed (PIDs, INFO fields, proxy stats...)."""
+
+    def recover(self, ctx: FaultContext) -> dict[str, Any]:
+        """Undo the damage (restart, continue, remove toxic); return what was observed."""
+        return {}
+
+
+# --- small helpers shared by the fault families --------------------------------------------
+
+
+def wait_for(check: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    """Poll `check` until it returns something truthy; FaultError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(Exception):
+            result = check()
+            if result:
+                return result
+        if time.monotonic() >= deadline:
+            raise FaultError(f"{what}: not observed within {timeout_s:.0f}s")
+        time.sleep(0.02)
+
+
+def elapsed_ms(start: float) -> float:
+    return round((time.monotonic() - start) * 1000, 1)
+
+
+def tcp_ping(host: str, port: int, timeout_s: float = PROBE_TIMEOUT_S) -> dict[str, Any]:
+    """One raw RESP PING: 'ok' with the round trip, or how it failed (timeout / reset / closed).
+
+    Raw sockets rather than redis-py so no client-side retry hides what the network did."""
+    start = time.monotonic()
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.settimeout(timeout_s)
+            sock.sendall(b"PING\r\n")
+            reply = sock.recv(16)
+    except TimeoutError:
+        return {"result": "timeout", "ms": elapsed_ms(start)}
+    except ConnectionResetError:
+        return {"result": "reset", "ms": elapsed_ms(start)}
+    except OSError as exc:
+        return {"result": f"error: {exc.strerror or exc}", "ms": elapsed_ms(start)}
+    if reply.startswith(b"+PONG"):
+        return {"result": "ok", "ms": elapsed_ms(start)}
+    return {"result": "closed" if not reply else f"reply {reply!r}", "ms": elapsed_ms(start)}
+
+
+def host_port(url_or_addr: str) -> tuple[str, int]:
+    """'redis://h:p/0' or 'h:p' -> (h, p)."""
+    if "://" in url_or_addr:
+        parsed = urlparse(url_or_addr)
+        return parsed.hostname or "127.0.0.1", parsed.port or 6379
+    host, _, port = url_or_addr.rpartition(":")
+    return host, int(port)

@@ -1,0 +1,128 @@
+"""Network faults between the API workers and Redis, through the TCP fault proxy's toxics.
+
+Each fault adds one named toxic (`<fault>-<index>`) on inject and deletes it on recover. A PING
+probe through the proxy before and after shows what the API saw (added latency, timeout, reset).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from chaos.faults.base import Fault, FaultContext, FaultParams, host_port, tcp_ping
+
+Direction = Literal["up", "down", "both"]
+_DIRECTION_HELP = "up = API->Redis, down = Redis->API, both"
+PROXY = "proxy"
+
+
+class NetworkFault(Fault):
+    """Base: a toxic of `toxic_type` with the params as given (minus nothing: names match)."""
+
+    toxic_type: ClassVar[str]
+    needs_proxy = True
+
+    def toxic_name(self) -> str:
+        return f"{self.name}-{self.index}"
+
+    def toxic_params(self) -> dict[str, Any]:
+        params = self.params.model_dump()
+        params.pop("direction", None)
+        return params
+
+    def _probe(self, ctx: FaultContext) -> dict[str, Any]:
+        return tcp_ping(*host_port(ctx.proxy.stats()["listen"]))
+
+    def inject(self, ctx: FaultContext) -> dict[str, Any]:
+        proxy = ctx.proxy  # FaultError here when the stack has no proxy
+        self.target = PROXY
+        direction = getattr(self.params, "direction", "both")
+        toxic = proxy.add(self.toxic_name(), self.toxic_type, direction, **self.toxic_params())
+        stats = proxy.stats()
+        return {
+            "toxic": toxic,
+            "connections_active": stats["connections_active"],
+            "resets": stats["resets"],
+            "probe": self._probe(ctx),
+        }
+
+    def recover(self, ctx: FaultContext) -> dict[str, Any]:
+        proxy = ctx.proxy
+        removed = proxy.remove(self.toxic_name())
+        stats = proxy.stats()
+        return {
+            "removed": removed,
+            "resets": stats["resets"],
+            "toxics_left": stats["toxics"],
+            "probe": self._probe(ctx),
+        }
+
+
+class LatencyParams(FaultParams):
+    ms: float = Field(default=100.0, ge=0, le=60_000, description="delay added per chunk")
+    direction: Direction = Field(default="down", description=_DIRECTION_HELP)
+
+
+class Latency(NetworkFault):
+    name = "latency"
+    description = "Add fixed latency between the API and Redis (default: to every Redis reply)."
+    Params = LatencyParams
+    toxic_type = "latency"
+
+
+class JitterParams(FaultParams):
+    ms: float = Field(default=20.0, ge=0, le=60_000, description="base delay")
+    jitter_ms: float = Field(default=50.0, ge=0, le=60_000, description="uniform +/- spread")
+    direction: Direction = Field(default="down", description=_DIRECTION_HELP)
+    seed: int = Field(default=0, description="seed of the jitter's random stream")
+
+
+class Jitter(NetworkFault):
+    name = "jitter"
+    description = "Variable latency between the API and Redis: ms +/- jitter_ms, seeded."
+    Params = JitterParams
+    toxic_type = "latency"
+
+
+class ResetParams(FaultParams):
+    probability: float = Field(
+        default=1.0, ge=0, le=1, description="chance each new connection is reset"
+    )
+    seed: int = Field(default=0, description="seed of the reset draw")
+
+
+class Reset(NetworkFault):
+    name = "reset"
+    description = (
+        "Connection resets between the API and Redis: every open connection is dropped at "
+        "inject, new ones are reset with `probability` until recovery."
+    )
+    Params = ResetParams
+    toxic_type = "reset"
+
+
+class BlackholeParams(FaultParams):
+    direction: Direction = Field(default="both", description=_DIRECTION_HELP)
+
+
+class Blackhole(NetworkFault):
+    name = "blackhole"
+    description = (
+        "Blackhole between the API and Redis: bytes are accepted and never forwarded, so "
+        "every Redis call times out (API answers 503)."
+    )
+    Params = BlackholeParams
+    toxic_type = "blackhole"
+
+
+class BandwidthParams(FaultParams):
+    kb_per_s: float = Field(default=16.0, gt=0, le=10_000_000, description="KiB/s limit")
+    direction: Direction = Field(default="down", description=_DIRECTION_HELP)
+
+
+class Bandwidth(NetworkFault):
+    name = "bandwidth"
+    description = "Throttle the API<->Redis link to kb_per_s KiB/s."
+    Params = BandwidthParams
+    toxic_type = "bandwidth"

@@ -1,0 +1,85 @@
+"""nginx faults: configuration reload (SIGHUP, workers replaced) and crash (SIGKILL, restarted after duration)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import psutil
+
+from chaos.faults.base import STOP_TIMEOUT_S, Fault, FaultContext, elapsed_ms, wait_for
+
+NGINX = "nginx"
+
+
+def _worker_pids(master: int | None) -> list[int]:
+    """nginx worker PIDs under the master (local platform only; [] when unknown)."""
+    if master is None:
+        return []
+    try:
+        return sorted(p.pid for p in psutil.Process(master).children())
+    except psutil.Error:
+        return []
+
+
+class NginxReload(Fault):
+    name = "nginx-reload"
+    description = (
+        "nginx reload (SIGHUP): the master re-reads its config and replaces its worker "
+        "processes gracefully; no request should fail."
+    )
+
+    def inject(self, ctx: FaultContext) -> dict[str, Any]:
+        platform = ctx.require_platform()
+        self.target = NGINX
+        master = ctx.component(NGINX).pid
+        before = _worker_pids(master)
+        start = time.monotonic()
+        platform.signal(NGINX, signal.SIGHUP)
+        observed: dict[str, Any] = {"master_pid": master, "workers_before": before}
+        if before:
+            # A reload starts new workers; the old ones drain and exit. Wait for a fresh set.
+            after = wait_for(
+                lambda: _fresh_workers(master, before), STOP_TIMEOUT_S, "nginx workers replaced"
+            )
+            observed.update(workers_after=after, reload_ms=elapsed_ms(start))
+        return observed
+
+    def recover(self, ctx: FaultContext) -> dict[str, Any]:
+        comp = ctx.component(NGINX) if ctx.platform is not None else None
+        return {"master_pid": comp.pid if comp else None, "running": bool(comp and comp.running)}
+
+
+def _fresh_workers(master: int | None, before: list[int]) -> list[int] | None:
+    now = _worker_pids(master)
+    return now if now and not set(now) & set(before) else None
+
+
+class NginxKill(Fault):
+    name = "nginx-kill"
+    description = (
+        "nginx crash: SIGKILL to master and workers; clients get connection refused until it "
+        "is started again after duration_s."
+    )
+
+    def inject(self, ctx: FaultContext) -> dict[str, Any]:
+        platform = ctx.require_platform()
+        self.target = NGINX
+        old = ctx.component(NGINX)
+        start = time.monotonic()
+        platform.signal(NGINX, signal.SIGKILL)
+        wait_for(lambda: not ctx.component(NGINX).running, STOP_TIMEOUT_S, "nginx to stop")
+        self._stopped_at = time.monotonic()
+        return {"old_pid": old.pid, "stopped_ms": elapsed_ms(start)}
+
+    def recover(self, ctx: FaultContext) -> dict[str, Any]:
+        platform = ctx.require_platform()
+        start = time.monotonic()
+        comp = platform.start_component(NGINX)  # waits until /readyz answers through it
+        stopped = getattr(self, "_stopped_at", None)
+        return {
+            "new_pid": comp.pid,
+            "restart_ms": elapsed_ms(start),
+            "down_ms": elapsed_ms(stopped) if stopped is not None else None,
+        }

@@ -1,0 +1,131 @@
+"""Redis faults: graceful restart (SIGTERM), crash (SIGKILL) and pause (SIGSTOP/SIGCONT).
+
+Evidence of a restart comes from Redis itself: `INFO server` run_id changes and uptime resets,
+read over the truth channel (StackInfo.redis_url), besides the PID the platform reports.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any, ClassVar
+
+import psutil
+
+from chaos.faults.base import (
+    RESPAWN_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    Fault,
+    FaultContext,
+    elapsed_ms,
+    host_port,
+    tcp_ping,
+    wait_for,
+)
+
+REDIS = "redis"
+
+
+def _info_or_error(ctx: FaultContext) -> dict[str, Any]:
+    try:
+        return ctx.redis_server_info()
+    except Exception as exc:  # Redis may already be down: that is evidence, not a failure
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+class _RedisStop(Fault):
+    """Stop Redis with a signal; start it again (start_component) after the fault's duration."""
+
+    sig: ClassVar[int]
+
+    def inject(self, ctx: FaultContext) -> dict[str, Any]:
+        platform = ctx.require_platform()
+        self.target = REDIS
+        before = _info_or_error(ctx)
+        old = ctx.component(REDIS)
+        start = time.monotonic()
+        platform.signal(REDIS, self.sig)
+        # Wait until it is really gone, so recovery starts a fresh process (a graceful shutdown
+        # may still be writing its RDB/AOF for a moment).
+        wait_for(
+            lambda: not ctx.component(REDIS).running, STOP_TIMEOUT_S, "redis to stop after signal"
+        )
+        self._stopped_at = time.monotonic()
+        return {
+            "signal": signal.Signals(self.sig).name,
+            "old_pid": old.pid,
+            "run_id_before": before.get("run_id"),
+            "uptime_before_s": before.get("uptime_s"),
+            "stopped_ms": elapsed_ms(start),
+        }
+
+    def recover(self, ctx: FaultContext) -> dict[str, Any]:
+        platform = ctx.require_platform()
+        start = time.monotonic()
+        comp = platform.start_component(REDIS)  # waits until Redis answers PING
+        after = _info_or_error(ctx)
+        down_s = getattr(self, "_stopped_at", None)
+        return {
+            "new_pid": comp.pid,
+            "run_id_after": after.get("run_id"),
+            "uptime_after_s": after.get("uptime_s"),
+            "restart_ms": elapsed_ms(start),
+            "down_ms": elapsed_ms(down_s) if down_s is not None else None,
+        }
+
+
+class RedisRestart(_RedisStop):
+    name = "redis-restart"
+    description = (
+        "Graceful Redis restart: SIGTERM (Redis persists per its durability mode and exits), "
+        "started again after duration_s."
+    )
+    sig = signal.SIGTERM
+
+
+class RedisKill(_RedisStop):
+    name = "redis-kill"
+    description = (
+        "Redis crash: SIGKILL (no final fsync), started again after duration_s. "
+        "Acknowledged orders survive only with durability aof-always."
+    )
+    sig = signal.SIGKILL
+
+
+class RedisPause(Fault):
+    name = "redis-pause"
+    description = (
+        "Freeze Redis with SIGSTOP for duration_s, then SIGCONT: connections stay open, "
+        "every call times out (API answers 503)."
+    )
+
+    def inject(self, ctx: FaultContext) -> dict[str, Any]:
+        platform = ctx.require_platform()
+        self.target = REDIS
+        comp = ctx.component(REDIS)
+        platform.signal(REDIS, signal.SIGSTOP)
+        observed: dict[str, Any] = {"pid": comp.pid}
+        if comp.pid is not None:  # local platform: the kernel says it is stopped
+            observed["state"] = wait_for(
+                lambda: _stopped_state(comp.pid), STOP_TIMEOUT_S, "redis to be stopped"
+            )
+        observed["probe"] = tcp_ping(*host_port(ctx.info.redis_url))
+        return observed
+
+    def recover(self, ctx: FaultContext) -> dict[str, Any]:
+        platform = ctx.require_platform()
+        start = time.monotonic()
+        platform.signal(REDIS, signal.SIGCONT)
+        wait_for(
+            lambda: tcp_ping(*host_port(ctx.info.redis_url))["result"] == "ok",
+            RESPAWN_TIMEOUT_S,
+            "redis to answer PING after SIGCONT",
+        )
+        return {"resumed_ms": elapsed_ms(start), "probe": tcp_ping(*host_port(ctx.info.redis_url))}
+
+
+def _stopped_state(pid: int | None) -> str | None:
+    if pid is None:
+        return None
+    status = psutil.Process(pid).status()
+    return status if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP) else None

@@ -1,0 +1,121 @@
+"""`flashlab bench`: run one benchmark (or all) and append its results line and plot."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from flashlab.console import UserError, console, emit_json, err_console
+
+EPILOG = (
+    "Examples:\n\n"
+    "  flashlab bench all                        # the full suite (~15 min); appends bench/results.jsonl\n\n"
+    "  flashlab bench ceiling --size tiny --json # seconds; writes under reports/bench-tiny/\n\n"
+    "Benchmarks: ceiling, simulator, scale, reference, chaos. Each reports ratios measured side by "
+    "side in one run; docs/BENCHMARKS.md explains them."
+)
+
+
+def _import_bench() -> Any:
+    # `bench/` sits beside the packages; the editable install does not map it, so make the
+    # repository root importable when the console script runs from elsewhere.
+    try:
+        import bench
+    except ImportError:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+        import bench
+    return bench
+
+
+def bench(
+    name: Annotated[str, typer.Argument(help="Benchmark name, or 'all'.", show_default=False)],
+    size: Annotated[
+        str, typer.Option(help="tiny = seconds, a harness check; full = the real measurement.")
+    ] = "full",
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the results lines as JSON.")
+    ] = False,
+    results: Annotated[
+        Path | None,
+        typer.Option(
+            help="Results file to append to (default: bench/results.jsonl for full, "
+            "reports/bench-tiny/results.jsonl for tiny)."
+        ),
+    ] = None,
+    plots: Annotated[
+        Path | None, typer.Option(help="Plot directory (default beside results).")
+    ] = None,
+) -> None:
+    """Measure the stack, the simulator and chaos cost as ratios; append one JSON line per benchmark."""
+    mod = _import_bench()
+    from bench.common import SIZES, BenchContext, default_paths
+
+    if size not in SIZES:
+        raise UserError(f"--size: {size!r} is not one of: {', '.join(SIZES)}")
+    names = mod.bench_names() if name == "all" else [name]
+    if name != "all" and name not in mod.BENCHMARKS:
+        raise UserError(
+            f"NAME: unknown benchmark {name!r} (allowed: {', '.join(mod.BENCHMARKS)}, all)"
+        )
+    default_results, default_plots = default_paths(size)  # type: ignore[arg-type]
+    results_path = results or default_results
+    plots_dir = plots or (default_plots if results is None else results_path.parent / "plots")
+    ctx = BenchContext(
+        size=size,  # type: ignore[arg-type]
+        results_path=results_path,
+        plots_dir=plots_dir,
+        command=" ".join(["flashlab", "bench", name, f"--size={size}"]),
+        log=(lambda msg: err_console.print(f"[dim]{msg}[/]")) if json_output else console.log,
+    )
+    lines, failed = _run_all(mod, names, ctx)
+    if size == "full" and results is None and lines:
+        from bench.report import update
+
+        update()  # keep docs/BENCHMARKS.md's table on the latest committed-file results
+    if json_output:
+        emit_json(lines if name == "all" else (lines[0] if lines else {}))
+    else:
+        for line in lines:
+            _print_line(line)
+        console.print(f"results appended to {results_path}; plots in {plots_dir}")
+    if failed:
+        raise UserError(f"benchmark(s) failed: {'; '.join(failed)}", code=1)
+
+
+def _run_all(mod: Any, names: list[str], ctx: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    from bench.common import ToolError, append_result
+
+    lines: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for bench_name in names:
+        started = time.monotonic()
+        ctx.log(f"bench {bench_name} ({ctx.size}) ...")
+        try:
+            line = mod.get_bench(bench_name).run(ctx)
+        except (ToolError, RuntimeError, OSError) as exc:
+            # One benchmark's broken tool must not cost the others their measurements.
+            failed.append(f"{bench_name}: {exc}")
+            err_console.print(f"[red]bench {bench_name} failed:[/] {exc}", soft_wrap=True)
+            continue
+        line["elapsed_s"] = round(time.monotonic() - started, 1)
+        append_result(ctx.results_path, line)
+        lines.append(line)
+    return lines, failed
+
+
+def _print_line(line: dict[str, Any]) -> None:
+    met = {True: "[green]met[/]", False: "[red]missed[/]", None: "[yellow]n/a[/]"}
+    console.rule(f"[bold]{line['bench']}[/] ({line['size']}, {line['elapsed_s']} s)")
+    console.print("ratios: " + ", ".join(f"{k}={v}" for k, v in line["ratios"].items()))
+    for key, t in line["targets"].items():
+        console.print(f"  {key}: {t['value']} (target {t['target']}) {met[t['met']]}")
+    if line.get("plot"):
+        console.print(f"  plot: {line['plot']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog=EPILOG)(bench)

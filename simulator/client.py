@@ -1,0 +1,154 @@
+"""The shopper HTTP client: one purchase attempt -> one `Answer`, over aiohttp (default) or httpx.
+
+Both implementations share one interface so the engines can swap them (`client: httpx`) and the
+CPU cost of each stays measurable. Client-side failures are reduced to the four kinds that
+`simulator.behaviour` classifies: connect (never sent), timeout, reset (sent, then dropped),
+cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+
+from simulator.behaviour import Failure
+from system.contract import BUY_PATH, USER_HEADER
+
+CLIENTS = ("aiohttp", "httpx")
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int  # 0 when no HTTP answer arrived
+    code: str | None = None  # body `code`, "ok" on 200
+    order_id: str | None = None
+    remaining: int | None = None
+    retry_after_s: float | None = None
+    maybe_committed: bool = False
+    failure: Failure | None = None
+    error: str | None = None
+
+
+def parse_answer(status: int, body: bytes, retry_after: str | None) -> Answer:
+    """Turn a status + raw body into an Answer; non-JSON bodies (nginx error pages) keep code None."""
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        return Answer(status, error=f"HTTP {status} without a JSON body")
+    ra = _retry_after(retry_after)
+    if status == 200:
+        remaining = data.get("remaining")
+        return Answer(
+            200, "ok", data.get("orderId"), remaining if isinstance(remaining, int) else None
+        )
+    code = data.get("code")
+    return Answer(
+        status,
+        code if isinstance(code, str) else None,
+        retry_after_s=ra,
+        maybe_committed=data.get("maybeCommitted") is True,
+    )
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # HTTP-date form: not used by our API
+
+
+class ShopperClient(Protocol):
+    async def buy(self, user_id: str) -> Answer: ...
+
+    async def close(self) -> None: ...
+
+
+class AiohttpClient:
+    """aiohttp session with a bounded keep-alive pool (limit = connections)."""
+
+    def __init__(self, base_url: str, product_id: str, connections: int, timeout_s: float) -> None:
+        import aiohttp
+
+        self._aiohttp = aiohttp
+        self._url = base_url.rstrip("/") + BUY_PATH
+        self._body = orjson.dumps({"productId": product_id})
+        connector = aiohttp.TCPConnector(
+            limit=connections, limit_per_host=connections, ttl_dns_cache=300, keepalive_timeout=30
+        )
+        # sock_connect separates "never sent" (connect timeout) from "sent, no answer" (total).
+        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=timeout_s)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            json_serialize=lambda o: orjson.dumps(o).decode(),
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def buy(self, user_id: str) -> Answer:
+        aiohttp = self._aiohttp
+        headers = {USER_HEADER: user_id, "content-type": "application/json"}
+        try:
+            async with self._session.post(self._url, data=self._body, headers=headers) as resp:
+                body = await resp.read()
+                return parse_answer(resp.status, body, resp.headers.get("Retry-After"))
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            return Answer(0, failure="connect", error=_err(exc))
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            return Answer(0, failure="timeout", error=_err(exc) or "timeout")
+        except (aiohttp.ClientError, OSError) as exc:  # disconnected, reset, payload cut short
+            return Answer(0, failure="reset", error=_err(exc))
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+class HttpxClient:
+    """httpx.AsyncClient with the same pool bound; slower, kept to measure the difference."""
+
+    def __init__(self, base_url: str, product_id: str, connections: int, timeout_s: float) -> None:
+        import httpx
+
+        self._httpx = httpx
+        self._url = base_url.rstrip("/") + BUY_PATH
+        self._body = orjson.dumps({"productId": product_id})
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self._client = httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout_s))
+
+    async def buy(self, user_id: str) -> Answer:
+        httpx = self._httpx
+        headers = {USER_HEADER: user_id, "content-type": "application/json"}
+        try:
+            resp = await self._client.post(self._url, content=self._body, headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            return Answer(0, failure="connect", error=_err(exc))
+        except httpx.TimeoutException as exc:  # read/write timeout: the request may be in
+            return Answer(0, failure="timeout", error=_err(exc) or "timeout")
+        except (httpx.TransportError, OSError) as exc:
+            return Answer(0, failure="reset", error=_err(exc))
+        return parse_answer(resp.status_code, resp.content, resp.headers.get("retry-after"))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _err(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
+
+
+_FACTORIES = {"aiohttp": AiohttpClient, "httpx": HttpxClient}
+
+
+def make_client(
+    kind: str, base_url: str, product_id: str, connections: int, timeout_s: float
+) -> ShopperClient:
+    """Build a client; must be called inside the event loop that will use it."""
+    if kind not in _FACTORIES:
+        raise ValueError(f"client: unknown {kind!r} (allowed: {', '.join(CLIENTS)})")
+    asyncio.get_running_loop()  # fail early, clearly, outside a loop
+    return _FACTORIES[kind](base_url, product_id, connections, timeout_s)

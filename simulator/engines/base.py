@@ -1,0 +1,251 @@
+"""The engine interface (LoadPlan in, EngineResult out) and the driver-side Collector every engine
+shares: it forwards history batches, merges progress, and turns a lost worker's unfinished
+shoppers into `info` rows so no attempt silently disappears.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from simulator.history import Op, ops_to_batch
+from simulator.progress import Progress
+from simulator.scenario import Scenario
+from simulator.schedule import ShopperPlan, VuPlan, partition, partition_vus, plan, vu_plan
+from simulator.shopper import DriveSpec, Shipment
+
+WORKER_LOST = "worker lost"
+START_LEAD_S = 0.2  # t0 is set this far ahead so every worker starts on the same clock
+PROGRESS_EVERY_S = 0.1
+
+OnBatch = Callable[[pa.RecordBatch], None]
+OnProgress = Callable[[Progress], None]
+OnStart = Callable[[int], None]
+
+
+@dataclass
+class LoadPlan:
+    run_id: str
+    base_url: str
+    product_id: str
+    scenario: Scenario
+    seed: int = 1
+    client: str = "aiohttp"  # "aiohttp" | "httpx"
+    workers: int = 1
+    connections: int = 256  # per worker
+    ray_address: str | None = None
+    tmp_dir: str | None = None  # engine scratch (Ray session files); a temp dir when None
+
+    def spec(self, worker: str) -> DriveSpec:
+        return DriveSpec(
+            self.run_id,
+            self.base_url,
+            self.product_id,
+            self.scenario,
+            self.client,
+            self.connections,
+            worker,
+        )
+
+    def hard_deadline_s(self) -> float:
+        """Seconds after t0 by which every worker must have stopped, or be killed."""
+        return self.scenario.duration_s + self.scenario.request_timeout_s + 15.0
+
+
+@dataclass
+class Shares:
+    """The seeded schedule split across workers (the same union for any worker count)."""
+
+    shoppers: list[list[ShopperPlan]]
+    vus: list[list[VuPlan]]
+
+    @classmethod
+    def of(cls, lp: LoadPlan) -> Shares:
+        everyone = plan(lp.scenario, lp.seed)
+        return cls(
+            partition(everyone, lp.workers),
+            partition_vus(vu_plan(lp.scenario, lp.seed), lp.workers),
+        )
+
+    @property
+    def total(self) -> int:
+        return sum(len(p) for p in self.shoppers)
+
+
+@dataclass
+class EngineResult:
+    engine: str
+    client: str
+    workers: int
+    shoppers: int  # scheduled
+    rows: int  # history rows delivered (incl. "worker lost" rows)
+    t0_ns: int
+    end_ns: int
+    wall_s: float  # t0 -> all workers stopped
+    cpu_s_workers: float  # user+sys CPU of the load workers (this process for inline)
+    cpu_s_driver: float  # user+sys CPU of the driver during the run (0 for inline: included above)
+    lost_workers: list[int] = field(default_factory=list)
+    progress: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Engine(ABC):
+    """A way to run a LoadPlan. A new engine is one module plus one line in the registry."""
+
+    name: str = "?"
+
+    @abstractmethod
+    def run(
+        self,
+        plan: LoadPlan,
+        on_batch: OnBatch,
+        on_progress: OnProgress | None = None,
+        on_start: OnStart | None = None,
+    ) -> EngineResult: ...
+
+    @abstractmethod
+    def kill_worker(self, index: int) -> bool:
+        """Kill worker `index` while running (the actor-kill fault); False if there is none."""
+
+    @abstractmethod
+    def worker_count(self) -> int: ...
+
+
+class Collector:
+    """Driver-side bookkeeping for one run."""
+
+    def __init__(
+        self,
+        lp: LoadPlan,
+        shares: Shares,
+        names: list[str],
+        on_batch: OnBatch,
+        on_progress: OnProgress | None,
+    ) -> None:
+        self.lp, self.shares, self.names = lp, shares, names
+        self.on_batch, self.on_progress = on_batch, on_progress
+        n = len(names)
+        self.progress = [Progress() for _ in range(n)]
+        self.started: list[set[int]] = [set() for _ in range(n)]
+        self.done: list[set[int]] = [set() for _ in range(n)]
+        self.last_attempt: list[dict[int, int]] = [{} for _ in range(n)]
+        self.finished = [False] * n
+        self.lost: list[int] = []
+        self.rows = 0
+        self.t0_ns = 0
+        self._last_progress = 0.0
+
+    def ship(self, worker: int, shipment: Shipment) -> None:
+        if self.finished[worker]:
+            return  # a lost worker's late message: its shoppers are already accounted for
+        self.started[worker].update(shipment.started)
+        self.done[worker].update(shipment.done)
+        self.progress[worker] = shipment.progress
+        if shipment.batch is not None and shipment.batch.num_rows:
+            self._note_attempts(worker, shipment.batch)
+            self.rows += shipment.batch.num_rows
+            self.on_batch(shipment.batch)
+        if shipment.final:
+            self.finished[worker] = True
+        self.tick()
+
+    def _note_attempts(self, worker: int, batch: pa.RecordBatch) -> None:
+        last = self.last_attempt[worker]
+        shoppers = batch.column("shopper").to_pylist()
+        attempts = batch.column("attempt").to_pylist()
+        for s, a in zip(shoppers, attempts, strict=True):
+            if a > last.get(s, 0):
+                last[s] = a
+
+    def merged(self) -> Progress:
+        total = Progress.merge(self.progress)
+        total.workers_lost = len(self.lost)
+        return total
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.on_progress and (force or now - self._last_progress >= PROGRESS_EVERY_S):
+            self._last_progress = now
+            self.on_progress(self.merged())
+
+    def worker_lost(self, worker: int) -> int:
+        """Record worker `worker` as lost: one `info` row per shopper it had not finished.
+
+        Unfinished = started (as far as the driver heard) or scheduled to have arrived by now,
+        minus finished. Its unshipped ops are gone, so any of those shoppers may have bought.
+        """
+        if self.finished[worker]:
+            return 0
+        self.finished[worker] = True
+        self.lost.append(worker)
+        now = time.time_ns()
+        ops = [
+            self._lost_op(worker, s, now)
+            for s in self.shares.shoppers[worker]
+            if s.shopper not in self.done[worker] and self._began(worker, s, now)
+        ]
+        lost_progress = self.progress[worker]
+        lost_progress.in_flight = 0
+        if ops:
+            batch = ops_to_batch(ops)
+            self.rows += batch.num_rows
+            self.on_batch(batch)
+        self.tick(force=True)
+        return len(ops)
+
+    def _began(self, worker: int, s: ShopperPlan, now_ns: int) -> bool:
+        if s.shopper in self.started[worker]:
+            return True
+        return s.vu < 0 and self.t0_ns + int(s.arrival_s * 1e9) <= now_ns
+
+    def _lost_op(self, worker: int, s: ShopperPlan, now_ns: int) -> Op:
+        attempt = self.last_attempt[worker].get(s.shopper, 0) + 1
+        began = min(now_ns, self.t0_ns + int(s.arrival_s * 1e9))
+        return Op(
+            run_id=self.lp.run_id,
+            op_id=f"{s.shopper}:{attempt}",
+            shopper=s.shopper,
+            user_id=s.user_id,
+            profile=s.profile,
+            attempt=attempt,
+            worker=self.names[worker],
+            intended_ns=began,
+            invoke_ns=began,
+            complete_ns=now_ns,
+            type="info",
+            status=0,
+            code=None,
+            error=WORKER_LOST,
+        )
+
+    def result(
+        self, engine: str, end_ns: int, cpu_workers: float, cpu_driver: float
+    ) -> EngineResult:
+        return EngineResult(
+            engine=engine,
+            client=self.lp.client,
+            workers=len(self.names),
+            shoppers=self.shares.total,
+            rows=self.rows,
+            t0_ns=self.t0_ns,
+            end_ns=end_ns,
+            wall_s=(end_ns - self.t0_ns) / 1e9,
+            cpu_s_workers=round(cpu_workers, 3),
+            cpu_s_driver=round(cpu_driver, 3),
+            lost_workers=list(self.lost),
+            progress=self.merged().to_dict(),
+        )
+
+
+def choose_t0(on_start: OnStart | None) -> int:
+    t0 = time.time_ns() + int(START_LEAD_S * 1e9)
+    if on_start is not None:
+        on_start(t0)
+    return t0

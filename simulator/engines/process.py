@@ -1,0 +1,217 @@
+"""The process engine: W `spawn`ed worker processes, each driving its share on its own uvloop loop.
+
+Each worker has its own duplex Pipe to the driver (not one shared Queue): a worker SIGKILLed in the
+middle of a write can then only break its own channel, never wedge the others behind a shared lock.
+History travels as Arrow IPC bytes; progress rides along with every shipment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import pyarrow as pa
+
+from simulator.engines.base import (
+    Collector,
+    Engine,
+    EngineResult,
+    LoadPlan,
+    OnBatch,
+    OnProgress,
+    OnStart,
+    Shares,
+    choose_t0,
+)
+from simulator.engines.inline import cpu_seconds
+from simulator.progress import Progress
+from simulator.schedule import ShopperPlan, VuPlan
+from simulator.shopper import DriveSpec, Shipment
+
+READY_TIMEOUT_S = 60.0  # spawn + imports; generous for a loaded 2-core machine
+POLL_S = 0.1
+
+
+def batch_to_ipc(batch: pa.RecordBatch) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def ipc_to_batch(data: bytes) -> pa.RecordBatch:
+    return pa.ipc.open_stream(data).read_next_batch()
+
+
+def encode_shipment(sh: Shipment) -> tuple[Any, ...]:
+    ipc = batch_to_ipc(sh.batch) if sh.batch is not None else None
+    return ("ship", ipc, sh.started, sh.done, sh.progress.to_dict(), sh.final)
+
+
+def decode_shipment(msg: tuple[Any, ...]) -> Shipment:
+    _, ipc, started, done, progress, final = msg
+    batch = ipc_to_batch(ipc) if ipc is not None else None
+    return Shipment(batch, started, done, Progress(**progress), final)
+
+
+# ---- worker side ---------------------------------------------------------------------------------
+
+
+def _worker_main(
+    conn: Connection,
+    spec: DriveSpec,
+    shoppers: list[ShopperPlan],
+    vus: list[VuPlan],
+    parent_pid: int,
+) -> None:
+    # The driver owns Ctrl-C and reaps us; a terminal SIGINT to the whole group must not race it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import uvloop
+
+    from simulator.shopper import drive
+
+    conn.send(("ready",))
+    if not conn.poll(READY_TIMEOUT_S):
+        return
+    t0_ns, deadline_ns = conn.recv()
+
+    async def main() -> None:
+        import asyncio
+
+        async def orphan_watch() -> None:
+            while os.getppid() == parent_pid:  # bounded by drive's deadline via cancel below
+                await asyncio.sleep(0.5)
+            os._exit(3)  # the driver died: stop loading at once
+
+        watch = asyncio.ensure_future(orphan_watch())
+        try:
+            await drive(
+                spec, shoppers, t0_ns, deadline_ns, lambda sh: conn.send(encode_shipment(sh)), vus
+            )
+        finally:
+            watch.cancel()
+
+    uvloop.run(main())
+    conn.send(("end", cpu_seconds()))
+    conn.close()
+
+
+# ---- driver side ---------------------------------------------------------------------------------
+
+
+class ProcessEngine(Engine):
+    name = "process"
+
+    def __init__(self) -> None:
+        self._procs: list[Any] = []
+        self._lock = threading.Lock()
+
+    def worker_count(self) -> int:
+        return len(self._procs)
+
+    def kill_worker(self, index: int) -> bool:
+        with self._lock:
+            if not 0 <= index < len(self._procs) or not self._procs[index].is_alive():
+                return False
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._procs[index].pid, signal.SIGKILL)
+            return True
+
+    def _start(self, plan: LoadPlan, shares: Shares, names: list[str]) -> list[Connection]:
+        ctx = mp.get_context("spawn")
+        conns = []
+        for i, name in enumerate(names):
+            ours, theirs = ctx.Pipe(duplex=True)
+            args = (theirs, plan.spec(name), shares.shoppers[i], shares.vus[i], os.getpid())
+            proc = ctx.Process(target=_worker_main, args=args, name=f"flashlab-{name}", daemon=True)
+            proc.start()
+            with self._lock:
+                self._procs.append(proc)
+            theirs.close()  # so the driver sees EOF when the worker dies
+            conns.append(ours)
+        return conns
+
+    def _await_ready(self, conns: list[Connection]) -> None:
+        pending = set(range(len(conns)))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"process engine: workers {sorted(pending)} not ready in time")
+            for c in wait([conns[i] for i in pending], timeout=left):
+                i = conns.index(c)  # type: ignore[arg-type]
+                try:
+                    c.recv()  # type: ignore[union-attr]
+                except (EOFError, OSError):
+                    raise RuntimeError(f"process engine: worker {i} died while starting") from None
+                pending.discard(i)
+
+    def run(
+        self,
+        plan: LoadPlan,
+        on_batch: OnBatch,
+        on_progress: OnProgress | None = None,
+        on_start: OnStart | None = None,
+    ) -> EngineResult:
+        shares = Shares.of(plan)
+        names = [f"proc-{i}" for i in range(plan.workers)]
+        collector = Collector(plan, shares, names, on_batch, on_progress)
+        cpu0 = cpu_seconds()
+        cpu_workers = 0.0
+        graceful = False
+        try:
+            conns = self._start(plan, shares, names)
+            self._await_ready(conns)
+            collector.t0_ns = t0 = choose_t0(on_start)
+            deadline = t0 + int(plan.scenario.duration_s * 1e9)
+            for c in conns:
+                c.send((t0, deadline))
+            cpu_workers = self._pump(plan, conns, collector)
+            end_ns = time.time_ns()
+            graceful = True
+        finally:
+            self._reap(graceful)
+        return collector.result(self.name, end_ns, cpu_workers, cpu_seconds() - cpu0)
+
+    def _pump(self, plan: LoadPlan, conns: list[Connection], collector: Collector) -> float:
+        """Receive until every worker ended or was lost; returns the workers' CPU seconds."""
+        hard = collector.t0_ns + int(plan.hard_deadline_s() * 1e9)
+        open_ = {i: c for i, c in enumerate(conns)}
+        cpu = 0.0
+        while open_:
+            if time.time_ns() > hard:
+                for i in list(open_):  # stuck past every bound: kill, account, move on
+                    self.kill_worker(i)
+                    collector.worker_lost(i)
+                break
+            for c in wait(list(open_.values()), timeout=POLL_S):
+                i = conns.index(c)  # type: ignore[arg-type]
+                try:
+                    msg = c.recv()  # type: ignore[union-attr]
+                except (EOFError, OSError):
+                    collector.worker_lost(i)  # no-op if it had already shipped its final batch
+                    del open_[i]
+                    continue
+                if msg[0] == "ship":
+                    collector.ship(i, decode_shipment(msg))
+                elif msg[0] == "end":
+                    cpu += msg[1]
+            collector.tick()
+        collector.tick(force=True)
+        return cpu
+
+    def _reap(self, graceful: bool) -> None:
+        """Every worker we spawned is gone when run() returns, on success, error or Ctrl-C."""
+        with self._lock:
+            procs = list(self._procs)
+        for p in procs:
+            p.join(timeout=5 if graceful else 0)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=5)

@@ -1,0 +1,306 @@
+"""The Ray engine: W asyncio actors, each driving its share of shoppers; the driver polls
+`actor.drain()` for Arrow IPC shipments. `ray_address` attaches to an existing cluster.
+
+A local cluster is started per run with every file it writes kept under the run's temp dir:
+the session dir (`_temp_dir`) and the auth token (Ray >= 2.52 turns token auth on by default
+for a new local cluster and would write ~/.ray/auth_token; we point RAY_AUTH_TOKEN_PATH at a
+file in the temp dir instead). Every process the session started (gcs_server, raylet, workers,
+agents) is tracked by PID and reaped after `ray.shutdown()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from simulator.engines.base import (
+    Collector,
+    Engine,
+    EngineResult,
+    LoadPlan,
+    OnBatch,
+    OnProgress,
+    OnStart,
+    Shares,
+)
+from simulator.engines.inline import cpu_seconds
+from simulator.engines.process import decode_shipment, encode_shipment
+from simulator.schedule import ShopperPlan, VuPlan
+from simulator.shopper import DriveSpec, Shipment
+
+READY_TIMEOUT_S = 120.0
+POLL_S = 0.1
+START_LEAD_S = 0.5  # actors get t0 through Ray calls: leave room so they all start on time
+OBJECT_STORE_BYTES = 100 * 1024**2  # shipments are small; Ray's default would claim 30% of RAM
+MAX_SOCKET_DIR = 40  # AF_UNIX paths are capped at 107 bytes; Ray appends ~65 under _temp_dir
+
+
+class ShopperActor:
+    """One Ray actor: drives its shoppers on the actor's event loop, buffers shipments for drain()."""
+
+    def __init__(self, spec: DriveSpec, shoppers: list[ShopperPlan], vus: list[VuPlan]) -> None:
+        self.spec, self.shoppers, self.vus = spec, shoppers, vus
+        self.outbox: list[tuple[Any, ...]] = []
+        self.task: asyncio.Future[Any] | None = None
+        self.cpu: float | None = None
+
+    async def ready(self) -> int:
+        return os.getpid()
+
+    async def start(self, t0_ns: int, deadline_ns: int) -> None:
+        self.task = asyncio.ensure_future(self._run(t0_ns, deadline_ns))
+
+    async def _run(self, t0_ns: int, deadline_ns: int) -> None:
+        from simulator.shopper import drive
+
+        def keep(sh: Shipment) -> None:
+            self.outbox.append(encode_shipment(sh))
+
+        await drive(self.spec, self.shoppers, t0_ns, deadline_ns, keep, self.vus)
+        self.cpu = cpu_seconds()
+
+    async def drain(self) -> tuple[list[tuple[Any, ...]], float | None, str | None]:
+        """(shipments since last drain, CPU seconds once finished, error text if driving failed)."""
+        out, self.outbox = self.outbox, []
+        error = None
+        if self.task is not None and self.task.done() and self.task.exception() is not None:
+            error = repr(self.task.exception())
+        return out, self.cpu, error
+
+
+def _ray_pkg_dir() -> str:
+    import ray
+
+    return os.path.dirname(ray.__file__)
+
+
+def session_processes(before: set[int]) -> list[psutil.Process]:
+    """Our descendants that belong to Ray (started after `before` was taken)."""
+    pkg = _ray_pkg_dir()
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        if proc.pid in before:
+            continue
+        try:
+            name = proc.name()
+            cmd = " ".join(proc.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if name in ("raylet", "gcs_server") or cmd.startswith("ray::") or pkg in cmd:
+            found.append(proc)
+    return found
+
+
+@contextlib.contextmanager
+def _local_ray_env(ray_dir: Path) -> Iterator[None]:
+    """Token auth with the token file inside the run's temp dir; env restored afterwards."""
+    token_file = ray_dir / "auth_token"
+    token_file.write_text(secrets.token_hex(32))
+    token_file.chmod(0o600)
+    saved = {
+        k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")
+    }
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file))
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    _reset_token_cache()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        _reset_token_cache()
+
+
+def _reset_token_cache() -> None:
+    # The driver's C++ config caches the auth mode and its loader caches the token (both read at
+    # import); re-read them as Ray's own enable_token_auth_by_default() does.
+    with contextlib.suppress(ImportError, AttributeError):
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+
+
+class _RayDir:
+    """`<tmp_dir>/ray`, or a short /tmp dir linked from there when the path is too long for sockets."""
+
+    def __init__(self, tmp_dir: str | None) -> None:
+        base = Path(tmp_dir) if tmp_dir else Path(tempfile.mkdtemp(prefix="flashlab-"))
+        base.mkdir(parents=True, exist_ok=True)
+        self.link = base.resolve() / "ray"
+        self.short: Path | None = None
+        if len(str(self.link)) > MAX_SOCKET_DIR:
+            self.short = Path(tempfile.mkdtemp(prefix="flray-"))
+            if not self.link.exists():
+                self.link.symlink_to(self.short)
+            self.path = self.short
+        else:
+            self.link.mkdir(exist_ok=True)
+            self.path = self.link
+
+    def cleanup(self) -> None:
+        if self.short is not None:  # the long-path case: don't leave session files in /tmp
+            shutil.rmtree(self.short, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.link.unlink()
+
+
+class RayEngine(Engine):
+    name = "ray"
+
+    def __init__(self) -> None:
+        self._actors: list[Any] = []
+        self._lock = threading.Lock()
+
+    def worker_count(self) -> int:
+        return len(self._actors)
+
+    def kill_worker(self, index: int) -> bool:
+        import ray
+
+        with self._lock:
+            if not 0 <= index < len(self._actors):
+                return False
+            actor = self._actors[index]
+        ray.kill(actor, no_restart=True)
+        return True
+
+    def run(
+        self,
+        plan: LoadPlan,
+        on_batch: OnBatch,
+        on_progress: OnProgress | None = None,
+        on_start: OnStart | None = None,
+    ) -> EngineResult:
+        import ray
+
+        if ray.is_initialized():
+            raise RuntimeError("ray engine: Ray is already initialised in this process")
+        shares = Shares.of(plan)
+        names = [f"ray-{i}" for i in range(plan.workers)]
+        collector = Collector(plan, shares, names, on_batch, on_progress)
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        ray_dir = _RayDir(plan.tmp_dir)
+        cpu0 = cpu_seconds()
+        seen: dict[int, psutil.Process] = {}
+        try:
+            with contextlib.ExitStack() as stack:
+                if plan.ray_address is None:
+                    stack.enter_context(_local_ray_env(ray_dir.path))
+                self._init(ray, plan, ray_dir.path)
+                stack.callback(ray.shutdown)
+                cpu_workers = self._drive(
+                    ray, plan, shares, names, collector, on_start, before, seen
+                )
+                end_ns = time.time_ns()
+                seen.update({p.pid: p for p in session_processes(before)})
+        finally:
+            seen.update({p.pid: p for p in session_processes(before)})
+            self._reap(list(seen.values()))
+            ray_dir.cleanup()
+            with self._lock:
+                self._actors = []
+        return collector.result(self.name, end_ns, cpu_workers, cpu_seconds() - cpu0)
+
+    @staticmethod
+    def _init(ray: Any, plan: LoadPlan, ray_dir: Path) -> None:
+        common = dict(
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            logging_level="error",
+        )
+        if plan.ray_address is not None:
+            ray.init(address=plan.ray_address, **common)
+            return
+        ray.init(
+            address=None,
+            num_cpus=max(plan.workers, 1),
+            object_store_memory=OBJECT_STORE_BYTES,
+            _temp_dir=str(ray_dir),
+            **common,
+        )
+
+    def _drive(
+        self,
+        ray: Any,
+        plan: LoadPlan,
+        shares: Shares,
+        names: list[str],
+        collector: Collector,
+        on_start: OnStart | None,
+        before: set[int],
+        seen: dict[int, psutil.Process],
+    ) -> float:
+        actor_cls = ray.remote(num_cpus=1, max_restarts=0, max_concurrency=64)(ShopperActor)
+        actors = [
+            actor_cls.options(name=None).remote(plan.spec(n), shares.shoppers[i], shares.vus[i])
+            for i, n in enumerate(names)
+        ]
+        with self._lock:
+            self._actors = actors
+        ray.get([a.ready.remote() for a in actors], timeout=READY_TIMEOUT_S)
+        seen.update({p.pid: p for p in session_processes(before)})
+        t0 = time.time_ns() + int(START_LEAD_S * 1e9)
+        collector.t0_ns = t0
+        if on_start is not None:
+            on_start(t0)
+        deadline = t0 + int(plan.scenario.duration_s * 1e9)
+        ray.get([a.start.remote(t0, deadline) for a in actors], timeout=READY_TIMEOUT_S)
+        return self._pump(ray, plan, actors, collector)
+
+    def _pump(self, ray: Any, plan: LoadPlan, actors: list[Any], collector: Collector) -> float:
+        hard = collector.t0_ns + int(plan.hard_deadline_s() * 1e9)
+        pending = {a.drain.remote(): i for i, a in enumerate(actors)}
+        cpu = 0.0
+        while pending:
+            if time.time_ns() > hard:
+                for i in pending.values():
+                    self.kill_worker(i)
+                    collector.worker_lost(i)
+                break
+            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_S)
+            for ref in ready:
+                i = pending.pop(ref)
+                try:
+                    shipments, worker_cpu, error = ray.get(ref)
+                except ray.exceptions.RayActorError:
+                    collector.worker_lost(i)
+                    continue
+                for msg in shipments:
+                    collector.ship(i, decode_shipment(msg))
+                if error is not None:
+                    raise RuntimeError(f"ray engine: actor {i} failed: {error}")
+                if collector.finished[i]:
+                    cpu += worker_cpu or 0.0
+                else:
+                    pending[actors[i].drain.remote()] = i
+            collector.tick()
+            if ready:
+                time.sleep(POLL_S / 2)  # drains are cheap, but not free for a busy actor
+        collector.tick(force=True)
+        return cpu
+
+    @staticmethod
+    def _reap(procs: list[psutil.Process]) -> None:
+        """After ray.shutdown(): wait briefly for the session's processes, then SIGKILL stragglers."""
+        _, alive = psutil.wait_procs(procs, timeout=10)
+        for p in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        psutil.wait_procs(alive, timeout=5)

@@ -1,0 +1,255 @@
+"""Driving shoppers inside one event loop: launch each at its scheduled time, record one Op per
+attempt, retry per behaviour, stop hard at the duration cap, and ship history in batches.
+
+Used by every engine worker (inline, process, ray actor). Timestamps are `time.time_ns()`.
+`intended_ns` is when the schedule (arrival + think, or previous answer + backoff) said the attempt
+should be sent; `invoke_ns` is when it actually went out (after waiting for a free connection), so
+coordinated omission shows up as response time instead of hiding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from simulator.behaviour import classify, next_delay, should_retry, think_s
+from simulator.client import Answer, ShopperClient, make_client
+from simulator.history import Op, ops_to_batch
+from simulator.progress import Progress
+from simulator.scenario import Profile, Scenario
+from simulator.schedule import ShopperPlan, VuPlan
+
+FLUSH_ROWS = 2_000
+FLUSH_S = 0.1
+CANCELLED = "cancelled at duration cap"
+
+
+@dataclass(frozen=True)
+class DriveSpec:
+    """What one worker needs to drive its share (picklable: crosses process/actor boundaries)."""
+
+    run_id: str
+    base_url: str
+    product_id: str
+    scenario: Scenario
+    client: str = "aiohttp"
+    connections: int = 256
+    worker: str = "w0"
+
+
+@dataclass
+class Shipment:
+    """One flush from a worker: new history rows, shoppers started/finished since the last, counters."""
+
+    batch: pa.RecordBatch | None
+    started: list[int]
+    done: list[int]
+    progress: Progress
+    final: bool = False
+
+
+@dataclass
+class Recorder:
+    """Buffers ops and hands them over every FLUSH_S or FLUSH_ROWS, with live counters."""
+
+    on_ship: Callable[[Shipment], None]
+    progress: Progress = field(default_factory=Progress)
+    _ops: list[Op] = field(default_factory=list)
+    _started: list[int] = field(default_factory=list)
+    _done: list[int] = field(default_factory=list)
+
+    def start(self, shopper: int) -> None:
+        self.progress.launched += 1
+        self._started.append(shopper)
+
+    def finish(self, shopper: int) -> None:
+        self.progress.done += 1
+        self._done.append(shopper)
+
+    def add(self, op: Op, answer: Answer) -> None:
+        p = self.progress
+        p.attempts += 1
+        p.count(answer.code or answer.failure or f"http_{op.status}")
+        if op.type == "ok":
+            p.ok += 1
+            p.saw_remaining(op.remaining)
+        elif op.code == "sold_out":
+            p.sold_seen += 1
+        self._ops.append(op)
+        if len(self._ops) >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self, final: bool = False) -> None:
+        batch = ops_to_batch(self._ops) if self._ops else None
+        shipment = Shipment(batch, self._started, self._done, self.progress.copy(), final)
+        self._ops, self._started, self._done = [], [], []
+        self.on_ship(shipment)
+
+    async def ticker(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            self.flush()
+
+
+async def _sleep_until(ns: int) -> None:
+    delay = (ns - time.time_ns()) / 1e9
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+class _Driver:
+    """One worker's shoppers on one loop. Construct and run inside the loop (`drive`)."""
+
+    def __init__(
+        self, spec: DriveSpec, client: ShopperClient, recorder: Recorder, t0_ns: int
+    ) -> None:
+        self.spec = spec
+        self.client = client
+        self.rec = recorder
+        self.t0_ns = t0_ns
+        self.profiles: dict[str, Profile] = {p.name: p for p in spec.scenario.profiles}
+        # In-flight requests are bounded by the connection pool; schedules are not (open model).
+        self.sem = asyncio.Semaphore(spec.connections)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _op(self, s: ShopperPlan, attempt: int, times: tuple[int, int, int], answer: Answer) -> Op:
+        verdict = classify(answer.status, answer.code, answer.failure, answer.maybe_committed)
+        return Op(
+            run_id=self.spec.run_id,
+            op_id=f"{s.shopper}:{attempt}",
+            shopper=s.shopper,
+            user_id=s.user_id,
+            profile=s.profile,
+            attempt=attempt,
+            worker=self.spec.worker,
+            intended_ns=times[0],
+            invoke_ns=times[1],
+            complete_ns=times[2],
+            type=verdict.type,
+            status=answer.status,
+            code=answer.code,
+            order_id=answer.order_id,
+            remaining=answer.remaining,
+            error=answer.error,
+        )
+
+    async def _attempt(self, s: ShopperPlan, attempt: int, intended_ns: int) -> tuple[Op, Answer]:
+        async with self.sem:
+            invoke_ns = time.time_ns()
+            self.rec.progress.in_flight += 1
+            try:
+                answer = await self.client.buy(s.user_id)
+            except asyncio.CancelledError:
+                # Sent and never answered: indeterminate, and it must be in the history.
+                answer = Answer(0, failure="cancelled", error=CANCELLED)
+                op = self._op(s, attempt, (intended_ns, invoke_ns, time.time_ns()), answer)
+                self.rec.add(op, answer)
+                raise
+            finally:
+                self.rec.progress.in_flight -= 1
+        op = self._op(s, attempt, (intended_ns, invoke_ns, time.time_ns()), answer)
+        self.rec.add(op, answer)
+        return op, answer
+
+    async def shopper(self, s: ShopperPlan, arrival_ns: int) -> None:
+        profile = self.profiles[s.profile]
+        rng = random.Random(s.rng_seed)
+        self.rec.start(s.shopper)
+        intended_ns = arrival_ns + int(think_s(profile, rng) * 1e9)
+        attempt = 1
+        try:
+            while True:
+                await _sleep_until(intended_ns)
+                op, answer = await self._attempt(s, attempt, intended_ns)
+                verdict = classify(
+                    answer.status, answer.code, answer.failure, answer.maybe_committed
+                )
+                delay = next_delay(profile, attempt, rng, answer.retry_after_s)
+                elapsed = (op.complete_ns - arrival_ns) / 1e9
+                if not should_retry(profile, verdict, attempt, elapsed, delay):
+                    return
+                intended_ns = op.complete_ns + int(delay * 1e9)
+                attempt += 1
+        finally:
+            self.rec.finish(s.shopper)
+
+    async def run_open(self, shoppers: list[ShopperPlan]) -> None:
+        for s in shoppers:  # sorted by arrival
+            due_ns = self.t0_ns + int(s.arrival_s * 1e9)
+            await _sleep_until(due_ns)
+            self._spawn(self.shopper(s, due_ns))
+        while self.tasks:
+            await asyncio.wait(set(self.tasks))
+
+    async def _vu(self, vu: VuPlan, shoppers: list[ShopperPlan]) -> None:
+        rng = random.Random(vu.rng_seed)
+        lo, hi = self.spec.scenario.vu_think_s
+        for s in shoppers:
+            now_s = (time.time_ns() - self.t0_ns) / 1e9
+            window = next(((a, b) for a, b in vu.intervals if b > now_s), None)
+            if window is None:
+                return  # ramped down for good
+            await _sleep_until(self.t0_ns + int(window[0] * 1e9))
+            await self.shopper(s, time.time_ns())
+            await asyncio.sleep(rng.uniform(lo, hi) if hi > lo else lo)
+
+    async def run_closed(self, vus: list[VuPlan], shoppers: list[ShopperPlan]) -> None:
+        by_id = {s.shopper: s for s in shoppers}
+        for vu in vus:
+            self._spawn(self._vu(vu, [by_id[i] for i in vu.shoppers if i in by_id]))
+        while self.tasks:
+            await asyncio.wait(set(self.tasks))
+
+    async def stop(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def drive(
+    spec: DriveSpec,
+    shoppers: list[ShopperPlan],
+    t0_ns: int,
+    deadline_ns: int,
+    on_ship: Callable[[Shipment], None],
+    vus: list[VuPlan] | None = None,
+) -> Progress:
+    """Run `shoppers` (this worker's share) from t0 until they finish or `deadline_ns` passes.
+
+    Returns the final counters; the last Shipment has `final=True`.
+    """
+    scenario = spec.scenario
+    client = make_client(
+        spec.client, spec.base_url, spec.product_id, spec.connections, scenario.request_timeout_s
+    )
+    recorder = Recorder(on_ship)
+    driver = _Driver(spec, client, recorder, t0_ns)
+    ticker = asyncio.ensure_future(recorder.ticker())
+    if scenario.model == "closed":
+        main = asyncio.ensure_future(driver.run_closed(vus or [], shoppers))
+    else:
+        main = asyncio.ensure_future(driver.run_open(shoppers))
+    try:
+        await asyncio.wait({main}, timeout=max(0.0, (deadline_ns - time.time_ns()) / 1e9))
+    finally:
+        main.cancel()
+        await asyncio.gather(main, return_exceptions=True)
+        await driver.stop()  # duration cap: in-flight attempts end as `info`
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
+        await client.close()
+        recorder.flush(final=True)
+    if not main.cancelled() and main.exception() is not None:
+        raise main.exception()  # a bug in the driver, not a load outcome: do not hide it
+    return recorder.progress

@@ -1,0 +1,584 @@
+"""The flash-sale HTTP API (DESIGN.md's contract table): routes, error mapping, and the app factory.
+
+Run by the supervisor as `uvicorn system.app:create_app --factory ...`, configured from the
+FLASHLAB_* environment (`system.settings`). Performance notes, because the buy path is
+benchmarked against /healthz through the same nginx:
+- the buy route parses its own body with orjson and checks it by hand (same rules as
+  `contract.BuyRequest`, which documents it in OpenAPI) instead of FastAPI body injection;
+- answers are pre-serialized `Response`s, so FastAPI does no response-model work;
+- metrics are recorded by one pure-ASGI middleware (no BaseHTTPMiddleware task overhead).
+Every failure maps to an `ErrorBody` with a `code`; exception handlers make a 500 unreachable
+for any input (a last-resort handler exists but is logged as a bug).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Path, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+
+from system import metrics
+from system.backend import BACKEND_ERRORS, Backend, begin_request, error_kind, maybe_committed
+from system.contract import (
+    ADMIN_HEADER,
+    BUY_PATH,
+    ID_PATTERN,
+    MAX_BODY_BYTES,
+    PRODUCT_PATH,
+    RESET_PATH,
+    STATUS_OF,
+    USER_HEADER,
+    BuyOk,
+    BuyRequest,
+    ErrorBody,
+    ErrorCode,
+    Health,
+    Product,
+    ResetOk,
+    ResetRequest,
+)
+from system.keys import ProductKeys
+from system.settings import Settings, SettingsError
+from system.strategies import Outcome, ProductMeta, Purchase, PurchaseStrategy, load_strategies
+
+log = logging.getLogger("flashlab.api")
+
+JSON = "application/json"
+CODE_KEY = "flashlab.code"  # ASGI scope key: the answer's ErrorCode, read by the metrics middleware
+RETRY_AFTER_S = "1"
+_ID_RE = re.compile(ID_PATTERN)
+_USER_HEADER_B = USER_HEADER.encode()
+_CONFLICTS = {
+    Outcome.busy: ErrorCode.busy,
+    Outcome.already_purchased: ErrorCode.already_purchased,
+    Outcome.sold_out: ErrorCode.sold_out,
+}
+# HTTP statuses raised by the framework itself (routing, method checks) -> our codes.
+_HTTP_CODES = {
+    400: ErrorCode.bad_request,
+    401: ErrorCode.unauthenticated,
+    403: ErrorCode.forbidden,
+    404: ErrorCode.not_found,
+    405: ErrorCode.method_not_allowed,
+    422: ErrorCode.validation_error,
+    503: ErrorCode.backend_unavailable,
+}
+
+
+class BadInput(Exception):
+    """A request the contract rejects; carries the code and a one-line reason."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --------------------------------------------------------------------------- answers
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One HTTP answer, independent of how it is sent (FastAPI Response or raw ASGI)."""
+
+    status: int
+    body: bytes
+    code: str  # "ok" or an ErrorCode value (the metrics label)
+    retry_after: bool = False
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": RETRY_AFTER_S} if self.retry_after else None
+
+
+def error_answer(
+    code: ErrorCode, message: str, *, committed: bool | None = None, status: int | None = None
+) -> Answer:
+    body: dict[str, Any] = {"code": code.value, "message": message}
+    if committed is not None:
+        body["maybeCommitted"] = committed
+    # 409 busy and 503 say "try again": both carry Retry-After.
+    retry = code in (ErrorCode.busy, ErrorCode.backend_unavailable)
+    return Answer(status or STATUS_OF[code], orjson.dumps(body), code.value, retry)
+
+
+def backend_answer(exc: BaseException) -> Answer:
+    kind = error_kind(exc)
+    metrics.redis_error(kind)
+    message = f"redis unavailable ({kind})"
+    return error_answer(ErrorCode.backend_unavailable, message, committed=maybe_committed())
+
+
+def to_response(scope: MutableMapping[str, Any], answer: Answer) -> Response:
+    scope[CODE_KEY] = answer.code
+    return Response(answer.body, answer.status, headers=answer.headers(), media_type=JSON)
+
+
+def error_response(
+    scope: MutableMapping[str, Any],
+    code: ErrorCode,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    status: int | None = None,
+) -> Response:
+    response = to_response(scope, error_answer(code, message, status=status))
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def json_response(data: dict[str, Any], status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type=JSON)
+
+
+async def send_answer(send: Any, answer: Answer) -> None:
+    """Raw ASGI send, for the buy fast lane."""
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(answer.body)),
+    ]
+    if answer.retry_after:
+        headers.append((b"retry-after", RETRY_AFTER_S.encode()))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+# --------------------------------------------------------------------------- input
+
+
+def _too_large() -> BadInput:
+    return BadInput(ErrorCode.bad_request, f"body larger than {MAX_BODY_BYTES} bytes")
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refusing (400) anything over MAX_BODY_BYTES without buffering it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (
+        not (declared.isascii() and declared.isdigit()) or int(declared) > MAX_BODY_BYTES
+    ):
+        raise _too_large()
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise _too_large()
+    return body
+
+
+async def receive_body(receive: Any, declared: bytes | None) -> bytes:
+    """`read_body` for raw ASGI (the buy fast lane)."""
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise _too_large()
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadInput(ErrorCode.bad_request, "client disconnected")
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+        if len(body) > MAX_BODY_BYTES:
+            raise _too_large()
+    return body
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadInput(ErrorCode.bad_request, "body is not valid JSON") from None
+
+
+def parse_buy(body: bytes) -> str:
+    """Same rules as contract.BuyRequest (extra=forbid, productId pattern), checked by hand for speed."""
+    data = parse_json(body)
+    if not isinstance(data, dict):
+        raise BadInput(ErrorCode.validation_error, "body must be a JSON object")
+    if len(data) != 1 or "productId" not in data:
+        extra = sorted(k for k in data if k != "productId")
+        reason = f"unknown field(s): {', '.join(extra)[:200]}" if extra else "productId is required"
+        raise BadInput(ErrorCode.validation_error, reason)
+    product_id = data["productId"]
+    if not isinstance(product_id, str) or not _ID_RE.fullmatch(product_id):
+        raise BadInput(ErrorCode.validation_error, f"productId must match {ID_PATTERN}")
+    return product_id
+
+
+def check_user(user: str | None) -> str:
+    if not user or not _ID_RE.fullmatch(user):
+        raise BadInput(ErrorCode.unauthenticated, f"{USER_HEADER} header must match {ID_PATTERN}")
+    return user
+
+
+# --------------------------------------------------------------------------- the API
+
+
+class Api:
+    """Per-worker state: the Redis backend, strategy instances, and a product-meta cache."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.backend = Backend(settings)
+        self.strategies: dict[str, PurchaseStrategy] = load_strategies(self.backend.redis)
+        # Only `lua` metas are trusted from cache: the lua script re-checks the strategy
+        # atomically and answers "stale" after a reset; every other strategy re-reads meta.
+        self._meta: dict[str, ProductMeta] = {}
+
+    async def load_meta(self, keys: ProductKeys) -> ProductMeta | None:
+        meta = ProductMeta.from_hash(await self.backend.redis.hgetall(keys.meta))
+        if meta is None:
+            self._meta.pop(keys.product_id, None)
+        elif len(self._meta) < 10_000 or keys.product_id in self._meta:
+            self._meta[keys.product_id] = meta
+        return meta
+
+    async def purchase(self, keys: ProductKeys, user_id: str) -> tuple[str, Purchase]:
+        meta = self._meta.get(keys.product_id)
+        if meta is None or meta.strategy != "lua":
+            meta = await self.load_meta(keys)
+        for _ in range(2):  # at most one redispatch after a reset changed the strategy
+            if meta is None:
+                break
+            strategy = self.strategies.get(meta.strategy)
+            if strategy is None:
+                raise BadInput(ErrorCode.not_found, f"product has unknown strategy {meta.strategy}")
+            result = await strategy.buy(keys, user_id, meta)
+            if result.outcome is not Outcome.stale:
+                return meta.strategy, result
+            meta = await self.load_meta(keys)
+        return "", Purchase(Outcome.not_found)
+
+    async def buy(self, user_header: str | None, read: Callable[[], Awaitable[bytes]]) -> Answer:
+        """The purchase endpoint's logic, shared by the fast lane and the FastAPI route."""
+        begin_request()
+        try:
+            user_id = check_user(user_header)
+            product_id = parse_buy(await read())
+            strategy, result = await self.purchase(ProductKeys(product_id), user_id)
+        except BadInput as exc:
+            return error_answer(exc.code, exc.message)
+        except BACKEND_ERRORS as exc:
+            return backend_answer(exc)
+        outcome = result.outcome
+        if outcome is Outcome.ok:
+            metrics.purchase(strategy)
+            metrics.stock(product_id, result.remaining or 0)
+            body = orjson.dumps({"orderId": result.order_id, "remaining": result.remaining})
+            return Answer(200, body, "ok")
+        if outcome is Outcome.not_found:
+            return error_answer(ErrorCode.not_found, f"unknown product {product_id}")
+        code = _CONFLICTS[outcome]
+        metrics.conflict(code.value)
+        return error_answer(code, code.value.replace("_", " "))
+
+    async def product(self, request: Request, product_id: str) -> Response:
+        keys = ProductKeys(product_id)
+        async with self.backend.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.meta).get(keys.stock).xlen(keys.orders)
+            raw_meta, raw_stock, sold = await pipe.execute()
+        meta = ProductMeta.from_hash(raw_meta)
+        if meta is None:
+            return error_response(
+                request.scope, ErrorCode.not_found, f"unknown product {product_id}"
+            )
+        stock = int(raw_stock or 0)
+        metrics.stock(product_id, stock)
+        product = Product(
+            product_id=product_id,
+            stock=stock,
+            stock_initial=meta.stock_initial,
+            price_cents=meta.price_cents,
+            strategy=meta.strategy,
+            sold=int(sold),
+        )
+        return json_response(product.model_dump(mode="json", by_alias=True))
+
+    async def reset(self, request: Request) -> Response:
+        token = self.settings.admin_token
+        given = request.headers.get(ADMIN_HEADER, "")
+        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            return error_response(request.scope, ErrorCode.forbidden, f"{ADMIN_HEADER} is wrong")
+        try:
+            req = ResetRequest.model_validate(parse_json(await read_body(request)))
+        except BadInput as exc:
+            return error_response(request.scope, exc.code, exc.message)
+        except ValidationError as exc:
+            return error_response(request.scope, ErrorCode.validation_error, _first_error(exc))
+        await self._apply_reset(req)
+        ok = ResetOk(product_id=req.product_id, stock=req.stock, strategy=req.strategy)
+        return json_response(ok.model_dump(mode="json", by_alias=True))
+
+    async def _apply_reset(self, req: ResetRequest) -> None:
+        keys = ProductKeys(req.product_id)
+        meta = ProductMeta(
+            strategy=req.strategy.value,
+            stock_initial=req.stock,
+            price_cents=req.price_cents,
+            naive_delay_ms=req.naive_delay_ms,
+            lock_ttl_ms=req.lock_ttl_ms,
+            optimistic_retries=req.optimistic_retries,
+        )
+        async with self.backend.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.buyers, keys.orders, keys.lock, keys.order_seq, keys.meta)
+            pipe.set(keys.stock, req.stock).hset(keys.meta, mapping=meta.to_hash())
+            await pipe.execute()
+        self._meta.pop(req.product_id, None)
+        metrics.stock(req.product_id, req.stock)
+
+    async def ready(self, request: Request) -> Response:
+        if await self.backend.ping():
+            return json_response({"status": "ready", "worker": self.settings.worker_id})
+        return error_response(
+            request.scope, ErrorCode.backend_unavailable, "redis did not answer PING in time"
+        )
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "body"
+    return f"{where}: {err.get('msg', 'invalid')}"[:300]
+
+
+# --------------------------------------------------------------------------- edge middleware
+
+
+class EdgeMiddleware:
+    """Pure ASGI, outermost of ours: metrics for every answer, and the buy fast lane.
+
+    Metrics: counts and times every HTTP answer by route template, status and code.
+    Fast lane: `POST /api/v1/shop/buy` is answered here, skipping routing, FastAPI's
+    dependency machinery and two middleware layers — about a third of the per-request CPU
+    of a lua purchase. The FastAPI route for the same path (reached only if this lane is
+    absent) runs the same `Api.buy` and documents the endpoint in OpenAPI.
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]], api: Api) -> None:
+        self.app = app
+        self.api = api
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        if scope["path"] == BUY_PATH and scope["method"] == "POST":
+            answer = await self._buy(scope, receive)
+            try:
+                await send_answer(send, answer)
+            finally:
+                metrics.observe_request(
+                    BUY_PATH, answer.status, answer.code, time.perf_counter() - start
+                )
+            return
+        status = 500
+
+        async def send_status(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            # Route templates only: raw paths (fuzzers, scanners) would explode label cardinality.
+            label = getattr(route, "path", "unmatched")
+            code = scope.get(CODE_KEY) or ("ok" if status < 400 else str(status))
+            metrics.observe_request(label, status, code, time.perf_counter() - start)
+
+    def _buy(self, scope: MutableMapping[str, Any], receive: Any) -> Awaitable[Answer]:
+        user: str | None = None
+        declared: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == _USER_HEADER_B and user is None:
+                user = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value
+        return self.api.buy(user, lambda: receive_body(receive, declared))
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    """Replace pydantic's local `#/$defs/X` refs by their definitions (they do not resolve
+    inside an OpenAPI document, so schema-driven clients and fuzzers could not use them)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return {**_inline_refs(defs[ref.removeprefix("#/$defs/")], defs), **rest}
+        return {k: _inline_refs(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
+def _openapi_body(model: type[Any]) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True)
+    schema = _inline_refs(schema, schema.get("$defs", {}))
+    return {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}}
+
+
+def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    return {STATUS_OF[c]: {"model": ErrorBody, "description": c.value} for c in codes}
+
+
+def _install_handlers(app: FastAPI) -> None:
+    async def on_bad_input(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BadInput)
+        return error_response(request.scope, exc.code, exc.message)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+        message = f"{where}: {first.get('msg', 'invalid')}"[:300]
+        return error_response(request.scope, ErrorCode.validation_error, message)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, ErrorCode.bad_request)
+        status = exc.status_code if exc.status_code in _HTTP_CODES else STATUS_OF[code]
+        return error_response(
+            request.scope, code, str(exc.detail)[:300], headers=exc.headers, status=status
+        )
+
+    async def on_backend(request: Request, exc: Exception) -> Response:
+        return to_response(request.scope, backend_answer(exc))
+
+    async def on_disconnect(request: Request, exc: Exception) -> Response:
+        return error_response(request.scope, ErrorCode.bad_request, "client disconnected")
+
+    async def on_anything(request: Request, exc: Exception) -> Response:
+        # Last resort: reaching this is a bug (the fuzz test asserts it never happens).
+        log.error("unhandled %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
+        body = orjson.dumps({"code": "internal", "message": "internal error"})
+        return Response(body, status_code=500, media_type=JSON)
+
+    app.add_exception_handler(BadInput, on_bad_input)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
+    for exc_type in BACKEND_ERRORS:
+        app.add_exception_handler(exc_type, on_backend)
+    app.add_exception_handler(Exception, on_anything)
+
+
+def _install_routes(app: FastAPI, api: Api) -> None:
+    worker = api.settings.worker_id
+    health = orjson.dumps({"status": "ok", "worker": worker})
+    user_param = {
+        "name": USER_HEADER,
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string", "pattern": ID_PATTERN},
+    }
+    admin_param = {
+        "name": ADMIN_HEADER,
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+
+    @app.post(
+        BUY_PATH,
+        response_model=BuyOk,
+        openapi_extra={**_openapi_body(BuyRequest), "parameters": [user_param]},
+        responses=_errors(
+            ErrorCode.unauthenticated,
+            ErrorCode.bad_request,
+            ErrorCode.validation_error,
+            ErrorCode.not_found,
+            ErrorCode.busy,
+            ErrorCode.sold_out,
+            ErrorCode.backend_unavailable,
+        ),
+    )
+    async def buy(request: Request) -> Response:
+        answer = await api.buy(request.headers.get(USER_HEADER), lambda: read_body(request))
+        return to_response(request.scope, answer)
+
+    @app.get(
+        PRODUCT_PATH,
+        response_model=Product,
+        responses=_errors(
+            ErrorCode.not_found, ErrorCode.validation_error, ErrorCode.backend_unavailable
+        ),
+    )
+    async def product(request: Request, product_id: str = Path(pattern=ID_PATTERN)) -> Response:
+        return await api.product(request, product_id)
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Response:
+        # Liveness only: never touches Redis, so a Redis outage does not get workers killed.
+        return Response(health, media_type=JSON)
+
+    @app.get("/readyz", response_model=Health, responses=_errors(ErrorCode.backend_unavailable))
+    async def readyz(request: Request) -> Response:
+        return await api.ready(request)
+
+    @app.get("/metrics", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        body, content_type = await run_in_threadpool(metrics.exposition)
+        return Response(body, media_type=content_type)
+
+    @app.post(
+        RESET_PATH,
+        response_model=ResetOk,
+        openapi_extra={**_openapi_body(ResetRequest), "parameters": [admin_param]},
+        responses=_errors(
+            ErrorCode.forbidden,
+            ErrorCode.bad_request,
+            ErrorCode.validation_error,
+            ErrorCode.backend_unavailable,
+        ),
+    )
+    async def reset(request: Request) -> Response:
+        return await api.reset(request)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI app for one worker. Bad FLASHLAB_* environment -> one line on stderr, exit 2."""
+    if settings is None:
+        try:
+            settings = Settings.from_env()
+        except SettingsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    api = Api(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await api.backend.close()
+
+    app = FastAPI(
+        title="flashlab flash-sale API",
+        version="1",
+        lifespan=lifespan,
+        # FastAPI's native OpenTelemetry hooks cost a provider lookup per request; we export
+        # Prometheus metrics instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    app.state.api = api
+    _install_handlers(app)
+    _install_routes(app, api)
+    app.add_middleware(EdgeMiddleware, api=api)
+    return app

@@ -1,0 +1,666 @@
+"""The Docker Compose platform: the stack as containers, plus the in-container config entrypoint.
+
+Host side, `ComposePlatform` drives `docker-compose.yml` through the docker-compose CLI (up/down,
+one project `flashlab-<random>` per stack) and the Docker SDK (find containers by compose labels,
+signal, pause, restart). It derives a per-stack compose file from the repository's one (N api
+services, profiles) and picks free 127.0.0.1 ports itself: ports stay fixed across container
+restarts, so `StackInfo.redis_url` stays valid after a Redis restart.
+
+Container side, `python -m system.platforms.compose exec redis|nginx|prometheus` renders the
+SAME jinja2 templates as the local platform (system/conf/*.j2) from FLASHLAB_* environment
+variables, then execs the server, which becomes the container's main process.
+
+Signals: a crash fault must look like a crash, so a signal goes to the container's main process
+by its host PID (when this process may signal it and the PID provably belongs to the container)
+and Docker's restart policy reacts as to a real crash: api workers are respawned
+(`restart: always`), Redis and nginx stay down until `start_component`. `docker kill` instead
+would mark the container "manually stopped" and suppress the restart. SIGSTOP/SIGCONT map to
+pause/unpause (the cgroup freezer: every process of the container stops).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import os
+import secrets
+import shutil
+import signal as _signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from system.platforms.base import DURABILITY_MODES, Component, Platform, StackConfig, StackInfo
+
+if TYPE_CHECKING:  # the Docker SDK is a host-only dependency; containers never import it
+    import docker
+    from docker.models.containers import Container
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-images.sh"
+APP_IMAGE = "flashlab-app"
+PROMETHEUS_IMAGE = "flashlab-prometheus"
+SOURCE_LABEL = "flashlab.source"  # image label: hash of the sources baked into it
+API_PORT = 8000
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+# Component order in StackInfo, after the api workers come the optional services.
+_ORDER = ("redis", "api", "nginx", "proxy", "prometheus", "grafana")
+
+BuildPolicy = Literal["auto", "always", "never"]
+BUILD_POLICIES: tuple[str, ...] = ("auto", "always", "never")
+
+UP_TIMEOUT_S = 180.0
+DOWN_TIMEOUT_S = 120.0
+BUILD_TIMEOUT_S = 1200.0
+READY_TIMEOUT_S = 90.0
+
+
+class ComposeError(RuntimeError):
+    """The Compose stack could not be built, started, reached or stopped; the message says why."""
+
+
+# --- sources and images -------------------------------------------------------------------------
+
+
+def _source_files() -> Iterator[Path]:
+    """What goes into the images: the packages the containers import, the build recipe."""
+    for package in ("system", "chaos"):
+        for path in sorted((REPO_ROOT / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                yield path
+    for name in ("pyproject.toml", "Dockerfile", "scripts/build-images.sh"):
+        yield REPO_ROOT / name
+
+
+def source_hash() -> str:
+    """A stable digest of every file baked into the images; an image labelled otherwise is stale."""
+    digest = hashlib.sha256()
+    for path in _source_files():
+        digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def image_state(client: docker.DockerClient, image: str, want: str) -> str:
+    """'missing', 'stale' (built from other sources) or 'current'."""
+    import docker.errors
+
+    try:
+        labels = client.images.get(image).labels or {}
+    except docker.errors.ImageNotFound:
+        return "missing"
+    return "current" if labels.get(SOURCE_LABEL) == want else "stale"
+
+
+def build_images(*, prometheus: bool, log_path: Path) -> None:
+    """Run scripts/build-images.sh (offline base + wheelhouse + docker build), bounded in time."""
+    if not BUILD_SCRIPT.exists():
+        raise ComposeError(
+            f"{BUILD_SCRIPT} not found: the compose platform needs a flashlab checkout"
+        )
+    cmd = [str(BUILD_SCRIPT), *([] if prometheus else ["--no-prometheus"])]
+    with log_path.open("ab") as log:
+        try:
+            done = subprocess.run(
+                cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired:
+            raise ComposeError(
+                f"image build exceeded {BUILD_TIMEOUT_S:.0f}s (log: {log_path})"
+            ) from None
+    if done.returncode != 0:
+        raise ComposeError(f"image build failed: {_last_line(log_path)} (log: {log_path})")
+
+
+def _last_line(path: Path) -> str:
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+# --- the per-stack compose file ------------------------------------------------------------------
+
+
+def api_services(workers: int) -> list[str]:
+    return [f"api-{i}" for i in range(workers)]
+
+
+def derive_compose(base: dict[str, Any], workers: int) -> dict[str, Any]:
+    """The repository's compose document with exactly `workers` api services (api-0..api-N-1).
+
+    api-0 is the template (YAML anchors are already expanded by the loader); nginx depends on
+    every worker. Upstream and scrape-target lists are passed as environment variables."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1 (got {workers})")
+    doc = {k: v for k, v in base.items() if not k.startswith("x-")}
+    services = dict(doc["services"])
+    template = services["api-0"]
+    for name in [s for s in services if s.startswith("api-")]:
+        del services[name]
+    for name in api_services(workers):
+        spec = {**template, "environment": {**template["environment"], "FLASHLAB_WORKER_ID": name}}
+        services[name] = spec
+    nginx = dict(services["nginx"])
+    nginx["depends_on"] = api_services(workers)
+    services["nginx"] = nginx
+    doc["services"] = services
+    return doc
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _kind(service: str) -> str:
+    return "api" if service.startswith("api-") else service
+
+
+def _sort_key(service: str) -> tuple[int, int]:
+    kind = _kind(service)
+    index = int(service.split("-", 1)[1]) if kind == "api" else 0
+    return (_ORDER.index(kind) if kind in _ORDER else len(_ORDER), index)
+
+
+# --- the platform ----------------------------------------------------------------------------------
+
+_LIVE: set[ComposePlatform] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _stop_live() -> None:
+    """Never leave a project's containers running when the interpreter exits (Ctrl-C, crash)."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for platform in live:
+        with contextlib.suppress(Exception):
+            platform.stop()
+
+
+class ComposePlatform(Platform):
+    """The stack as Compose containers; see the module docstring for the signal semantics."""
+
+    name = "compose"
+
+    def __init__(
+        self,
+        config: StackConfig,
+        *,
+        build: BuildPolicy | None = None,
+        dashboards: bool = False,
+        image_tag: str = "latest",
+    ) -> None:
+        super().__init__(config)
+        if config.workers < 1:
+            raise ValueError(f"workers must be >= 1 (got {config.workers})")
+        if config.durability not in DURABILITY_MODES:
+            raise ValueError(
+                f"durability must be one of {', '.join(DURABILITY_MODES)} (got {config.durability!r})"
+            )
+        policy = build or os.environ.get("FLASHLAB_COMPOSE_BUILD", "auto")
+        if policy not in BUILD_POLICIES:
+            raise ValueError(
+                f"FLASHLAB_COMPOSE_BUILD/build must be one of {', '.join(BUILD_POLICIES)}"
+            )
+        self.build: str = policy
+        self.dashboards = dashboards
+        self.image_tag = image_tag
+        self.project: str | None = None
+        self._info: StackInfo | None = None
+        self._env: dict[str, str] = {}
+        self._compose_file: Path | None = None
+        self._own_workdir: Path | None = None
+        self._client_obj: docker.DockerClient | None = None
+        # start_component restarts, counted like the local supervisor counts them; Docker's
+        # RestartCount only counts its own restart-policy respawns.
+        self._manual_starts: dict[str, int] = {}
+
+    # -- docker plumbing ---------------------------------------------------------------------------
+
+    def _client(self) -> docker.DockerClient:
+        if self._client_obj is None:
+            import docker
+            import docker.errors
+
+            try:
+                client = docker.from_env(timeout=60)
+                client.ping()
+            except (docker.errors.DockerException, OSError) as exc:
+                raise ComposeError(
+                    f"no Docker engine answers ({exc.__class__.__name__}); run scripts/ensure-docker.sh"
+                ) from None
+            self._client_obj = client
+        return self._client_obj
+
+    def _profiles(self) -> list[str]:
+        profiles = []
+        if self.config.proxy:
+            profiles.append("proxy")
+        if self.config.prometheus:
+            profiles.append("metrics")
+        if self.dashboards:
+            profiles.append("dashboards")
+        return profiles
+
+    def _compose(self, *args: str, timeout: float) -> str:
+        """Run docker-compose for this project; its own error output on failure, bounded in time."""
+        if shutil.which("docker-compose") is None:
+            raise ComposeError("docker-compose not found; run scripts/ensure-docker.sh")
+        assert self.project is not None and self._compose_file is not None
+        cmd = ["docker-compose", "-p", self.project, "-f", str(self._compose_file)]
+        cmd += ["--project-directory", str(REPO_ROOT), *args]
+        env = {**os.environ, **self._env, "COMPOSE_PROFILES": ",".join(self._profiles())}
+        try:
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ComposeError(f"docker-compose {args[0]} exceeded {timeout:.0f}s") from None
+        if done.returncode != 0:
+            lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+            raise ComposeError(
+                f"docker-compose {args[0]} failed: {lines[-1] if lines else done.returncode}"
+            )
+        return done.stdout
+
+    def _containers(self) -> dict[str, Container]:
+        """This project's containers by service name (all states), found by compose labels."""
+        if self.project is None:
+            return {}
+        found = self._client().containers.list(
+            all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"}
+        )
+        return {c.labels.get(SERVICE_LABEL, c.name): c for c in found}
+
+    def _container(self, component: str) -> Container:
+        containers = self._containers()
+        if component not in containers:
+            known = ", ".join(sorted(containers, key=_sort_key)) or "none (stack not started)"
+            raise ValueError(f"unknown component {component!r} (have: {known})")
+        return containers[component]
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def _ensure_images(self, log_path: Path) -> None:
+        if self.build == "never":
+            return
+        want = source_hash()
+        images = [APP_IMAGE] + ([PROMETHEUS_IMAGE] if self.config.prometheus else [])
+        states = {i: image_state(self._client(), f"{i}:{self.image_tag}", want) for i in images}
+        if self.build == "always" or any(s != "current" for s in states.values()):
+            build_images(prometheus=self.config.prometheus, log_path=log_path)
+
+    def _prepare(self, workdir: Path) -> None:
+        """Project name, ports, token and the derived compose file for this stack."""
+        import yaml
+
+        if not COMPOSE_FILE.exists():
+            raise ComposeError(
+                f"{COMPOSE_FILE} not found: the compose platform needs a flashlab checkout"
+            )
+        self.project = f"flashlab-{secrets.token_hex(4)}"
+        workers = api_services(self.config.workers)
+        targets = ",".join(f"{w}:{API_PORT}" for w in workers)
+        self._env = {
+            "FLASHLAB_IMAGE_TAG": self.image_tag,
+            "FLASHLAB_ADMIN_TOKEN": self.config.admin_token or secrets.token_urlsafe(24),
+            "FLASHLAB_DURABILITY": self.config.durability,
+            "FLASHLAB_REDIS_TIMEOUT_MS": str(self.config.redis_timeout_ms),
+            "FLASHLAB_REDIS_POOL_SIZE": str(self.config.redis_pool_size),
+            "FLASHLAB_UPSTREAMS": targets,
+            "FLASHLAB_PROMETHEUS_TARGETS": targets,
+            "FLASHLAB_API_REDIS_URL": "redis://proxy:6380/0"
+            if self.config.proxy
+            else "redis://redis:6379/0",
+        }
+        for var in ("HTTP", "REDIS", "PROMETHEUS", "PROXY_CONTROL", "GRAFANA"):
+            self._env[f"FLASHLAB_{var}_PORT"] = str(_free_port())
+        doc = derive_compose(yaml.safe_load(COMPOSE_FILE.read_text()), self.config.workers)
+        self._compose_file = workdir / "docker-compose.yml"
+        self._compose_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def start(self) -> StackInfo:
+        if self.project is not None:
+            raise ComposeError(f"stack {self.project} already started; stop() it first")
+        workdir = self._make_workdir()
+        self._ensure_images(workdir / "build.log")
+        self._prepare(workdir)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        try:
+            self._compose("up", "-d", "--no-build", "--remove-orphans", timeout=UP_TIMEOUT_S)
+            info = self._stack_info(workdir)
+            self._info = info
+            self._wait_ready(info)
+            return self.status()
+        except BaseException as exc:  # Ctrl-C included: never leave half a stack behind
+            detail = self._logs_tail() if isinstance(exc, ComposeError) else ""
+            self.stop()
+            if detail:
+                raise ComposeError(f"{exc}; last container logs:\n{detail}") from None
+            raise
+
+    def _make_workdir(self) -> Path:
+        if self.config.workdir:
+            path = Path(self.config.workdir)
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+        self._own_workdir = Path(tempfile.mkdtemp(prefix="flashlab-compose-"))
+        return self._own_workdir
+
+    def _stack_info(self, workdir: Path) -> StackInfo:
+        env = self._env
+        extra: dict[str, Any] = {"project": self.project, "compose_file": str(self._compose_file)}
+        if self.config.proxy:
+            extra["proxy_control_url"] = f"http://127.0.0.1:{env['FLASHLAB_PROXY_CONTROL_PORT']}"
+        if self.dashboards:
+            extra["grafana_url"] = f"http://127.0.0.1:{env['FLASHLAB_GRAFANA_PORT']}"
+        return StackInfo(
+            platform=self.name,
+            base_url=f"http://127.0.0.1:{env['FLASHLAB_HTTP_PORT']}",
+            redis_url=f"redis://127.0.0.1:{env['FLASHLAB_REDIS_PORT']}/0",
+            admin_token=env["FLASHLAB_ADMIN_TOKEN"],
+            workdir=str(workdir),
+            prometheus_url=f"http://127.0.0.1:{env['FLASHLAB_PROMETHEUS_PORT']}"
+            if self.config.prometheus
+            else None,
+            extra=extra,
+        )
+
+    def _wait_ready(self, info: StackInfo, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until /readyz through nginx has answered 200 from every api worker (bounded)."""
+        import httpx
+
+        pending = set(api_services(self.config.workers))
+        deadline = time.monotonic() + timeout_s
+        last = "no answer yet"
+        with httpx.Client(base_url=info.base_url, timeout=2.0) as http:
+            while pending:
+                if time.monotonic() > deadline:
+                    raise ComposeError(
+                        f"/readyz through nginx not 200 from {sorted(pending)} within {timeout_s:.0f}s (last: {last})"
+                    )
+                self._raise_if_exited({"redis", "nginx"})
+                try:
+                    response = http.get("/readyz")
+                    last = f"{response.status_code} {response.text[:120]}"
+                    if response.status_code == 200:
+                        pending.discard(response.json().get("worker", ""))
+                        continue
+                except httpx.HTTPError as exc:
+                    last = exc.__class__.__name__
+                time.sleep(0.2)
+
+    def _raise_if_exited(self, services: set[str]) -> None:
+        """Fail fast instead of waiting out the deadline when a non-restarting service died."""
+        for name, container in self._containers().items():
+            if name in services and container.status == "exited":
+                raise ComposeError(f"container {name} exited at start")
+
+    def _logs_tail(self, lines: int = 5) -> str:
+        out = []
+        with contextlib.suppress(Exception):
+            for name, container in sorted(
+                self._containers().items(), key=lambda kv: _sort_key(kv[0])
+            ):
+                text = container.logs(tail=lines).decode(errors="replace").strip()
+                if text:
+                    out.append(f"[{name}] " + text.replace("\n", f"\n[{name}] "))
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        """`docker-compose down -v`, then remove anything still labelled with the project."""
+        if self.project is None:
+            return
+        try:
+            with contextlib.suppress(ComposeError):
+                self._compose("down", "-v", "--remove-orphans", "-t", "5", timeout=DOWN_TIMEOUT_S)
+            self._sweep()
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(self)
+            self.project = None
+            self._info = None
+            self._manual_starts.clear()
+            if self._own_workdir is not None:
+                shutil.rmtree(self._own_workdir, ignore_errors=True)
+                self._own_workdir = None
+
+    def _sweep(self) -> None:
+        """Belt and braces after `down`: containers, networks, volumes of this project only."""
+        client = self._client()
+        label = {"label": f"{PROJECT_LABEL}={self.project}"}
+        for container in client.containers.list(all=True, filters=label):
+            container.remove(force=True, v=True)
+        for network in client.networks.list(filters=label):
+            network.remove()
+        for volume in client.volumes.list(filters=label):
+            volume.remove(force=True)
+
+    # -- inspection --------------------------------------------------------------------------------
+
+    def components(self) -> list[Component]:
+        ports = {
+            "redis": "FLASHLAB_REDIS_PORT",
+            "nginx": "FLASHLAB_HTTP_PORT",
+            "prometheus": "FLASHLAB_PROMETHEUS_PORT",
+            "proxy": "FLASHLAB_PROXY_CONTROL_PORT",
+            "grafana": "FLASHLAB_GRAFANA_PORT",
+        }
+        out = []
+        for name, container in sorted(self._containers().items(), key=lambda kv: _sort_key(kv[0])):
+            state = container.attrs.get("State", {})
+            port_var = ports.get(name)
+            out.append(
+                Component(
+                    name=name,
+                    kind=_kind(name),
+                    pid=state.get("Pid") or None,
+                    container=container.id,
+                    port=int(self._env[port_var]) if port_var else None,
+                    restarts=int(container.attrs.get("RestartCount", 0))
+                    + self._manual_starts.get(name, 0),
+                    running=container.status == "running",
+                )
+            )
+        return out
+
+    def status(self) -> StackInfo:
+        if self._info is None:
+            raise ComposeError("stack not started")
+        info = StackInfo.from_dict(self._info.to_dict())
+        info.components = self.components()
+        return info
+
+    # -- faults --------------------------------------------------------------------------------------
+
+    def signal(self, component: str, sig: int = _signal.SIGTERM) -> None:
+        container = self._container(component)
+        if container.status not in ("running", "paused"):
+            raise ComposeError(f"component {component!r} is not running ({container.status})")
+        if sig == _signal.SIGSTOP:
+            container.pause()
+            return
+        if sig == _signal.SIGCONT:
+            container.unpause()
+            return
+        pid = _owned_main_pid(container)
+        if pid is not None:
+            os.kill(pid, sig)  # a crash as Docker's restart policy sees one
+        else:
+            container.kill(signal=int(sig))
+
+    def start_component(self, component: str, timeout_s: float = 30.0) -> Component:
+        """Unpause, or start a stopped container; then wait (bounded) until it serves again."""
+        container = self._container(component)
+        if container.status == "paused":
+            container.unpause()
+        elif container.status != "running":
+            container.start()
+            self._manual_starts[component] = self._manual_starts.get(component, 0) + 1
+        self._wait_serving(component, timeout_s)
+        return next(c for c in self.components() if c.name == component)
+
+    def _wait_serving(self, component: str, timeout_s: float) -> None:
+        probe = _PROBES.get(_kind(component))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            container = self._container(component)
+            ok = container.status == "running" and (probe is None or probe(self))
+            if ok:
+                return
+            if time.monotonic() > deadline:
+                raise ComposeError(
+                    f"{component} not serving {timeout_s:.0f}s after start ({container.status})"
+                )
+            time.sleep(0.1)
+
+
+def _owned_main_pid(container: Container) -> int | None:
+    """The container's main process as a host PID, if it provably is that container's and ours to signal."""
+    container.reload()
+    pid = int(container.attrs.get("State", {}).get("Pid") or 0)
+    if pid <= 0:
+        return None
+    try:
+        cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+        os.kill(pid, 0)  # permission check only
+    except (OSError, PermissionError):
+        return None  # remote engine, rootless, or not allowed: let Docker deliver it
+    return pid if container.id in cgroups else None
+
+
+def _redis_pings(platform: ComposePlatform) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(
+            platform._info.redis_url if platform._info else "", socket_timeout=1
+        )
+        with contextlib.closing(client):
+            return bool(client.ping())
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+def _http_ready(platform: ComposePlatform) -> bool:
+    import httpx
+
+    if platform._info is None:
+        return False
+    try:
+        return httpx.get(f"{platform._info.base_url}/readyz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+# component kind -> "is it serving?" through its published port (api workers are not published).
+_PROBES: dict[str, Callable[[ComposePlatform], bool]] = {
+    "redis": _redis_pings,
+    "nginx": _http_ready,
+}
+
+
+# --- in-container entrypoint ----------------------------------------------------------------------
+
+
+class EntryError(ValueError):
+    """A FLASHLAB_* variable given to a container is malformed; the message names it."""
+
+
+def _csv(env: Mapping[str, str], name: str) -> list[str]:
+    items = [item.strip() for item in env.get(name, "").split(",") if item.strip()]
+    if not items:
+        raise EntryError(f"{name} must list host:port entries, comma-separated")
+    return items
+
+
+def _redis_argv(env: Mapping[str, str]) -> list[str]:
+    from system.config import write
+
+    durability = env.get("FLASHLAB_DURABILITY", "none")
+    if durability not in DURABILITY_MODES:
+        raise EntryError(
+            f"FLASHLAB_DURABILITY={durability!r}: allowed {', '.join(DURABILITY_MODES)}"
+        )
+    conf = write("redis.conf", "/tmp/redis.conf", bind="0.0.0.0", port=6379, dir="/data",
+                 durability=durability, logfile="")  # fmt: skip
+    return ["redis-server", str(conf)]
+
+
+def _nginx_argv(env: Mapping[str, str]) -> list[str]:
+    from system.config import write
+
+    keepalive = env.get("FLASHLAB_NGINX_KEEPALIVE", "64")
+    if not keepalive.isdigit():
+        raise EntryError(f"FLASHLAB_NGINX_KEEPALIVE={keepalive!r} is not a non-negative integer")
+    workers = env.get("FLASHLAB_NGINX_WORKERS", "auto")
+    if workers != "auto" and not workers.isdigit():
+        raise EntryError(f"FLASHLAB_NGINX_WORKERS={workers!r} must be 'auto' or an integer")
+    conf = write(
+        "nginx.conf",
+        "/tmp/nginx.conf",
+        listen="80",
+        upstreams=_csv(env, "FLASHLAB_UPSTREAMS"),
+        keepalive=int(keepalive),
+        worker_processes=workers,
+        pid_file="/run/nginx.pid",
+        error_log="stderr",
+        temp_dir=None,
+        user="www-data",  # Debian's nginx user; nginx's compiled-in "nobody" group does not exist
+    )
+    return ["nginx", "-e", "stderr", "-c", str(conf)]
+
+
+def _prometheus_argv(env: Mapping[str, str]) -> list[str]:
+    from system.config import write
+
+    interval = env.get("FLASHLAB_PROMETHEUS_INTERVAL", "1s")
+    targets = _csv(env, "FLASHLAB_PROMETHEUS_TARGETS")
+    conf = write("prometheus.yml", "/tmp/prometheus.yml", targets=targets, interval=interval)
+    return ["prometheus", f"--config.file={conf}", "--storage.tsdb.path=/prometheus",
+            "--web.listen-address=0.0.0.0:9090"]  # fmt: skip
+
+
+# service -> renders its config, returns the server's argv. A new service is one function + one line.
+ENTRYPOINTS: dict[str, Callable[[Mapping[str, str]], list[str]]] = {
+    "redis": _redis_argv,
+    "nginx": _nginx_argv,
+    "prometheus": _prometheus_argv,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`exec SERVICE`: render the service's config from the environment and exec the server.
+    `source-hash`: print the digest the image build labels its images with (host side)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["source-hash"]:
+        print(source_hash())
+        return 0
+    if len(args) != 2 or args[0] != "exec" or args[1] not in ENTRYPOINTS:
+        services = ",".join(ENTRYPOINTS)
+        print(
+            f"usage: python -m system.platforms.compose exec {{{services}}} | source-hash",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        server = ENTRYPOINTS[args[1]](os.environ)
+    except EntryError as exc:
+        print(f"flashlab {args[1]}: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.flush()
+    os.execvp(server[0], server)  # the server replaces us as the container's main process
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

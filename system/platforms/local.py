@@ -1,0 +1,552 @@
+"""The local platform: supervises redis-server, uvicorn API workers, nginx (and prometheus, the fault
+proxy) as tracked child processes on loopback, in a run-owned temp dir; respawns killed workers.
+
+Start order is dependency order (redis -> proxy -> api-* -> nginx -> prometheus) and stop is the
+reverse. Every child goes through `system.procs.spawn`, so it is in its own session (Ctrl-C hits
+only the supervisor), dies with the supervisor (PDEATHSIG), and is reaped by PID - never by name.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import secrets
+import shutil
+import signal as _signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import httpx
+import redis
+
+from system import procs
+from system.config import write as write_config
+from system.platforms.base import DURABILITY_MODES, Component, Platform, StackConfig, StackInfo
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 60.0  # per component; uvicorn imports take ~1-2 s each on 2 busy cores
+STOP_GRACE_S = 5.0
+PORT_ATTEMPTS = 3
+RESPAWN_BACKOFF_MAX_S = 5.0
+QUICK_DEATH_S = 2.0  # a worker dying this soon after its start counts towards backoff
+MONITOR_INTERVAL_S = 0.1
+UPSTREAM_KEEPALIVE = 64
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+APT_HINTS = {
+    "redis-server": "apt-get install redis-server",
+    "nginx": "apt-get install nginx-light",
+    "prometheus": "apt-get install prometheus",
+}
+
+
+class StackError(RuntimeError):
+    """The stack could not be started or driven; the message is one line and says why."""
+
+
+def _port_clash(message: str) -> bool:
+    return "in use" in message.lower()
+
+
+def free_port() -> int:
+    """A currently free loopback TCP port (bind port 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        hint = APT_HINTS.get(name, f"install {name}")
+        raise StackError(f"{name} not found on PATH; install it with: {hint}")
+    return path
+
+
+def wait_until(
+    check: Callable[[], bool], what: str, timeout: float, alive: Callable[[], bool]
+) -> None:
+    """Poll `check` until true; fail fast if the process died, or after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if not alive():
+            raise StackError(f"{what}: process exited during startup")
+        time.sleep(0.05)
+    raise StackError(f"{what}: not ready after {timeout:.0f}s")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _tcp_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        client = redis.Redis(host=HOST, port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+        with contextlib.closing(client):
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@dataclass
+class _Slot:
+    """One named component: how to (re)start it and its current process."""
+
+    name: str
+    kind: str
+    port: int
+    start: Callable[[], procs.Tracked]
+    ready: Callable[[], bool]
+    tracked: procs.Tracked | None = None
+    restarts: int = 0
+    respawn: bool = False  # api workers only: the monitor brings them back
+    history: list[int] = field(default_factory=list)  # every PID this slot has had
+    logs: list[Path] = field(default_factory=list)  # where its errors land (for messages)
+    quick_deaths: int = 0  # consecutive deaths soon after a start (respawn backoff)
+    next_respawn: float = 0.0  # monotonic time before which the monitor waits
+
+    @property
+    def pid(self) -> int | None:
+        return self.tracked.pid if self.tracked else None
+
+    def running(self) -> bool:
+        return self.tracked is not None and procs.is_alive(self.tracked.pid)
+
+
+class LocalPlatform(Platform):
+    """Real processes on loopback: redis-server, N uvicorn workers, nginx, optional prometheus/proxy."""
+
+    name = "local"
+
+    def __init__(self, config: StackConfig) -> None:
+        if config.durability not in DURABILITY_MODES:
+            raise StackError(
+                f"durability {config.durability!r} is not one of: {', '.join(DURABILITY_MODES)}"
+            )
+        if config.workers < 1:
+            raise StackError(f"workers must be >= 1 (got {config.workers})")
+        super().__init__(config)
+        self.token = config.admin_token or secrets.token_urlsafe(24)
+        self._slots: dict[str, _Slot] = {}
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._workdir: Path | None = None
+        self._owns_workdir = config.workdir is None
+        self._info: StackInfo | None = None
+        self.notes: list[str] = []
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            raise StackError("stack not started")
+        return self._workdir
+
+    def _path(self, *parts: str) -> Path:
+        path = self.workdir.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _log(self, name: str) -> Path:
+        return self._path("logs", f"{name}.log")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> StackInfo:
+        if self._info is not None:
+            return self.status()
+        require_binary("redis-server")
+        require_binary("nginx")
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                self._start_once()
+                break
+            except StackError as exc:
+                # Free ports are picked then bound by the child: another stack on this machine
+                # can take one in between. Start over on fresh ports rather than fail the run.
+                if attempt == PORT_ATTEMPTS or not _port_clash(str(exc)):
+                    raise
+        self._monitor = threading.Thread(target=self._watch, name="flashlab-monitor", daemon=True)
+        self._monitor.start()
+        self._info = self._make_info()
+        return self.status()
+
+    def _start_once(self) -> None:
+        atexit.register(self.stop)  # safety net: an exception or sys.exit never leaves children
+        self._stopping.clear()
+        self._slots = {}
+        if self.config.workdir:
+            self._workdir = Path(self.config.workdir).resolve()
+            self._workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            self._workdir = Path(tempfile.mkdtemp(prefix="flashlab-"))
+        try:
+            self._plan()
+            for slot in self._slots.values():
+                self._launch(slot)
+            # Everything boots in parallel (each worker's imports cost ~0.5 s of CPU); readiness
+            # is awaited in dependency order.
+            for slot in list(self._slots.values()):
+                self._await_ready(slot)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the monitor's respawning, terminate children newest-first, reap, clean up."""
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+        self._stopping.set()
+        with self._lock:
+            slots = list(self._slots.values())
+        for slot in reversed(slots):
+            if slot.tracked is not None and slot.tracked.popen.poll() is None:
+                procs.terminate(slot.tracked.pid, STOP_GRACE_S)
+            for pid in slot.history:  # any earlier incarnation still around (should be none)
+                if procs.is_alive(pid):
+                    procs.terminate(pid, STOP_GRACE_S)
+        # The monitor saw _stopping under the lock, so it respawns nothing from here on.
+        if self._monitor is not None and self._monitor is not threading.current_thread():
+            self._monitor.join(timeout=5.0)
+        self._monitor = None
+        if self._workdir is not None and self._owns_workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+        self._info = None
+
+    def status(self) -> StackInfo:
+        if self._info is None:
+            raise StackError("stack not started")
+        return replace(self._info, components=self.components())
+
+    def components(self) -> list[Component]:
+        with self._lock:
+            return [
+                Component(
+                    name=s.name,
+                    kind=s.kind,
+                    pid=s.pid,
+                    port=s.port,
+                    restarts=s.restarts,
+                    running=s.running(),
+                )
+                for s in self._slots.values()
+            ]
+
+    def signal(self, component: str, sig: int = _signal.SIGTERM) -> None:
+        slot = self._slot(component)
+        if slot.tracked is None:
+            raise StackError(f"component {component!r} has no process")
+        # SIGKILL means "the component dies": take its whole process group (nginx workers,
+        # redis' BGSAVE fork) so nothing keeps the port. Other signals go to the main process
+        # only (SIGHUP is nginx's reload; SIGSTOP/SIGCONT pause redis).
+        procs.send(slot.tracked.pid, sig, group=sig == _signal.SIGKILL)
+
+    def start_component(self, component: str) -> Component:
+        slot = self._slot(component)
+        with self._lock:
+            if not slot.running():
+                if slot.tracked is not None:
+                    self._reap(slot)
+                    slot.restarts += 1
+                self._launch(slot)
+        self._await_ready(slot)
+        return next(c for c in self.components() if c.name == component)
+
+    # ------------------------------------------------------------------ plan
+
+    def _plan(self) -> None:
+        cfg = self.config
+        redis_port = free_port()
+        self._add("redis", "redis", redis_port, self._start_redis, lambda: _redis_ping(redis_port))
+        api_redis_port = redis_port
+        if cfg.proxy:
+            api_redis_port = free_port()
+            control = free_port()
+            self._proxy_control = f"http://{HOST}:{control}"
+            self._add(
+                "proxy",
+                "proxy",
+                api_redis_port,
+                lambda: self._start_proxy(api_redis_port, redis_port, control),
+                lambda: _tcp_open(control) and _tcp_open(api_redis_port),
+            )
+        multiproc = self.workdir / "prometheus-multiproc"
+        shutil.rmtree(multiproc, ignore_errors=True)  # stale mmap files would skew /metrics
+        multiproc.mkdir(parents=True)
+        self._multiproc = multiproc
+        api_ports: list[int] = []
+        for index in range(cfg.workers):
+            port = free_port()
+            api_ports.append(port)
+            name = f"api-{index}"
+            slot = self._add(
+                name,
+                "api",
+                port,
+                self._api_starter(name, port, f"redis://{HOST}:{api_redis_port}/0"),
+                self._http_check(f"http://{HOST}:{port}/healthz"),
+            )
+            slot.respawn = True
+        nginx_port = free_port()
+        self._nginx_port = nginx_port
+        self._add(
+            "nginx",
+            "nginx",
+            nginx_port,
+            lambda: self._start_nginx(nginx_port, api_ports),
+            self._http_check(f"http://{HOST}:{nginx_port}/readyz"),
+        )
+        self._prometheus_url: str | None = None
+        if cfg.prometheus:
+            if shutil.which("prometheus"):
+                port = free_port()
+                self._prometheus_url = f"http://{HOST}:{port}"
+                self._add(
+                    "prometheus",
+                    "prometheus",
+                    port,
+                    lambda: self._start_prometheus(port, nginx_port),
+                    self._http_check(f"http://{HOST}:{port}/-/ready"),
+                )
+            else:
+                self.notes.append(f"prometheus not installed ({APT_HINTS['prometheus']}); skipped")
+        self._redis_port = redis_port
+
+    def _add(
+        self,
+        name: str,
+        kind: str,
+        port: int,
+        start: Callable[[], procs.Tracked],
+        ready: Callable[[], bool],
+    ) -> _Slot:
+        logs = [self._log(name), self._log(f"{name}-stdout")]
+        slot = _Slot(name=name, kind=kind, port=port, start=start, ready=ready, logs=logs)
+        self._slots[name] = slot
+        return slot
+
+    @staticmethod
+    def _http_check(url: str) -> Callable[[], bool]:
+        return lambda: _http_ok(url)
+
+    def _slot(self, name: str) -> _Slot:
+        try:
+            return self._slots[name]
+        except KeyError:
+            raise StackError(
+                f"unknown component {name!r} (have: {', '.join(self._slots) or 'none'})"
+            ) from None
+
+    def _make_info(self) -> StackInfo:
+        extra: dict[str, object] = {"notes": list(self.notes)}
+        if self.config.proxy:
+            extra["proxy_control_url"] = self._proxy_control
+        return StackInfo(
+            platform=self.name,
+            base_url=f"http://{HOST}:{self._nginx_port}",
+            redis_url=f"redis://{HOST}:{self._redis_port}/0",
+            admin_token=self.token,
+            components=self.components(),
+            workdir=str(self.workdir),
+            prometheus_url=self._prometheus_url,
+            supervisor_pid=os.getpid(),
+            extra=extra,
+        )
+
+    # ------------------------------------------------------------------ starters
+
+    def _launch(self, slot: _Slot) -> None:
+        slot.tracked = slot.start()
+        slot.history.append(slot.tracked.pid)
+
+    def _await_ready(self, slot: _Slot) -> None:
+        tracked = slot.tracked
+        assert tracked is not None
+        try:
+            wait_until(
+                slot.ready,
+                f"{slot.name} (port {slot.port})",
+                START_TIMEOUT_S,
+                lambda: tracked.popen.poll() is None,
+            )
+        except StackError as exc:
+            tails = [(path, procs.tail(path, 3)) for path in slot.logs]
+            path, text = next(((p, t) for p, t in tails if t), (slot.logs[0], "(empty)"))
+            raise StackError(f"{exc}; log {path}: {text}") from None
+
+    def _reap(self, slot: _Slot) -> None:
+        if slot.tracked is not None:
+            procs.wait(slot.tracked.pid, 1.0)
+
+    def _start_redis(self) -> procs.Tracked:
+        conf = self._path("redis", "redis.conf")
+        write_config(
+            "redis.conf",
+            conf,
+            bind=HOST,
+            port=self._slots["redis"].port,
+            dir=str(conf.parent),
+            durability=self.config.durability,
+            logfile=str(self._log("redis")),
+        )
+        # redis logs to its own logfile; our capture only catches early config errors.
+        return procs.spawn(
+            [require_binary("redis-server"), str(conf)],
+            name="redis",
+            log_path=self._log("redis-stdout"),
+        )
+
+    def _start_proxy(self, listen: int, upstream: int, control: int) -> procs.Tracked:
+        argv = [
+            sys.executable,
+            "-m",
+            "chaos.proxy",
+            "--listen",
+            f"{HOST}:{listen}",
+            "--upstream",
+            f"{HOST}:{upstream}",
+            "--control",
+            f"{HOST}:{control}",
+        ]
+        return procs.spawn(argv, name="proxy", env=self._py_env(), log_path=self._log("proxy"))
+
+    def _py_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # Children import system/chaos from this checkout even when it is not pip-installed.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        return env
+
+    def _api_starter(self, name: str, port: int, redis_url: str) -> Callable[[], procs.Tracked]:
+        def start() -> procs.Tracked:
+            env = self._py_env()
+            env.update(
+                FLASHLAB_REDIS_URL=redis_url,
+                FLASHLAB_ADMIN_TOKEN=self.token,
+                FLASHLAB_REDIS_TIMEOUT_MS=str(self.config.redis_timeout_ms),
+                FLASHLAB_REDIS_POOL_SIZE=str(self.config.redis_pool_size),
+                FLASHLAB_WORKER_ID=name,
+                PROMETHEUS_MULTIPROC_DIR=str(self._multiproc),
+            )
+            argv = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "system.app:create_app",
+                "--factory",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                self.config.log_level,
+            ]
+            return procs.spawn(argv, name=name, env=env, log_path=self._log(name), cwd=REPO_ROOT)
+
+        return start
+
+    def _start_nginx(self, port: int, api_ports: list[int]) -> procs.Tracked:
+        temp = self._path("nginx", "temp", ".keep").parent
+        conf = self._path("nginx", "nginx.conf")
+        write_config(
+            "nginx.conf",
+            conf,
+            listen=f"{HOST}:{port}",
+            upstreams=[f"{HOST}:{p}" for p in api_ports],
+            keepalive=UPSTREAM_KEEPALIVE,
+            worker_processes="auto",
+            pid_file=str(self._path("nginx", "nginx.pid")),
+            error_log=str(self._log("nginx")),
+            temp_dir=str(temp),
+            # As root, nginx workers would drop to `nobody`, who cannot enter our 0700 temp dir.
+            user="root" if os.geteuid() == 0 else "",
+        )
+        argv = [
+            require_binary("nginx"),
+            "-c",
+            str(conf),
+            "-p",
+            str(conf.parent),
+            "-e",
+            str(self._log("nginx")),  # before the config is read, never /var/log/nginx
+        ]
+        # SIGTERM, not SIGKILL, on supervisor death: only the master can take its workers down.
+        return procs.spawn(
+            argv, name="nginx", log_path=self._log("nginx-stdout"), pdeathsig=_signal.SIGTERM
+        )
+
+    def _start_prometheus(self, port: int, nginx_port: int) -> procs.Tracked:
+        conf = self._path("prometheus", "prometheus.yml")
+        write_config("prometheus.yml", conf, targets=[f"{HOST}:{nginx_port}"], interval="1s")
+        argv = [
+            require_binary("prometheus"),
+            f"--config.file={conf}",
+            f"--storage.tsdb.path={self._path('prometheus', 'data', '.keep').parent}",
+            f"--web.listen-address={HOST}:{port}",
+            "--storage.tsdb.retention.time=1d",
+            "--log.level=warn",
+        ]
+        return procs.spawn(argv, name="prometheus", log_path=self._log("prometheus"))
+
+    # ------------------------------------------------------------------ monitor
+
+    def _watch(self) -> None:
+        """Respawn API workers that died (like the reference's cluster), counting restarts."""
+        while not self._stopping.wait(MONITOR_INTERVAL_S):
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                for slot in self._slots.values():
+                    if slot.respawn and slot.tracked is not None:
+                        self._maybe_respawn(slot)
+
+    def _maybe_respawn(self, slot: _Slot) -> None:
+        from prometheus_client import multiprocess
+
+        assert slot.tracked is not None
+        if slot.tracked.popen.poll() is None:
+            return
+        now = time.monotonic()
+        if slot.next_respawn == 0.0:
+            # First sight of this death: its live gauges must not linger in /metrics, and a
+            # worker that keeps dying at startup (bad env, broken import) is respawned with
+            # exponential backoff instead of 10 times a second.
+            with contextlib.suppress(OSError):
+                multiprocess.mark_process_dead(slot.tracked.pid, str(self._multiproc))
+            lived = time.time() - slot.tracked.started_at
+            slot.quick_deaths = slot.quick_deaths + 1 if lived < QUICK_DEATH_S else 0
+            delay = (
+                min(RESPAWN_BACKOFF_MAX_S, 0.1 * 2**slot.quick_deaths)
+                if slot.quick_deaths > 1
+                else 0.0
+            )
+            slot.next_respawn = now + delay
+        if now < slot.next_respawn:
+            return
+        slot.next_respawn = 0.0
+        slot.restarts += 1
+        self._launch(slot)

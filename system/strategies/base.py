@@ -1,0 +1,108 @@
+"""The purchase-strategy interface: product meta, purchase outcomes, and the shared order-recording script.
+
+A strategy turns (product, user) into one `Purchase`. It may raise any Redis error; the app maps
+those to 503 and asks `system.backend` whether a write may have been sent (`arm()` marks the
+point after which a failure is indeterminate).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from system.keys import ProductKeys
+
+
+class Outcome(Enum):
+    ok = "ok"
+    busy = "busy"
+    already_purchased = "already_purchased"
+    sold_out = "sold_out"
+    # The product's strategy changed under a cached meta (a reset); the app re-reads meta and redispatches.
+    stale = "stale"
+    not_found = "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    outcome: Outcome
+    order_id: str | None = None
+    remaining: int | None = None
+
+
+BUSY = Purchase(Outcome.busy)
+ALREADY = Purchase(Outcome.already_purchased)
+SOLD_OUT = Purchase(Outcome.sold_out)
+STALE = Purchase(Outcome.stale)
+NOT_FOUND = Purchase(Outcome.not_found)
+
+
+@dataclass(frozen=True, slots=True)
+class ProductMeta:
+    """The `meta` hash of one product, as written by /admin/reset."""
+
+    strategy: str
+    stock_initial: int
+    price_cents: int
+    naive_delay_ms: float
+    lock_ttl_ms: int
+    optimistic_retries: int
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> ProductMeta | None:
+        """None when the product does not exist (empty hash) or the hash is not ours."""
+        if not raw or "strategy" not in raw:
+            return None
+        return cls(
+            strategy=raw["strategy"],
+            stock_initial=int(raw.get("stock_initial", 0)),
+            price_cents=int(raw.get("price_cents", 0)),
+            naive_delay_ms=float(raw.get("naive_delay_ms", 0.0)),
+            lock_ttl_ms=int(raw.get("lock_ttl_ms", 2000)),
+            optimistic_retries=int(raw.get("optimistic_retries", 3)),
+        )
+
+    def to_hash(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "stock_initial": self.stock_initial,
+            "price_cents": self.price_cents,
+            "naive_delay_ms": self.naive_delay_ms,
+            "lock_ttl_ms": self.lock_ttl_ms,
+            "optimistic_retries": self.optimistic_retries,
+        }
+
+
+# Appends one order to the log: INCR order_seq, server TIME, XADD. Returns the sequence number.
+# Used by naive/lock/optimistic as plain EVAL inside their pipelines/transactions (EVAL, not
+# EVALSHA: a NOSCRIPT inside MULTI would leave the transaction half-applied). The order id
+# format must stay in sync with system.keys.order_id ("o-<seq>").
+RECORD_ORDER_LUA = """
+local seq = redis.call('INCR', KEYS[2])
+local t = redis.call('TIME')
+local ts_ms = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+redis.call('XADD', KEYS[1], '*', 'order_id', 'o-' .. seq, 'user_id', ARGV[1], 'ts_ms', ts_ms)
+return seq
+"""
+
+
+def record_order(pipe: Any, keys: ProductKeys, user_id: str) -> None:
+    """Queue the order-log append on a pipeline (its reply is the order sequence number)."""
+    pipe.eval(RECORD_ORDER_LUA, 2, keys.orders, keys.order_seq, user_id)
+
+
+class PurchaseStrategy(ABC):
+    """One way to sell a unit. Instances are per worker and shared by all requests."""
+
+    name: str
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    @abstractmethod
+    async def buy(self, keys: ProductKeys, user_id: str, meta: ProductMeta) -> Purchase:
+        """Try to sell one unit of `keys.product_id` to `user_id`."""

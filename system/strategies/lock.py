@@ -1,0 +1,70 @@
+"""The `lock` strategy: a `SET NX PX` pessimistic lock per product; losers get 409 busy.
+
+This is the reference's phase 2. The lock is released with a compare-and-delete script so a
+worker whose lock expired (TTL) can never delete a lock another worker now holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+
+import redis.asyncio as aioredis
+
+from system.backend import BACKEND_ERRORS, arm
+from system.keys import ProductKeys, order_id
+from system.strategies.base import (
+    ALREADY,
+    BUSY,
+    SOLD_OUT,
+    Outcome,
+    ProductMeta,
+    Purchase,
+    PurchaseStrategy,
+    record_order,
+)
+
+RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class LockStrategy(PurchaseStrategy):
+    name = "lock"
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        super().__init__(redis)
+        self._release = redis.register_script(RELEASE_LUA)
+
+    async def buy(self, keys: ProductKeys, user_id: str, meta: ProductMeta) -> Purchase:
+        token = secrets.token_hex(8)
+        if not await self.redis.set(keys.lock, token, nx=True, px=meta.lock_ttl_ms):
+            return BUSY
+        try:
+            return await self._locked_buy(keys, user_id)
+        finally:
+            await self._release_quietly(keys, token)
+
+    async def _locked_buy(self, keys: ProductKeys, user_id: str) -> Purchase:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.sismember(keys.buyers, user_id).get(keys.stock)
+            is_buyer, raw_stock = await pipe.execute()
+        if is_buyer:
+            return ALREADY
+        if int(raw_stock or 0) <= 0:
+            return SOLD_OUT
+        arm()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.decr(keys.stock).sadd(keys.buyers, user_id)
+            record_order(pipe, keys, user_id)
+            remaining, _, seq = await pipe.execute()
+        return Purchase(Outcome.ok, order_id(int(seq)), int(remaining))
+
+    async def _release_quietly(self, keys: ProductKeys, token: str) -> None:
+        # A failed release must not turn a committed purchase into an error: the lock's TTL
+        # frees it anyway. The purchase's own errors (if any) still propagate from `buy`.
+        with contextlib.suppress(*BACKEND_ERRORS):
+            await self._release(keys=[keys.lock], args=[token])

@@ -1,0 +1,44 @@
+"""The `naive` strategy: read stock, then write stock-1 — non-atomic on purpose, so it oversells.
+
+This is the reference's phase 1. The optional `naive_delay_ms` sleep between the read and the
+write widens the race window so concurrent buyers reliably read the same stock value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from system.backend import arm
+from system.keys import ProductKeys, order_id
+from system.strategies.base import (
+    ALREADY,
+    SOLD_OUT,
+    Outcome,
+    ProductMeta,
+    Purchase,
+    PurchaseStrategy,
+    record_order,
+)
+
+
+class NaiveStrategy(PurchaseStrategy):
+    name = "naive"
+
+    async def buy(self, keys: ProductKeys, user_id: str, meta: ProductMeta) -> Purchase:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.stock).sismember(keys.buyers, user_id)
+            raw_stock, is_buyer = await pipe.execute()
+        stock = int(raw_stock or 0)
+        if is_buyer:
+            return ALREADY
+        if stock <= 0:
+            return SOLD_OUT
+        if meta.naive_delay_ms > 0:
+            await asyncio.sleep(meta.naive_delay_ms / 1000.0)
+        arm()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            # The lost update: SET of a value computed from a stale read.
+            pipe.set(keys.stock, stock - 1).sadd(keys.buyers, user_id)
+            record_order(pipe, keys, user_id)
+            _, _, seq = await pipe.execute()
+        return Purchase(Outcome.ok, order_id(int(seq)), stock - 1)

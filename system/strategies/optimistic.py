@@ -1,0 +1,52 @@
+"""The `optimistic` strategy: WATCH stock+buyers, read, MULTI/EXEC; bounded retries, then 409 busy."""
+
+from __future__ import annotations
+
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
+
+from system.backend import arm, disarm
+from system.keys import ProductKeys, order_id
+from system.strategies.base import (
+    ALREADY,
+    BUSY,
+    SOLD_OUT,
+    Outcome,
+    ProductMeta,
+    Purchase,
+    PurchaseStrategy,
+    record_order,
+)
+
+
+class OptimisticStrategy(PurchaseStrategy):
+    name = "optimistic"
+
+    async def buy(self, keys: ProductKeys, user_id: str, meta: ProductMeta) -> Purchase:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(1 + meta.optimistic_retries):
+                try:
+                    return await self._attempt(pipe, keys, user_id)
+                except WatchError:
+                    # Someone changed stock/buyers between our read and EXEC: the transaction
+                    # was discarded, so a later failure in this request is not indeterminate.
+                    disarm()
+                    continue
+        return BUSY
+
+    async def _attempt(self, pipe: Pipeline, keys: ProductKeys, user_id: str) -> Purchase:
+        await pipe.watch(keys.stock, keys.buyers)
+        # After WATCH the pipeline runs commands immediately, on the watched connection.
+        raw_stock = await pipe.get(keys.stock)
+        is_buyer = await pipe.sismember(keys.buyers, user_id)
+        # Early returns leave the WATCH to the pipeline's reset (UNWATCH) on context exit.
+        if is_buyer:
+            return ALREADY
+        if int(raw_stock or 0) <= 0:
+            return SOLD_OUT
+        pipe.multi()
+        pipe.decr(keys.stock).sadd(keys.buyers, user_id)
+        record_order(pipe, keys, user_id)
+        arm()
+        remaining, _, seq = await pipe.execute()
+        return Purchase(Outcome.ok, order_id(int(seq)), int(remaining))

@@ -1,0 +1,275 @@
+"""The HTTP contract (DESIGN.md's table), row by row, through nginx on the session's local stack."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+
+from system.admin import AdminClient, AdminError
+from system.contract import (
+    ADMIN_HEADER,
+    BUY_PATH,
+    MAX_BODY_BYTES,
+    MAX_ID_LEN,
+    RESET_PATH,
+    USER_HEADER,
+    BuyOk,
+    ErrorBody,
+    ErrorCode,
+    Product,
+    ResetRequest,
+    Strategy,
+)
+from system.keys import ProductKeys
+from system.platforms.base import StackInfo
+
+_ids = itertools.count()
+
+
+def fresh_product(prefix: str = "contract") -> str:
+    """Each test gets its own product: the session stack is shared."""
+    return f"{prefix}-{next(_ids)}"
+
+
+@pytest.fixture
+def http(local_stack: StackInfo) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=local_stack.base_url, timeout=10.0) as client:
+        yield client
+
+
+@pytest.fixture
+def rdb(local_stack: StackInfo) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(local_stack.redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def buy(http: httpx.Client, product_id: str, user: str | None = "alice") -> httpx.Response:
+    headers = {USER_HEADER: user} if user is not None else {}
+    return http.post(BUY_PATH, json={"productId": product_id}, headers=headers)
+
+
+def assert_error(response: httpx.Response, status: int, code: ErrorCode) -> ErrorBody:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = ErrorBody.model_validate_json(response.content)
+    assert body.code is code, body
+    return body
+
+
+def reset(admin: AdminClient, product_id: str, stock: int, **kwargs: object) -> None:
+    admin.reset(ResetRequest(product_id=product_id, stock=stock, **kwargs))  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- buy: 200 and conflicts
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_buy_ok_then_already_purchased_then_sold_out(
+    strategy: Strategy, admin: AdminClient, http: httpx.Client
+) -> None:
+    product = fresh_product(strategy.value)
+    reset(admin, product, 2, strategy=strategy)
+
+    first = buy(http, product, "alice")
+    assert first.status_code == 200, first.text
+    ok = BuyOk.model_validate_json(first.content)
+    assert ok.order_id == "o-1" and ok.remaining == 1
+
+    assert_error(buy(http, product, "alice"), 409, ErrorCode.already_purchased)
+    assert buy(http, product, "bob").status_code == 200
+    assert_error(buy(http, product, "carol"), 410, ErrorCode.sold_out)
+
+    got = admin.product(product)
+    assert (got.stock, got.stock_initial, got.sold, got.strategy) == (0, 2, 2, strategy)
+
+
+def test_busy_when_lock_is_held(admin: AdminClient, http: httpx.Client, rdb: redis.Redis) -> None:
+    product = fresh_product("busy")
+    reset(admin, product, 5, strategy=Strategy.lock)
+    rdb.set(ProductKeys(product).lock, "someone-else", px=30_000)
+    response = buy(http, product, "alice")
+    assert_error(response, 409, ErrorCode.busy)
+    assert int(response.headers["retry-after"]) >= 1
+    # The lock of another holder is never deleted by the loser (token-checked release).
+    assert rdb.get(ProductKeys(product).lock) == "someone-else"
+    rdb.delete(ProductKeys(product).lock)
+    assert buy(http, product, "alice").status_code == 200
+
+
+def test_reset_switches_strategy_even_for_workers_caching_lua(
+    admin: AdminClient, http: httpx.Client, rdb: redis.Redis
+) -> None:
+    """Workers cache lua meta; a reset to `lock` must still route every buy through the lock."""
+    product = fresh_product("switch")
+    reset(admin, product, 10, strategy=Strategy.lua)
+    for user in ("u1", "u2", "u3", "u4"):  # nginx round-robins: both workers cache lua meta
+        assert buy(http, product, user).status_code == 200
+    reset(admin, product, 10, strategy=Strategy.lock)
+    rdb.set(ProductKeys(product).lock, "held", px=30_000)
+    for user in ("u5", "u6", "u7", "u8"):
+        assert_error(buy(http, product, user), 409, ErrorCode.busy)
+
+
+def test_reset_clears_buyers_and_orders(
+    admin: AdminClient, http: httpx.Client, rdb: redis.Redis
+) -> None:
+    product = fresh_product("clear")
+    reset(admin, product, 3)
+    assert buy(http, product, "alice").status_code == 200
+    reset(admin, product, 3)
+    keys = ProductKeys(product)
+    assert rdb.scard(keys.buyers) == 0 and rdb.xlen(keys.orders) == 0
+    again = BuyOk.model_validate_json(buy(http, product, "alice").content)
+    assert again.order_id == "o-1" and again.remaining == 2
+
+
+# --------------------------------------------------------------------------- buy: rejected input
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {USER_HEADER: ""},
+        {USER_HEADER: "x" * (MAX_ID_LEN + 1)},
+        {USER_HEADER: "bad user"},
+        {USER_HEADER: "semi;colon"},
+    ],
+    ids=["missing", "empty", "too-long", "space", "semicolon"],
+)
+def test_unauthenticated(headers: dict[str, str], admin: AdminClient, http: httpx.Client) -> None:
+    product = fresh_product("auth")
+    reset(admin, product, 1)
+    response = http.post(BUY_PATH, json={"productId": product}, headers=headers)
+    assert_error(response, 401, ErrorCode.unauthenticated)
+    assert admin.product(product).stock == 1
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"productId": "p"', b"", b"not json", b"\xff\xfe", b'{"productId": "p"} trailing'],
+    ids=["truncated", "empty", "text", "not-utf8", "trailing"],
+)
+def test_malformed_json_is_400(content: bytes, http: httpx.Client) -> None:
+    response = http.post(BUY_PATH, content=content, headers={USER_HEADER: "alice"})
+    assert_error(response, 400, ErrorCode.bad_request)
+
+
+def test_oversized_body_is_400(http: httpx.Client) -> None:
+    # Above the API's limit but below nginx's client_max_body_size: the API itself refuses it.
+    body = b'{"productId": "' + b"p" * MAX_BODY_BYTES + b'"}'
+    response = http.post(BUY_PATH, content=body, headers={USER_HEADER: "alice"})
+    assert_error(response, 400, ErrorCode.bad_request)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"productId": "p", "extra": 1},
+        {"productId": 5},
+        {"productId": None},
+        {},
+        [],
+        "p",
+        {"productId": "has space"},
+        {"productId": "x" * (MAX_ID_LEN + 1)},
+        {"product_id": "p"},
+    ],
+    ids=[
+        "unknown-field",
+        "int",
+        "null",
+        "missing",
+        "array",
+        "string",
+        "bad-chars",
+        "too-long",
+        "snake-case",
+    ],
+)
+def test_schema_violations_are_422(payload: object, http: httpx.Client) -> None:
+    response = http.post(BUY_PATH, json=payload, headers={USER_HEADER: "alice"})
+    assert_error(response, 422, ErrorCode.validation_error)
+
+
+def test_unknown_product_is_404(http: httpx.Client) -> None:
+    assert_error(buy(http, fresh_product("never-reset")), 404, ErrorCode.not_found)
+
+
+# --------------------------------------------------------------------------- other routes
+
+
+def test_product(admin: AdminClient, http: httpx.Client) -> None:
+    product = fresh_product("product")
+    reset(admin, product, 7, strategy=Strategy.optimistic, price_cents=1234)
+    response = http.get(f"/api/v1/products/{product}")
+    assert response.status_code == 200
+    got = Product.model_validate_json(response.content)
+    assert (got.stock, got.stock_initial, got.price_cents, got.strategy, got.sold) == (
+        7,
+        7,
+        1234,
+        Strategy.optimistic,
+        0,
+    )
+    assert_error(http.get(f"/api/v1/products/{fresh_product('none')}"), 404, ErrorCode.not_found)
+    assert_error(http.get("/api/v1/products/bad%20id"), 422, ErrorCode.validation_error)
+
+
+def test_health_and_readiness(http: httpx.Client) -> None:
+    for path in ("/healthz", "/readyz"):
+        response = http.get(path)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] in ("ok", "ready")
+
+
+def test_unknown_route_and_wrong_method(http: httpx.Client) -> None:
+    assert_error(http.get("/no/such/route"), 404, ErrorCode.not_found)
+    assert_error(http.get(BUY_PATH), 405, ErrorCode.method_not_allowed)
+    assert_error(http.delete("/healthz"), 405, ErrorCode.method_not_allowed)
+
+
+def test_metrics_exposition(http: httpx.Client) -> None:
+    response = http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "flashlab_http_requests_total" in response.text
+
+
+# --------------------------------------------------------------------------- admin
+
+
+def test_reset_requires_the_token(local_stack: StackInfo, http: httpx.Client) -> None:
+    body = {"productId": fresh_product("forbidden"), "stock": 1}
+    assert_error(http.post(RESET_PATH, json=body), 403, ErrorCode.forbidden)
+    wrong = http.post(RESET_PATH, json=body, headers={ADMIN_HEADER: "wrong"})
+    assert_error(wrong, 403, ErrorCode.forbidden)
+    with pytest.raises(AdminError) as info:
+        AdminClient(local_stack.base_url, "wrong").product("x")  # reads are open; 404 here
+    assert info.value.status == 404
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"productId": "p", "stock": -1},
+        {"productId": "p", "stock": 1, "strategy": "magic"},
+        {"productId": "p", "stock": 1, "surprise": True},
+        {"stock": 1},
+    ],
+    ids=["negative-stock", "unknown-strategy", "unknown-field", "missing-id"],
+)
+def test_reset_validation(
+    payload: dict[str, object], local_stack: StackInfo, http: httpx.Client
+) -> None:
+    response = http.post(RESET_PATH, json=payload, headers={ADMIN_HEADER: local_stack.admin_token})
+    assert_error(response, 422, ErrorCode.validation_error)
+    malformed = http.post(RESET_PATH, content=b"{", headers={ADMIN_HEADER: local_stack.admin_token})
+    assert_error(malformed, 400, ErrorCode.bad_request)

@@ -1,0 +1,105 @@
+"""The benchmark harness: every benchmark runs at `--size tiny` against real processes and appends a
+well-formed results line and a PNG - to a temp results file, never the committed one.
+
+Nothing here asserts on speed: tiny sizes are too small to measure anything, and a shared
+2-core machine makes absolute numbers noise. The ratio/target *shape* is what is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flashlab.cli import app
+from flashlab.commands.bench import _import_bench
+
+_import_bench()  # bench/ is not an installed package: make the repository root importable
+
+from bench import bench_names, get_bench  # noqa: E402
+from bench.ceiling import summarize_folded  # noqa: E402
+from bench.common import REPO_ROOT, RESULTS_FULL, BenchContext, append_result, target  # noqa: E402
+
+REQUIRED_KEYS = {
+    "bench", "command", "git_revision", "machine", "started_at", "params", "raw", "ratios",
+    "targets",
+}  # fmt: skip
+MACHINE_KEYS = {"cpus", "mem_gib", "kernel", "python"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_line(line: dict, name: str, plots: Path) -> None:
+    assert set(line) >= REQUIRED_KEYS, f"{name}: missing {REQUIRED_KEYS - set(line)}"
+    assert line["bench"] == name
+    assert line["size"] == "tiny"
+    assert set(line["machine"]) >= MACHINE_KEYS
+    assert line["ratios"], f"{name}: no ratios"
+    for key, t in line["targets"].items():
+        assert set(t) == {"value", "target", "met"}, key
+        assert t["met"] in (True, False, None), key
+    plot = plots / f"{name}.png"
+    assert plot.read_bytes()[:8] == PNG_MAGIC, f"{name}: plot is not a PNG"
+
+
+@pytest.mark.timeout(900)
+def test_every_benchmark_runs_tiny_and_appends_a_line(tmp_path: Path) -> None:
+    results, plots = tmp_path / "results.jsonl", tmp_path / "plots"
+    committed_before = RESULTS_FULL.read_bytes() if RESULTS_FULL.exists() else None
+    ctx = BenchContext(size="tiny", results_path=results, plots_dir=plots, command="pytest")
+    for name in bench_names():
+        line = get_bench(name).run(ctx)
+        append_result(results, line)
+        _check_line(json.loads(results.read_text().splitlines()[-1]), name, plots)
+    assert len(results.read_text().splitlines()) == len(bench_names())
+    after = RESULTS_FULL.read_bytes() if RESULTS_FULL.exists() else None
+    assert after == committed_before, "tiny runs must not touch bench/results.jsonl"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point (flashlab.cli:main), where user errors become one line and exit 2."""
+    argv = [sys.executable, "-m", "flashlab.cli", *args]
+    return subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_rejects_unknown_benchmark_and_size_in_one_line(tmp_path: Path) -> None:
+    for args, flag in (
+        (["nope", "--size", "tiny"], "NAME"),
+        (["ceiling", "--size", "huge"], "--size"),
+    ):
+        proc = _cli("bench", *args, "--results", str(tmp_path / "r.jsonl"))
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        assert len(lines) == 1 and flag in lines[0], proc.stderr
+        assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_cli_runs_one_tiny_benchmark_as_json(tmp_path: Path) -> None:
+    results = tmp_path / "r.jsonl"
+    res = CliRunner().invoke(
+        app, ["bench", "ceiling", "--size", "tiny", "--json", "--results", str(results)]
+    )
+    assert res.exit_code == 0, res.output
+    line = json.loads(results.read_text())
+    assert line["bench"] == "ceiling" and set(line["ratios"]) >= {
+        "lua",
+        "lock",
+        "optimistic",
+        "naive",
+    }
+    assert (tmp_path / "plots" / "ceiling.png").exists()
+
+
+def test_target_and_profile_summary_are_plain_arithmetic() -> None:
+    assert target(0.7, ">=", 0.6)["met"] is True
+    assert target(0.5, ">=", 0.6)["met"] is False
+    assert target(None, "<=", 1.0)["met"] is None
+    folded = "main;run (uvicorn/server.py:1);execute (redis/client.py:5) 30\nmain;idle (asyncio/base_events.py:2) 10\n"
+    s = summarize_folded(folded)
+    assert s["samples"] == 40
+    assert s["buckets"]["redis client (redis-py/hiredis)"] == 0.75
+    assert s["top_self"][0]["frame"] == "execute (redis/client.py:5)"

@@ -1,0 +1,110 @@
+"""The CLI's promises on bad input: one line naming the field or flag, exit 2, no traceback, no run dir."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FLASHLAB = [sys.executable, "-m", "flashlab.cli"]
+
+
+def flashlab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*FLASHLAB, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_help_shows_examples() -> None:
+    proc = flashlab("--help")
+    assert proc.returncode == 0
+    assert "Examples" in proc.stdout and "flashlab run" in proc.stdout
+    for command in ("run", "check", "validate", "matrix", "stack", "demo", "report"):
+        sub = flashlab(command, "--help")
+        assert sub.returncode == 0, (command, sub.stderr)
+        assert "xample" in sub.stdout, command
+
+
+def test_missing_experiment_file(tmp_path: Path) -> None:
+    assert_one_line_error(flashlab("run", str(tmp_path / "nope.yaml")), "no such file")
+
+
+@pytest.mark.parametrize(
+    ("body", "needles"),
+    [
+        ("faults:\n  - {fault: no-such-fault, at_s: 1}\n", ("faults.0.fault", "unknown fault")),
+        ("hypothesis: ['wat_rate < 1']\n", ("hypothesis", "unknown key 'wat_rate'", "allowed")),
+        ("product: {strategy: yolo}\n", ("product.strategy", "'lua'")),
+        ("scenario: {shoppers: -5}\n", ("scenario.shoppers",)),
+        ("scenario: {duration_s: -1}\n", ("scenario.duration_s",)),
+        ("stack: {durability: sometimes}\n", ("stack.durability", "aof-always")),
+        ("bogus_field: 1\n", ("bogus_field", "unknown field")),
+        ("scenario: [1, 2\n", ("not valid YAML",)),
+    ],
+)
+def test_bad_experiment_is_one_line_and_leaves_no_run_dir(
+    tmp_path: Path, body: str, needles: tuple[str, ...]
+) -> None:
+    out = tmp_path / "run"
+    proc = flashlab("run", str(write(tmp_path, body)), "--out", str(out))
+    assert_one_line_error(proc, *needles)
+    assert not out.exists()
+
+
+def test_negative_fault_duration_is_rejected(tmp_path: Path) -> None:
+    from chaos.faults import fault_names
+
+    names = fault_names()
+    if not names:
+        pytest.fail("fault catalogue is empty")
+    body = f"faults:\n  - {{fault: {names[0]}, at_s: 1, duration_s: -2}}\n"
+    assert_one_line_error(flashlab("validate", str(write(tmp_path, body))), "faults.0.duration_s")
+
+
+def test_bad_flags(tmp_path: Path) -> None:
+    smoke = str(ROOT / "experiments" / "smoke.yaml")
+    assert_one_line_error(flashlab("run", smoke, "--strategy", "yolo"), "product.strategy")
+    assert_one_line_error(flashlab("run", smoke, "--engine", "warp"), "engine.kind")
+    assert_one_line_error(
+        flashlab("run", smoke, "--target", "http://127.0.0.1:9"), "--target, --redis and --admin-token"
+    )
+    proc = flashlab(
+        "run", smoke, "--target", "http://10.1.2.3:80", "--redis", "redis://127.0.0.1:1/0",
+        "--admin-token", "x", "--out", str(tmp_path / "r"),
+    )
+    assert_one_line_error(proc, "--target", "not a loopback address")
+    assert not (tmp_path / "r").exists()
+    assert_one_line_error(flashlab("matrix", "--strategies", "lua,yolo"), "--strategies", "yolo")
+    assert_one_line_error(flashlab("check", str(tmp_path / "missing")), "not a run directory")
+
+
+def test_check_refuses_incomplete_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"run_id": "x", "complete": False}))
+    assert_one_line_error(flashlab("check", str(run)), "incomplete")
+
+
+def test_every_shipped_experiment_validates() -> None:
+    files = sorted(str(p) for p in (ROOT / "experiments").glob("*.yaml"))
+    assert files
+    proc = flashlab("validate", *files, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(proc.stdout)) == set(files)

@@ -1,0 +1,191 @@
+"""Engines end to end against the real local stack: complete histories that agree with Redis truth."""
+
+from __future__ import annotations
+
+import collections
+import os
+
+import pyarrow as pa
+
+from simulator.engines import LoadPlan, get_engine
+from simulator.engines.base import WORKER_LOST
+from simulator.progress import Progress
+from simulator.scenario import Profile, Ramp, Scenario, Spike
+from simulator.schedule import partition, plan
+from system.contract import ResetRequest, Strategy
+from system.truth import read_truth
+
+RETRYING = [
+    Profile(
+        name="patient",
+        weight=3,
+        max_attempts=4,
+        max_wait_s=10,
+        backoff_base_ms=5,
+        backoff_max_ms=50,
+    ),
+    Profile(name="impatient", weight=1, max_attempts=1, max_wait_s=5),
+]
+
+
+def _run(
+    engine_name,
+    stack,
+    product,
+    scenario,
+    tmp_path,
+    workers=2,
+    seed=7,
+    on_progress=None,
+    engine=None,
+):
+    engine = engine or get_engine(engine_name)
+    batches: list[pa.RecordBatch] = []
+    lp = LoadPlan(
+        run_id=f"t-{engine_name}",
+        base_url=stack.base_url,
+        product_id=product,
+        scenario=scenario,
+        seed=seed,
+        workers=workers,
+        connections=64,
+        tmp_dir=str(tmp_path / "tmp"),
+    )
+    result = engine.run(lp, on_batch=batches.append, on_progress=on_progress)
+    table = pa.Table.from_batches(batches).to_pandas() if batches else None
+    return result, table
+
+
+def _check_against_truth(history, truth) -> None:
+    """ok purchases are all in Redis; any Redis order without an ok is explained by an info op."""
+    assert history["op_id"].is_unique
+    ok = history[history["type"] == "ok"]
+    info_users = set(history.loc[history["type"] == "info", "user_id"])
+    buyers = {o.user_id for o in truth.orders}
+    assert set(ok["order_id"]) <= {o.order_id for o in truth.orders}
+    assert set(ok["user_id"]) <= buyers
+    assert buyers - set(ok["user_id"]) <= info_users
+    if not info_users:
+        assert len(ok) == len(truth.orders)
+    assert truth.stock_initial == truth.stock_remaining + len(truth.orders)
+
+
+def _reset(admin, product: str, stock: int) -> None:
+    admin.reset(ResetRequest(product_id=product, stock=stock, strategy=Strategy.lua))
+
+
+def test_inline_and_process_histories_match_truth_and_each_other(
+    local_stack, admin, tmp_path
+) -> None:
+    scenario = Scenario(
+        shoppers=1_200, arrival=Spike(window_s=0.5), duration_s=30, profiles=RETRYING
+    )
+    tables = {}
+    for name, product in (("inline", "eng-inline"), ("process", "eng-process")):
+        _reset(admin, product, 150)
+        progress: list[Progress] = []
+        result, history = _run(
+            name, local_stack, product, scenario, tmp_path, on_progress=progress.append
+        )
+        truth = read_truth(local_stack.redis_url, product)
+        _check_against_truth(history, truth)
+        assert len(truth.orders) == 150  # 1,200 shoppers for 150 units: it sells out
+        assert result.rows == len(history) and not result.lost_workers
+        assert history["shopper"].nunique() == 1_200  # every scheduled shopper made an attempt
+        assert (
+            progress
+            and progress[-1].done == 1_200
+            and progress[-1].ok == (history["type"] == "ok").sum()
+        )
+        tables[name] = history
+    # Same seed: the same shoppers with the same profiles, whichever engine and worker count.
+    firsts = {
+        name: sorted(
+            map(tuple, t[t["attempt"] == 1][["shopper", "user_id", "profile"]].to_numpy().tolist())
+        )
+        for name, t in tables.items()
+    }
+    assert firsts["inline"] == firsts["process"]
+    assert set(tables["process"]["worker"]) == {"proc-0", "proc-1"}
+
+
+def test_duration_cap_ends_in_flight_attempts_as_info(local_stack, admin, tmp_path) -> None:
+    # A tiny cap against a slow arrival process: the cap stops the load; nothing runs past it.
+    scenario = Scenario(
+        shoppers=600, arrival=Spike(window_s=3.0), duration_s=1.0, profiles=RETRYING
+    )
+    _reset(admin, "eng-cap", 1_000)
+    result, history = _run("inline", local_stack, "eng-cap", scenario, tmp_path)
+    assert history is not None and 0 < history["shopper"].nunique() < 600
+    assert (history["intended_ns"] < result.t0_ns + 1_000_000_000 + 50_000_000).all()
+    cancelled = history[history["error"] == "cancelled at duration cap"]
+    assert (cancelled["type"] == "info").all()
+    _check_against_truth(history, read_truth(local_stack.redis_url, "eng-cap"))
+
+
+def _ray_descendants_after(before: set[int]) -> list[int]:
+    from simulator.engines.ray_engine import session_processes
+
+    return [p.pid for p in session_processes(before)]
+
+
+def test_ray_10k_spike_matches_truth(local_stack, admin, tmp_path) -> None:
+    import psutil
+
+    home_token = os.path.expanduser("~/.ray/auth_token")
+    had_home_token = os.path.exists(home_token)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    scenario = Scenario(
+        shoppers=10_000, arrival=Spike(window_s=1.0), duration_s=60, profiles=RETRYING
+    )
+    _reset(admin, "eng-ray10k", 1_000)
+    result, history = _run("ray", local_stack, "eng-ray10k", scenario, tmp_path)
+    truth = read_truth(local_stack.redis_url, "eng-ray10k")
+    _check_against_truth(history, truth)
+    assert len(truth.orders) == 1_000
+    assert history["shopper"].nunique() == 10_000 and not result.lost_workers
+    assert not _ray_descendants_after(before)
+    # Ray's files stayed in the run's temp dir (the /tmp short-path fallback is removed), none in $HOME.
+    assert not (tmp_path / "tmp" / "ray").is_symlink()
+    assert os.path.exists(home_token) == had_home_token
+
+
+def test_killing_a_ray_actor_leaves_info_rows_and_no_processes(
+    local_stack, admin, tmp_path
+) -> None:
+    import psutil
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    scenario = Scenario(
+        shoppers=3_000, arrival=Ramp(duration_s=4.0), duration_s=30, profiles=RETRYING
+    )
+    _reset(admin, "eng-raykill", 500)
+    engine = get_engine("ray")
+    killed: list[int] = []
+
+    def on_progress(p: Progress) -> None:
+        if not killed and p.launched >= 800:  # mid-run, deterministic in shopper count
+            killed.append(int(engine.kill_worker(1)))
+
+    result, history = _run(
+        "ray",
+        local_stack,
+        "eng-raykill",
+        scenario,
+        tmp_path,
+        on_progress=on_progress,
+        engine=engine,
+    )
+    assert killed == [1] and result.lost_workers == [1]
+    lost = history[history["error"] == WORKER_LOST]
+    assert len(lost) > 0 and (lost["type"] == "info").all() and set(lost["worker"]) == {"ray-1"}
+    part1 = {s.shopper for s in partition(plan(scenario, 7), 2)[1]}
+    assert set(lost["shopper"]) <= part1
+    # Shoppers of the survivor all finished normally.
+    assert history.loc[history["worker"] == "ray-0", "shopper"].nunique() == len(
+        partition(plan(scenario, 7), 2)[0]
+    )
+    _check_against_truth(history, read_truth(local_stack.redis_url, "eng-raykill"))
+    counts = collections.Counter(history["type"])
+    assert counts["info"] >= len(lost)
+    assert not _ray_descendants_after(before)

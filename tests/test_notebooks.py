@@ -1,0 +1,134 @@
+"""The analysis notebooks: stored without outputs, parameterised papermill-style, and each one executes
+on the venv's kernel against synthetic runs (stand-ins made in a temp dir, never in reports/)."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from analysis.notebooks import NOTEBOOKS_DIR, NotebookError, execute_notebook, inject_parameters
+from analysis.synthetic import SyntheticSpec, write_synthetic
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPECTED = ["01-oversell", "02-latency-percentiles", "03-conflict-rates", "04-chaos-recovery"]
+# Run-directory names per notebook: the stand-in spec each notebook picks depends on the name.
+RUN_NAMES = {
+    "01-oversell": ["seed-phase1-naive", "seed-phase2-lock", "lua", "optimistic"],
+    "02-latency-percentiles": ["lua", "seed-phase2-lock"],
+    "03-conflict-rates": ["conflict-lock-2000", "conflict-optimistic-10000"],
+    "04-chaos-recovery": ["lua-redis-kill-none", "lua-redis-kill-aof-always"],
+}
+
+
+def notebooks() -> list[Path]:
+    return sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+
+
+def parameter_names(nb: nbformat.NotebookNode) -> set[str]:
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "exactly one cell tagged `parameters`"
+    tree = ast.parse(cells[0].source)
+    return {
+        t.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
+
+
+def test_the_four_notebooks_exist() -> None:
+    assert [p.stem for p in notebooks()] == EXPECTED
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.stem)
+def test_stored_without_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name} cell {i} has committed outputs"
+            assert cell.execution_count is None, f"{path.name} cell {i} has an execution count"
+    assert {"RUN_DIRS", "SYNTHETIC_DIR"} <= parameter_names(nb)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebook_executes_on_stand_ins(name: str, tmp_path: Path) -> None:
+    run_dirs = [str(tmp_path / "absent" / n) for n in RUN_NAMES[name]]
+    synthetic = tmp_path / "synthetic"
+    out_html = tmp_path / f"{name}.html"
+    nb = execute_notebook(
+        NOTEBOOKS_DIR / f"{name}.ipynb",
+        {"RUN_DIRS": run_dirs, "SYNTHETIC_DIR": str(synthetic)},
+        out_html,
+    )
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert images, "every notebook draws at least one plot"
+    assert sorted(p.name for p in (synthetic / name).iterdir()) == sorted(RUN_NAMES[name])
+    html = out_html.read_text()
+    assert "stand-in" in html
+    assert not re.search(r"""(?:src|href)=["'](?:https?:)?//""", html), (
+        "HTML must not fetch from the network"
+    )
+
+
+def test_real_run_dirs_are_used_as_given(tmp_path: Path) -> None:
+    dirs = []
+    for strategy in ("naive", "lua"):
+        path = tmp_path / f"given-{strategy}"
+        write_synthetic(
+            path, SyntheticSpec(run_id=path.name, strategy=strategy, shoppers=200, stock=50)
+        )
+        dirs.append(str(path))
+    nb = execute_notebook(
+        NOTEBOOKS_DIR / "01-oversell.ipynb",
+        {"RUN_DIRS": dirs, "SYNTHETIC_DIR": str(tmp_path / "synthetic")},
+    )
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "stand-in" not in text
+    assert not (tmp_path / "synthetic").exists()
+
+
+def test_kernel_is_this_venv_and_failures_are_one_line(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("X = 1", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell("import sys\nprint(sys.executable, X)"),
+        ]
+    )
+    path = tmp_path / "probe.ipynb"
+    nbformat.write(nb, path)
+    done = execute_notebook(path, {"X": 42})
+    assert done.cells[1].metadata["tags"] == ["injected-parameters"]
+    assert done.cells[2].outputs[0]["text"].strip() == f"{sys.executable} 42"
+    nb.cells.append(nbformat.v4.new_code_cell("raise ValueError('planted')"))
+    nbformat.write(nb, path)
+    with pytest.raises(NotebookError, match=r"probe\.ipynb: cell 2: ValueError: planted"):
+        execute_notebook(path)
+
+
+def test_inject_without_parameters_cell_goes_first() -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+    inject_parameters(nb, {"RUN_DIRS": ["a"]})
+    assert nb.cells[0].source.endswith("RUN_DIRS = ['a']")
+
+
+def test_cli_bad_flag_is_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis.notebooks", "--only", "nope"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--only" in lines[0] and "nope" in lines[0], proc.stderr

@@ -1,0 +1,132 @@
+"""`flashlab run` end to end on the real local stack: run directories, verdicts, exit codes, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.rundir import load_run
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "experiments" / "smoke.yaml"
+
+
+def flashlab(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flashlab.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_smoke_run_passes_and_its_directory_is_consistent(tmp_path: Path) -> None:
+    out = tmp_path / "smoke"
+    proc = flashlab("run", str(SMOKE), "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert summary["verdict"] == "pass"
+    for name in ("manifest.json", "history.parquet", "faults.parquet", "truth.json", "summary.json", "report.html"):
+        assert (out / name).exists(), name
+    run = load_run(out)  # refuses incomplete runs
+    assert run.manifest["complete"] is True
+    history = pq.read_table(out / "history.parquet").to_pandas()
+    truth = json.loads((out / "truth.json").read_text())
+    # The summary is consistent with the raw evidence it was computed from.
+    assert summary["attempts"] == len(history)
+    assert summary["shoppers"] == history["shopper"].nunique() == 300
+    assert summary["sold"] == len(truth["orders"]) == 30
+    acked = set(history.loc[history["type"] == "ok", "order_id"])
+    assert acked == {o["order_id"] for o in truth["orders"]}
+    assert summary["oversell"] == summary["lost_acknowledged"] == summary["duplicate_purchases"] == 0
+    # `flashlab check` re-judges the saved run the same way.
+    again = flashlab("check", str(out), "--json", "--no-write")
+    assert again.returncode == 0
+    assert json.loads(again.stdout)["sold"] == summary["sold"]
+
+
+def test_same_seed_same_shoppers_across_runs(tmp_path: Path) -> None:
+    frames = []
+    for name in ("a", "b"):
+        proc = flashlab("run", str(SMOKE), "--out", str(tmp_path / name), "--json", "--no-report")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        frames.append(pq.read_table(tmp_path / name / "history.parquet").to_pandas())
+    first = frames[0].query("attempt == 1").sort_values("shopper")
+    second = frames[1].query("attempt == 1").sort_values("shopper")
+    assert list(first["user_id"]) == list(second["user_id"])
+    assert list(first["profile"]) == list(second["profile"])
+    offsets = [(f["intended_ns"] - f["intended_ns"].min()).tolist() for f in (first, second)]
+    assert offsets[0] == offsets[1]
+
+
+def test_naive_oversells_and_the_verdict_is_exit_1(tmp_path: Path) -> None:
+    out = tmp_path / "naive"
+    proc = flashlab(
+        "run", str(ROOT / "experiments" / "seed-phase1-naive.yaml"), "--shoppers", "1500", "--stock", "100",
+        "--engine", "process", "--out", str(out), "--json", "--no-report",
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["verdict"] == "fail"
+    assert summary["oversell"] > 0
+    failing = [c["clause"] for c in summary["hypothesis"] if not c["ok"]]
+    assert "oversell == 0" in failing
+
+
+def _descendants(pid: int) -> set[int]:
+    try:
+        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_ctrl_c_reaps_everything_and_leaves_the_run_incomplete(tmp_path: Path) -> None:
+    out = tmp_path / "interrupted"
+    exp = tmp_path / "slow.yaml"
+    # A long, gentle load so the interrupt lands mid-run; bounded by its duration cap anyway.
+    exp.write_text(
+        "name: slow\nproduct: {stock: 100000, strategy: lua}\nstack: {prometheus: false}\n"
+        "scenario: {shoppers: 20000, arrival: {kind: poisson, rate_per_s: 200}, duration_s: 90}\n"
+        "engine: {kind: process, workers: 2, connections: 32}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flashlab.cli", "run", str(exp), "--out", str(out), "--json"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    seen: set[int] = set()
+    deadline = time.monotonic() + 90
+    history_started = out / "history.parquet.partial"
+    while time.monotonic() < deadline and not history_started.exists():
+        seen |= _descendants(proc.pid)
+        time.sleep(0.2)
+    assert history_started.exists(), "the run never started its load"
+    for _ in range(10):  # let the engine's workers appear, collecting every descendant PID
+        seen |= _descendants(proc.pid)
+        time.sleep(0.2)
+    assert len(seen) >= 4, seen  # redis, 2 api workers, nginx at least
+    os.kill(proc.pid, signal.SIGINT)
+    proc.wait(timeout=60)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(p) for p in seen):
+        time.sleep(0.2)
+    assert not [p for p in seen if _alive(p)], "processes left after Ctrl-C"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] is False
+    assert not (out / "summary.json").exists()
+    with pytest.raises(Exception, match="incomplete"):
+        load_run(out)

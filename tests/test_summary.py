@@ -1,0 +1,169 @@
+"""summary.json: every hypothesis key present, JSON-safe, verdict from the hypothesis only, recovery metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.hypothesis import SUMMARY_KEYS
+from analysis.rundir import FAULTS, load_run
+from analysis.summary import json_safe, summarize
+from analysis.synthetic import Outage, SyntheticSpec, write_synthetic
+
+
+def _summary(tmp_path: Path, **spec: Any) -> dict[str, Any]:
+    write_synthetic(tmp_path, SyntheticSpec(**spec))
+    return summarize(load_run(tmp_path))
+
+
+def _walk(value: Any) -> None:
+    """Only JSON types, no NaN/inf anywhere."""
+    if isinstance(value, dict):
+        assert all(isinstance(k, str) for k in value)
+        for v in value.values():
+            _walk(v)
+    elif isinstance(value, list):
+        for v in value:
+            _walk(v)
+    else:
+        assert value is None or type(value) in (bool, int, float, str), type(value)
+        if isinstance(value, float):
+            assert math.isfinite(value)
+
+
+def test_every_hypothesis_key_is_present_and_measured(tmp_path: Path) -> None:
+    s = _summary(tmp_path)
+    for key, subs in SUMMARY_KEYS.items():
+        assert key in s, key
+        for sub in subs:
+            assert s[key][sub] is not None, f"{key}.{sub}"
+        if not subs:
+            assert s[key] is not None, key
+    for key in ("verdict", "checks", "codes", "recovery", "reconciliation", "timeseries", "run_id"):
+        assert key in s
+
+
+def test_summary_is_json_safe_and_round_trips(tmp_path: Path) -> None:
+    s = _summary(tmp_path, plant={"oversell": 2}, outage=Outage(0.2, 0.4))
+    _walk(s)
+    assert json.loads(json.dumps(s, allow_nan=False)) == s
+
+
+def test_json_safe_converts_numpy_and_nan() -> None:
+    import numpy as np
+
+    out = json_safe({"a": np.int64(3), "b": [np.float64("nan"), float("inf")], "c": np.bool_(True)})
+    assert out == {"a": 3, "b": [None, None], "c": True}
+    assert type(out["a"]) is int
+
+
+def test_clean_run_passes(tmp_path: Path) -> None:
+    s = _summary(
+        tmp_path, hypothesis=["oversell == 0", "lost_acknowledged == 0", "latency_ms.p99 < 1000"]
+    )
+    assert s["verdict"] == "pass"
+    assert s["failed_checks"] == []
+    assert [c["ok"] for c in s["hypothesis"]] == [True, True, True]
+    assert s["sold"] == s["stock_initial"] - s["stock_remaining"]
+    assert sum(s["codes"].values()) == s["attempts"]
+
+
+def test_planted_oversell_fails_the_verdict_with_the_measured_count(tmp_path: Path) -> None:
+    s = _summary(tmp_path, plant={"oversell": 3})
+    assert s["verdict"] == "fail"
+    clause = next(c for c in s["hypothesis"] if c["key"] == "oversell")
+    assert clause == {
+        "clause": "oversell == 0",
+        "key": "oversell",
+        "op": "==",
+        "expected": 0.0,
+        "measured": 3.0,
+        "ok": False,
+    }
+    assert s["oversell"] == 3 and s["conservation_errors"] == 3
+    assert set(s["failed_checks"]) == {"oversell", "conservation"}
+
+
+def test_failed_check_outside_the_hypothesis_does_not_change_the_verdict(tmp_path: Path) -> None:
+    s = _summary(tmp_path, plant={"oversell": 3}, hypothesis=["lost_acknowledged == 0"])
+    assert s["verdict"] == "pass"
+    assert "oversell" in s["failed_checks"]
+    assert s["checks"]["oversell"]["ok"] is False
+
+
+def test_unmeasurable_clause_fails(tmp_path: Path) -> None:
+    # stock is never exhausted, so sellout_s is None and cannot satisfy the clause
+    s = _summary(tmp_path, shoppers=50, stock=500, hypothesis=["sellout_s < 100"])
+    assert s["sellout_s"] is None
+    assert s["verdict"] == "fail"
+    assert s["hypothesis"][0]["measured"] is None
+
+
+def test_empty_hypothesis_passes(tmp_path: Path) -> None:
+    assert _summary(tmp_path, plant={"lost_acknowledged": 1}, hypothesis=[])["verdict"] == "pass"
+
+
+# --- recovery ----------------------------------------------------------------------------------
+
+# 2,000 shoppers spread evenly over 10 s, nobody loses a race, stock never runs out: every
+# attempt outside the outage is a 200, every attempt sent inside it a 503.
+STEADY = {"shoppers": 2_000, "arrival_s": 10.0, "stock": 100_000, "busy_p": 0.0, "seed": 4}
+
+
+@pytest.mark.parametrize("tail_s", [0.0, 0.5, 1.25])
+def test_recovery_on_a_synthetic_outage(tmp_path: Path, tail_s: float) -> None:
+    s = _summary(tmp_path, outage=Outage(start_s=4.0, end_s=6.0, tail_s=tail_s), **STEADY)
+    (fault,) = s["recovery"]
+    assert fault["fault"] == "redis-kill" and fault["target"] == "redis"
+    assert fault["inject_s"] == pytest.approx(4.0) and fault["recover_s"] == pytest.approx(6.0)
+    assert fault["window_availability"] == 0.0
+    assert fault["window_attempts"] > 300  # ~200 arrivals/s over 2 s, plus retries
+    assert fault["baseline_availability"] == 1.0 and fault["baseline_source"] == "measured"
+    assert fault["recovery_s"] == pytest.approx(tail_s)
+    # the first 200 is the first attempt sent after the tail, plus its service time
+    assert tail_s <= fault["first_success_s"] < tail_s + 0.1
+    assert s["availability"] < 1.0
+
+
+def test_recovery_is_none_when_the_service_never_comes_back(tmp_path: Path) -> None:
+    s = _summary(tmp_path, outage=Outage(start_s=4.0, end_s=5.0, tail_s=100.0), **STEADY)
+    (fault,) = s["recovery"]
+    assert fault["recovery_s"] is None and fault["first_success_s"] is None
+
+
+def test_fault_without_recovery_time(tmp_path: Path) -> None:
+    write_synthetic(tmp_path, SyntheticSpec(outage=Outage(start_s=4.0, end_s=6.0), **STEADY))
+    table = pq.read_table(tmp_path / FAULTS)
+    table = table.set_column(4, table.schema.field(4), pa.array([None], type=pa.int64()))
+    pq.write_table(table, tmp_path / FAULTS)
+    (fault,) = summarize(load_run(tmp_path))["recovery"]
+    assert fault["recover_s"] is None and fault["recovery_s"] is None
+    # the open window runs to the end of the load, which includes the good 6..10 s
+    assert 0.0 < fault["window_availability"] < 1.0
+
+
+def test_fault_at_load_start_assumes_a_perfect_baseline(tmp_path: Path) -> None:
+    s = _summary(tmp_path, outage=Outage(start_s=0.0, end_s=1.0), **STEADY)
+    (fault,) = s["recovery"]
+    assert fault["baseline_source"] == "assumed" and fault["baseline_availability"] == 1.0
+    assert fault["recovery_s"] == 0.0
+
+
+def test_large_run_summarises(tmp_path: Path) -> None:
+    # the size of the 10,000-shopper experiments; speed is measured in bench/, not asserted here
+    s = _summary(tmp_path, shoppers=10_000, stock=1_000, busy_p=0.4, max_attempts=6)
+    assert s["shoppers"] == 10_000 and s["sold"] == 1_000 and s["verdict"] == "pass"
+
+
+def test_run_without_attempts_summarises_to_nones(tmp_path: Path) -> None:
+    s = _summary(tmp_path, shoppers=0, stock=5)
+    assert s["attempts"] == 0 and s["verdict"] == "pass"
+    assert s["availability"] is None and s["latency_ms"]["p99"] is None
+    assert s["fairness"]["rank_correlation"] is None
+    json.dumps(s, allow_nan=False)
