@@ -48,7 +48,9 @@ _OPS = {
     "<": operator.lt,
     ">": operator.gt,
 }
-_CLAUSE = re.compile(r"^\s*([a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)?)\s*(==|!=|<=|>=|<|>)\s*(-?[0-9.eE+]+)\s*$")
+_CLAUSE = re.compile(
+    r"^\s*([a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)?)\s*(==|!=|<=|>=|<|>)\s*(-?[0-9.eE+]+)\s*$"
+)
 
 
 class HypothesisError(ValueError):
@@ -74,18 +76,28 @@ class Clause:
         measured = self.measure(summary)
         # A value that could not be measured (e.g. no sell-out) does not satisfy the clause.
         ok = measured is not None and bool(_OPS[self.op](measured, self.value))
-        return {"clause": self.text, "key": self.key, "op": self.op, "expected": self.value,
-                "measured": measured, "ok": ok}
+        return {
+            "clause": self.text,
+            "key": self.key,
+            "op": self.op,
+            "expected": self.value,
+            "measured": measured,
+            "ok": ok,
+        }
 
 
 def parse_clause(text: str) -> Clause:
     match = _CLAUSE.match(text)
     if not match:
-        raise HypothesisError(f"cannot parse {text!r}: expected '<key> <op> <number>', e.g. 'oversell == 0'")
+        raise HypothesisError(
+            f"cannot parse {text!r}: expected '<key> <op> <number>', e.g. 'oversell == 0'"
+        )
     key, op, raw = match.groups()
     head, _, sub = key.partition(".")
     if head not in SUMMARY_KEYS:
-        raise HypothesisError(f"unknown key {head!r} in {text!r} (allowed: {', '.join(SUMMARY_KEYS)})")
+        raise HypothesisError(
+            f"unknown key {head!r} in {text!r} (allowed: {', '.join(SUMMARY_KEYS)})"
+        )
     subs = SUMMARY_KEYS[head]
     if subs and sub not in subs:
         raise HypothesisError(f"{head!r} needs one of .{', .'.join(subs)} in {text!r}")

@@ -86,7 +86,9 @@ class Experiment(_Model):
     scenario: Scenario = Field(default_factory=Scenario)
     engine: EngineSpec = Field(default_factory=EngineSpec)
     faults: list[FaultSpec] = Field(default_factory=list)
-    hypothesis: list[str] = Field(default_factory=lambda: ["oversell == 0", "lost_acknowledged == 0"])
+    hypothesis: list[str] = Field(
+        default_factory=lambda: ["oversell == 0", "lost_acknowledged == 0"]
+    )
 
     @field_validator("hypothesis")
     @classmethod
@@ -134,7 +136,9 @@ def load_experiment(path: Path | str, overrides: dict[str, Any] | None = None) -
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ExperimentError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ExperimentError(
+            f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue

@@ -55,7 +55,18 @@ def _mount() -> None:
     try:
         from flashlab.commands.stack import app as stack_app
 
-        app.add_typer(stack_app, name="stack", help="Start, inspect and stop a flash-sale stack.")
+        app.add_typer(
+            stack_app,
+            name="stack",
+            help="Start, inspect and stop a flash-sale stack.",
+            epilog=(
+                "Examples:\n\n"
+                "  flashlab stack up                      # foreground; Ctrl-C stops and reaps it\n\n"
+                "  flashlab stack up --detach --workers 4 --durability aof-always\n\n"
+                "  flashlab stack status --json\n\n"
+                "  flashlab stack down"
+            ),
+        )
     except ImportError:  # pragma: no cover - only while the stack module is being built
         pass
     try:

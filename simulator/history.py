@@ -63,7 +63,9 @@ class Op:
 
 
 OP_FIELDS = [f.name for f in fields(Op)]
-assert OP_FIELDS == HISTORY_SCHEMA.names, "Op and HISTORY_SCHEMA must list the same columns in order"
+assert HISTORY_SCHEMA.names == OP_FIELDS, (
+    "Op and HISTORY_SCHEMA must list the same columns in order"
+)
 
 
 def ops_to_batch(ops: list[Op]) -> pa.RecordBatch:

@@ -114,7 +114,9 @@ class Scenario(_Model):
     @model_validator(mode="after")
     def _closed_needs_stages(self) -> Scenario:
         if self.model == "closed" and not self.stages:
-            raise ValueError("closed model needs at least one stage (stages: [{duration_s, target}])")
+            raise ValueError(
+                "closed model needs at least one stage (stages: [{duration_s, target}])"
+            )
         names = [p.name for p in self.profiles]
         if len(set(names)) != len(names):
             raise ValueError("profile names must be unique")

@@ -76,7 +76,24 @@ class _TrackingMixin:
         tracker = _TRACKER.get()
         if tracker is not None and tracker.armed:
             tracker.sent = True
-        await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        try:
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        except RuntimeError as exc:
+            raise _closed_transport(exc) from exc
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except RuntimeError as exc:
+            await self.disconnect(nowait=True)  # type: ignore[attr-defined]
+            raise _closed_transport(exc) from exc
+
+
+def _closed_transport(exc: RuntimeError) -> rex.ConnectionError:
+    # uvloop raises RuntimeError ("unable to perform operation on <TCPTransport closed=True>")
+    # instead of an OSError when the socket died under a pending operation, e.g. a reset
+    # from the fault proxy. It is a connection failure like any other: 503, never 500.
+    return rex.ConnectionError(f"connection closed during I/O ({exc})")
 
 
 class TrackingConnection(_TrackingMixin, Connection):

@@ -36,6 +36,10 @@ class ErrorCode(StrEnum):
     backend_unavailable = "backend_unavailable"  # 503: Redis unreachable or timed out
     forbidden = "forbidden"  # 403: admin token wrong
     method_not_allowed = "method_not_allowed"  # 405
+    # Written by nginx, not the API: no worker answered (502) or one answered too late (504).
+    # The simulator records both as indeterminate: the request may have reached a worker.
+    bad_gateway = "bad_gateway"
+    gateway_timeout = "gateway_timeout"
 
 
 STATUS_OF: dict[ErrorCode, int] = {
@@ -49,6 +53,8 @@ STATUS_OF: dict[ErrorCode, int] = {
     ErrorCode.backend_unavailable: 503,
     ErrorCode.forbidden: 403,
     ErrorCode.method_not_allowed: 405,
+    ErrorCode.bad_gateway: 502,
+    ErrorCode.gateway_timeout: 504,
 }
 
 

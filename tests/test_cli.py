@@ -14,7 +14,9 @@ FLASHLAB = [sys.executable, "-m", "flashlab.cli"]
 
 
 def flashlab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*FLASHLAB, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*FLASHLAB, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -83,11 +85,20 @@ def test_bad_flags(tmp_path: Path) -> None:
     assert_one_line_error(flashlab("run", smoke, "--strategy", "yolo"), "product.strategy")
     assert_one_line_error(flashlab("run", smoke, "--engine", "warp"), "engine.kind")
     assert_one_line_error(
-        flashlab("run", smoke, "--target", "http://127.0.0.1:9"), "--target, --redis and --admin-token"
+        flashlab("run", smoke, "--target", "http://127.0.0.1:9"),
+        "--target, --redis and --admin-token",
     )
     proc = flashlab(
-        "run", smoke, "--target", "http://10.1.2.3:80", "--redis", "redis://127.0.0.1:1/0",
-        "--admin-token", "x", "--out", str(tmp_path / "r"),
+        "run",
+        smoke,
+        "--target",
+        "http://10.1.2.3:80",
+        "--redis",
+        "redis://127.0.0.1:1/0",
+        "--admin-token",
+        "x",
+        "--out",
+        str(tmp_path / "r"),
     )
     assert_one_line_error(proc, "--target", "not a loopback address")
     assert not (tmp_path / "r").exists()

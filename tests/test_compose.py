@@ -48,13 +48,15 @@ def _docker() -> Any:
     try:
         client = docker.from_env(timeout=30)
         client.ping()
-    except Exception as exc:
-        pytest.fail(
-            f"no Docker engine answers ({exc.__class__.__name__}: {exc}); "
-            "run scripts/ensure-docker.sh (make test does) and retry",
-            pytrace=False,
-        )
-    return client
+        return client
+    except Exception as exc:  # any failure to reach the engine: report it as one line
+        reason = f"{exc.__class__.__name__}: {exc}"
+    # Outside the except block, so pytest prints one line, not a chained traceback. FAIL, not
+    # skip: a CI machine without an engine must not pass silently.
+    pytest.fail(
+        f"no Docker engine answers ({reason}); run scripts/ensure-docker.sh (make test does)",
+        pytrace=False,
+    )
 
 
 def _buy(base_url: str, user: str, product: str) -> httpx.Response:
@@ -266,6 +268,34 @@ def test_stop_removes_every_container_network_and_volume(
     assert client.containers.list(all=True, filters=label) == []
     assert client.networks.list(filters=label) == []
     assert client.volumes.list(filters=label) == []
+
+
+@pytest.mark.compose
+def test_one_worker_through_the_fault_proxy() -> None:
+    """workers=1 (a derived file, not the default two) and the proxy profile between API and Redis."""
+    _docker()
+    platform = ComposePlatform(StackConfig(workers=1, prometheus=False, proxy=True))
+    try:
+        info = platform.start()
+        assert [c.name for c in platform.components()] == ["redis", "api-0", "nginx", "proxy"]
+        control = info.extra["proxy_control_url"]
+        with AdminClient(info.base_url, info.admin_token) as admin:
+            admin.reset(ResetRequest(productId="cmp-4", stock=100, strategy=Strategy.lua))
+        toxic = {"name": "hole", "type": "blackhole", "direction": "both"}
+        assert httpx.post(f"{control}/toxics", json=toxic, timeout=5).status_code == 201
+        answer = _buy(info.base_url, "x", "cmp-4")  # Redis unreachable for the API only
+        assert answer.status_code == 503 and answer.json()["code"] == "backend_unavailable"
+        assert read_truth(info.redis_url, "cmp-4").stock_remaining == 100  # truth goes direct
+        assert httpx.delete(f"{control}/toxics", timeout=5).status_code == 204
+        users = iter(f"y{i}" for i in range(10_000))  # a fresh user per try: a 503 may have sold
+        _poll(
+            "buy succeeds once the toxic is gone",
+            lambda: _buy(info.base_url, next(users), "cmp-4").status_code == 200,
+        )
+    finally:
+        platform.stop()
+    label = {"label": f"{PROJECT_LABEL}={info.extra['project']}"}
+    assert _docker().containers.list(all=True, filters=label) == []
 
 
 def _component(platform: ComposePlatform, name: str) -> Any:

@@ -204,7 +204,7 @@ def test_nginx_conf_keeps_upstreams_alive_and_never_retries_posts() -> None:
         "proxy_http_version 1.1;",
         'proxy_set_header Connection "";',
         "access_log off;",
-        "server 127.0.0.1:3 max_fails=1 fail_timeout=2s;",
+        "server 127.0.0.1:3 max_fails=3 fail_timeout=1s;",
         "client_body_temp_path /t/client_body;",
     ):
         assert directive in text

@@ -22,7 +22,11 @@ SMOKE = ROOT / "experiments" / "smoke.yaml"
 
 def flashlab(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flashlab.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "flashlab.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -32,7 +36,14 @@ def test_smoke_run_passes_and_its_directory_is_consistent(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
     assert summary["verdict"] == "pass"
-    for name in ("manifest.json", "history.parquet", "faults.parquet", "truth.json", "summary.json", "report.html"):
+    for name in (
+        "manifest.json",
+        "history.parquet",
+        "faults.parquet",
+        "truth.json",
+        "summary.json",
+        "report.html",
+    ):
         assert (out / name).exists(), name
     run = load_run(out)  # refuses incomplete runs
     assert run.manifest["complete"] is True
@@ -44,7 +55,9 @@ def test_smoke_run_passes_and_its_directory_is_consistent(tmp_path: Path) -> Non
     assert summary["sold"] == len(truth["orders"]) == 30
     acked = set(history.loc[history["type"] == "ok", "order_id"])
     assert acked == {o["order_id"] for o in truth["orders"]}
-    assert summary["oversell"] == summary["lost_acknowledged"] == summary["duplicate_purchases"] == 0
+    assert (
+        summary["oversell"] == summary["lost_acknowledged"] == summary["duplicate_purchases"] == 0
+    )
     # `flashlab check` re-judges the saved run the same way.
     again = flashlab("check", str(out), "--json", "--no-write")
     assert again.returncode == 0
@@ -68,8 +81,18 @@ def test_same_seed_same_shoppers_across_runs(tmp_path: Path) -> None:
 def test_naive_oversells_and_the_verdict_is_exit_1(tmp_path: Path) -> None:
     out = tmp_path / "naive"
     proc = flashlab(
-        "run", str(ROOT / "experiments" / "seed-phase1-naive.yaml"), "--shoppers", "1500", "--stock", "100",
-        "--engine", "process", "--out", str(out), "--json", "--no-report",
+        "run",
+        str(ROOT / "experiments" / "seed-phase1-naive.yaml"),
+        "--shoppers",
+        "1500",
+        "--stock",
+        "100",
+        "--engine",
+        "process",
+        "--out",
+        str(out),
+        "--json",
+        "--no-report",
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)
@@ -104,7 +127,11 @@ def test_ctrl_c_reaps_everything_and_leaves_the_run_incomplete(tmp_path: Path) -
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "flashlab.cli", "run", str(exp), "--out", str(out), "--json"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     seen: set[int] = set()
     deadline = time.monotonic() + 90

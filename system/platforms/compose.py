@@ -236,8 +236,9 @@ class ComposePlatform(Platform):
                 client = docker.from_env(timeout=60)
                 client.ping()
             except (docker.errors.DockerException, OSError) as exc:
+                reason = f"{exc.__class__.__name__}: {exc}"[:200]
                 raise ComposeError(
-                    f"no Docker engine answers ({exc.__class__.__name__}); run scripts/ensure-docker.sh"
+                    f"no Docker engine answers ({reason}); run scripts/ensure-docker.sh"
                 ) from None
             self._client_obj = client
         return self._client_obj
