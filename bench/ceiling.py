@@ -6,8 +6,8 @@ effectively unlimited stock, one strategy at a time, all on one stack in one run
 ceiling is measured between every two strategies, and each strategy is divided by the mean of
 the ceilings right before and after it, to cancel drift in what else the shared machine is
 doing. Reports purchase_rps / ceiling_rps per strategy.
-When lua misses its target (full size), py-spy samples one API worker during a lua run and the
-hottest frames go into the result line.
+At full size py-spy then samples one API worker during an extra lua run (not counted in the
+ratios) and the hottest frames and a per-library breakdown go into the result line.
 """
 
 from __future__ import annotations
@@ -85,8 +85,10 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         raw["ceiling_rps"] = round(ceiling, 1)
         ratios = _ratios(raw)
         lua_ratio = ratios.get("lua")
-        if lua_ratio is not None and lua_ratio < LUA_TARGET and not ctx.tiny:
-            ctx.log("ceiling: lua below target, profiling one API worker with py-spy")
+        # Profile at full size even when met: on a shared 2-core machine lua lands near its
+        # target, and where the worker's time goes is what decides what to cut next.
+        if lua_ratio is not None and not ctx.tiny:
+            ctx.log("ceiling: profiling one API worker with py-spy during a lua run")
             raw["profile"] = _profile(platform, info, p, common)
     targets = {"lua_purchase_over_ceiling": target(lua_ratio, ">=", LUA_TARGET)}
     plot = _plot(ctx, raw, ratios)

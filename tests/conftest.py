@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,3 +80,20 @@ def admin(local_stack: StackInfo) -> Iterator[Any]:
         close = getattr(client, "close", None)
         if callable(close):
             close()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real, complete run directory of experiments/smoke.yaml (its own stack), shared by the
+    tests that need genuine lab output rather than a synthetic stand-in."""
+    from chaos.experiment import load_experiment
+    from flashlab.run import RunRequest, execute
+
+    experiment = load_experiment(
+        Path(__file__).resolve().parent.parent / "experiments" / "smoke.yaml"
+    )
+    outcome = execute(
+        RunRequest(experiment=experiment, run_dir=tmp_path_factory.mktemp("smoke") / "run")
+    )
+    assert outcome.summary["verdict"] == "pass", outcome.summary.get("hypothesis")
+    return outcome.run_dir

@@ -132,3 +132,23 @@ def test_cli_bad_flag_is_one_line() -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--only" in lines[0] and "nope" in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.stem)
+def test_notebook_executes_on_a_real_smoke_run(path: Path, smoke_run: Path, tmp_path: Path) -> None:
+    """The notebooks against genuine lab output (a real smoke run), not only synthetic stand-ins."""
+    done = execute_notebook(
+        path, {"RUN_DIRS": [str(smoke_run)], "SYNTHETIC_DIR": str(tmp_path / "syn")}
+    )
+    text = "\n".join(
+        str(o.get("text", ""))
+        + str(o.get("data", {}).get("text/plain", ""))
+        + str(o.get("data", {}).get("text/html", ""))
+        for c in done.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+    assert "synthetic" not in text.lower(), "the notebook fell back to a synthetic stand-in"
+    assert not (tmp_path / "syn").exists(), (
+        "a real run was given, yet a synthetic stand-in was made"
+    )

@@ -129,6 +129,48 @@ class Fault(ABC):
         return {}
 
 
+class StopStartFault(Fault):
+    """Stop `component` with `sig` and wait until it is gone; recover starts it again.
+
+    `start_component` waits until the component answers (Redis PING, nginx /readyz). Subclasses
+    add evidence from before the signal and after the restart through the two hooks.
+    """
+
+    component: ClassVar[str]
+    sig: ClassVar[int]
+    stop_what: ClassVar[str]  # the wait_for description of the stop
+
+    def _before_stop(self, ctx: FaultContext) -> dict[str, Any]:
+        return {}
+
+    def _after_start(self, ctx: FaultContext) -> dict[str, Any]:
+        return {}
+
+    def inject(self, ctx: FaultContext) -> dict[str, Any]:
+        platform = ctx.require_platform()
+        self.target = self.component
+        before = self._before_stop(ctx)
+        old = ctx.component(self.component)
+        start = time.monotonic()
+        platform.signal(self.component, self.sig)
+        wait_for(lambda: not ctx.component(self.component).running, STOP_TIMEOUT_S, self.stop_what)
+        self._stopped_at = time.monotonic()
+        return {**before, "old_pid": old.pid, "stopped_ms": elapsed_ms(start)}
+
+    def recover(self, ctx: FaultContext) -> dict[str, Any]:
+        platform = ctx.require_platform()
+        start = time.monotonic()
+        comp = platform.start_component(self.component)
+        after = self._after_start(ctx)
+        stopped = getattr(self, "_stopped_at", None)
+        return {
+            "new_pid": comp.pid,
+            **after,
+            "restart_ms": elapsed_ms(start),
+            "down_ms": elapsed_ms(stopped) if stopped is not None else None,
+        }
+
+
 # --- small helpers shared by the fault families --------------------------------------------
 
 

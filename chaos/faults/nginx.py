@@ -8,7 +8,14 @@ from typing import Any
 
 import psutil
 
-from chaos.faults.base import STOP_TIMEOUT_S, Fault, FaultContext, elapsed_ms, wait_for
+from chaos.faults.base import (
+    STOP_TIMEOUT_S,
+    Fault,
+    FaultContext,
+    StopStartFault,
+    elapsed_ms,
+    wait_for,
+)
 
 NGINX = "nginx"
 
@@ -56,30 +63,12 @@ def _fresh_workers(master: int | None, before: list[int]) -> list[int] | None:
     return now if now and not set(now) & set(before) else None
 
 
-class NginxKill(Fault):
+class NginxKill(StopStartFault):
     name = "nginx-kill"
     description = (
         "nginx crash: SIGKILL to master and workers; clients get connection refused until it "
         "is started again after duration_s."
     )
-
-    def inject(self, ctx: FaultContext) -> dict[str, Any]:
-        platform = ctx.require_platform()
-        self.target = NGINX
-        old = ctx.component(NGINX)
-        start = time.monotonic()
-        platform.signal(NGINX, signal.SIGKILL)
-        wait_for(lambda: not ctx.component(NGINX).running, STOP_TIMEOUT_S, "nginx to stop")
-        self._stopped_at = time.monotonic()
-        return {"old_pid": old.pid, "stopped_ms": elapsed_ms(start)}
-
-    def recover(self, ctx: FaultContext) -> dict[str, Any]:
-        platform = ctx.require_platform()
-        start = time.monotonic()
-        comp = platform.start_component(NGINX)  # waits until /readyz answers through it
-        stopped = getattr(self, "_stopped_at", None)
-        return {
-            "new_pid": comp.pid,
-            "restart_ms": elapsed_ms(start),
-            "down_ms": elapsed_ms(stopped) if stopped is not None else None,
-        }
+    component = NGINX
+    sig = signal.SIGKILL
+    stop_what = "nginx to stop"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 import psutil
 
@@ -17,6 +17,7 @@ from chaos.faults.base import (
     STOP_TIMEOUT_S,
     Fault,
     FaultContext,
+    StopStartFault,
     elapsed_ms,
     host_port,
     tcp_ping,
@@ -33,45 +34,28 @@ def _info_or_error(ctx: FaultContext) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-class _RedisStop(Fault):
-    """Stop Redis with a signal; start it again (start_component) after the fault's duration."""
+class _RedisStop(StopStartFault):
+    """Stop Redis with a signal; start it again (start_component) after the fault's duration.
 
-    sig: ClassVar[int]
+    The stop waits until Redis is really gone, so recovery starts a fresh process (a graceful
+    shutdown may still be writing its RDB/AOF for a moment). INFO run_id/uptime before and after
+    prove the restart.
+    """
 
-    def inject(self, ctx: FaultContext) -> dict[str, Any]:
-        platform = ctx.require_platform()
-        self.target = REDIS
+    component = REDIS
+    stop_what = "redis to stop after signal"
+
+    def _before_stop(self, ctx: FaultContext) -> dict[str, Any]:
         before = _info_or_error(ctx)
-        old = ctx.component(REDIS)
-        start = time.monotonic()
-        platform.signal(REDIS, self.sig)
-        # Wait until it is really gone, so recovery starts a fresh process (a graceful shutdown
-        # may still be writing its RDB/AOF for a moment).
-        wait_for(
-            lambda: not ctx.component(REDIS).running, STOP_TIMEOUT_S, "redis to stop after signal"
-        )
-        self._stopped_at = time.monotonic()
         return {
             "signal": signal.Signals(self.sig).name,
-            "old_pid": old.pid,
             "run_id_before": before.get("run_id"),
             "uptime_before_s": before.get("uptime_s"),
-            "stopped_ms": elapsed_ms(start),
         }
 
-    def recover(self, ctx: FaultContext) -> dict[str, Any]:
-        platform = ctx.require_platform()
-        start = time.monotonic()
-        comp = platform.start_component(REDIS)  # waits until Redis answers PING
+    def _after_start(self, ctx: FaultContext) -> dict[str, Any]:
         after = _info_or_error(ctx)
-        down_s = getattr(self, "_stopped_at", None)
-        return {
-            "new_pid": comp.pid,
-            "run_id_after": after.get("run_id"),
-            "uptime_after_s": after.get("uptime_s"),
-            "restart_ms": elapsed_ms(start),
-            "down_ms": elapsed_ms(down_s) if down_s is not None else None,
-        }
+        return {"run_id_after": after.get("run_id"), "uptime_after_s": after.get("uptime_s")}
 
 
 class RedisRestart(_RedisStop):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,7 +12,7 @@ from flashlab.console import UserError, console, emit_json, err_console
 
 EPILOG = (
     "Examples:\n\n"
-    "  flashlab bench all                        # the full suite (~15 min); appends bench/results.jsonl\n\n"
+    "  flashlab bench all                        # the full suite (~6-7 min); appends bench/results.jsonl\n\n"
     "  flashlab bench ceiling --size tiny --json # seconds; writes under reports/bench-tiny/\n\n"
     "Benchmarks: ceiling, simulator, scale, reference, chaos. Each reports ratios measured side by "
     "side in one run; docs/BENCHMARKS.md explains them."
@@ -21,13 +20,8 @@ EPILOG = (
 
 
 def _import_bench() -> Any:
-    # `bench/` sits beside the packages; the editable install does not map it, so make the
-    # repository root importable when the console script runs from elsewhere.
-    try:
-        import bench
-    except ImportError:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-        import bench
+    import bench  # an installed package (pyproject's packages.find), imported lazily: it is heavy
+
     return bench
 
 

@@ -41,22 +41,57 @@ def demo(
     from flashlab.run import RunRequest
 
     started = time.monotonic()
-    surprises = 0
+    rows = []
     for path, story, expected in DEMO_RUNS:
         exp = load_with_overrides(
             Path(path), {"scenario.shoppers": shoppers, "product.stock": shoppers // 10}
         )
         console.rule(f"[bold]{exp.name}[/]: {story}")
-        code = run_and_report(RunRequest(experiment=exp, out_root=out), json_output=False)
-        if code != expected:
-            surprises += 1
-            console.print(f"[red]unexpected: exit {code}, expected {expected}[/]")
-    console.rule()
+        outcome = run_and_report(RunRequest(experiment=exp, out_root=out), json_output=False)
+        rows.append((exp, outcome, expected))
+    surprises = _print_demo_table(rows)
     console.print(
         f"demo finished in {time.monotonic() - started:.1f} s; "
-        f"{'all outcomes as expected' if not surprises else f'{surprises} unexpected outcome(s)'}"
+        + ("all outcomes as expected" if not surprises else f"{surprises} unexpected outcome(s)")
     )
     raise typer.Exit(1 if surprises else 0)
+
+
+def _print_demo_table(rows: list) -> int:  # list[(Experiment, RunOutcome, expected exit code)]
+    from rich.table import Table
+
+    table = Table(title="demo: what each strategy sold", title_justify="left")
+    for col in (
+        "run",
+        "strategy",
+        "faults",
+        "sold / stock",
+        "oversell",
+        "lost",
+        "verdict",
+        "as expected",
+    ):
+        table.add_column(col)
+    surprises = 0
+    for exp, outcome, expected in rows:
+        s = outcome.summary
+        ok = outcome.exit_code == expected
+        surprises += not ok
+        table.add_row(
+            exp.name,
+            str(exp.product.strategy),
+            ", ".join(f.fault for f in exp.faults) or "none",
+            f"{s['sold']} / {s['stock_initial']}",
+            str(s["oversell"]),
+            str(s["lost_acknowledged"]),
+            s["verdict"].upper(),
+            "[green]yes[/]" if ok else "[red]NO[/]",
+        )
+    console.rule()
+    console.print(table)
+    for exp, outcome, _ in rows:
+        console.print(f"report ({exp.name}): [bold]{outcome.run_dir / 'report.html'}[/]")
+    return surprises
 
 
 def register(app: typer.Typer) -> None:

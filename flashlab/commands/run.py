@@ -34,8 +34,8 @@ def _raise_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> int:
-    """Shared by `run`, `demo` and `matrix`: execute with a live display, print tables or JSON."""
+def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
+    """Shared by `run` and `demo`: execute with a live display, print tables or JSON; the RunOutcome."""
     from flashlab.commands.display import LiveRun, print_summary
     from flashlab.run import execute
 
@@ -61,7 +61,7 @@ def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> int:
         report = outcome.run_dir / "report.html"
         if report.exists():
             console.print(f"report: [bold]{report}[/]")
-    return outcome.exit_code
+    return outcome
 
 
 def run(
@@ -121,7 +121,7 @@ def run(
             raise UserError("--target, --redis and --admin-token go together")
         tgt = Target(target, redis, admin_token)
     request = RunRequest(experiment=exp, run_dir=out, target=tgt, write_report=report)
-    raise typer.Exit(run_and_report(request, json_output))
+    raise typer.Exit(run_and_report(request, json_output).exit_code)
 
 
 def register(app: typer.Typer) -> None:

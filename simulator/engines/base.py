@@ -5,9 +5,11 @@ shoppers into `info` rows so no attempt silently disappears.
 
 from __future__ import annotations
 
+import resource
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -97,18 +99,32 @@ class EngineResult:
 
 
 class Engine(ABC):
-    """A way to run a LoadPlan. A new engine is one module plus one line in the registry."""
+    """A way to run a LoadPlan. A new engine is one module plus one line in the registry.
+
+    `run` splits the schedule and sets up the Collector; an engine implements `_run`, which drives
+    the shares (`collector.shares`, worker `collector.names`) and returns `collector.result(...)`.
+    """
 
     name: str = "?"
+    worker_prefix: str = "?"  # worker i is named f"{worker_prefix}-{i}"
 
-    @abstractmethod
     def run(
         self,
         plan: LoadPlan,
         on_batch: OnBatch,
         on_progress: OnProgress | None = None,
         on_start: OnStart | None = None,
-    ) -> EngineResult: ...
+    ) -> EngineResult:
+        shares = self._shares(plan)
+        names = [f"{self.worker_prefix}-{i}" for i in range(len(shares.shoppers))]
+        return self._run(plan, Collector(plan, shares, names, on_batch, on_progress), on_start)
+
+    def _shares(self, plan: LoadPlan) -> Shares:
+        return Shares.of(plan)
+
+    @abstractmethod
+    def _run(self, plan: LoadPlan, collector: Collector, on_start: OnStart | None) -> EngineResult:
+        """Drive the collector's shares to the end (t0 via `collector.start_clock(on_start)`)."""
 
     @abstractmethod
     def kill_worker(self, index: int) -> bool:
@@ -116,6 +132,17 @@ class Engine(ABC):
 
     @abstractmethod
     def worker_count(self) -> int: ...
+
+
+class PoolEngine(Engine):
+    """An engine with one handle per worker (process, actor) in `_workers`, guarded by `_lock`."""
+
+    def __init__(self) -> None:
+        self._workers: list[Any] = []
+        self._lock = threading.Lock()
+
+    def worker_count(self) -> int:
+        return len(self._workers)
 
 
 class Collector:
@@ -163,6 +190,26 @@ class Collector:
         for s, a in zip(shoppers, attempts, strict=True):
             if a > last.get(s, 0):
                 last[s] = a
+
+    def start_clock(self, on_start: OnStart | None, lead_s: float = START_LEAD_S) -> int:
+        """Set t0 `lead_s` from now (see choose_t0); returns the load deadline, t0 + duration."""
+        self.t0_ns = choose_t0(on_start, lead_s)
+        return self.t0_ns + int(self.lp.scenario.duration_s * 1e9)
+
+    def hard_stop_ns(self) -> int:
+        """When every worker must have stopped (LoadPlan.hard_deadline_s after t0)."""
+        return self.t0_ns + int(self.lp.hard_deadline_s() * 1e9)
+
+    def stop_overdue(
+        self, hard_ns: int, workers: Iterable[int], kill: Callable[[int], object]
+    ) -> bool:
+        """Past `hard_ns`: kill and account every worker in `workers` (stuck past every bound)."""
+        if time.time_ns() <= hard_ns:
+            return False
+        for i in list(workers):
+            kill(i)
+            self.worker_lost(i)
+        return True
 
     def merged(self) -> Progress:
         total = Progress.merge(self.progress)
@@ -244,8 +291,13 @@ class Collector:
         )
 
 
-def choose_t0(on_start: OnStart | None) -> int:
-    t0 = time.time_ns() + int(START_LEAD_S * 1e9)
+def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def choose_t0(on_start: OnStart | None, lead_s: float = START_LEAD_S) -> int:
+    t0 = time.time_ns() + int(lead_s * 1e9)
     if on_start is not None:
         on_start(t0)
     return t0

@@ -5,7 +5,6 @@ For tests and debugging; the same Collector and history as the multi-worker engi
 
 from __future__ import annotations
 
-import resource
 import time
 
 import uvloop
@@ -15,41 +14,32 @@ from simulator.engines.base import (
     Engine,
     EngineResult,
     LoadPlan,
-    OnBatch,
-    OnProgress,
     OnStart,
     Shares,
-    choose_t0,
+    cpu_seconds,
 )
 from simulator.shopper import drive
 
-
-def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
+__all__ = ["InlineEngine", "cpu_seconds"]  # cpu_seconds: its former home, kept importable
 
 
 class InlineEngine(Engine):
     name = "inline"
+    worker_prefix = "inline"
 
-    def run(
-        self,
-        plan: LoadPlan,
-        on_batch: OnBatch,
-        on_progress: OnProgress | None = None,
-        on_start: OnStart | None = None,
-    ) -> EngineResult:
+    def _shares(self, plan: LoadPlan) -> Shares:
         # One worker whatever plan.workers says: the schedule is identical for any worker count.
-        shares = Shares.of(LoadPlan(**{**plan.__dict__, "workers": 1}))
-        collector = Collector(plan, shares, ["inline-0"], on_batch, on_progress)
+        return Shares.of(LoadPlan(**{**plan.__dict__, "workers": 1}))
+
+    def _run(self, plan: LoadPlan, collector: Collector, on_start: OnStart | None) -> EngineResult:
+        shares = collector.shares
         cpu0 = cpu_seconds()
-        collector.t0_ns = t0 = choose_t0(on_start)
-        deadline = t0 + int(plan.scenario.duration_s * 1e9)
+        deadline = collector.start_clock(on_start)
         uvloop.run(
             drive(
                 plan.spec("inline-0"),
                 shares.shoppers[0],
-                t0,
+                collector.t0_ns,
                 deadline,
                 lambda shipment: collector.ship(0, shipment),
                 shares.vus[0],

@@ -11,7 +11,6 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
-import threading
 import time
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -20,16 +19,13 @@ import pyarrow as pa
 
 from simulator.engines.base import (
     Collector,
-    Engine,
     EngineResult,
     LoadPlan,
-    OnBatch,
-    OnProgress,
     OnStart,
+    PoolEngine,
     Shares,
-    choose_t0,
+    cpu_seconds,
 )
-from simulator.engines.inline import cpu_seconds
 from simulator.progress import Progress
 from simulator.schedule import ShopperPlan, VuPlan
 from simulator.shopper import DriveSpec, Shipment
@@ -105,22 +101,16 @@ def _worker_main(
 # ---- driver side ---------------------------------------------------------------------------------
 
 
-class ProcessEngine(Engine):
+class ProcessEngine(PoolEngine):
     name = "process"
-
-    def __init__(self) -> None:
-        self._procs: list[Any] = []
-        self._lock = threading.Lock()
-
-    def worker_count(self) -> int:
-        return len(self._procs)
+    worker_prefix = "proc"
 
     def kill_worker(self, index: int) -> bool:
         with self._lock:
-            if not 0 <= index < len(self._procs) or not self._procs[index].is_alive():
+            if not 0 <= index < len(self._workers) or not self._workers[index].is_alive():
                 return False
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self._procs[index].pid, signal.SIGKILL)
+                os.kill(self._workers[index].pid, signal.SIGKILL)
             return True
 
     def _start(self, plan: LoadPlan, shares: Shares, names: list[str]) -> list[Connection]:
@@ -132,7 +122,7 @@ class ProcessEngine(Engine):
             proc = ctx.Process(target=_worker_main, args=args, name=f"flashlab-{name}", daemon=True)
             proc.start()
             with self._lock:
-                self._procs.append(proc)
+                self._workers.append(proc)
             theirs.close()  # so the driver sees EOF when the worker dies
             conns.append(ours)
         return conns
@@ -152,43 +142,30 @@ class ProcessEngine(Engine):
                     raise RuntimeError(f"process engine: worker {i} died while starting") from None
                 pending.discard(i)
 
-    def run(
-        self,
-        plan: LoadPlan,
-        on_batch: OnBatch,
-        on_progress: OnProgress | None = None,
-        on_start: OnStart | None = None,
-    ) -> EngineResult:
-        shares = Shares.of(plan)
-        names = [f"proc-{i}" for i in range(plan.workers)]
-        collector = Collector(plan, shares, names, on_batch, on_progress)
+    def _run(self, plan: LoadPlan, collector: Collector, on_start: OnStart | None) -> EngineResult:
         cpu0 = cpu_seconds()
         cpu_workers = 0.0
         graceful = False
         try:
-            conns = self._start(plan, shares, names)
+            conns = self._start(plan, collector.shares, collector.names)
             self._await_ready(conns)
-            collector.t0_ns = t0 = choose_t0(on_start)
-            deadline = t0 + int(plan.scenario.duration_s * 1e9)
+            deadline = collector.start_clock(on_start)
             for c in conns:
-                c.send((t0, deadline))
-            cpu_workers = self._pump(plan, conns, collector)
+                c.send((collector.t0_ns, deadline))
+            cpu_workers = self._pump(conns, collector)
             end_ns = time.time_ns()
             graceful = True
         finally:
             self._reap(graceful)
         return collector.result(self.name, end_ns, cpu_workers, cpu_seconds() - cpu0)
 
-    def _pump(self, plan: LoadPlan, conns: list[Connection], collector: Collector) -> float:
+    def _pump(self, conns: list[Connection], collector: Collector) -> float:
         """Receive until every worker ended or was lost; returns the workers' CPU seconds."""
-        hard = collector.t0_ns + int(plan.hard_deadline_s() * 1e9)
+        hard = collector.hard_stop_ns()
         open_ = {i: c for i, c in enumerate(conns)}
         cpu = 0.0
         while open_:
-            if time.time_ns() > hard:
-                for i in list(open_):  # stuck past every bound: kill, account, move on
-                    self.kill_worker(i)
-                    collector.worker_lost(i)
+            if collector.stop_overdue(hard, open_, self.kill_worker):
                 break
             for c in wait(list(open_.values()), timeout=POLL_S):
                 i = conns.index(c)  # type: ignore[arg-type]
@@ -209,7 +186,7 @@ class ProcessEngine(Engine):
     def _reap(self, graceful: bool) -> None:
         """Every worker we spawned is gone when run() returns, on success, error or Ctrl-C."""
         with self._lock:
-            procs = list(self._procs)
+            procs = list(self._workers)
         for p in procs:
             p.join(timeout=5 if graceful else 0)
             if p.is_alive():

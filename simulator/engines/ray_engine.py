@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,15 +25,12 @@ import psutil
 
 from simulator.engines.base import (
     Collector,
-    Engine,
     EngineResult,
     LoadPlan,
-    OnBatch,
-    OnProgress,
     OnStart,
-    Shares,
+    PoolEngine,
+    cpu_seconds,
 )
-from simulator.engines.inline import cpu_seconds
 from simulator.engines.process import decode_shipment, encode_shipment
 from simulator.schedule import ShopperPlan, VuPlan
 from simulator.shopper import DriveSpec, Shipment
@@ -160,40 +156,25 @@ class _RayDir:
                 self.link.unlink()
 
 
-class RayEngine(Engine):
+class RayEngine(PoolEngine):
     name = "ray"
-
-    def __init__(self) -> None:
-        self._actors: list[Any] = []
-        self._lock = threading.Lock()
-
-    def worker_count(self) -> int:
-        return len(self._actors)
+    worker_prefix = "ray"
 
     def kill_worker(self, index: int) -> bool:
         import ray
 
         with self._lock:
-            if not 0 <= index < len(self._actors):
+            if not 0 <= index < len(self._workers):
                 return False
-            actor = self._actors[index]
+            actor = self._workers[index]
         ray.kill(actor, no_restart=True)
         return True
 
-    def run(
-        self,
-        plan: LoadPlan,
-        on_batch: OnBatch,
-        on_progress: OnProgress | None = None,
-        on_start: OnStart | None = None,
-    ) -> EngineResult:
+    def _run(self, plan: LoadPlan, collector: Collector, on_start: OnStart | None) -> EngineResult:
         import ray
 
         if ray.is_initialized():
             raise RuntimeError("ray engine: Ray is already initialised in this process")
-        shares = Shares.of(plan)
-        names = [f"ray-{i}" for i in range(plan.workers)]
-        collector = Collector(plan, shares, names, on_batch, on_progress)
         before = {p.pid for p in psutil.Process().children(recursive=True)}
         ray_dir = _RayDir(plan.tmp_dir)
         cpu0 = cpu_seconds()
@@ -204,9 +185,7 @@ class RayEngine(Engine):
                     stack.enter_context(_local_ray_env(ray_dir.path))
                 self._init(ray, plan, ray_dir.path)
                 stack.callback(ray.shutdown)
-                cpu_workers = self._drive(
-                    ray, plan, shares, names, collector, on_start, before, seen
-                )
+                cpu_workers = self._drive(ray, plan, collector, on_start, before, seen)
                 end_ns = time.time_ns()
                 seen.update({p.pid: p for p in session_processes(before)})
         finally:
@@ -214,7 +193,7 @@ class RayEngine(Engine):
             self._reap(list(seen.values()))
             ray_dir.cleanup()
             with self._lock:
-                self._actors = []
+                self._workers = []
         return collector.result(self.name, end_ns, cpu_workers, cpu_seconds() - cpu0)
 
     @staticmethod
@@ -240,39 +219,32 @@ class RayEngine(Engine):
         self,
         ray: Any,
         plan: LoadPlan,
-        shares: Shares,
-        names: list[str],
         collector: Collector,
         on_start: OnStart | None,
         before: set[int],
         seen: dict[int, psutil.Process],
     ) -> float:
         actor_cls = ray.remote(num_cpus=1, max_restarts=0, max_concurrency=64)(ShopperActor)
+        shares = collector.shares
         actors = [
             actor_cls.options(name=None).remote(plan.spec(n), shares.shoppers[i], shares.vus[i])
-            for i, n in enumerate(names)
+            for i, n in enumerate(collector.names)
         ]
         with self._lock:
-            self._actors = actors
+            self._workers = actors
         ray.get([a.ready.remote() for a in actors], timeout=READY_TIMEOUT_S)
         seen.update({p.pid: p for p in session_processes(before)})
-        t0 = time.time_ns() + int(START_LEAD_S * 1e9)
-        collector.t0_ns = t0
-        if on_start is not None:
-            on_start(t0)
-        deadline = t0 + int(plan.scenario.duration_s * 1e9)
+        deadline = collector.start_clock(on_start, START_LEAD_S)
+        t0 = collector.t0_ns
         ray.get([a.start.remote(t0, deadline) for a in actors], timeout=READY_TIMEOUT_S)
-        return self._pump(ray, plan, actors, collector)
+        return self._pump(ray, actors, collector)
 
-    def _pump(self, ray: Any, plan: LoadPlan, actors: list[Any], collector: Collector) -> float:
-        hard = collector.t0_ns + int(plan.hard_deadline_s() * 1e9)
+    def _pump(self, ray: Any, actors: list[Any], collector: Collector) -> float:
+        hard = collector.hard_stop_ns()
         pending = {a.drain.remote(): i for i, a in enumerate(actors)}
         cpu = 0.0
         while pending:
-            if time.time_ns() > hard:
-                for i in pending.values():
-                    self.kill_worker(i)
-                    collector.worker_lost(i)
+            if collector.stop_overdue(hard, pending.values(), self.kill_worker):
                 break
             ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_S)
             for ref in ready:

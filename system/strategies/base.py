@@ -14,7 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from system.keys import ProductKeys
+from system.keys import ProductKeys, order_id
 
 
 class Outcome(Enum):
@@ -106,3 +106,27 @@ class PurchaseStrategy(ABC):
     @abstractmethod
     async def buy(self, keys: ProductKeys, user_id: str, meta: ProductMeta) -> Purchase:
         """Try to sell one unit of `keys.product_id` to `user_id`."""
+
+    # The steps the read-then-write strategies share (naive, lock, optimistic); no Redis calls.
+
+    @staticmethod
+    def refusal(is_buyer: Any, stock: Any) -> Purchase | None:
+        """The check before a sale: ALREADY for a returning buyer, else SOLD_OUT when `stock` (a
+        raw GET reply or an int) is not positive; None when the sale may go ahead."""
+        if is_buyer:
+            return ALREADY
+        if int(stock or 0) <= 0:
+            return SOLD_OUT
+        return None
+
+    @staticmethod
+    def queue_sale(pipe: Any, keys: ProductKeys, user_id: str) -> None:
+        """Queue the sale's writes on a pipeline: DECR stock, SADD buyer, the order-log append
+        (replies: remaining, added, seq). Local only: the caller arms and executes."""
+        pipe.decr(keys.stock).sadd(keys.buyers, user_id)
+        record_order(pipe, keys, user_id)
+
+    @staticmethod
+    def sold(seq: Any, remaining: Any) -> Purchase:
+        """The ok outcome for order sequence number `seq` with `remaining` units left."""
+        return Purchase(Outcome.ok, order_id(int(seq)), int(remaining))

@@ -12,17 +12,8 @@ import secrets
 import redis.asyncio as aioredis
 
 from system.backend import BACKEND_ERRORS, arm
-from system.keys import ProductKeys, order_id
-from system.strategies.base import (
-    ALREADY,
-    BUSY,
-    SOLD_OUT,
-    Outcome,
-    ProductMeta,
-    Purchase,
-    PurchaseStrategy,
-    record_order,
-)
+from system.keys import ProductKeys
+from system.strategies.base import BUSY, ProductMeta, Purchase, PurchaseStrategy
 
 RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -52,16 +43,13 @@ class LockStrategy(PurchaseStrategy):
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.sismember(keys.buyers, user_id).get(keys.stock)
             is_buyer, raw_stock = await pipe.execute()
-        if is_buyer:
-            return ALREADY
-        if int(raw_stock or 0) <= 0:
-            return SOLD_OUT
+        if (refused := self.refusal(is_buyer, raw_stock)) is not None:
+            return refused
         arm()
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.decr(keys.stock).sadd(keys.buyers, user_id)
-            record_order(pipe, keys, user_id)
+            self.queue_sale(pipe, keys, user_id)
             remaining, _, seq = await pipe.execute()
-        return Purchase(Outcome.ok, order_id(int(seq)), int(remaining))
+        return self.sold(seq, remaining)
 
     async def _release_quietly(self, keys: ProductKeys, token: str) -> None:
         # A failed release must not turn a committed purchase into an error: the lock's TTL

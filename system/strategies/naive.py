@@ -9,16 +9,8 @@ from __future__ import annotations
 import asyncio
 
 from system.backend import arm
-from system.keys import ProductKeys, order_id
-from system.strategies.base import (
-    ALREADY,
-    SOLD_OUT,
-    Outcome,
-    ProductMeta,
-    Purchase,
-    PurchaseStrategy,
-    record_order,
-)
+from system.keys import ProductKeys
+from system.strategies.base import ProductMeta, Purchase, PurchaseStrategy, record_order
 
 
 class NaiveStrategy(PurchaseStrategy):
@@ -29,10 +21,8 @@ class NaiveStrategy(PurchaseStrategy):
             pipe.get(keys.stock).sismember(keys.buyers, user_id)
             raw_stock, is_buyer = await pipe.execute()
         stock = int(raw_stock or 0)
-        if is_buyer:
-            return ALREADY
-        if stock <= 0:
-            return SOLD_OUT
+        if (refused := self.refusal(is_buyer, stock)) is not None:
+            return refused
         if meta.naive_delay_ms > 0:
             await asyncio.sleep(meta.naive_delay_ms / 1000.0)
         arm()
@@ -41,4 +31,4 @@ class NaiveStrategy(PurchaseStrategy):
             pipe.set(keys.stock, stock - 1).sadd(keys.buyers, user_id)
             record_order(pipe, keys, user_id)
             _, _, seq = await pipe.execute()
-        return Purchase(Outcome.ok, order_id(int(seq)), stock - 1)
+        return self.sold(seq, stock - 1)

@@ -6,17 +6,8 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from system.backend import arm, disarm
-from system.keys import ProductKeys, order_id
-from system.strategies.base import (
-    ALREADY,
-    BUSY,
-    SOLD_OUT,
-    Outcome,
-    ProductMeta,
-    Purchase,
-    PurchaseStrategy,
-    record_order,
-)
+from system.keys import ProductKeys
+from system.strategies.base import BUSY, ProductMeta, Purchase, PurchaseStrategy
 
 
 class OptimisticStrategy(PurchaseStrategy):
@@ -40,13 +31,10 @@ class OptimisticStrategy(PurchaseStrategy):
         raw_stock = await pipe.get(keys.stock)
         is_buyer = await pipe.sismember(keys.buyers, user_id)
         # Early returns leave the WATCH to the pipeline's reset (UNWATCH) on context exit.
-        if is_buyer:
-            return ALREADY
-        if int(raw_stock or 0) <= 0:
-            return SOLD_OUT
+        if (refused := self.refusal(is_buyer, raw_stock)) is not None:
+            return refused
         pipe.multi()
-        pipe.decr(keys.stock).sadd(keys.buyers, user_id)
-        record_order(pipe, keys, user_id)
+        self.queue_sale(pipe, keys, user_id)
         arm()
         remaining, _, seq = await pipe.execute()
-        return Purchase(Outcome.ok, order_id(int(seq)), int(remaining))
+        return self.sold(seq, remaining)
