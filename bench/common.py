@@ -582,10 +582,12 @@ def run_engine(
     run_id: str,
     timeout_s: float,
     wrapper: list[str] | None = None,
+    client: str = "aiohttp",
 ) -> EngineRun:
     """Run `bench.drive` for one engine; its history comes back as a DataFrame.
 
-    `wrapper` prefixes the command (a profiler); the tree then includes the wrapper too."""
+    `wrapper` prefixes the command (a profiler); the tree then includes the wrapper too.
+    `client` is the shopper HTTP client (simulator.client.CLIENTS)."""
     import pyarrow.parquet as pq
 
     with tempfile.TemporaryDirectory(prefix=f"bench-{engine}-") as tmp:
@@ -597,7 +599,7 @@ def run_engine(
             "product_id": product_id,
             "scenario": scenario.model_dump(mode="json"),
             "seed": seed,
-            "client": "aiohttp",
+            "client": client,
             "workers": workers,
             "connections": connections,
             "tmp_dir": str(Path(tmp) / "engine"),

@@ -6,6 +6,8 @@ connections, one tool after another on one stack. Per tool: CPU-seconds per 10,0
 its whole process tree (psutil, children included) inside its load window - start-up imports
 and tear-down are left out for every tool alike - and its p99 at that rate. Full size runs two
 rounds, the second in reverse order, and averages them.
+Engines run with the default aiohttp client (`inline`, `process`, `ray`) and with the lean
+loopback client (`inline-raw`, `process-raw`: simulator.rawhttp); every one counts for "best".
 Targets: best engine <= 0.5x Locust's CPU per request; best engine's p99 within 10% of wrk's.
 """
 
@@ -52,6 +54,7 @@ def _params(ctx: BenchContext) -> dict[str, Any]:
     engines = ["inline", "process"]
     if not ctx.tiny and importlib.util.find_spec("simulator.engines.ray_engine") is not None:
         engines.append("ray")
+    engines += ["inline-raw", "process-raw"]  # <engine>-<client>: the same engines, raw client
     return {
         "requests": 400 if ctx.tiny else 12_000,
         "rate_per_s": 200 if ctx.tiny else 1_000,
@@ -152,8 +155,9 @@ def _profile(info: Any, p: dict[str, Any], engine: str) -> dict[str, Any]:
 
 
 def _engine(
-    info: Any, p: dict[str, Any], engine: str, wrapper: list[str] | None = None
+    info: Any, p: dict[str, Any], tool: str, wrapper: list[str] | None = None
 ) -> dict[str, Any]:
+    engine, _, client = tool.partition("-")  # "inline" (aiohttp) or "inline-raw"
     workers = p["engine_workers"][engine]
     run = run_engine(
         engine,
@@ -163,9 +167,10 @@ def _engine(
         seed=p["seed"],
         workers=workers,
         connections=math.ceil(p["connections"] / workers),
-        run_id=f"bench-sim-{engine}",
+        run_id=f"bench-sim-{tool}",
         timeout_s=p["requests"] / p["rate_per_s"] * 3 + 120,
         wrapper=wrapper,
+        client=client or "aiohttp",
     )
     stats = run.stats()
     return {

@@ -45,7 +45,7 @@ class EngineSpec(_Model):
     kind: Literal["ray", "process", "inline"] = "process"
     workers: int = Field(default=2, ge=1, le=256)  # processes or Ray actors
     connections: int = Field(default=256, ge=1, le=100_000)  # per worker
-    client: Literal["aiohttp", "httpx"] = "aiohttp"
+    client: Literal["aiohttp", "httpx", "raw"] = "aiohttp"
     ray_address: str | None = None
 
 

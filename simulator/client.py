@@ -1,6 +1,7 @@
-"""The shopper HTTP client: one purchase attempt -> one `Answer`, over aiohttp (default) or httpx.
+"""The shopper HTTP client: one purchase attempt -> one `Answer`, over aiohttp (default), httpx or
+`raw` (simulator.rawhttp: a lean keep-alive client for loopback targets only).
 
-Both implementations share one interface so the engines can swap them (`client: httpx`) and the
+All implementations share one interface so the engines can swap them (`client: httpx`) and the
 CPU cost of each stays measurable. Client-side failures are reduced to the four kinds that
 `simulator.behaviour` classifies: connect (never sent), timeout, reset (sent, then dropped),
 cancelled.
@@ -17,7 +18,7 @@ import orjson
 from simulator.behaviour import Failure
 from system.contract import BUY_PATH, USER_HEADER
 
-CLIENTS = ("aiohttp", "httpx")
+CLIENTS = ("aiohttp", "httpx", "raw")
 
 
 @dataclass(slots=True)
@@ -136,12 +137,45 @@ class HttpxClient:
         await self._client.aclose()
 
 
+class RawClient:
+    """simulator.rawhttp: pre-encoded request, httptools parsing, bounded keep-alive pool.
+
+    Loopback targets only (a non-loopback base URL is refused at construction). Unlike aiohttp,
+    running out of time before the request was written (pool wait, connect) is `connect` (never
+    sent), not `timeout`."""
+
+    def __init__(self, base_url: str, product_id: str, connections: int, timeout_s: float) -> None:
+        from simulator import rawhttp
+
+        self._rawhttp = rawhttp
+        self._pool = rawhttp.LoopbackPool(base_url, connections, timeout_s)
+        body = orjson.dumps({"productId": product_id})
+        headers = {"Content-Type": "application/json"}
+        self._request = self._pool.template("POST", BUY_PATH, headers, body, USER_HEADER).render
+        self._send = self._pool.send
+
+    async def buy(self, user_id: str) -> Answer:
+        rawhttp = self._rawhttp
+        try:
+            status, body, retry_after = await self._send(self._request(user_id))
+        except rawhttp.ConnectFailed as exc:
+            return Answer(0, failure="connect", error=_err(exc))
+        except rawhttp.RequestTimeout as exc:
+            return Answer(0, failure="timeout", error=_err(exc))
+        except (rawhttp.ConnectionDropped, OSError) as exc:
+            return Answer(0, failure="reset", error=_err(exc))
+        return parse_answer(status, body, retry_after)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
 def _err(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
 
 
-_FACTORIES = {"aiohttp": AiohttpClient, "httpx": HttpxClient}
+_FACTORIES = {"aiohttp": AiohttpClient, "httpx": HttpxClient, "raw": RawClient}
 
 
 def make_client(

@@ -14,7 +14,7 @@ from flashlab.run import RunRequest, execute
 pytestmark = pytest.mark.compose
 
 
-@pytest.mark.parametrize("fault", ["redis-restart", "redis-kill"])
+@pytest.mark.parametrize("fault", ["redis-restart", "redis-kill", "redis-pause"])
 def test_compose_sale_through_a_redis_fault_loses_nothing_with_aof_always(
     fault: str, tmp_path: Path
 ) -> None:

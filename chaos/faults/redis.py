@@ -10,8 +10,6 @@ import signal
 import time
 from typing import Any
 
-import psutil
-
 from chaos.faults.base import (
     RESPAWN_TIMEOUT_S,
     STOP_TIMEOUT_S,
@@ -89,10 +87,10 @@ class RedisPause(Fault):
         comp = ctx.component(REDIS)
         platform.signal(REDIS, signal.SIGSTOP)
         observed: dict[str, Any] = {"pid": comp.pid}
-        if comp.pid is not None:  # local platform: the kernel says it is stopped
-            observed["state"] = wait_for(
-                lambda: _stopped_state(comp.pid), STOP_TIMEOUT_S, "redis to be stopped"
-            )
+        # The platform says what "frozen" looks like (a stopped process, a paused container).
+        observed["paused"] = wait_for(
+            lambda: platform.paused(REDIS), STOP_TIMEOUT_S, "redis to be paused"
+        )
         observed["probe"] = tcp_ping(*host_port(ctx.info.redis_url))
         return observed
 
@@ -106,10 +104,3 @@ class RedisPause(Fault):
             "redis to answer PING after SIGCONT",
         )
         return {"resumed_ms": elapsed_ms(start), "probe": tcp_ping(*host_port(ctx.info.redis_url))}
-
-
-def _stopped_state(pid: int | None) -> str | None:
-    if pid is None:
-        return None
-    status = psutil.Process(pid).status()
-    return status if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP) else None

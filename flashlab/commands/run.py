@@ -81,7 +81,9 @@ def run(
         str | None, typer.Option(help="Override stack.platform: local|compose.")
     ] = None,
     durability: Annotated[str | None, typer.Option(help="Override stack.durability.")] = None,
-    client: Annotated[str | None, typer.Option(help="Shopper HTTP client: aiohttp|httpx.")] = None,
+    client: Annotated[
+        str | None, typer.Option(help="Shopper HTTP client: aiohttp|httpx|raw.")
+    ] = None,
     ray_address: Annotated[
         str | None, typer.Option(help="Attach to an existing Ray cluster.")
     ] = None,

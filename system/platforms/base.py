@@ -88,6 +88,20 @@ class Platform(ABC):
     def start_component(self, component: str) -> Component:
         """(Re)start a stopped component, e.g. Redis after a kill; returns it with its new PID."""
 
+    def paused(self, component: str) -> bool:
+        """Whether a component is frozen (SIGSTOP locally). Platforms that freeze differently
+        (Compose pauses the container's cgroup, which leaves no stopped-process state) override it."""
+        import psutil
+
+        comp = next((c for c in self.components() if c.name == component), None)
+        if comp is None or comp.pid is None:
+            return False
+        try:
+            status = psutil.Process(comp.pid).status()
+        except psutil.NoSuchProcess:
+            return False
+        return status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+
     def __enter__(self) -> Platform:
         self.start()
         return self

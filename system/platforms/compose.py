@@ -499,6 +499,13 @@ class ComposePlatform(Platform):
         else:
             container.kill(signal=int(sig))
 
+    def paused(self, component: str) -> bool:
+        # `docker pause` freezes the cgroup: the process is not in the stopped state, the
+        # container is.
+        container = self._container(component)
+        container.reload()
+        return container.status == "paused"
+
     def start_component(self, component: str, timeout_s: float = 30.0) -> Component:
         """Unpause, or start a stopped container; then wait (bounded) until it serves again."""
         container = self._container(component)
