@@ -38,6 +38,10 @@ SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
     "latency_ms": PERCENTILE_KEYS,
     "service_latency_ms": PERCENTILE_KEYS,
     "fairness": ("rank_correlation", "early_half_win_share"),
+    # Load-generator health (manifest.engine.generator): e.g. `generator_stalled_s < 0.5` makes a
+    # run whose client stalled fail instead of reporting the client's delay as server latency.
+    "generator_lag_ms_p99": (),
+    "generator_stalled_s": (),
 }
 
 _OPS = {

@@ -36,7 +36,7 @@ _TEMPLATES = jinja2.Environment(
 # --- number formatting: one rule per kind, so the same quantity always looks the same -----------
 
 RATE_SUFFIXES = ("_rate", "_share", "availability")
-KIND_SUFFIX = {"pct": "%", "ms": " ms", "s": " s", "rps": " req/s"}
+KIND_SUFFIX = {"pct": "%", "cpu": "%", "ms": " ms", "s": " s", "rps": " req/s"}
 
 
 def kind_of(path: str) -> str:
@@ -46,7 +46,9 @@ def kind_of(path: str) -> str:
     parent = parts[-2] if len(parts) > 1 else ""
     if last.endswith(RATE_SUFFIXES):
         return "pct"
-    if last.endswith("_ms") or parent.endswith("_ms"):
+    if "_pct" in last:  # already in percent (cpu_pct_max), not a 0..1 rate
+        return "cpu"
+    if last.endswith("_ms") or parent.endswith("_ms") or "_ms_" in last:  # lag_ms_p99
         return "ms"
     if last.endswith("_rps"):
         return "rps"
@@ -72,6 +74,8 @@ def fmt(value: Any, kind: str = "num") -> tuple[str, str]:
     number = float(value)
     if kind == "pct":
         return f"{number * 100:.2f}{KIND_SUFFIX['pct']}", "pct"
+    if kind == "cpu":
+        return f"{number:,.1f}{KIND_SUFFIX['cpu']}", "cpu"
     if kind == "ms":
         return f"{number:,.1f}{KIND_SUFFIX['ms']}", "ms"
     if kind == "s":
@@ -127,6 +131,9 @@ KEY_NUMBERS: list[tuple[str, list[str]]] = [
     ("shoppers / attempts", ["shoppers", "attempts"]),
     ("load duration", ["duration_s"]),
     ("indeterminate rate", ["indeterminate_rate"]),
+    ("load generator healthy", ["generator.healthy"]),
+    ("generator loop lag p99 / max", ["generator.lag_ms_p99", "generator.lag_ms_max"]),
+    ("generator stalled / CPU max", ["generator.stalled_s", "generator.cpu_pct_max"]),
 ]
 LATENCY_SETS = [
     ("response time (all)", "latency_ms"),
@@ -281,6 +288,7 @@ def render_report(run: Run, summary: dict[str, Any]) -> str:
         reconciliation=summary.get("reconciliation") or {},
         fairness=summary.get("fairness") or {},
         figures=_figures(run, summary),
+        generator_overloaded=(summary.get("generator") or {}).get("healthy") is False,
     )
 
 

@@ -21,6 +21,9 @@ stock never ran out. `sellout_first_answer_s` is the client view: the first `sol
 Fairness: a shopper *won* if Redis truth holds an order for their user id. rank_correlation is
 Spearman's rho between arrival rank (`shopper`) and winning (1/0): strongly negative means
 first come, first served; near 0 means arrival order did not matter.
+Load-generator health (`generator`) is the one statistic not from the history: the engine's own
+event-loop lag and CPU measurements, read from manifest["engine"]["generator"] (see
+simulator.loopmon). A starved generator inflates both response and service times.
 """
 
 from __future__ import annotations
@@ -262,3 +265,40 @@ def fairness(run: Run) -> dict[str, Any]:
         "winners": total_won,
         "deciles": deciles,
     }
+
+
+# --- load-generator health ---------------------------------------------------------------------
+
+# Thresholds for trusting a run's latencies. The sampler wakes every 20 ms; a healthy uvloop worker
+# wakes within a few ms of that. A lag p99 of 50 ms means that for 1% of the run every timestamp the
+# worker took could be off by 50 ms or more, the same order as the service times a flash sale sees
+# (ms to tens of ms), so p99 latencies would measure the client, not the server.
+GENERATOR_LAG_P99_MS_MAX = 50.0
+# Half a second frozen in total (stalls are lags > 100 ms): every request in flight during a stall
+# gains its length, and at thousands of requests per second that is a large share of a short run.
+GENERATOR_STALLED_S_MAX = 0.5
+GENERATOR_KEYS = ("lag_ms_p99", "lag_ms_max", "stalled_s", "cpu_pct_max")
+
+
+def generator(manifest: dict[str, Any]) -> dict[str, Any]:
+    """{lag_ms_p99, lag_ms_max, stalled_s, cpu_pct_max, healthy} from manifest.engine.generator.
+
+    healthy = lag p99 < GENERATOR_LAG_P99_MS_MAX and stalled_s < GENERATOR_STALLED_S_MAX; every
+    value is None when the run did not record them (older runs, or no worker reported).
+    """
+    engine = manifest.get("engine")
+    raw = engine.get("generator") if isinstance(engine, dict) else None
+    raw = raw if isinstance(raw, dict) else {}
+    out: dict[str, Any] = {}
+    for key in GENERATOR_KEYS:
+        value = raw.get(key)
+        out[key] = (
+            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        )
+    lag, stalled = out["lag_ms_p99"], out["stalled_s"]
+    out["healthy"] = (
+        None
+        if lag is None or stalled is None
+        else lag < GENERATOR_LAG_P99_MS_MAX and stalled < GENERATOR_STALLED_S_MAX
+    )
+    return out

@@ -51,6 +51,7 @@ def _clauses(run: Run) -> list[str]:
 def _measurements(run: Run) -> dict[str, Any]:
     h, t = run.history, run.truth
     checks = check(run)
+    generator = stats.generator(run.manifest)
     out: dict[str, Any] = {
         "run_id": run.run_id,
         "checks": {name: c.to_dict() for name, c in checks.items()},
@@ -71,6 +72,10 @@ def _measurements(run: Run) -> dict[str, Any]:
         "recovery": recovery(run),
         "reconciliation": reconcile(run),
         "timeseries": stats.compact_timeseries(stats.timeseries(run)),
+        # Read only from manifest.engine.generator; flat copies so a hypothesis can name them.
+        "generator": generator,
+        "generator_lag_ms_p99": generator["lag_ms_p99"],
+        "generator_stalled_s": generator["stalled_s"],
     }
     return out
 

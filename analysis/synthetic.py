@@ -15,6 +15,8 @@ clean sale in one way and return the ids the checker should report among its exa
 - server_errors       k busy/sold-out answers become 500s                                 -> op ids
 - conservation        Redis stock is k higher than initial - orders                       -> []
 - server_overcount    the server's purchases counter reads k higher than its real count   -> []
+`generator` is the load generator's recorded health (default healthy; `OVERLOADED` is not; None
+writes no generator data, like a run from before it was recorded).
 An `Outage` makes every attempt sent during [start_s, end_s + tail_s) a 503 and records a fault
 row with recover at end_s, so recovery metrics have a known answer (tail_s = slow recovery).
 """
@@ -45,6 +47,33 @@ DEFAULT_HYPOTHESIS = ("oversell == 0", "lost_acknowledged == 0")
 
 
 @dataclass(frozen=True)
+class Generator:
+    """The load generator's health as an engine records it (manifest.engine.generator)."""
+
+    lag_ms_p99: float = 1.5
+    lag_ms_max: float = 4.0
+    stalled_s: float = 0.0
+    cpu_pct_max: float = 35.0
+
+    def manifest(self) -> dict[str, Any]:
+        worker = {
+            "lag_ms_p50": round(self.lag_ms_p99 / 3, 3),
+            "lag_ms_p99": self.lag_ms_p99,
+            "lag_ms_max": self.lag_ms_max,
+            "lag_samples": 50,
+            "stalls": math.ceil(self.stalled_s / 0.15) if self.stalled_s else 0,
+            "stalled_s": self.stalled_s,
+            "cpu_pct_avg": round(self.cpu_pct_max * 0.8, 1),
+            "cpu_pct_max": self.cpu_pct_max,
+        }
+        summary = {k: worker[k] for k in ("lag_ms_p99", "lag_ms_max", "stalled_s", "cpu_pct_max")}
+        return {"workers": {"synthetic-0": worker}, **summary}
+
+
+OVERLOADED = Generator(lag_ms_p99=180.0, lag_ms_max=950.0, stalled_s=2.4, cpu_pct_max=99.5)
+
+
+@dataclass(frozen=True)
 class Outage:
     start_s: float
     end_s: float
@@ -70,6 +99,7 @@ class SyntheticSpec:
     hypothesis: list[str] = field(default_factory=lambda: list(DEFAULT_HYPOTHESIS))
     plant: dict[str, int] = field(default_factory=dict)  # planter name -> count
     metrics: bool = True
+    generator: Generator | None = field(default_factory=Generator)  # None: an older run, no data
 
 
 @dataclass
@@ -330,6 +360,8 @@ def _manifest(spec: SyntheticSpec, history: pd.DataFrame) -> dict[str, Any]:
         "load_start_ns": T0_NS,
         "load_end_ns": end,
         "stack": {"platform": "synthetic"},
+        "engine": {"engine": "synthetic", "workers": 1}
+        | ({"generator": spec.generator.manifest()} if spec.generator is not None else {}),
         "versions": {},
         "git_revision": None,
         "host": {},

@@ -290,6 +290,9 @@ def _execute(
 
     req.on_phase("judging")
     # Summary and report come from the files alone; `complete` is flipped only after both exist.
+    # So the manifest on disk must already hold the load window and the engine result
+    # (generator health included) they read: written now, still `complete: false`.
+    rundir.write_json_atomic(run_dir / rundir.MANIFEST, manifest)
     summary = summarize(rundir.load_run(run_dir, require_complete=False))
     rundir.write_json_atomic(run_dir / rundir.SUMMARY, summary)
     if req.write_report:

@@ -14,12 +14,14 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
 from simulator.behaviour import classify, next_delay, should_retry, think_s
 from simulator.client import Answer, ShopperClient, make_client
 from simulator.history import Op, ops_to_batch
+from simulator.loopmon import LoopMonitor
 from simulator.progress import Progress
 from simulator.scenario import Profile, Scenario
 from simulator.schedule import ShopperPlan, VuPlan
@@ -51,6 +53,7 @@ class Shipment:
     done: list[int]
     progress: Progress
     final: bool = False
+    generator: dict[str, Any] | None = None  # the worker's LoopMonitor stats, on the final shipment
 
 
 @dataclass
@@ -84,9 +87,11 @@ class Recorder:
         if len(self._ops) >= FLUSH_ROWS:
             self.flush()
 
-    def flush(self, final: bool = False) -> None:
+    def flush(self, final: bool = False, generator: dict[str, Any] | None = None) -> None:
         batch = ops_to_batch(self._ops) if self._ops else None
-        shipment = Shipment(batch, self._started, self._done, self.progress.copy(), final)
+        shipment = Shipment(
+            batch, self._started, self._done, self.progress.copy(), final, generator
+        )
         self._ops, self._started, self._done = [], [], []
         self.on_ship(shipment)
 
@@ -227,7 +232,8 @@ async def drive(
 ) -> Progress:
     """Run `shoppers` (this worker's share) from t0 until they finish or `deadline_ns` passes.
 
-    Returns the final counters; the last Shipment has `final=True`.
+    Returns the final counters; the last Shipment has `final=True` and carries this worker's
+    load-generator health (simulator.loopmon: event-loop lag and CPU, sampled while it ran).
     """
     scenario = spec.scenario
     client = make_client(
@@ -235,6 +241,7 @@ async def drive(
     )
     recorder = Recorder(on_ship)
     driver = _Driver(spec, client, recorder, t0_ns)
+    monitor = LoopMonitor().start()
     ticker = asyncio.ensure_future(recorder.ticker())
     if scenario.model == "closed":
         main = asyncio.ensure_future(driver.run_closed(vus or [], shoppers))
@@ -248,8 +255,9 @@ async def drive(
         await driver.stop()  # duration cap: in-flight attempts end as `info`
         ticker.cancel()
         await asyncio.gather(ticker, return_exceptions=True)
+        generator = await monitor.stop()
         await client.close()
-        recorder.flush(final=True)
+        recorder.flush(final=True, generator=generator)
     if not main.cancelled() and main.exception() is not None:
         raise main.exception()  # a bug in the driver, not a load outcome: do not hide it
     return recorder.progress

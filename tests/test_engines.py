@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import os
+import time
 
 import pyarrow as pa
+import uvloop
 
 from simulator.engines import LoadPlan, get_engine
 from simulator.engines.base import WORKER_LOST
+from simulator.loopmon import WORKER_KEYS, LoopMonitor, merge
 from simulator.progress import Progress
 from simulator.scenario import Profile, Ramp, Scenario, Spike
 from simulator.schedule import partition, plan
@@ -70,6 +74,60 @@ def _check_against_truth(history, truth) -> None:
     assert truth.stock_initial == truth.stock_remaining + len(truth.orders)
 
 
+def _check_generator(result, workers: set[str]) -> None:
+    """Every worker that finished shipped plausible loop-lag and CPU stats, and they reach to_dict()."""
+    gen = result.to_dict()["generator"]
+    assert set(gen["workers"]) == workers
+    for name, w in gen["workers"].items():
+        assert set(w) == set(WORKER_KEYS), name
+        assert w["lag_samples"] > 0 and 0 <= w["lag_ms_p50"] <= w["lag_ms_p99"] <= w["lag_ms_max"]
+        assert 0 <= w["stalls"] <= w["lag_samples"] and w["stalled_s"] >= 0
+        assert w["cpu_pct_avg"] >= 0 and w["cpu_pct_max"] >= 0
+    assert gen["lag_ms_p99"] == max(w["lag_ms_p99"] for w in gen["workers"].values())
+    assert gen["lag_ms_max"] >= gen["lag_ms_p99"] >= 0
+    assert gen["stalled_s"] >= 0 and gen["cpu_pct_max"] >= 0
+
+
+def test_loop_monitor_detects_a_blocked_loop() -> None:
+    """A task that blocks the loop for 0.3 s (time.sleep) shows up as lag and stall time."""
+
+    async def blocked() -> dict:
+        monitor = LoopMonitor().start()
+        await asyncio.sleep(0.2)  # some healthy samples first
+        time.sleep(0.3)  # the point: a blocking call stalls the event loop
+        await asyncio.sleep(0.2)
+        return await monitor.stop()
+
+    for run in (uvloop.run, asyncio.run):
+        stats = run(blocked())
+        assert stats["lag_ms_max"] >= 250, stats
+        assert stats["stalled_s"] >= 0.2 and stats["stalls"] >= 1, stats
+        assert stats["lag_samples"] >= 5 and stats["lag_ms_p50"] < stats["lag_ms_max"], stats
+        assert stats["cpu_pct_max"] is not None and stats["cpu_pct_avg"] is not None
+
+
+def test_loop_monitor_is_bounded_and_merge_takes_the_worst_worker() -> None:
+    monitor = LoopMonitor(max_samples=100)
+    for i in range(10_000):
+        monitor.add_lag(float(i % 200))  # 99 of every 200 samples are stalls (> 100 ms)
+    stats = monitor.stats()
+    assert len(monitor.lags_ms) == 100 and stats["lag_samples"] == 10_000
+    assert stats["lag_ms_max"] == 199 and stats["stalls"] == 50 * 99
+    assert stats["stalled_s"] == round(50 * sum(range(101, 200)) / 1000, 4)
+    quiet = LoopMonitor().stats()
+    assert quiet["lag_samples"] == 0 and quiet["lag_ms_p99"] is None
+    merged = merge({"a": stats, "b": quiet})
+    assert merged["lag_ms_max"] == 199 and merged["stalled_s"] == stats["stalled_s"]
+    assert set(merged["workers"]) == {"a", "b"}
+    assert merge({}) == {
+        "workers": {},
+        "lag_ms_p99": None,
+        "lag_ms_max": None,
+        "stalled_s": None,
+        "cpu_pct_max": None,
+    }
+
+
 def _reset(admin, product: str, stock: int) -> None:
     admin.reset(ResetRequest(product_id=product, stock=stock, strategy=Strategy.lua))
 
@@ -92,6 +150,7 @@ def test_inline_and_process_histories_match_truth_and_each_other(
         assert len(truth.orders) == 150  # 1,200 shoppers for 150 units: it sells out
         assert result.rows == len(history) and not result.lost_workers
         assert history["shopper"].nunique() == 1_200  # every scheduled shopper made an attempt
+        _check_generator(result, {"inline": {"inline-0"}, "process": {"proc-0", "proc-1"}}[name])
         assert (
             progress
             and progress[-1].done == 1_200
@@ -144,6 +203,7 @@ def test_ray_10k_spike_matches_truth(local_stack, admin, tmp_path) -> None:
     _check_against_truth(history, truth)
     assert len(truth.orders) == 1_000
     assert history["shopper"].nunique() == 10_000 and not result.lost_workers
+    _check_generator(result, {f"ray-{i}" for i in range(result.workers)})
     assert not _ray_descendants_after(before)
     # Ray's files stayed in the run's temp dir (the /tmp short-path fallback is removed), none in $HOME.
     assert not (tmp_path / "tmp" / "ray").is_symlink()
@@ -177,6 +237,7 @@ def test_killing_a_ray_actor_leaves_info_rows_and_no_processes(
         engine=engine,
     )
     assert killed == [1] and result.lost_workers == [1]
+    _check_generator(result, {"ray-0"})  # the killed actor never shipped its final stats
     lost = history[history["error"] == WORKER_LOST]
     assert len(lost) > 0 and (lost["type"] == "info").all() and set(lost["worker"]) == {"ray-1"}
     part1 = {s.shopper for s in partition(plan(scenario, 7), 2)[1]}

@@ -19,7 +19,7 @@ import pytest
 
 from analysis import report
 from analysis.rundir import REPORT, SUMMARY, RunDirError
-from analysis.synthetic import Outage, SyntheticSpec, write_synthetic
+from analysis.synthetic import OVERLOADED, Outage, SyntheticSpec, write_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -204,6 +204,55 @@ def test_verdict_banner_and_hypothesis(chaos_run: Path, clean_run: Path) -> None
     assert "No faults were injected" in passing and "No anomalies" in passing
 
 
+GENERATOR_KEYS = {
+    "generator.healthy",
+    "generator.lag_ms_p99",
+    "generator.lag_ms_max",
+    "generator.stalled_s",
+    "generator.cpu_pct_max",
+}
+
+
+def _keyed_mismatches(run: Path) -> list[str]:
+    summary = json.loads((run / SUMMARY).read_text())
+    return [
+        f"{key} [{fmt}]: shown {text!r}, summary {resolve(summary, key)!r}"
+        for key, fmt, text in parse((run / REPORT).read_text()).keyed
+        if key != "verdict" and not shown_equals(text, fmt, resolve(summary, key))
+    ]
+
+
+def test_overloaded_generator_is_warned_about(tmp_path: Path, clean_run: Path) -> None:
+    run = make_run(tmp_path / "overloaded", shoppers=300, stock=100, seed=5, generator=OVERLOADED)
+    report.write_report(run)
+    html = (run / REPORT).read_text()
+    summary = json.loads((run / SUMMARY).read_text())
+    assert summary["generator"]["healthy"] is False
+    text = re.sub(r"<[^>]+>", "", html)
+    assert (
+        "The load generator was overloaded (event-loop lag p99 180.0 ms, stalled 2.40 s): "
+        "latencies include client-side delay; re-run with more engine workers or a lighter machine."
+    ) in " ".join(text.split())
+    # Right under the verdict banner, and every generator figure equals summary.json.
+    assert html.index('id="generator-warning"') > html.index('id="verdict"')
+    assert html.index('id="generator-warning"') < html.index('id="hypothesis"')
+    assert {k for k, _, _ in parse(html).keyed} >= GENERATOR_KEYS
+    assert not _keyed_mismatches(run)
+    clean = (clean_run / REPORT).read_text()
+    assert 'id="generator-warning"' not in clean
+    assert {k for k, _, _ in parse(clean).keyed} >= GENERATOR_KEYS
+
+
+def test_run_without_generator_data_shows_dashes(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "old", shoppers=200, stock=50, seed=2, generator=None)
+    report.write_report(run)
+    html = (run / REPORT).read_text()
+    assert 'id="generator-warning"' not in html
+    shown = {k: (fmt, text) for k, fmt, text in parse(html).keyed if k in GENERATOR_KEYS}
+    assert set(shown) == GENERATOR_KEYS and all(v == ("none", "—") for v in shown.values())
+    assert not _keyed_mismatches(run)
+
+
 def test_anomalies_show_example_operations(chaos_run: Path) -> None:
     html = (chaos_run / REPORT).read_text()
     summary = json.loads((chaos_run / SUMMARY).read_text())
@@ -300,6 +349,9 @@ def test_fmt_rules() -> None:
     assert report.kind_of("recovery.0.window_availability") == "pct"
     assert report.kind_of("fairness.deciles.3.win_rate") == "pct"
     assert report.kind_of("sellout_s") == "s"
+    assert report.kind_of("generator.lag_ms_p99") == "ms"
+    assert report.kind_of("generator.cpu_pct_max") == "cpu"
+    assert report.fmt(97.34, "cpu") == ("97.3%", "cpu")  # already percent: not scaled by 100
 
 
 def test_write_report_refuses_a_non_run(tmp_path: Path) -> None:

@@ -167,3 +167,83 @@ def test_run_without_attempts_summarises_to_nones(tmp_path: Path) -> None:
     assert s["availability"] is None and s["latency_ms"]["p99"] is None
     assert s["fairness"]["rank_correlation"] is None
     json.dumps(s, allow_nan=False)
+
+
+# --- load-generator health ----------------------------------------------------------------------
+
+
+def test_generator_health_comes_from_the_manifest(tmp_path: Path) -> None:
+    from analysis.synthetic import OVERLOADED, Generator
+
+    healthy = _summary(tmp_path / "ok", hypothesis=["generator_stalled_s < 0.5"])
+    assert healthy["generator"] == {
+        "lag_ms_p99": Generator().lag_ms_p99,
+        "lag_ms_max": Generator().lag_ms_max,
+        "stalled_s": 0.0,
+        "cpu_pct_max": Generator().cpu_pct_max,
+        "healthy": True,
+    }
+    assert healthy["verdict"] == "pass"
+    bad = _summary(
+        tmp_path / "bad",
+        generator=OVERLOADED,
+        hypothesis=["oversell == 0", "generator_stalled_s < 0.5", "generator_lag_ms_p99 < 50"],
+    )
+    assert bad["generator"]["healthy"] is False
+    assert bad["generator_stalled_s"] == bad["generator"]["stalled_s"] == OVERLOADED.stalled_s
+    assert bad["generator_lag_ms_p99"] == OVERLOADED.lag_ms_p99
+    assert bad["verdict"] == "fail"
+    assert [c["ok"] for c in bad["hypothesis"]] == [True, False, False]
+    assert bad["hypothesis"][1]["measured"] == OVERLOADED.stalled_s
+
+
+@pytest.mark.parametrize(
+    ("lag", "stalled", "healthy"),
+    [(49.9, 0.49, True), (50.0, 0.0, False), (1.0, 0.5, False), (None, 0.0, None)],
+)
+def test_generator_health_thresholds(lag: Any, stalled: Any, healthy: Any) -> None:
+    from analysis.stats import generator
+
+    engine = {"generator": {"lag_ms_p99": lag, "stalled_s": stalled, "cpu_pct_max": 90}}
+    assert generator({"engine": engine})["healthy"] is healthy
+
+
+def test_runs_without_generator_data_summarise_to_nones(tmp_path: Path) -> None:
+    s = _summary(tmp_path, generator=None, hypothesis=["generator_stalled_s < 0.5"])
+    assert s["generator"] == {
+        "lag_ms_p99": None,
+        "lag_ms_max": None,
+        "stalled_s": None,
+        "cpu_pct_max": None,
+        "healthy": None,
+    }
+    assert s["generator_lag_ms_p99"] is None and s["generator_stalled_s"] is None
+    assert s["verdict"] == "fail"  # an unmeasured clause does not hold
+    assert load_run(tmp_path).manifest.get("engine", {}).get("generator") is None
+
+
+def test_generator_clauses_parse() -> None:
+    from analysis.hypothesis import HypothesisError, parse_clause
+
+    clause = parse_clause("generator_stalled_s < 0.5")
+    assert (clause.key, clause.op, clause.value) == ("generator_stalled_s", "<", 0.5)
+    assert clause.evaluate({"generator_stalled_s": 0.1})["ok"]
+    assert not clause.evaluate({"generator_stalled_s": 0.7})["ok"]
+    assert parse_clause("generator_lag_ms_p99 < 50").evaluate({"generator_lag_ms_p99": 3.0})["ok"]
+    with pytest.raises(HypothesisError, match="has no sub-key"):
+        parse_clause("generator_stalled_s.max < 1")
+
+
+def test_cli_result_table_flags_an_overloaded_generator() -> None:
+    from flashlab.commands import display
+    from flashlab.console import console
+
+    def shown(generator: dict[str, Any] | None) -> str:
+        with console.capture() as cap:
+            display.print_summary({"verdict": "pass", "generator": generator})
+        return " ".join(cap.get().replace("\u2502", " ").split())  # table borders out
+
+    bad = {"lag_ms_p99": 180.0, "stalled_s": 2.4, "healthy": False}
+    assert "load generator OVERLOADED (lag p99 180.0 ms, stalled 2.40 s)" in shown(bad)
+    assert "load generator healthy" in shown({"lag_ms_p99": 1.0, "stalled_s": 0, "healthy": True})
+    assert "load generator —" in shown(None)

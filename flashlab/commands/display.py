@@ -109,6 +109,7 @@ def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
         ("throughput", _fmt(summary.get("throughput_rps"), " req/s")),
         ("sell-out", _fmt(summary.get("sellout_s"), " s", 2)),
         ("load duration", _fmt(summary.get("duration_s"), " s", 2)),
+        ("load generator", _generator(summary.get("generator") or {})),
     ]
     for key, value in rows:
         table.add_row(key, value)
@@ -128,6 +129,17 @@ def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
         console.print(hyp)
     if run_dir:
         console.print(f"run directory: [bold]{run_dir}[/]")
+
+
+def _generator(gen: dict[str, Any]) -> str:
+    """Load-generator health: an overloaded client inflates every latency above."""
+    healthy = gen.get("healthy")
+    if healthy is None:
+        return "—"  # not recorded (an older run)
+    if healthy:
+        return "healthy"
+    lag, stalled = _fmt(gen.get("lag_ms_p99"), " ms"), _fmt(gen.get("stalled_s"), " s", 2)
+    return f"[yellow]OVERLOADED (lag p99 {lag}, stalled {stalled})[/]"
 
 
 def _pct(value: Any) -> float | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from simulator import loopmon
 from simulator.history import Op, ops_to_batch
 from simulator.progress import Progress
 from simulator.scenario import Scenario
@@ -93,6 +94,9 @@ class EngineResult:
     cpu_s_driver: float  # user+sys CPU of the driver during the run (0 for inline: included above)
     lost_workers: list[int] = field(default_factory=list)
     progress: dict[str, Any] = field(default_factory=dict)
+    # Load-generator health (simulator.loopmon.merge): {workers: {name: stats}, lag_ms_p99,
+    # lag_ms_max, stalled_s, cpu_pct_max}; the worst worker's figures, from each final shipment.
+    generator: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,6 +168,7 @@ class Collector:
         self.done: list[set[int]] = [set() for _ in range(n)]
         self.last_attempt: list[dict[int, int]] = [{} for _ in range(n)]
         self.finished = [False] * n
+        self.generator: list[dict[str, Any] | None] = [None] * n  # from each final shipment
         self.lost: list[int] = []
         self.rows = 0
         self.t0_ns = 0
@@ -179,6 +184,8 @@ class Collector:
             self._note_attempts(worker, shipment.batch)
             self.rows += shipment.batch.num_rows
             self.on_batch(shipment.batch)
+        if shipment.generator is not None:
+            self.generator[worker] = shipment.generator
         if shipment.final:
             self.finished[worker] = True
         self.tick()
@@ -288,6 +295,9 @@ class Collector:
             cpu_s_driver=round(cpu_driver, 3),
             lost_workers=list(self.lost),
             progress=self.merged().to_dict(),
+            generator=loopmon.merge(
+                {n: g for n, g in zip(self.names, self.generator, strict=True) if g is not None}
+            ),
         )
 
 

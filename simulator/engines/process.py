@@ -2,7 +2,8 @@
 
 Each worker has its own duplex Pipe to the driver (not one shared Queue): a worker SIGKILLed in the
 middle of a write can then only break its own channel, never wedge the others behind a shared lock.
-History travels as Arrow IPC bytes; progress rides along with every shipment.
+History travels as Arrow IPC bytes; progress rides along with every shipment, and the worker's
+load-generator health (simulator.loopmon) with its final one.
 """
 
 from __future__ import annotations
@@ -47,13 +48,13 @@ def ipc_to_batch(data: bytes) -> pa.RecordBatch:
 
 def encode_shipment(sh: Shipment) -> tuple[Any, ...]:
     ipc = batch_to_ipc(sh.batch) if sh.batch is not None else None
-    return ("ship", ipc, sh.started, sh.done, sh.progress.to_dict(), sh.final)
+    return ("ship", ipc, sh.started, sh.done, sh.progress.to_dict(), sh.final, sh.generator)
 
 
 def decode_shipment(msg: tuple[Any, ...]) -> Shipment:
-    _, ipc, started, done, progress, final = msg
+    _, ipc, started, done, progress, final, generator = msg
     batch = ipc_to_batch(ipc) if ipc is not None else None
-    return Shipment(batch, started, done, Progress(**progress), final)
+    return Shipment(batch, started, done, Progress(**progress), final, generator)
 
 
 # ---- worker side ---------------------------------------------------------------------------------
