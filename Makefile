@@ -16,9 +16,7 @@ demo: bootstrap ## start the local stack, run a flash sale with faults, print th
 	@$(BIN)/flashlab demo
 
 test: ## bootstrap, then the whole test suite (includes Compose; starts dockerd if needed)
-	@scripts/bootstrap.sh --test
-	@scripts/ensure-docker.sh
-	@scripts/run-tests.sh $(PYTEST_ARGS)
+	@scripts/test.sh $(PYTEST_ARGS)
 
 test-fast: bootstrap ## the suite without Docker Compose and slow tests
 	@scripts/run-tests.sh -m "not compose and not slow" $(PYTEST_ARGS)
