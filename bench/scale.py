@@ -35,13 +35,15 @@ RSS_TARGET_MIB = 1024.0
 
 
 def _params(ctx: BenchContext) -> dict[str, Any]:
-    engine = best_engine(ctx.results_path)
+    # The simulator benchmark names tools "<engine>[-<client>]", e.g. "inline-raw".
+    engine, _, client = best_engine(ctx.results_path).partition("-")
     return {
         "shoppers": [100, 300] if ctx.tiny else [1_000, 10_000, 50_000],
         "stock_fraction": 0.1,
         "strategy": "lua",
         "arrival": "spike 1 s",
         "engine": engine,
+        "client": client or "aiohttp",
         "engine_workers": 1 if engine == "inline" else 2,
         "connections_per_worker": 256,
         "seed": 5,
@@ -49,7 +51,7 @@ def _params(ctx: BenchContext) -> dict[str, Any]:
 
 
 def best_engine(results_path: Path) -> str:
-    """The best engine named by the latest simulator line in this results file (else process)."""
+    """The best tool ("<engine>[-<client>]") named by the latest simulator line here (else process)."""
     best = "process"
     if results_path.exists():
         for line in results_path.read_text().splitlines():
@@ -96,6 +98,7 @@ def _one(info: Any, p: dict[str, Any], n: int) -> dict[str, Any]:
         connections=p["connections_per_worker"],
         run_id=f"bench-scale-{n}",
         timeout_s=scenario.duration_s + 120,
+        client=p["client"],
     )
     stats = run.stats()
     h = run.history

@@ -8,6 +8,7 @@ back). They live in one table, `RULES`, read top to bottom; the first matching r
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from typing import Literal
@@ -80,6 +81,7 @@ def _matches(rule: Rule, status: int, code: str | None, maybe: bool, failure: st
     return rule.failure is None or rule.failure == failure
 
 
+@functools.lru_cache(maxsize=1024)  # a handful of distinct answers, classified per attempt: memoise
 def classify(
     status: int,
     code: str | None = None,

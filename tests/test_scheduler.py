@@ -212,7 +212,7 @@ def test_run_shaped_schedule_with_process_engine(make_stack, tmp_path: Path) -> 
                 box["s"].stop()
         by_fault = {r["fault"]: r for r in rows(box["s"])}
         assert by_fault["redis-pause"]["error"] is None
-        assert json.loads(by_fault["redis-pause"]["observed"])["inject"]["state"] == "stopped"
+        assert json.loads(by_fault["redis-pause"]["observed"])["inject"]["paused"] is True
         assert by_fault["actor-kill"]["error"] is None, by_fault["actor-kill"]["error"]
         assert by_fault["actor-kill"]["target"] == "engine-worker-1"
         assert 1 in result.lost_workers
