@@ -53,3 +53,21 @@ def write(name: str, path: str | Path, **variables: Any) -> Path:
     out = Path(path)
     out.write_text(render(name, **variables))
     return out
+
+
+# nginx keeps idle upstream connections for `keepalive_timeout 60s` (nginx.conf.j2). The API
+# worker must keep them open LONGER: if uvicorn closes an idle connection (its default is 5 s)
+# just as nginx reuses it, nginx cannot retry the non-idempotent POST and answers 502 — a
+# spurious indeterminate purchase in the history. 75 s > 60 s closes that race.
+UVICORN_KEEPALIVE_S = 75
+
+
+def uvicorn_argv(python: str, host: str, port: int, log_level: str = "warning") -> list[str]:
+    """The one command line of an API worker (the Dockerfile's CMD mirrors it)."""
+    return [
+        python, "-m", "uvicorn", "system.app:create_app", "--factory",
+        "--host", host, "--port", str(port),
+        "--loop", "uvloop", "--http", "httptools",
+        "--timeout-keep-alive", str(UVICORN_KEEPALIVE_S),
+        "--no-access-log", "--log-level", log_level,
+    ]  # fmt: skip

@@ -396,3 +396,29 @@ def test_stack_up_reports_a_failed_start_in_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and "nginx" in lines[0] and "fake failure" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "state" / "stack.json").exists()
+
+
+def test_api_keepalive_outlives_nginx_upstream_keepalive() -> None:
+    """nginx must never reuse an idle upstream connection the API worker is closing: that race
+    turns a POST into a 502 nginx may not retry (a spurious indeterminate purchase)."""
+    import re
+
+    from system.config import render, uvicorn_argv
+
+    text = render(
+        "nginx.conf",
+        listen="127.0.0.1:1",
+        upstreams=["127.0.0.1:2"],
+        keepalive=8,
+        worker_processes=1,
+        pid_file="/p",
+        error_log="/e",
+        temp_dir=None,
+    )
+    upstream = text[text.index("upstream api") : text.index("server {")]
+    nginx_s = int(re.search(r"keepalive_timeout (\d+)s;", upstream).group(1))
+    argv = uvicorn_argv("python", "127.0.0.1", 1)
+    api_s = int(argv[argv.index("--timeout-keep-alive") + 1])
+    assert api_s > nginx_s
+    dockerfile = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text()
+    assert f'"--timeout-keep-alive", "{api_s}"' in dockerfile  # Compose workers agree

@@ -27,6 +27,7 @@ import httpx
 import redis
 
 from system import procs
+from system.config import uvicorn_argv
 from system.config import write as write_config
 from system.platforms.base import DURABILITY_MODES, Component, Platform, StackConfig, StackInfo
 
@@ -447,24 +448,7 @@ class LocalPlatform(Platform):
                 FLASHLAB_WORKER_ID=name,
                 PROMETHEUS_MULTIPROC_DIR=str(self._multiproc),
             )
-            argv = [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "system.app:create_app",
-                "--factory",
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--no-access-log",
-                "--log-level",
-                self.config.log_level,
-            ]
+            argv = uvicorn_argv(sys.executable, HOST, port, self.config.log_level)
             return procs.spawn(argv, name=name, env=env, log_path=self._log(name), cwd=REPO_ROOT)
 
         return start
