@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from analysis.hypothesis import HypothesisError, parse_clause
 from chaos.faults import FAULTS, fault_names, fault_param_error
 from simulator.scenario import Scenario
-from system.contract import ID_PATTERN, Strategy
+from system.contract import ID_PATTERN, ResetRequest, Strategy
 from system.platforms.base import Durability
 
 
@@ -39,6 +39,18 @@ class ProductSpec(_Model):
     naive_delay_ms: float = Field(default=0.0, ge=0, le=5_000)
     lock_ttl_ms: int = Field(default=2_000, ge=10, le=60_000)
     optimistic_retries: int = Field(default=3, ge=0, le=100)
+
+    def reset_request(self) -> ResetRequest:
+        """The admin reset that puts this product on sale, as the API's contract types it."""
+        return ResetRequest(
+            product_id=self.id,
+            stock=self.stock,
+            strategy=self.strategy,
+            price_cents=self.price_cents,
+            naive_delay_ms=self.naive_delay_ms,
+            lock_ttl_ms=self.lock_ttl_ms,
+            optimistic_retries=self.optimistic_retries,
+        )
 
 
 class EngineSpec(_Model):

@@ -27,7 +27,6 @@ from analysis import rundir
 from chaos.experiment import Experiment
 from flashlab import meta
 from flashlab.console import UserError
-from system.contract import ResetRequest
 
 
 @dataclass(frozen=True)
@@ -166,19 +165,9 @@ def _stack(exp: Experiment, target: Target | None, workdir: Path) -> Iterator[_S
 def _reset_product(stack: _Stack, exp: Experiment) -> None:
     from system.admin import AdminClient
 
-    p = exp.product
-    request = ResetRequest(
-        product_id=p.id,
-        stock=p.stock,
-        strategy=p.strategy,
-        price_cents=p.price_cents,
-        naive_delay_ms=p.naive_delay_ms,
-        lock_ttl_ms=p.lock_ttl_ms,
-        optimistic_retries=p.optimistic_retries,
-    )
     admin = AdminClient(stack.base_url, stack.admin_token)
     admin.wait_ready(timeout_s=30)
-    admin.reset(request)
+    admin.reset(exp.product.reset_request())
 
 
 def _initial_manifest(exp: Experiment, run_id: str) -> dict[str, Any]:
