@@ -239,20 +239,60 @@ def test_paused_redis_answers_503_then_recovers(stack: tuple[ComposePlatform, St
     assert _buy(info.base_url, "q", "cmp-3").status_code == 200
 
 
+def _purchases_total(text: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "flashlab_purchases"
+        for sample in family.samples
+        if sample.name == "flashlab_purchases_total"
+    )
+
+
 @pytest.mark.compose
-def test_prometheus_scrapes_every_worker(stack: tuple[ComposePlatform, StackInfo]) -> None:
+def test_every_worker_reports_the_whole_stacks_purchases(
+    stack: tuple[ComposePlatform, StackInfo],
+) -> None:
+    """Containers share one multiprocess dir (files named by worker, not PID), so /metrics from
+    any worker counts the purchases every worker made - what the run's reconciliation relies on."""
+    _, info = stack
+    with httpx.Client(base_url=info.base_url, timeout=5) as client:
+        before = {_purchases_total(client.get("/metrics").text) for _ in range(4)}
+        assert len(before) == 1, before  # both workers agree before
+        with AdminClient(info.base_url, info.admin_token) as admin:
+            admin.reset(ResetRequest(productId="cmp-metrics", stock=50, strategy=Strategy.lua))
+        workers = set()
+        for i in range(12):  # round robin across both workers
+            r = client.post(
+                BUY_PATH, json={"productId": "cmp-metrics"}, headers={USER_HEADER: f"m{i}"}
+            )
+            assert r.status_code == 200, r.text
+        for _ in range(6):
+            ready = client.get("/readyz").json()
+            workers.add(ready.get("worker"))
+        assert workers == {"api-0", "api-1"}
+        after = {_purchases_total(client.get("/metrics").text) for _ in range(6)}
+    assert after == {before.pop() + 12}, after  # every worker's answer is the stack total
+
+
+@pytest.mark.compose
+def test_prometheus_scrapes_the_stack_through_nginx(
+    stack: tuple[ComposePlatform, StackInfo],
+) -> None:
     _, info = stack
     assert info.prometheus_url
 
-    def all_up() -> bool:
+    def up() -> bool:
         try:
             body = httpx.get(f"{info.prometheus_url}/api/v1/targets", timeout=2).json()
         except (httpx.HTTPError, ValueError):
             return False
         health = {t["labels"]["instance"]: t["health"] for t in body["data"]["activeTargets"]}
-        return health == {"api-0:8000": "up", "api-1:8000": "up"}
+        return health == {"nginx:80": "up"}
 
-    _poll("prometheus reports both api workers up", all_up)
+    _poll("prometheus scrapes the stack through nginx", up)
 
 
 @pytest.mark.compose

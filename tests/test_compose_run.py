@@ -56,3 +56,6 @@ def test_compose_sale_through_a_redis_fault_loses_nothing_with_aof_always(
     assert row["first_success_s"] is not None
     assert summary["codes"].get("backend_unavailable", 0) > 0  # shoppers saw the outage as 503s
     assert summary["sold"] > 0 and summary["oversell"] == 0 and summary["lost_acknowledged"] == 0
+    # Client history, the server's Prometheus counters (any worker's /metrics is the stack total)
+    # and Redis truth agree.
+    assert summary["reconciliation"]["ok"], summary["reconciliation"]["mismatches"]

@@ -146,7 +146,8 @@ def derive_compose(base: dict[str, Any], workers: int) -> dict[str, Any]:
     for name in [s for s in services if s.startswith("api-")]:
         del services[name]
     for name in api_services(workers):
-        spec = {**template, "environment": {**template["environment"], "FLASHLAB_WORKER_ID": name}}
+        env = {**template["environment"], "FLASHLAB_WORKER_ID": name, "FLASHLAB_METRICS_ID": name}
+        spec = {**template, "environment": env}
         services[name] = spec
     nginx = dict(services["nginx"])
     nginx["depends_on"] = api_services(workers)
@@ -317,7 +318,10 @@ class ComposePlatform(Platform):
             "FLASHLAB_REDIS_TIMEOUT_MS": str(self.config.redis_timeout_ms),
             "FLASHLAB_REDIS_POOL_SIZE": str(self.config.redis_pool_size),
             "FLASHLAB_UPSTREAMS": targets,
-            "FLASHLAB_PROMETHEUS_TARGETS": targets,
+            # Every worker's /metrics is the stack total (shared multiprocess dir), so Prometheus
+            # scrapes one place, through nginx, like the local platform; per-worker targets would
+            # count everything N times.
+            "FLASHLAB_PROMETHEUS_TARGETS": "nginx:80",
             "FLASHLAB_API_REDIS_URL": "redis://proxy:6380/0"
             if self.config.proxy
             else "redis://redis:6379/0",
