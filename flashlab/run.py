@@ -114,12 +114,16 @@ class MetricsScraper:
         self._thread.start()
         return self
 
-    def stop(self) -> list[dict[str, Any]]:
+    def stop(self) -> None:
+        """End the loop (after its final scrape). Idempotent: also the run's failure cleanup."""
         self._stop.set()
         self._thread.join(timeout=10)
-        # Keep the first, the last and every fifth: enough for rates, small on disk.
-        keep = [s for i, s in enumerate(self.scrapes) if i % 5 == 0 or i == len(self.scrapes) - 1]
-        return keep
+
+    def evidence(self) -> list[dict[str, Any]]:
+        """Stop, then keep the first, the last and every fifth scrape: enough for rates, small."""
+        self.stop()
+        last = len(self.scrapes) - 1
+        return [s for i, s in enumerate(self.scrapes) if i % 5 == 0 or i == last]
 
 
 @dataclass
@@ -240,15 +244,18 @@ def _execute(
             tmp_dir=str(run_dir / ".tmp"),
         )
         writer = HistoryWriter(run_dir / rundir.HISTORY)
-        scheduler_box: dict[str, FaultScheduler] = {}
+        scheduler: FaultScheduler | None = None  # made at t0, when the experiment has faults
 
         def on_start(t0_ns: int) -> None:
+            nonlocal scheduler
             manifest["load_start_ns"] = t0_ns
             if exp.faults:
                 scheduler = FaultScheduler.for_run(
                     exp.faults, stack.platform, stack.info, engine, t0_ns
                 )
-                scheduler_box["s"] = scheduler
+                # On any failure from here on, the ExitStack recovers every fault (idempotent
+                # stop) before it stops the stack: LIFO, and registered after the stack.
+                cleanup.callback(scheduler.stop)
                 scheduler.start()
 
         req.on_phase(f"running {exp.scenario.shoppers} shoppers on {exp.engine.kind}")
@@ -258,8 +265,6 @@ def _execute(
             )
         except BaseException:
             writer.abort()
-            if "s" in scheduler_box:
-                scheduler_box["s"].stop()
             raise
         manifest["load_end_ns"] = time.time_ns()
         manifest.setdefault("load_start_ns", manifest["load_end_ns"])
@@ -267,15 +272,13 @@ def _execute(
         writer.close()
 
         req.on_phase("collecting evidence")
-        scheduler = scheduler_box.get("s")
         if scheduler is not None:
             scheduler.stop()
-            _write_faults(run_dir / rundir.FAULTS, scheduler.table())
-        else:
-            _write_faults(run_dir / rundir.FAULTS, rundir.FAULTS_SCHEMA.empty_table())
+        faults = scheduler.table() if scheduler is not None else rundir.FAULTS_SCHEMA.empty_table()
+        _write_faults(run_dir / rundir.FAULTS, faults)
         truth = read_truth(stack.redis_url, exp.product.id)
         rundir.write_json_atomic(run_dir / rundir.TRUTH, truth.model_dump(mode="json"))
-        rundir.write_json_atomic(run_dir / rundir.METRICS, scraper.stop())
+        rundir.write_json_atomic(run_dir / rundir.METRICS, scraper.evidence())
 
     req.on_phase("judging")
     # Summary and report come from the files alone; `complete` is flipped only after both exist.
