@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import support
 import yaml
 
 from system.admin import AdminClient
@@ -34,12 +35,8 @@ from system.truth import read_truth
 DEADLINE_S = 30.0  # bound on every wait below; polls return as soon as the condition holds
 
 
-def _poll(what: str, condition: Callable[[], bool], timeout_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s:.0f}s")
-        time.sleep(0.1)
+def poll(condition: Callable[[], object], what: str) -> None:
+    support.poll(condition, what, DEADLINE_S)
 
 
 def _docker() -> Any:
@@ -191,7 +188,7 @@ def test_redis_sigkill_stays_down_then_restarts_with_acknowledged_orders(
 
     platform.signal("redis", signal.SIGKILL)
     redis_down = lambda: not _component(platform, "redis").running  # noqa: E731
-    _poll("redis container exited after SIGKILL", redis_down)
+    poll(redis_down, "redis container exited after SIGKILL")
     answer = _buy(info.base_url, "d", "cmp-2")
     assert answer.status_code == 503 and answer.json()["code"] == "backend_unavailable"
     assert _component(platform, "redis").restarts == 0  # Docker did not restart it by itself
@@ -211,7 +208,7 @@ def test_killed_api_worker_is_respawned(stack: tuple[ComposePlatform, StackInfo]
     before = _component(platform, "api-0").restarts
     platform.signal("api-0", signal.SIGKILL)
     respawned = lambda: _component(platform, "api-0").restarts > before  # noqa: E731
-    _poll("api-0 restarted by Docker's restart policy", respawned)
+    poll(respawned, "api-0 restarted by Docker's restart policy")
     seen: set[str] = set()
 
     def both_workers_answer() -> bool:
@@ -220,7 +217,7 @@ def test_killed_api_worker_is_respawned(stack: tuple[ComposePlatform, StackInfo]
             seen.add(response.json()["worker"])
         return seen >= {"api-0", "api-1"}
 
-    _poll("both workers answer /readyz through nginx", both_workers_answer)
+    poll(both_workers_answer, "both workers answer /readyz through nginx")
 
 
 @pytest.mark.compose
@@ -292,7 +289,7 @@ def test_prometheus_scrapes_the_stack_through_nginx(
         health = {t["labels"]["instance"]: t["health"] for t in body["data"]["activeTargets"]}
         return health == {"nginx:80": "up"}
 
-    _poll("prometheus scrapes the stack through nginx", up)
+    poll(up, "prometheus scrapes the stack through nginx")
 
 
 @pytest.mark.compose
@@ -328,9 +325,9 @@ def test_one_worker_through_the_fault_proxy() -> None:
         assert read_truth(info.redis_url, "cmp-4").stock_remaining == 100  # truth goes direct
         assert httpx.delete(f"{control}/toxics", timeout=5).status_code == 204
         users = iter(f"y{i}" for i in range(10_000))  # a fresh user per try: a 503 may have sold
-        _poll(
-            "buy succeeds once the toxic is gone",
+        poll(
             lambda: _buy(info.base_url, next(users), "cmp-4").status_code == 200,
+            "buy succeeds once the toxic is gone",
         )
     finally:
         platform.stop()

@@ -10,12 +10,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 import redis
+import support
 
 from system import procs
 from system.config import render
@@ -34,14 +36,8 @@ def component(info_or_platform: StackInfo | LocalPlatform, name: str):  # type: 
     return next(c for c in comps if c.name == name)
 
 
-def poll(condition, what: str, timeout: float = DEADLINE_S) -> None:  # type: ignore[no-untyped-def]
-    """Poll `condition` until true, failing after a bounded deadline (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+def poll(condition: Callable[[], object], what: str) -> None:
+    support.poll(condition, what, DEADLINE_S)
 
 
 def status_of(url: str) -> int | None:

@@ -8,12 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+import support
 
 from system import procs
 
@@ -54,13 +55,8 @@ def stack_processes(state: dict) -> list[psutil.Process]:  # type: ignore[type-a
     return found
 
 
-def poll(condition, what: str, timeout: float = DEADLINE_S) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+def poll(condition: Callable[[], object], what: str) -> None:
+    support.poll(condition, what, DEADLINE_S)
 
 
 def test_ctrl_c_on_foreground_up_reaps_every_child(tmp_path: Path) -> None:
