@@ -35,8 +35,8 @@ ENV PATH=/opt/flashlab/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /data
 EXPOSE 8000
 # The api service's command (docker-compose.yml sets each service's own).
-# Mirrors system.config.uvicorn_argv: keep-alive 75 s outlives nginx upstream keepalive_timeout 60 s.
-CMD ["python", "-m", "uvicorn", "system.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--timeout-keep-alive", "75", "--no-access-log", "--log-level", "warning"]
+# Mirrors flashlab.system.config.uvicorn_argv: keep-alive 75 s outlives nginx upstream keepalive_timeout 60 s.
+CMD ["python", "-m", "uvicorn", "flashlab.system.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--timeout-keep-alive", "75", "--no-access-log", "--log-level", "warning"]
 
 # From `os`, not `app`: a code change then reuses the cached prometheus package layer.
 # The venv is here only to render prometheus.yml from the shared template at start.
@@ -50,4 +50,4 @@ RUN apt-get update -qq \
 COPY --from=venv /opt/flashlab /opt/flashlab
 ENV PATH=/opt/flashlab/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 EXPOSE 9090
-CMD ["python", "-m", "system.platforms.compose", "exec", "prometheus"]
+CMD ["python", "-m", "flashlab.system.platforms.compose", "exec", "prometheus"]

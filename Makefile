@@ -33,7 +33,7 @@ bench: bootstrap ## the full benchmark suite; appends to bench/results.jsonl
 	@$(BIN)/flashlab bench all
 
 notebooks: bootstrap ## execute the notebooks and render them to reports/notebooks/*.html
-	@$(BIN)/python -m analysis.notebooks --out reports/notebooks
+	@$(BIN)/python -m flashlab.analysis.notebooks --out reports/notebooks
 
 docker: bootstrap ## build the offline Compose images
 	@scripts/ensure-docker.sh

@@ -22,8 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.rundir import Run
-from analysis.stats import classify
+from flashlab.analysis.rundir import Run
+from flashlab.analysis.stats import classify
 
 MAX_EXAMPLES = 10
 

@@ -8,10 +8,10 @@ PATH), and renders HTML with nbconvert: images inline, no CDN scripts (require.j
 are emptied), so the page opens offline.
 
 `resolve_run` is what a notebook calls for each run directory: a complete run is used as is; a
-missing one is replaced by a synthetic stand-in (analysis.synthetic) under SYNTHETIC_DIR, written
+missing one is replaced by a synthetic stand-in (flashlab.analysis.synthetic) under SYNTHETIC_DIR, written
 once and clearly marked `synthetic` in its manifest, so every notebook always runs.
 
-CLI (`make notebooks`): `python -m analysis.notebooks --out reports/notebooks [--only 01-oversell]`.
+CLI (`make notebooks`): `python -m flashlab.analysis.notebooks --out reports/notebooks [--only 01-oversell]`.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def inject_parameters(nb: NotebookNode, params: dict[str, Any]) -> NotebookNode:
     """Insert `NAME = <repr>` assignments right after the `parameters` cell (or first, if none)."""
     if not params:
         return nb
-    lines = ["# Parameters injected by analysis.notebooks"]
+    lines = ["# Parameters injected by flashlab.analysis.notebooks"]
     lines += [f"{name} = {value!r}" for name, value in params.items()]
     cell = nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": [INJECTED_TAG]})
     at = parameters_index(nb)
@@ -200,15 +200,15 @@ def resolve_run(
 ) -> Path:
     """`path` if it is a complete run; else a synthetic stand-in `<synthetic_dir>/<name>` (made once).
 
-    `spec` are analysis.synthetic.SyntheticSpec fields for the stand-in; `experiment` is merged
+    `spec` are flashlab.analysis.synthetic.SyntheticSpec fields for the stand-in; `experiment` is merged
     into the stand-in's manifest experiment (e.g. {"stack": {"durability": "aof-always"}}) so
     notebooks can label it like a real run.
     """
     path = Path(path)
     if _is_complete_run(path):
         return path
-    from analysis.rundir import MANIFEST, SUMMARY, write_json_atomic
-    from analysis.synthetic import SyntheticSpec, write_synthetic
+    from flashlab.analysis.rundir import MANIFEST, SUMMARY, write_json_atomic
+    from flashlab.analysis.synthetic import SyntheticSpec, write_synthetic
 
     stand_in = Path(synthetic_dir) / path.name
     if not _is_complete_run(stand_in):
@@ -238,7 +238,7 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _Parser(
-        prog="python -m analysis.notebooks",
+        prog="python -m flashlab.analysis.notebooks",
         description="Execute the analysis notebooks and render HTML.",
     )
     parser.add_argument(

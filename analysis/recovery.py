@@ -1,6 +1,6 @@
 """Recovery metrics per injected fault: availability during the fault, time to first success, time to recover.
 
-"Success" here means *available*: an HTTP answer that is not a 5xx (see analysis.stats), so a
+"Success" here means *available*: an HTTP answer that is not a 5xx (see flashlab.analysis.stats), so a
 sold-out or busy answer counts as service. After sell-out the purchase success rate is
 legitimately 0; measuring recovery on purchases would make every late fault look like an outage.
 
@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.rundir import Run
-from analysis.stats import NS_PER_S, classify, load_window
+from flashlab.analysis.rundir import Run
+from flashlab.analysis.stats import NS_PER_S, classify, load_window
 
 RECOVERY_BIN_S = 0.25
 RECOVERY_TOLERANCE = 0.10

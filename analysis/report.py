@@ -1,8 +1,8 @@
 """Self-contained HTML reports: one report.html per run directory and matrix.html per matrix directory.
 
 Numbers come only from summary.json (the analysis layer's verdict and statistics; computed with
-analysis.summary.summarize and written first when missing); plots come from the run's own files
-via analysis.rundir.load_run and analysis.plots. Every shown measurement goes through `fmt`, and
+flashlab.analysis.summary.summarize and written first when missing); plots come from the run's own files
+via flashlab.analysis.rundir.load_run and flashlab.analysis.plots. Every shown measurement goes through `fmt`, and
 carries `data-key` (its dotted path in summary.json) and `data-fmt` (its format kind), so a test
 or a script can check each figure against the JSON. Images are inline base64 PNGs and the CSS is
 inline: the file opens offline and makes no network request.
@@ -18,8 +18,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from analysis import plots
-from analysis.rundir import REPORT, SUMMARY, Run, RunDirError, load_run, write_json_atomic
+from flashlab.analysis import plots
+from flashlab.analysis.rundir import REPORT, SUMMARY, Run, RunDirError, load_run, write_json_atomic
 
 MATRIX_JSON = "matrix.json"
 MATRIX_HTML = "matrix.html"
@@ -157,10 +157,10 @@ EVIDENCE_COLUMNS = [
 
 
 def ensure_summary(run_dir: Path) -> dict[str, Any]:
-    """summary.json, computed with analysis.summary.summarize and written first if missing."""
+    """summary.json, computed with flashlab.analysis.summary.summarize and written first if missing."""
     path = run_dir / SUMMARY
     if not path.exists():
-        from analysis.summary import summarize
+        from flashlab.analysis.summary import summarize
 
         write_json_atomic(path, summarize(load_run(run_dir, require_complete=False)))
     try:

@@ -23,7 +23,7 @@ Spearman's rho between arrival rank (`shopper`) and winning (1/0): strongly nega
 first come, first served; near 0 means arrival order did not matter.
 Load-generator health (`generator`) is the one statistic not from the history: the engine's own
 event-loop lag and CPU measurements, read from manifest["engine"]["generator"] (see
-simulator.loopmon). A starved generator inflates both response and service times.
+flashlab.simulator.loopmon). A starved generator inflates both response and service times.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.rundir import Run
+from flashlab.analysis.rundir import Run
 
 EXPECTED_CODES = frozenset({"sold_out", "already_purchased", "busy"})
 GATEWAY_STATUSES = frozenset({502, 503, 504})

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from analysis import hypothesis, stats
-from analysis.checker import check
-from analysis.reconcile import reconcile
-from analysis.recovery import recovery
-from analysis.rundir import Run
+from flashlab.analysis import hypothesis, stats
+from flashlab.analysis.checker import check
+from flashlab.analysis.reconcile import reconcile
+from flashlab.analysis.recovery import recovery
+from flashlab.analysis.rundir import Run
 
 # summary key <- check name, for the anomaly counts a hypothesis can name directly
 CHECK_KEYS = {
@@ -81,7 +81,7 @@ def _measurements(run: Run) -> dict[str, Any]:
 
 
 def summarize(run: Run) -> dict[str, Any]:
-    """Every summary.json key (all of analysis.hypothesis.SUMMARY_KEYS among them) plus the verdict."""
+    """Every summary.json key (all of flashlab.analysis.hypothesis.SUMMARY_KEYS among them) plus the verdict."""
     summary = json_safe(_measurements(run))
     passed, clauses = hypothesis.evaluate(_clauses(run), summary)
     summary["hypothesis"] = json_safe(clauses)

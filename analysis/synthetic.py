@@ -36,9 +36,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis import rundir
-from simulator.history import HISTORY_SCHEMA
-from system.contract import BUY_PATH
+from flashlab.analysis import rundir
+from flashlab.simulator.history import HISTORY_SCHEMA
+from flashlab.system.contract import BUY_PATH
 
 T0_NS = 1_700_000_000_000_000_000  # fixed epoch: synthetic files are byte-for-byte reproducible
 NS_PER_MS = 1_000_000
@@ -451,12 +451,14 @@ def write_synthetic(path: Path | str, spec: SyntheticSpec | None = None) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m analysis.synthetic DIR [anomaly=count ...]`: write a synthetic run for notebooks/reports."""
+    """`python -m flashlab.analysis.synthetic DIR [anomaly=count ...]`: write a synthetic run for notebooks/reports."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        print("usage: python -m analysis.synthetic DIR [anomaly=count ...]", file=sys.stderr)
+        print(
+            "usage: python -m flashlab.analysis.synthetic DIR [anomaly=count ...]", file=sys.stderr
+        )
         return 2
     plant: dict[str, int] = {}
     for arg in args[1:]:

@@ -7,11 +7,11 @@ import importlib
 from types import ModuleType
 
 BENCHMARKS: dict[str, str] = {
-    "ceiling": "bench.ceiling",
-    "simulator": "bench.simulator",
-    "scale": "bench.scale",
-    "reference": "bench.reference",
-    "chaos": "bench.chaos_cost",
+    "ceiling": "flashlab.bench.ceiling",
+    "simulator": "flashlab.bench.simulator",
+    "scale": "flashlab.bench.scale",
+    "reference": "flashlab.bench.reference",
+    "chaos": "flashlab.bench.chaos_cost",
 }
 
 

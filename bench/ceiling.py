@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
+from flashlab.bench.common import (
     BenchContext,
     ToolError,
     buy_body,
@@ -33,7 +33,7 @@ from bench.common import (
     target,
     wrk,
 )
-from system.contract import BUY_PATH, Strategy
+from flashlab.system.contract import BUY_PATH, Strategy
 
 NAME = "ceiling"
 PRODUCT = "bench-ceiling"

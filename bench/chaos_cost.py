@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.common import (
+from flashlab.bench.common import (
     REPO_ROOT,
     BenchContext,
     now_iso,
@@ -27,7 +27,7 @@ from bench.common import (
     result_line,
     save_plot,
 )
-from bench.runs import LabRun, execute, experiment_from, scratch
+from flashlab.bench.runs import LabRun, execute, experiment_from, scratch
 
 NAME = "chaos"
 BASE = REPO_ROOT / "experiments" / "matrix-base.yaml"

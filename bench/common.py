@@ -2,7 +2,7 @@
 
 A benchmark measures several things side by side in one run and reports their RATIOS (absolute
 numbers on a shared 2-core machine are noise). Each appends one JSON line to a results file and
-draws one PNG. Every process started here goes through `system.procs.spawn` (tracked by PID,
+draws one PNG. Every process started here goes through `flashlab.system.procs.spawn` (tracked by PID,
 dies with us) and is reaped in a `finally`, whatever happens.
 """
 
@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import psutil
 
-from system import procs
+from flashlab.system import procs
 
 Size = Literal["tiny", "full"]
 SIZES: tuple[str, ...] = ("tiny", "full")
@@ -277,7 +277,7 @@ def run_tool(
 ) -> ToolRun:
     """Run a load generator to completion under a hard timeout, sampling its process tree.
 
-    Tracked through system.procs (own session, dies with us) and always reaped."""
+    Tracked through flashlab.system.procs (own session, dies with us) and always reaped."""
     with tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False) as fh:
         log = Path(fh.name)
     full_env = {**os.environ, **(env or {})}
@@ -460,8 +460,8 @@ def wrk(
 @contextlib.contextmanager
 def local_stack(workers: int = 2, **config: Any) -> Iterator[tuple[Any, Any]]:
     """A LocalPlatform (prometheus off unless asked) and its StackInfo; always stopped."""
-    from system.platforms.base import StackConfig
-    from system.platforms.local import LocalPlatform
+    from flashlab.system.platforms.base import StackConfig
+    from flashlab.system.platforms.local import LocalPlatform
 
     config.setdefault("prometheus", False)
     platform_ = LocalPlatform(StackConfig(workers=workers, **config))
@@ -476,8 +476,8 @@ def reset_product(
     info: Any, product_id: str, stock: int, strategy: str, **extra: Any
 ) -> dict[str, Any]:
     """Reset a product through the admin API (clears orders and buyers)."""
-    from system.admin import AdminClient
-    from system.contract import ResetRequest, Strategy
+    from flashlab.system.admin import AdminClient
+    from flashlab.system.contract import ResetRequest, Strategy
 
     admin = AdminClient(info.base_url, info.admin_token)
     try:
@@ -584,10 +584,10 @@ def run_engine(
     wrapper: list[str] | None = None,
     client: str = "aiohttp",
 ) -> EngineRun:
-    """Run `bench.drive` for one engine; its history comes back as a DataFrame.
+    """Run `flashlab.bench.drive` for one engine; its history comes back as a DataFrame.
 
     `wrapper` prefixes the command (a profiler); the tree then includes the wrapper too.
-    `client` is the shopper HTTP client (simulator.client.CLIENTS)."""
+    `client` is the shopper HTTP client (flashlab.simulator.client.CLIENTS)."""
     import pyarrow.parquet as pq
 
     with tempfile.TemporaryDirectory(prefix=f"bench-{engine}-") as tmp:
@@ -607,7 +607,7 @@ def run_engine(
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec))
         tool = run_tool(
-            [*(wrapper or []), python(), "-m", "bench.drive", str(spec_path)],
+            [*(wrapper or []), python(), "-m", "flashlab.bench.drive", str(spec_path)],
             name=f"engine-{engine}",
             timeout_s=timeout_s,
             cwd=REPO_ROOT,

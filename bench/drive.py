@@ -1,6 +1,6 @@
 """Runs one flashlab engine as its own process (so benchmarks can measure its whole process tree).
 
-`python -m bench.drive SPEC.json`: SPEC holds the LoadPlan fields plus `history` (a Parquet path).
+`python -m flashlab.bench.drive SPEC.json`: SPEC holds the LoadPlan fields plus `history` (a Parquet path).
 Prints one line `DRIVEJSON {...}` with the EngineResult. Used only by the benchmarks.
 """
 
@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 
 def engine_plan(spec: dict[str, Any]) -> Any:
-    from simulator.engines import LoadPlan
-    from simulator.scenario import Scenario
+    from flashlab.simulator.engines import LoadPlan
+    from flashlab.simulator.scenario import Scenario
 
     fields = {k: v for k, v in spec.items() if k not in ("engine", "history")}
     fields["scenario"] = Scenario.model_validate(fields["scenario"])
@@ -25,8 +25,8 @@ def engine_plan(spec: dict[str, Any]) -> Any:
 
 
 def main(argv: list[str]) -> int:
-    from simulator.engines import get_engine
-    from simulator.history import HISTORY_SCHEMA
+    from flashlab.simulator.engines import get_engine
+    from flashlab.simulator.history import HISTORY_SCHEMA
 
     spec = json.loads(Path(argv[0]).read_text())
     batches: list[pa.RecordBatch] = []

@@ -1,6 +1,6 @@
 """The Locust side of the simulator benchmark: FastHttpUser shoppers POSTing one buy each.
 
-Configured by environment (set by bench.simulator): BENCH_PRODUCT, BENCH_REQUESTS (a hard quota:
+Configured by environment (set by flashlab.bench.simulator): BENCH_PRODUCT, BENCH_REQUESTS (a hard quota:
 the run quits once that many requests have been answered), BENCH_RATE_PER_USER (requests/s per
 user, Locust's constant_throughput), BENCH_OUT (a JSON file: load window and exact latencies).
 """

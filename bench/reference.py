@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import (
+from flashlab.bench.common import (
     REPO_ROOT,
     BenchContext,
     now_iso,
@@ -25,7 +25,7 @@ from bench.common import (
     save_plot,
     target,
 )
-from bench.runs import LabRun, execute, experiment_from, scratch
+from flashlab.bench.runs import LabRun, execute, experiment_from, scratch
 
 NAME = "reference"
 EXPERIMENT = REPO_ROOT / "experiments" / "k6-stability.yaml"

@@ -1,6 +1,6 @@
 """Renders the latest results line of each benchmark as the Markdown table in docs/BENCHMARKS.md.
 
-`python -m bench.report [RESULTS] [DOC]` rewrites the part of DOC between the two marker comments;
+`python -m flashlab.bench.report [RESULTS] [DOC]` rewrites the part of DOC between the two marker comments;
 `flashlab bench ... --size full` calls it after appending its lines.
 """
 
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO_ROOT, RESULTS_FULL
+from flashlab.bench.common import REPO_ROOT, RESULTS_FULL
 
 DOC = REPO_ROOT / "docs" / "BENCHMARKS.md"
 START = "<!-- results:start -->"

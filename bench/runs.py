@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import rundir
-from chaos.experiment import Experiment, load_experiment, parse_experiment
+from flashlab.analysis import rundir
+from flashlab.chaos.experiment import Experiment, load_experiment, parse_experiment
 
 
 @dataclass

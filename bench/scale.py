@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
+from flashlab.bench.common import (
     BenchContext,
     local_stack,
     now_iso,
@@ -25,7 +25,7 @@ from bench.common import (
     save_plot,
     target,
 )
-from simulator.scenario import Scenario, Spike
+from flashlab.simulator.scenario import Scenario, Spike
 
 NAME = "scale"
 PRODUCT = "bench-scale"

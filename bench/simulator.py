@@ -7,7 +7,7 @@ its whole process tree (psutil, children included) inside its load window - star
 and tear-down are left out for every tool alike - and its p99 at that rate. Full size runs two
 rounds, the second in reverse order, and averages them.
 Engines run with the default aiohttp client (`inline`, `process`, `ray`) and with the lean
-loopback client (`inline-raw`, `process-raw`: simulator.rawhttp); every one counts for "best".
+loopback client (`inline-raw`, `process-raw`: flashlab.simulator.rawhttp); every one counts for "best".
 Targets: best engine <= 0.5x Locust's CPU per request; best engine's p99 within 10% of wrk's.
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.ceiling import summarize_folded
-from bench.common import (
+from flashlab.bench.ceiling import summarize_folded
+from flashlab.bench.common import (
     REPO_ROOT,
     BenchContext,
     local_stack,
@@ -39,8 +39,8 @@ from bench.common import (
     target,
     wrk,
 )
-from simulator.scenario import Poisson, Profile, Scenario
-from system.contract import BUY_PATH
+from flashlab.simulator.scenario import Poisson, Profile, Scenario
+from flashlab.system.contract import BUY_PATH
 
 NAME = "simulator"
 PRODUCT = "bench-sim"
@@ -52,7 +52,10 @@ P99_TARGET = 1.10  # best engine / wrk, p99 at the same rate
 
 def _params(ctx: BenchContext) -> dict[str, Any]:
     engines = ["inline", "process"]
-    if not ctx.tiny and importlib.util.find_spec("simulator.engines.ray_engine") is not None:
+    if (
+        not ctx.tiny
+        and importlib.util.find_spec("flashlab.simulator.engines.ray_engine") is not None
+    ):
         engines.append("ray")
     engines += ["inline-raw", "process-raw"]  # <engine>-<client>: the same engines, raw client
     return {

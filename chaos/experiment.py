@@ -12,11 +12,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from analysis.hypothesis import HypothesisError, parse_clause
-from chaos.faults import FAULTS, fault_names, fault_param_error
-from simulator.scenario import Scenario
-from system.contract import ID_PATTERN, ResetRequest, Strategy
-from system.platforms.base import Durability
+from flashlab.analysis.hypothesis import HypothesisError, parse_clause
+from flashlab.chaos.faults import FAULTS, fault_names, fault_param_error
+from flashlab.simulator.scenario import Scenario
+from flashlab.system.contract import ID_PATTERN, ResetRequest, Strategy
+from flashlab.system.platforms.base import Durability
 
 
 class _Model(BaseModel):

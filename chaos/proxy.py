@@ -1,6 +1,6 @@
 """The TCP fault proxy: forwards bytes between API workers and Redis, with toxics switchable at run time.
 
-Run it as ``python -m chaos.proxy --listen 127.0.0.1:P --upstream 127.0.0.1:R --control 127.0.0.1:C``.
+Run it as ``python -m flashlab.chaos.proxy --listen 127.0.0.1:P --upstream 127.0.0.1:R --control 127.0.0.1:C``.
 The control port speaks a tiny JSON HTTP API (aiohttp.web):
 
     GET    /toxics          -> [{name, type, direction, params}, ...]
@@ -444,7 +444,9 @@ def _hostport(flag: str, value: str) -> tuple[str, int]:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m chaos.proxy", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m flashlab.chaos.proxy", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--listen", required=True, type=lambda v: _hostport("--listen", v))
     p.add_argument("--upstream", required=True, type=lambda v: _hostport("--upstream", v))
     p.add_argument("--control", required=True, type=lambda v: _hostport("--control", v))

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from analysis.rundir import write_json_atomic
-from chaos.experiment import Experiment, FaultSpec
+from flashlab.analysis.rundir import write_json_atomic
+from flashlab.chaos.experiment import Experiment, FaultSpec
 from flashlab.run import RunRequest, execute
 
 NO_FAULT = "none"

@@ -3,7 +3,7 @@
 The order of work is the contract of a run directory: manifest.json is written first with
 `complete: false`, then history/faults/truth/metrics/summary/report, and `complete: true` last,
 so an interrupted or failed run never looks complete. Doing (stack, engine, faults) and judging
-(analysis.summary, which reads only the directory) stay separate.
+(flashlab.analysis.summary, which reads only the directory) stay separate.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import httpx
 import pyarrow.parquet as pq
 
-from analysis import rundir
-from chaos.experiment import Experiment
 from flashlab import meta
+from flashlab.analysis import rundir
+from flashlab.chaos.experiment import Experiment
 from flashlab.console import UserError
 
 
@@ -131,7 +131,7 @@ class _Stack:
     base_url: str
     redis_url: str
     admin_token: str
-    platform: Any = None  # system.platforms.base.Platform when the lab started it
+    platform: Any = None  # flashlab.system.platforms.base.Platform when the lab started it
     info: Any = None  # StackInfo
     public: dict[str, Any] = field(default_factory=dict)  # for the manifest (no token)
 
@@ -146,8 +146,8 @@ def _stack(exp: Experiment, target: Target | None, workdir: Path) -> Iterator[_S
             public={"platform": "external", "base_url": target.base_url},
         )
         return
-    from chaos.faults import needs_proxy
-    from system.platforms import StackConfig, get_platform
+    from flashlab.chaos.faults import needs_proxy
+    from flashlab.system.platforms import StackConfig, get_platform
 
     config = StackConfig(
         workers=exp.stack.workers,
@@ -167,7 +167,7 @@ def _stack(exp: Experiment, target: Target | None, workdir: Path) -> Iterator[_S
 
 
 def _reset_product(stack: _Stack, exp: Experiment) -> None:
-    from system.admin import AdminClient
+    from flashlab.system.admin import AdminClient
 
     admin = AdminClient(stack.base_url, stack.admin_token)
     admin.wait_ready(timeout_s=30)
@@ -215,11 +215,11 @@ def execute(req: RunRequest) -> RunOutcome:
 def _execute(
     req: RunRequest, exp: Experiment, run_id: str, run_dir: Path, manifest: dict[str, Any]
 ) -> RunOutcome:
-    from analysis.summary import summarize
-    from chaos.scheduler import FaultScheduler
-    from simulator.engines import LoadPlan, get_engine
-    from simulator.history import HistoryWriter
-    from system.truth import read_truth
+    from flashlab.analysis.summary import summarize
+    from flashlab.chaos.scheduler import FaultScheduler
+    from flashlab.simulator.engines import LoadPlan, get_engine
+    from flashlab.simulator.history import HistoryWriter
+    from flashlab.system.truth import read_truth
 
     with ExitStack() as cleanup:
         req.on_phase("starting stack")
@@ -289,7 +289,7 @@ def _execute(
     rundir.write_json_atomic(run_dir / rundir.SUMMARY, summary)
     if req.write_report:
         req.on_phase("writing report")
-        from analysis.report import write_report
+        from flashlab.analysis.report import write_report
 
         write_report(run_dir)
     manifest["finished_at"] = datetime.now(UTC).isoformat()

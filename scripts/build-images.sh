@@ -16,8 +16,8 @@ APP_IMAGE=flashlab-app:$TAG
 PROM_IMAGE=flashlab-prometheus:$TAG
 WHEELHOUSE=.wheelhouse
 PY=.venv/bin/python
-# What the containers import: system.app (API), system.config (config rendering at container
-# start), chaos.proxy (fault proxy). No ray/pandas: they never run inside a container.
+# What the containers import: flashlab.system.app (API), flashlab.system.config (config rendering at container
+# start), flashlab.chaos.proxy (fault proxy). No ray/pandas: they never run inside a container.
 RUNTIME_REQS=(fastapi "uvicorn[standard]" "redis[hiredis]" prometheus-client orjson pydantic
   uvloop httptools jinja2 aiohttp httpx)
 
@@ -148,7 +148,7 @@ mkdir -p "$WHEELHOUSE"
 exec 9>"$WHEELHOUSE/.lock"
 flock -w 1200 9 || fail "another build-images.sh held $WHEELHOUSE/.lock for 20 min"
 # The platform compares this label with the tree to know whether the images are current.
-SOURCE_HASH=$("$PY" -m system.platforms.compose source-hash) || fail "cannot hash the sources"
+SOURCE_HASH=$("$PY" -m flashlab.system.platforms.compose source-hash) || fail "cannot hash the sources"
 [[ $base == "$BASE_TAG" ]] && make_base
 build os "$OS_IMAGE"  # the image's Python decides which wheels it needs
 make_wheelhouse

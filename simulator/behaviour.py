@@ -13,8 +13,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from simulator.history import OpType
-from simulator.scenario import Profile, RetryOn
+from flashlab.simulator.history import OpType
+from flashlab.simulator.scenario import Profile, RetryOn
 
 # How a request failed on the client side, when no HTTP answer arrived.
 #   connect   - failed before the request was sent (refused, connect timeout): it never reached nginx

@@ -1,9 +1,9 @@
 """The shopper HTTP client: one purchase attempt -> one `Answer`, over aiohttp (default), httpx or
-`raw` (simulator.rawhttp: a lean keep-alive client for loopback targets only).
+`raw` (flashlab.simulator.rawhttp: a lean keep-alive client for loopback targets only).
 
 All implementations share one interface so the engines can swap them (`client: httpx`) and the
 CPU cost of each stays measurable. Client-side failures are reduced to the four kinds that
-`simulator.behaviour` classifies: connect (never sent), timeout, reset (sent, then dropped),
+`flashlab.simulator.behaviour` classifies: connect (never sent), timeout, reset (sent, then dropped),
 cancelled.
 """
 
@@ -15,8 +15,8 @@ from typing import Protocol
 
 import orjson
 
-from simulator.behaviour import Failure
-from system.contract import BUY_PATH, USER_HEADER
+from flashlab.simulator.behaviour import Failure
+from flashlab.system.contract import BUY_PATH, USER_HEADER
 
 CLIENTS = ("aiohttp", "httpx", "raw")
 
@@ -138,14 +138,14 @@ class HttpxClient:
 
 
 class RawClient:
-    """simulator.rawhttp: pre-encoded request, httptools parsing, bounded keep-alive pool.
+    """flashlab.simulator.rawhttp: pre-encoded request, httptools parsing, bounded keep-alive pool.
 
     Loopback targets only (a non-loopback base URL is refused at construction). Unlike aiohttp,
     running out of time before the request was written (pool wait, connect) is `connect` (never
     sent), not `timeout`."""
 
     def __init__(self, base_url: str, product_id: str, connections: int, timeout_s: float) -> None:
-        from simulator import rawhttp
+        from flashlab.simulator import rawhttp
 
         self._rawhttp = rawhttp
         self._pool = rawhttp.LoopbackPool(base_url, connections, timeout_s)

@@ -1,7 +1,7 @@
 """Scenario and behaviour-profile models: who arrives when, and what each shopper does with an answer.
 
 Pure data (pydantic). Turning a scenario into a concrete, seeded list of shoppers is
-`simulator.schedule`; driving them is `simulator.engines`.
+`flashlab.simulator.schedule`; driving them is `flashlab.simulator.engines`.
 """
 
 from __future__ import annotations

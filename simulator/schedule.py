@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.scenario import Poisson, Ramp, Scenario, Spike, Stage, Waves
+from flashlab.simulator.scenario import Poisson, Ramp, Scenario, Spike, Stage, Waves
 
 _SEED_BITS = 2**62  # per-shopper seeds stay well inside int64 (Arrow, pickle, random.Random)
 
@@ -46,7 +46,7 @@ class VuPlan:
 
 
 def user_id(seed: int, shopper: int) -> str:
-    """Stable, contract-valid user id (system.contract.ID_PATTERN)."""
+    """Stable, contract-valid user id (flashlab.system.contract.ID_PATTERN)."""
     return f"u-{seed}-{shopper}"
 
 

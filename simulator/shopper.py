@@ -18,13 +18,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from simulator.behaviour import classify, next_delay, should_retry, think_s
-from simulator.client import Answer, ShopperClient, make_client
-from simulator.history import Op, ops_to_batch
-from simulator.loopmon import LoopMonitor
-from simulator.progress import Progress
-from simulator.scenario import Profile, Scenario
-from simulator.schedule import ShopperPlan, VuPlan
+from flashlab.simulator.behaviour import classify, next_delay, should_retry, think_s
+from flashlab.simulator.client import Answer, ShopperClient, make_client
+from flashlab.simulator.history import Op, ops_to_batch
+from flashlab.simulator.loopmon import LoopMonitor
+from flashlab.simulator.progress import Progress
+from flashlab.simulator.scenario import Profile, Scenario
+from flashlab.simulator.schedule import ShopperPlan, VuPlan
 
 FLUSH_ROWS = 2_000
 FLUSH_S = 0.1
@@ -233,7 +233,7 @@ async def drive(
     """Run `shoppers` (this worker's share) from t0 until they finish or `deadline_ns` passes.
 
     Returns the final counters; the last Shipment has `final=True` and carries this worker's
-    load-generator health (simulator.loopmon: event-loop lag and CPU, sampled while it ran).
+    load-generator health (flashlab.simulator.loopmon: event-loop lag and CPU, sampled while it ran).
     """
     scenario = spec.scenario
     client = make_client(

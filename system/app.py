@@ -1,7 +1,7 @@
 """The flash-sale HTTP API (DESIGN.md's contract table): routes, error mapping, and the app factory.
 
-Run by the supervisor as `uvicorn system.app:create_app --factory ...`, configured from the
-FLASHLAB_* environment (`system.settings`). Performance notes, because the buy path is
+Run by the supervisor as `uvicorn flashlab.system.app:create_app --factory ...`, configured from the
+FLASHLAB_* environment (`flashlab.system.settings`). Performance notes, because the buy path is
 benchmarked against /healthz through the same nginx:
 - the buy route parses its own body with orjson and checks it by hand (same rules as
   `contract.BuyRequest`, which documents it in OpenAPI) instead of FastAPI body injection;
@@ -32,9 +32,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from system import metrics
-from system.backend import BACKEND_ERRORS, Backend, begin_request, error_kind, maybe_committed
-from system.contract import (
+from flashlab.system import metrics
+from flashlab.system.backend import (
+    BACKEND_ERRORS,
+    Backend,
+    begin_request,
+    error_kind,
+    maybe_committed,
+)
+from flashlab.system.contract import (
     ADMIN_HEADER,
     BUY_PATH,
     ID_PATTERN,
@@ -52,9 +58,15 @@ from system.contract import (
     ResetOk,
     ResetRequest,
 )
-from system.keys import ProductKeys
-from system.settings import Settings, SettingsError
-from system.strategies import Outcome, ProductMeta, Purchase, PurchaseStrategy, load_strategies
+from flashlab.system.keys import ProductKeys
+from flashlab.system.settings import Settings, SettingsError
+from flashlab.system.strategies import (
+    Outcome,
+    ProductMeta,
+    Purchase,
+    PurchaseStrategy,
+    load_strategies,
+)
 
 log = logging.getLogger("flashlab.api")
 

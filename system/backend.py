@@ -21,7 +21,7 @@ from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
-from system.settings import Settings
+from flashlab.system.settings import Settings
 
 # Everything the API treats as "the backend is unavailable" (never a 500).
 BACKEND_ERRORS: tuple[type[BaseException], ...] = (rex.RedisError, OSError, asyncio.TimeoutError)

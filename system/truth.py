@@ -7,8 +7,8 @@ from typing import Any
 
 import redis
 
-from analysis.rundir import Truth, TruthOrder
-from system.keys import ProductKeys
+from flashlab.analysis.rundir import Truth, TruthOrder
+from flashlab.system.keys import ProductKeys
 
 INFO_FIELDS = (
     "redis_version",

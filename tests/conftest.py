@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from system import procs
-from system.platforms.base import StackConfig, StackInfo
-from system.platforms.local import LocalPlatform
+from flashlab.system import procs
+from flashlab.system.platforms.base import StackConfig, StackInfo
+from flashlab.system.platforms.local import LocalPlatform
 
 StackFactory = Callable[..., contextlib.AbstractContextManager[tuple[LocalPlatform, StackInfo]]]
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_process_left_behind() -> Iterator[None]:
-    """Fail the session if any PID spawned through system.procs in this process still runs.
+    """Fail the session if any PID spawned through flashlab.system.procs in this process still runs.
 
     Autouse + session scope: set up first, so torn down last, after every stack fixture."""
     yield
@@ -70,8 +70,8 @@ def make_stack() -> Iterator[StackFactory]:
 
 @pytest.fixture
 def admin(local_stack: StackInfo) -> Iterator[Any]:
-    """`system.admin.AdminClient` for the session stack."""
-    from system.admin import AdminClient
+    """`flashlab.system.admin.AdminClient` for the session stack."""
+    from flashlab.system.admin import AdminClient
 
     client = AdminClient(local_stack.base_url, local_stack.admin_token)
     try:
@@ -86,7 +86,7 @@ def admin(local_stack: StackInfo) -> Iterator[Any]:
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real, complete run directory of experiments/smoke.yaml (its own stack), shared by the
     tests that need genuine lab output rather than a synthetic stand-in."""
-    from chaos.experiment import load_experiment
+    from flashlab.chaos.experiment import load_experiment
     from flashlab.run import RunRequest, execute
 
     experiment = load_experiment(

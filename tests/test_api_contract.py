@@ -9,8 +9,8 @@ import httpx
 import pytest
 import redis
 
-from system.admin import AdminClient, AdminError
-from system.contract import (
+from flashlab.system.admin import AdminClient, AdminError
+from flashlab.system.contract import (
     ADMIN_HEADER,
     BUY_PATH,
     MAX_BODY_BYTES,
@@ -24,8 +24,8 @@ from system.contract import (
     ResetRequest,
     Strategy,
 )
-from system.keys import ProductKeys
-from system.platforms.base import StackInfo
+from flashlab.system.keys import ProductKeys
+from flashlab.system.platforms.base import StackInfo
 
 _ids = itertools.count()
 

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from simulator.behaviour import backoff_s, classify, next_delay, should_retry
-from simulator.client import parse_answer
-from simulator.scenario import Profile
+from flashlab.simulator.behaviour import backoff_s, classify, next_delay, should_retry
+from flashlab.simulator.client import parse_answer
+from flashlab.simulator.scenario import Profile
 
 
 @pytest.mark.parametrize(

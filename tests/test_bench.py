@@ -20,9 +20,9 @@ from flashlab.commands.bench import _import_bench
 
 _import_bench()  # bench/ is not an installed package: make the repository root importable
 
-from bench import bench_names, get_bench  # noqa: E402
-from bench.ceiling import summarize_folded  # noqa: E402
-from bench.common import REPO_ROOT, RESULTS_FULL, BenchContext, append_result, target  # noqa: E402
+from flashlab.bench import bench_names, get_bench  # noqa: E402
+from flashlab.bench.ceiling import summarize_folded  # noqa: E402
+from flashlab.bench.common import REPO_ROOT, RESULTS_FULL, BenchContext, append_result, target  # noqa: E402
 
 REQUIRED_KEYS = {
     "bench", "command", "git_revision", "machine", "started_at", "params", "raw", "ratios",

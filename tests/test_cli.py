@@ -71,7 +71,7 @@ def test_bad_experiment_is_one_line_and_leaves_no_run_dir(
 
 
 def test_negative_fault_duration_is_rejected(tmp_path: Path) -> None:
-    from chaos.faults import fault_names
+    from flashlab.chaos.faults import fault_names
 
     names = fault_names()
     if not names:

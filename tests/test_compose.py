@@ -19,10 +19,10 @@ import pytest
 import support
 import yaml
 
-from system.admin import AdminClient
-from system.contract import BUY_PATH, USER_HEADER, ResetRequest, Strategy
-from system.platforms.base import StackConfig, StackInfo
-from system.platforms.compose import (
+from flashlab.system.admin import AdminClient
+from flashlab.system.contract import BUY_PATH, USER_HEADER, ResetRequest, Strategy
+from flashlab.system.platforms.base import StackConfig, StackInfo
+from flashlab.system.platforms.compose import (
     COMPOSE_FILE,
     PROJECT_LABEL,
     REPO_ROOT,
@@ -30,7 +30,7 @@ from system.platforms.compose import (
     derive_compose,
     main,
 )
-from system.truth import read_truth
+from flashlab.system.truth import read_truth
 
 DEADLINE_S = 30.0  # bound on every wait below; polls return as soon as the condition holds
 
@@ -343,7 +343,7 @@ def test_grafana_dashboard_queries_only_metrics_the_api_exports() -> None:
     import json
     import re
 
-    from system import metrics
+    from flashlab.system import metrics
 
     conf = REPO_ROOT / "system" / "conf" / "grafana"
     dashboard = json.loads((conf / "dashboards" / "flashlab.json").read_text())

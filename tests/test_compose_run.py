@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos.experiment import parse_experiment
+from flashlab.chaos.experiment import parse_experiment
 from flashlab.run import RunRequest, execute
 
 pytestmark = pytest.mark.compose

@@ -10,14 +10,14 @@ import time
 import pyarrow as pa
 import uvloop
 
-from simulator.engines import LoadPlan, get_engine
-from simulator.engines.base import WORKER_LOST
-from simulator.loopmon import WORKER_KEYS, LoopMonitor, merge
-from simulator.progress import Progress
-from simulator.scenario import Profile, Ramp, Scenario, Spike
-from simulator.schedule import partition, plan
-from system.contract import ResetRequest, Strategy
-from system.truth import read_truth
+from flashlab.simulator.engines import LoadPlan, get_engine
+from flashlab.simulator.engines.base import WORKER_LOST
+from flashlab.simulator.loopmon import WORKER_KEYS, LoopMonitor, merge
+from flashlab.simulator.progress import Progress
+from flashlab.simulator.scenario import Profile, Ramp, Scenario, Spike
+from flashlab.simulator.schedule import partition, plan
+from flashlab.system.contract import ResetRequest, Strategy
+from flashlab.system.truth import read_truth
 
 RETRYING = [
     Profile(
@@ -183,7 +183,7 @@ def test_duration_cap_ends_in_flight_attempts_as_info(local_stack, admin, tmp_pa
 
 
 def _ray_descendants_after(before: set[int]) -> list[int]:
-    from simulator.engines.ray_engine import session_processes
+    from flashlab.simulator.engines.ray_engine import session_processes
 
     return [p.pid for p in session_processes(before)]
 

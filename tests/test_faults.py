@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from chaos.faults import (
+from flashlab.chaos.faults import (
     FAULTS,
     fault_class,
     fault_names,
@@ -24,11 +24,11 @@ from chaos.faults import (
     make_fault,
     needs_proxy,
 )
-from chaos.faults.base import FaultContext, FaultError, host_port, tcp_ping
-from system.admin import AdminClient
-from system.contract import ResetRequest, Strategy
-from system.platforms.base import StackConfig, StackInfo
-from system.platforms.local import LocalPlatform
+from flashlab.chaos.faults.base import FaultContext, FaultError, host_port, tcp_ping
+from flashlab.system.admin import AdminClient
+from flashlab.system.contract import ResetRequest, Strategy
+from flashlab.system.platforms.base import StackConfig, StackInfo
+from flashlab.system.platforms.local import LocalPlatform
 
 STOCK = 1_000_000  # never sells out: every answer is about the fault, not the stock
 LOAD_THREADS = 4

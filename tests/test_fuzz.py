@@ -12,9 +12,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
 
-from system.admin import AdminClient
-from system.app import create_app
-from system.contract import (
+from flashlab.system.admin import AdminClient
+from flashlab.system.app import create_app
+from flashlab.system.contract import (
     ADMIN_HEADER,
     BUY_PATH,
     PRODUCT_PATH,
@@ -24,8 +24,8 @@ from system.contract import (
     ResetRequest,
     Strategy,
 )
-from system.platforms.base import StackInfo
-from system.settings import Settings
+from flashlab.system.platforms.base import StackInfo
+from flashlab.system.settings import Settings
 
 EXAMPLES = 60  # per operation and mode: ~600 requests in all
 

@@ -19,10 +19,10 @@ import pytest
 import redis
 import support
 
-from system import procs
-from system.config import render
-from system.platforms.base import DURABILITY_MODES, StackConfig, StackInfo
-from system.platforms.local import LocalPlatform, StackError
+from flashlab.system import procs
+from flashlab.system.config import render
+from flashlab.system.platforms.base import DURABILITY_MODES, StackConfig, StackInfo
+from flashlab.system.platforms.local import LocalPlatform, StackError
 
 DEADLINE_S = 30.0
 
@@ -281,7 +281,7 @@ def test_spawned_children_die_with_their_parent(tmp_path: Path) -> None:
     """PDEATHSIG: a SIGKILLed supervisor leaves no child behind (its grandchild here)."""
     pid_file = tmp_path / "grandchild.pid"
     script = (
-        "import sys, time; from system import procs; "
+        "import sys, time; from flashlab.system import procs; "
         "t = procs.spawn([sys.executable, '-c', 'import time; time.sleep(60)'], name='sleeper'); "
         f"open({str(pid_file)!r}, 'w').write(str(t.pid)); time.sleep(60)"
     )
@@ -399,7 +399,7 @@ def test_api_keepalive_outlives_nginx_upstream_keepalive() -> None:
     turns a POST into a 502 nginx may not retry (a spurious indeterminate purchase)."""
     import re
 
-    from system.config import render, uvicorn_argv
+    from flashlab.system.config import render, uvicorn_argv
 
     text = render(
         "nginx.conf",

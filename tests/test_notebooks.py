@@ -12,8 +12,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from analysis.notebooks import NOTEBOOKS_DIR, NotebookError, execute_notebook, inject_parameters
-from analysis.synthetic import SyntheticSpec, write_synthetic
+from flashlab.analysis.notebooks import (
+    NOTEBOOKS_DIR,
+    NotebookError,
+    execute_notebook,
+    inject_parameters,
+)
+from flashlab.analysis.synthetic import SyntheticSpec, write_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = ["01-oversell", "02-latency-percentiles", "03-conflict-rates", "04-chaos-recovery"]
@@ -123,7 +128,7 @@ def test_inject_without_parameters_cell_goes_first() -> None:
 
 def test_cli_bad_flag_is_one_line() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "analysis.notebooks", "--only", "nope"],
+        [sys.executable, "-m", "flashlab.analysis.notebooks", "--only", "nope"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -16,15 +16,15 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from chaos.proxy import ProxyControl
-from system import procs
-from system.platforms.local import free_port
+from flashlab.chaos.proxy import ProxyControl
+from flashlab.system import procs
+from flashlab.system.platforms.local import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _spawn(argv: list[str], name: str) -> procs.Tracked:
-    """Every process goes through system.procs: tracked by PID, reaped, checked at session end."""
+    """Every process goes through flashlab.system.procs: tracked by PID, reaped, checked at session end."""
     return procs.spawn(argv, name=name, cwd=ROOT)
 
 
@@ -99,7 +99,7 @@ def shared_rig(redis_port: int) -> Iterator[ProxyRig]:
         [
             sys.executable,
             "-m",
-            "chaos.proxy",
+            "flashlab.chaos.proxy",
             "--listen",
             f"127.0.0.1:{proxy_port}",
             "--upstream",
@@ -247,7 +247,7 @@ def test_upstream_down_closes_client_and_proxy_survives(redis_port: int) -> None
         [
             sys.executable,
             "-m",
-            "chaos.proxy",
+            "flashlab.chaos.proxy",
             "--listen",
             f"127.0.0.1:{proxy_port}",
             "--upstream",
@@ -276,7 +276,7 @@ def test_bad_flags_give_one_line_and_exit_2() -> None:
         [
             sys.executable,
             "-m",
-            "chaos.proxy",
+            "flashlab.chaos.proxy",
             "--listen",
             "nope",
             "--upstream",

@@ -1,4 +1,4 @@
-"""The `raw` shopper client (simulator.rawhttp): same answers as aiohttp against the real stack,
+"""The `raw` shopper client (flashlab.simulator.rawhttp): same answers as aiohttp against the real stack,
 the same failure classification for refused / dropped / timed-out requests, a bounded pool, and an
 inline-engine run that agrees with Redis truth."""
 
@@ -15,13 +15,13 @@ import pyarrow as pa
 import pytest
 import uvloop
 
-from simulator.behaviour import classify
-from simulator.client import Answer, RawClient, make_client
-from simulator.engines import LoadPlan, get_engine
-from simulator.scenario import Profile, Scenario, Spike
-from system.admin import AdminClient
-from system.contract import ResetRequest, Strategy
-from system.truth import read_truth
+from flashlab.simulator.behaviour import classify
+from flashlab.simulator.client import Answer, RawClient, make_client
+from flashlab.simulator.engines import LoadPlan, get_engine
+from flashlab.simulator.scenario import Profile, Scenario, Spike
+from flashlab.system.admin import AdminClient
+from flashlab.system.contract import ResetRequest, Strategy
+from flashlab.system.truth import read_truth
 
 TIMEOUT_S = 5.0
 

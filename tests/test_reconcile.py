@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from analysis.reconcile import counter_total, reconcile
-from analysis.rundir import METRICS, load_run
-from analysis.synthetic import SyntheticSpec, metrics_text, write_synthetic
+from flashlab.analysis.reconcile import counter_total, reconcile
+from flashlab.analysis.rundir import METRICS, load_run
+from flashlab.analysis.synthetic import SyntheticSpec, metrics_text, write_synthetic
 
 
 def _reconcile(tmp_path: Path, **spec: object) -> dict:

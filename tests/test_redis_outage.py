@@ -11,10 +11,17 @@ from typing import Any
 import httpx
 import pytest
 
-from system.admin import AdminClient
-from system.contract import BUY_PATH, USER_HEADER, ErrorBody, ErrorCode, ResetRequest, Strategy
-from system.platforms.local import LocalPlatform
-from system.truth import read_truth
+from flashlab.system.admin import AdminClient
+from flashlab.system.contract import (
+    BUY_PATH,
+    USER_HEADER,
+    ErrorBody,
+    ErrorCode,
+    ResetRequest,
+    Strategy,
+)
+from flashlab.system.platforms.local import LocalPlatform
+from flashlab.system.truth import read_truth
 
 TIMEOUT_MS = 300  # FLASHLAB_REDIS_TIMEOUT_MS of these stacks
 # Worst case per request: pool wait + connect + reply, each bounded by the timeout; plus slack

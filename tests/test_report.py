@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from analysis import report
-from analysis.rundir import REPORT, SUMMARY, RunDirError
-from analysis.synthetic import OVERLOADED, Outage, SyntheticSpec, write_synthetic
+from flashlab.analysis import report
+from flashlab.analysis.rundir import REPORT, SUMMARY, RunDirError
+from flashlab.analysis.synthetic import OVERLOADED, Outage, SyntheticSpec, write_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

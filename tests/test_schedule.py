@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.scenario import Poisson, Profile, Ramp, Scenario, Spike, Stage, Waves
-from simulator.schedule import partition, plan, vu_plan
+from flashlab.simulator.scenario import Poisson, Profile, Ramp, Scenario, Spike, Stage, Waves
+from flashlab.simulator.schedule import partition, plan, vu_plan
 
 
 def _key(shoppers: list) -> list[tuple]:

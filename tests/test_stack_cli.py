@@ -16,7 +16,7 @@ import psutil
 import pytest
 import support
 
-from system import procs
+from flashlab.system import procs
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = [sys.executable, "-m", "flashlab.commands.stack"]

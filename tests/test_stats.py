@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import stats
-from analysis.rundir import Run, Truth, TruthOrder, load_run
-from analysis.synthetic import T0_NS, SyntheticSpec, write_synthetic
-from simulator.history import HISTORY_SCHEMA
+from flashlab.analysis import stats
+from flashlab.analysis.rundir import Run, Truth, TruthOrder, load_run
+from flashlab.analysis.synthetic import T0_NS, SyntheticSpec, write_synthetic
+from flashlab.simulator.history import HISTORY_SCHEMA
 
 MS = 1_000_000
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from system.admin import AdminClient
-from system.contract import BUY_PATH, USER_HEADER, ResetRequest, Strategy
-from system.platforms.base import StackInfo
-from system.truth import read_truth
+from flashlab.system.admin import AdminClient
+from flashlab.system.contract import BUY_PATH, USER_HEADER, ResetRequest, Strategy
+from flashlab.system.platforms.base import StackInfo
+from flashlab.system.truth import read_truth
 
 BUYERS = 400
 STOCK = 50

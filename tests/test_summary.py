@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from analysis.hypothesis import SUMMARY_KEYS
-from analysis.rundir import FAULTS, load_run
-from analysis.summary import json_safe, summarize
-from analysis.synthetic import Outage, SyntheticSpec, write_synthetic
+from flashlab.analysis.hypothesis import SUMMARY_KEYS
+from flashlab.analysis.rundir import FAULTS, load_run
+from flashlab.analysis.summary import json_safe, summarize
+from flashlab.analysis.synthetic import Outage, SyntheticSpec, write_synthetic
 
 
 def _summary(tmp_path: Path, **spec: Any) -> dict[str, Any]:
@@ -173,7 +173,7 @@ def test_run_without_attempts_summarises_to_nones(tmp_path: Path) -> None:
 
 
 def test_generator_health_comes_from_the_manifest(tmp_path: Path) -> None:
-    from analysis.synthetic import OVERLOADED, Generator
+    from flashlab.analysis.synthetic import OVERLOADED, Generator
 
     healthy = _summary(tmp_path / "ok", hypothesis=["generator_stalled_s < 0.5"])
     assert healthy["generator"] == {
@@ -202,7 +202,7 @@ def test_generator_health_comes_from_the_manifest(tmp_path: Path) -> None:
     [(49.9, 0.49, True), (50.0, 0.0, False), (1.0, 0.5, False), (None, 0.0, None)],
 )
 def test_generator_health_thresholds(lag: Any, stalled: Any, healthy: Any) -> None:
-    from analysis.stats import generator
+    from flashlab.analysis.stats import generator
 
     engine = {"generator": {"lag_ms_p99": lag, "stalled_s": stalled, "cpu_pct_max": 90}}
     assert generator({"engine": engine})["healthy"] is healthy
@@ -223,7 +223,7 @@ def test_runs_without_generator_data_summarise_to_nones(tmp_path: Path) -> None:
 
 
 def test_generator_clauses_parse() -> None:
-    from analysis.hypothesis import HypothesisError, parse_clause
+    from flashlab.analysis.hypothesis import HypothesisError, parse_clause
 
     clause = parse_clause("generator_stalled_s < 0.5")
     assert (clause.key, clause.op, clause.value) == ("generator_stalled_s", "<", 0.5)

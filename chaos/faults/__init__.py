@@ -7,22 +7,22 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from chaos.faults.base import Fault
+    from flashlab.chaos.faults.base import Fault
 
 # name -> "module:Class"; names listed here are valid in experiment files.
 FAULTS: dict[str, str] = {
-    "redis-restart": "chaos.faults.redis:RedisRestart",
-    "redis-kill": "chaos.faults.redis:RedisKill",
-    "redis-pause": "chaos.faults.redis:RedisPause",
-    "worker-kill": "chaos.faults.workers:WorkerKill",
-    "nginx-reload": "chaos.faults.nginx:NginxReload",
-    "nginx-kill": "chaos.faults.nginx:NginxKill",
-    "latency": "chaos.faults.network:Latency",
-    "jitter": "chaos.faults.network:Jitter",
-    "reset": "chaos.faults.network:Reset",
-    "blackhole": "chaos.faults.network:Blackhole",
-    "bandwidth": "chaos.faults.network:Bandwidth",
-    "actor-kill": "chaos.faults.actors:ActorKill",
+    "redis-restart": "flashlab.chaos.faults.redis:RedisRestart",
+    "redis-kill": "flashlab.chaos.faults.redis:RedisKill",
+    "redis-pause": "flashlab.chaos.faults.redis:RedisPause",
+    "worker-kill": "flashlab.chaos.faults.workers:WorkerKill",
+    "nginx-reload": "flashlab.chaos.faults.nginx:NginxReload",
+    "nginx-kill": "flashlab.chaos.faults.nginx:NginxKill",
+    "latency": "flashlab.chaos.faults.network:Latency",
+    "jitter": "flashlab.chaos.faults.network:Jitter",
+    "reset": "flashlab.chaos.faults.network:Reset",
+    "blackhole": "flashlab.chaos.faults.network:Blackhole",
+    "bandwidth": "flashlab.chaos.faults.network:Bandwidth",
+    "actor-kill": "flashlab.chaos.faults.actors:ActorKill",
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from chaos.faults.base import Fault, FaultContext, FaultError, FaultParams
+from flashlab.chaos.faults.base import Fault, FaultContext, FaultError, FaultParams
 
 
 class ActorKillParams(FaultParams):

@@ -20,8 +20,8 @@ from urllib.parse import urlparse
 import redis
 from pydantic import BaseModel, ConfigDict
 
-from chaos.proxy import ProxyControl
-from system.platforms.base import Component, Platform, StackInfo
+from flashlab.chaos.proxy import ProxyControl
+from flashlab.system.platforms.base import Component, Platform, StackInfo
 
 T = TypeVar("T")
 

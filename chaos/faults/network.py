@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from chaos.faults.base import Fault, FaultContext, FaultParams, host_port, tcp_ping
+from flashlab.chaos.faults.base import Fault, FaultContext, FaultParams, host_port, tcp_ping
 
 Direction = Literal["up", "down", "both"]
 _DIRECTION_HELP = "up = API->Redis, down = Redis->API, both"

@@ -8,7 +8,7 @@ from typing import Any
 
 import psutil
 
-from chaos.faults.base import (
+from flashlab.chaos.faults.base import (
     STOP_TIMEOUT_S,
     Fault,
     FaultContext,

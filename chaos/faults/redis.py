@@ -10,7 +10,7 @@ import signal
 import time
 from typing import Any
 
-from chaos.faults.base import (
+from flashlab.chaos.faults.base import (
     RESPAWN_TIMEOUT_S,
     STOP_TIMEOUT_S,
     Fault,

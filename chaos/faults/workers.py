@@ -9,7 +9,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field, field_validator
 
-from chaos.faults.base import (
+from flashlab.chaos.faults.base import (
     RESPAWN_TIMEOUT_S,
     Fault,
     FaultContext,
@@ -18,7 +18,7 @@ from chaos.faults.base import (
     elapsed_ms,
     wait_for,
 )
-from system.platforms.base import Component
+from flashlab.system.platforms.base import Component
 
 
 class WorkerKillParams(FaultParams):

@@ -11,7 +11,7 @@ from flashlab.console import UserError, console, emit_json
 
 
 def _load(run_dir: Path):
-    from analysis.rundir import RunDirError, load_run
+    from flashlab.analysis.rundir import RunDirError, load_run
 
     try:
         return load_run(run_dir)
@@ -34,8 +34,8 @@ def check(
     """
     run = _load(run_dir)  # fail fast, before the heavier imports
 
-    from analysis.rundir import SUMMARY, write_json_atomic
-    from analysis.summary import summarize
+    from flashlab.analysis.rundir import SUMMARY, write_json_atomic
+    from flashlab.analysis.summary import summarize
     from flashlab.commands.display import print_summary
 
     summary = summarize(run)
@@ -67,7 +67,7 @@ def report(
 
       flashlab report --matrix reports/matrix-20261125-1030
     """
-    from analysis.report import write_matrix_report, write_report
+    from flashlab.analysis.report import write_matrix_report, write_report
 
     if matrix:
         if not (path / "matrix.json").exists():

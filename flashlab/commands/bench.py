@@ -46,7 +46,7 @@ def bench(
 ) -> None:
     """Measure the stack, the simulator and chaos cost as ratios; append one JSON line per benchmark."""
     mod = _import_bench()
-    from bench.common import SIZES, BenchContext, default_paths
+    from flashlab.bench.common import SIZES, BenchContext, default_paths
 
     if size not in SIZES:
         raise UserError(f"--size: {size!r} is not one of: {', '.join(SIZES)}")
@@ -67,7 +67,7 @@ def bench(
     )
     lines, failed = _run_all(mod, names, ctx)
     if size == "full" and results is None and lines:
-        from bench.report import update
+        from flashlab.bench.report import update
 
         update()  # keep docs/BENCHMARKS.md's table on the latest committed-file results
     if json_output:
@@ -81,7 +81,7 @@ def bench(
 
 
 def _run_all(mod: Any, names: list[str], ctx: Any) -> tuple[list[dict[str, Any]], list[str]]:
-    from bench.common import ToolError, append_result
+    from flashlab.bench.common import ToolError, append_result
 
     lines: list[dict[str, Any]] = []
     failed: list[str] = []

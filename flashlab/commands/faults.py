@@ -12,7 +12,7 @@ from flashlab.console import console, emit_json
 
 
 def _param_rows(name: str) -> list[dict[str, Any]]:
-    from chaos.faults import fault_class
+    from flashlab.chaos.faults import fault_class
 
     rows = []
     for field_name, info in fault_class(name).Params.model_fields.items():
@@ -30,7 +30,7 @@ def _param_rows(name: str) -> list[dict[str, Any]]:
 
 def catalogue() -> list[dict[str, Any]]:
     """Every registered fault as plain data (what --json prints)."""
-    from chaos.faults import fault_class, fault_names
+    from flashlab.chaos.faults import fault_class, fault_names
 
     return [
         {

@@ -50,11 +50,11 @@ def matrix(
     json_output: Annotated[bool, typer.Option("--json", help="Print matrix.json cells.")] = False,
 ) -> None:
     """Run every strategy through every fault under every durability mode."""
-    from chaos.faults import fault_names
+    from flashlab.chaos.faults import fault_names
     from flashlab.commands.run import load_with_overrides
     from flashlab.matrix import NO_FAULT, run_matrix
-    from system.contract import Strategy
-    from system.platforms.base import DURABILITY_MODES
+    from flashlab.system.contract import Strategy
+    from flashlab.system.platforms.base import DURABILITY_MODES
 
     strategy_list = _split(strategies, "--strategies", [s.value for s in Strategy])
     fault_list = _split(faults, "--faults", [NO_FAULT, *fault_names()])
@@ -82,7 +82,7 @@ def matrix(
         cells = run_matrix(base_exp, strategy_list, fault_list, durability_list, out_dir, on_cell)
         bar.update(task, completed=total)
 
-    from analysis.report import write_matrix_report
+    from flashlab.analysis.report import write_matrix_report
 
     html = write_matrix_report(out_dir)
     if json_output:

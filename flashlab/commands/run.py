@@ -22,7 +22,7 @@ EPILOG = (
 
 
 def load_with_overrides(path: Path, overrides: dict[str, Any]) -> Any:
-    from chaos.experiment import ExperimentError, load_experiment
+    from flashlab.chaos.experiment import ExperimentError, load_experiment
 
     try:
         return load_experiment(path, overrides)

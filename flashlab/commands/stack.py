@@ -24,7 +24,7 @@ import typer
 from rich.table import Table
 
 from flashlab.console import console, die, emit_json
-from system.platforms.base import DURABILITY_MODES, Platform, StackConfig, StackInfo
+from flashlab.system.platforms.base import DURABILITY_MODES, Platform, StackConfig, StackInfo
 
 STATE_ENV = "FLASHLAB_STATE_DIR"
 DEFAULT_STATE_DIR = ".flashlab"
@@ -141,7 +141,7 @@ def check_platform(name: str) -> None:
 
 
 def make_platform(name: str, config: StackConfig) -> Platform:
-    from system.platforms import get_platform
+    from flashlab.system.platforms import get_platform
 
     try:
         return get_platform(name, config)
@@ -276,7 +276,7 @@ def run_detached(platform_name: str, config: StackConfig, state_dir: Path, as_js
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / SUPERVISOR_LOG
     with open(log_path, "wb") as log:
-        # Deliberately not system.procs.spawn: this process must outlive us (no PDEATHSIG).
+        # Deliberately not flashlab.system.procs.spawn: this process must outlive us (no PDEATHSIG).
         child = subprocess.Popen(
             _serve_argv(platform_name, config, state_dir),
             stdin=subprocess.DEVNULL,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import importlib
 
-from simulator.engines.base import Engine, EngineResult, LoadPlan
+from flashlab.simulator.engines.base import Engine, EngineResult, LoadPlan
 
 __all__ = ["ENGINES", "Engine", "EngineResult", "LoadPlan", "engine_names", "get_engine"]
 
 # Imported lazily so `inline` never pays for Ray's import.
 ENGINES: dict[str, str] = {
-    "inline": "simulator.engines.inline:InlineEngine",
-    "process": "simulator.engines.process:ProcessEngine",
-    "ray": "simulator.engines.ray_engine:RayEngine",
+    "inline": "flashlab.simulator.engines.inline:InlineEngine",
+    "process": "flashlab.simulator.engines.process:ProcessEngine",
+    "ray": "flashlab.simulator.engines.ray_engine:RayEngine",
 }
 
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from simulator import loopmon
-from simulator.history import Op, ops_to_batch
-from simulator.progress import Progress
-from simulator.scenario import Scenario
-from simulator.schedule import ShopperPlan, VuPlan, partition, partition_vus, plan, vu_plan
-from simulator.shopper import DriveSpec, Shipment
+from flashlab.simulator import loopmon
+from flashlab.simulator.history import Op, ops_to_batch
+from flashlab.simulator.progress import Progress
+from flashlab.simulator.scenario import Scenario
+from flashlab.simulator.schedule import ShopperPlan, VuPlan, partition, partition_vus, plan, vu_plan
+from flashlab.simulator.shopper import DriveSpec, Shipment
 
 WORKER_LOST = "worker lost"
 START_LEAD_S = 0.2  # t0 is set this far ahead so every worker starts on the same clock
@@ -94,7 +94,7 @@ class EngineResult:
     cpu_s_driver: float  # user+sys CPU of the driver during the run (0 for inline: included above)
     lost_workers: list[int] = field(default_factory=list)
     progress: dict[str, Any] = field(default_factory=dict)
-    # Load-generator health (simulator.loopmon.merge): {workers: {name: stats}, lag_ms_p99,
+    # Load-generator health (flashlab.simulator.loopmon.merge): {workers: {name: stats}, lag_ms_p99,
     # lag_ms_max, stalled_s, cpu_pct_max}; the worst worker's figures, from each final shipment.
     generator: dict[str, Any] = field(default_factory=dict)
 

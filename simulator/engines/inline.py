@@ -9,7 +9,7 @@ import time
 
 import uvloop
 
-from simulator.engines.base import (
+from flashlab.simulator.engines.base import (
     Collector,
     Engine,
     EngineResult,
@@ -18,7 +18,7 @@ from simulator.engines.base import (
     Shares,
     cpu_seconds,
 )
-from simulator.shopper import drive
+from flashlab.simulator.shopper import drive
 
 __all__ = ["InlineEngine", "cpu_seconds"]  # cpu_seconds: its former home, kept importable
 

@@ -3,7 +3,7 @@
 Each worker has its own duplex Pipe to the driver (not one shared Queue): a worker SIGKILLed in the
 middle of a write can then only break its own channel, never wedge the others behind a shared lock.
 History travels as Arrow IPC bytes; progress rides along with every shipment, and the worker's
-load-generator health (simulator.loopmon) with its final one.
+load-generator health (flashlab.simulator.loopmon) with its final one.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from simulator.engines.base import (
+from flashlab.simulator.engines.base import (
     Collector,
     EngineResult,
     LoadPlan,
@@ -27,9 +27,9 @@ from simulator.engines.base import (
     Shares,
     cpu_seconds,
 )
-from simulator.progress import Progress
-from simulator.schedule import ShopperPlan, VuPlan
-from simulator.shopper import DriveSpec, Shipment
+from flashlab.simulator.progress import Progress
+from flashlab.simulator.schedule import ShopperPlan, VuPlan
+from flashlab.simulator.shopper import DriveSpec, Shipment
 
 READY_TIMEOUT_S = 60.0  # spawn + imports; generous for a loaded 2-core machine
 POLL_S = 0.1
@@ -71,7 +71,7 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import uvloop
 
-    from simulator.shopper import drive
+    from flashlab.simulator.shopper import drive
 
     conn.send(("ready",))
     if not conn.poll(READY_TIMEOUT_S):

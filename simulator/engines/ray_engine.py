@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from simulator.engines.base import (
+from flashlab.simulator.engines.base import (
     Collector,
     EngineResult,
     LoadPlan,
@@ -31,9 +31,9 @@ from simulator.engines.base import (
     PoolEngine,
     cpu_seconds,
 )
-from simulator.engines.process import decode_shipment, encode_shipment
-from simulator.schedule import ShopperPlan, VuPlan
-from simulator.shopper import DriveSpec, Shipment
+from flashlab.simulator.engines.process import decode_shipment, encode_shipment
+from flashlab.simulator.schedule import ShopperPlan, VuPlan
+from flashlab.simulator.shopper import DriveSpec, Shipment
 
 READY_TIMEOUT_S = 120.0
 POLL_S = 0.1
@@ -58,7 +58,7 @@ class ShopperActor:
         self.task = asyncio.ensure_future(self._run(t0_ns, deadline_ns))
 
     async def _run(self, t0_ns: int, deadline_ns: int) -> None:
-        from simulator.shopper import drive
+        from flashlab.simulator.shopper import drive
 
         def keep(sh: Shipment) -> None:
             self.outbox.append(encode_shipment(sh))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from system.platforms.base import Component, Platform, StackConfig, StackInfo
+from flashlab.system.platforms.base import Component, Platform, StackConfig, StackInfo
 
 PLATFORMS: dict[str, str] = {
     # name -> "module:Class"; imported lazily so `local` never needs the Docker SDK.
-    "local": "system.platforms.local:LocalPlatform",
-    "compose": "system.platforms.compose:ComposePlatform",
+    "local": "flashlab.system.platforms.local:LocalPlatform",
+    "compose": "flashlab.system.platforms.compose:ComposePlatform",
 }
 
 

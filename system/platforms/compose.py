@@ -6,7 +6,7 @@ signal, pause, restart). It derives a per-stack compose file from the repository
 services, profiles) and picks free 127.0.0.1 ports itself: ports stay fixed across container
 restarts, so `StackInfo.redis_url` stays valid after a Redis restart.
 
-Container side, `python -m system.platforms.compose exec redis|nginx|prometheus` renders the
+Container side, `python -m flashlab.system.platforms.compose exec redis|nginx|prometheus` renders the
 SAME jinja2 templates as the local platform (system/conf/*.j2) from FLASHLAB_* environment
 variables, then execs the server, which becomes the container's main process.
 
@@ -37,7 +37,13 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from system.platforms.base import DURABILITY_MODES, Component, Platform, StackConfig, StackInfo
+from flashlab.system.platforms.base import (
+    DURABILITY_MODES,
+    Component,
+    Platform,
+    StackConfig,
+    StackInfo,
+)
 
 if TYPE_CHECKING:  # the Docker SDK is a host-only dependency; containers never import it
     import docker
@@ -596,7 +602,7 @@ def _csv(env: Mapping[str, str], name: str) -> list[str]:
 
 
 def _redis_argv(env: Mapping[str, str]) -> list[str]:
-    from system.config import write
+    from flashlab.system.config import write
 
     durability = env.get("FLASHLAB_DURABILITY", "none")
     if durability not in DURABILITY_MODES:
@@ -609,7 +615,7 @@ def _redis_argv(env: Mapping[str, str]) -> list[str]:
 
 
 def _nginx_argv(env: Mapping[str, str]) -> list[str]:
-    from system.config import write
+    from flashlab.system.config import write
 
     keepalive = env.get("FLASHLAB_NGINX_KEEPALIVE", "64")
     if not keepalive.isdigit():
@@ -633,7 +639,7 @@ def _nginx_argv(env: Mapping[str, str]) -> list[str]:
 
 
 def _prometheus_argv(env: Mapping[str, str]) -> list[str]:
-    from system.config import write
+    from flashlab.system.config import write
 
     interval = env.get("FLASHLAB_PROMETHEUS_INTERVAL", "1s")
     targets = _csv(env, "FLASHLAB_PROMETHEUS_TARGETS")
@@ -660,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2 or args[0] != "exec" or args[1] not in ENTRYPOINTS:
         services = ",".join(ENTRYPOINTS)
         print(
-            f"usage: python -m system.platforms.compose exec {{{services}}} | source-hash",
+            f"usage: python -m flashlab.system.platforms.compose exec {{{services}}} | source-hash",
             file=sys.stderr,
         )
         return 2

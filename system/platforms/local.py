@@ -2,7 +2,7 @@
 proxy) as tracked child processes on loopback, in a run-owned temp dir; respawns killed workers.
 
 Start order is dependency order (redis -> proxy -> api-* -> nginx -> prometheus) and stop is the
-reverse. Every child goes through `system.procs.spawn`, so it is in its own session (Ctrl-C hits
+reverse. Every child goes through `flashlab.system.procs.spawn`, so it is in its own session (Ctrl-C hits
 only the supervisor), dies with the supervisor (PDEATHSIG), and is reaped by PID - never by name.
 """
 
@@ -26,10 +26,16 @@ from pathlib import Path
 import httpx
 import redis
 
-from system import procs
-from system.config import uvicorn_argv
-from system.config import write as write_config
-from system.platforms.base import DURABILITY_MODES, Component, Platform, StackConfig, StackInfo
+from flashlab.system import procs
+from flashlab.system.config import uvicorn_argv
+from flashlab.system.config import write as write_config
+from flashlab.system.platforms.base import (
+    DURABILITY_MODES,
+    Component,
+    Platform,
+    StackConfig,
+    StackInfo,
+)
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0  # per component; uvicorn imports take ~1-2 s each on 2 busy cores
@@ -421,7 +427,7 @@ class LocalPlatform(Platform):
         argv = [
             sys.executable,
             "-m",
-            "chaos.proxy",
+            "flashlab.chaos.proxy",
             "--listen",
             f"{HOST}:{listen}",
             "--upstream",

@@ -1,7 +1,7 @@
 """The purchase-strategy registry: strategy name (as stored in a product's meta) -> implementation.
 
 Adding a strategy is one module implementing `PurchaseStrategy` plus one line here (and its
-name in `system.contract.Strategy`, which /admin/reset validates against).
+name in `flashlab.system.contract.Strategy`, which /admin/reset validates against).
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import importlib
 
 import redis.asyncio as aioredis
 
-from system.strategies.base import Outcome, ProductMeta, Purchase, PurchaseStrategy
+from flashlab.system.strategies.base import Outcome, ProductMeta, Purchase, PurchaseStrategy
 
 STRATEGIES: dict[str, str] = {
-    "naive": "system.strategies.naive:NaiveStrategy",
-    "lock": "system.strategies.lock:LockStrategy",
-    "optimistic": "system.strategies.optimistic:OptimisticStrategy",
-    "lua": "system.strategies.lua:LuaStrategy",
+    "naive": "flashlab.system.strategies.naive:NaiveStrategy",
+    "lock": "flashlab.system.strategies.lock:LockStrategy",
+    "optimistic": "flashlab.system.strategies.optimistic:OptimisticStrategy",
+    "lua": "flashlab.system.strategies.lua:LuaStrategy",
 }
 
 

@@ -1,7 +1,7 @@
 """The purchase-strategy interface: product meta, purchase outcomes, and the shared order-recording script.
 
 A strategy turns (product, user) into one `Purchase`. It may raise any Redis error; the app maps
-those to 503 and asks `system.backend` whether a write may have been sent (`arm()` marks the
+those to 503 and asks `flashlab.system.backend` whether a write may have been sent (`arm()` marks the
 point after which a failure is indeterminate).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from system.keys import ProductKeys, order_id
+from flashlab.system.keys import ProductKeys, order_id
 
 
 class Outcome(Enum):
@@ -80,7 +80,7 @@ class ProductMeta:
 # Appends one order to the log: INCR order_seq, server TIME, XADD. Returns the sequence number.
 # Used by naive/lock/optimistic as plain EVAL inside their pipelines/transactions (EVAL, not
 # EVALSHA: a NOSCRIPT inside MULTI would leave the transaction half-applied). The order id
-# format must stay in sync with system.keys.order_id ("o-<seq>").
+# format must stay in sync with flashlab.system.keys.order_id ("o-<seq>").
 RECORD_ORDER_LUA = """
 local seq = redis.call('INCR', KEYS[2])
 local t = redis.call('TIME')

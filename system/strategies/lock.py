@@ -11,9 +11,9 @@ import secrets
 
 import redis.asyncio as aioredis
 
-from system.backend import BACKEND_ERRORS, arm
-from system.keys import ProductKeys
-from system.strategies.base import BUSY, ProductMeta, Purchase, PurchaseStrategy
+from flashlab.system.backend import BACKEND_ERRORS, arm
+from flashlab.system.keys import ProductKeys
+from flashlab.system.strategies.base import BUSY, ProductMeta, Purchase, PurchaseStrategy
 
 RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then

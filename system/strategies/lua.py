@@ -10,9 +10,9 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from system.backend import arm, execute_packed, pack_bulk
-from system.keys import ProductKeys, order_id
-from system.strategies.base import (
+from flashlab.system.backend import arm, execute_packed, pack_bulk
+from flashlab.system.keys import ProductKeys, order_id
+from flashlab.system.strategies.base import (
     ALREADY,
     SOLD_OUT,
     STALE,
@@ -24,7 +24,7 @@ from system.strategies.base import (
 
 # KEYS: meta, stock, buyers, order_seq, orders   ARGV: user_id
 # Returns {seq, remaining} on success, {-1} already purchased, {-2} sold out, {-3} not lua / no product.
-# The order id format must stay in sync with system.keys.order_id ("o-<seq>").
+# The order id format must stay in sync with flashlab.system.keys.order_id ("o-<seq>").
 BUY_LUA = """
 if redis.call('HGET', KEYS[1], 'strategy') ~= 'lua' then return {-3} end
 if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return {-1} end

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
-from system.backend import arm
-from system.keys import ProductKeys
-from system.strategies.base import ProductMeta, Purchase, PurchaseStrategy, record_order
+from flashlab.system.backend import arm
+from flashlab.system.keys import ProductKeys
+from flashlab.system.strategies.base import ProductMeta, Purchase, PurchaseStrategy, record_order
 
 
 class NaiveStrategy(PurchaseStrategy):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from system.backend import arm, disarm
-from system.keys import ProductKeys
-from system.strategies.base import BUSY, ProductMeta, Purchase, PurchaseStrategy
+from flashlab.system.backend import arm, disarm
+from flashlab.system.keys import ProductKeys
+from flashlab.system.strategies.base import BUSY, ProductMeta, Purchase, PurchaseStrategy
 
 
 class OptimisticStrategy(PurchaseStrategy):
