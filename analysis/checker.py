@@ -22,8 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from flashlab.analysis.rundir import Run
 from flashlab.analysis.stats import classify
+from flashlab.core.rundir import Run
 
 MAX_EXAMPLES = 10
 

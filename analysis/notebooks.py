@@ -207,8 +207,8 @@ def resolve_run(
     path = Path(path)
     if _is_complete_run(path):
         return path
-    from flashlab.analysis.rundir import MANIFEST, SUMMARY, write_json_atomic
     from flashlab.analysis.synthetic import SyntheticSpec, write_synthetic
+    from flashlab.core.rundir import MANIFEST, SUMMARY, write_json_atomic
 
     stand_in = Path(synthetic_dir) / path.name
     if not _is_complete_run(stand_in):

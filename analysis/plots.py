@@ -1,6 +1,6 @@
 """Plots of runs: latency CDFs, throughput/answers/stock timelines with fault windows, conflict rate, fairness.
 
-Every function takes loaded runs (flashlab.analysis.rundir.Run) or summaries and returns a matplotlib
+Every function takes loaded runs (flashlab.core.rundir.Run) or summaries and returns a matplotlib
 `Figure` built with the object API on the Agg canvas: no pyplot state, no display needed, safe in
 threads and in headless CI. `data_uri(fig)` turns a figure into an inline base64 PNG for HTML
 reports; in a notebook (after `%matplotlib inline`) a returned figure displays itself.
@@ -21,7 +21,6 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from flashlab.analysis.rundir import Run
 from flashlab.analysis.stats import (
     NS_PER_S,
     classify,
@@ -30,6 +29,7 @@ from flashlab.analysis.stats import (
     response_ms,
     service_ms,
 )
+from flashlab.core.rundir import Run
 
 MAX_BINS = 80
 NICE_BINS_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)

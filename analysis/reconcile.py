@@ -21,9 +21,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from flashlab.analysis.rundir import METRICS, Run
 from flashlab.analysis.stats import load_window
-from flashlab.system.contract import BUY_PATH
+from flashlab.core.contract import BUY_PATH
+from flashlab.core.rundir import METRICS, Run
 
 PURCHASES_METRIC = "flashlab_purchases"  # family name; the sample is <name>_total
 REQUESTS_METRIC = "flashlab_http_requests"

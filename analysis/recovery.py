@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from flashlab.analysis.rundir import Run
 from flashlab.analysis.stats import NS_PER_S, classify, load_window
+from flashlab.core.rundir import Run
 
 RECOVERY_BIN_S = 0.25
 RECOVERY_TOLERANCE = 0.10

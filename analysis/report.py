@@ -2,7 +2,7 @@
 
 Numbers come only from summary.json (the analysis layer's verdict and statistics; computed with
 flashlab.analysis.summary.summarize and written first when missing); plots come from the run's own files
-via flashlab.analysis.rundir.load_run and flashlab.analysis.plots. Every shown measurement goes through `fmt`, and
+via flashlab.core.rundir.load_run and flashlab.analysis.plots. Every shown measurement goes through `fmt`, and
 carries `data-key` (its dotted path in summary.json) and `data-fmt` (its format kind), so a test
 or a script can check each figure against the JSON. Images are inline base64 PNGs and the CSS is
 inline: the file opens offline and makes no network request.
@@ -19,7 +19,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from flashlab.analysis import plots
-from flashlab.analysis.rundir import REPORT, SUMMARY, Run, RunDirError, load_run, write_json_atomic
+from flashlab.core.rundir import REPORT, SUMMARY, Run, RunDirError, load_run, write_json_atomic
 
 MATRIX_JSON = "matrix.json"
 MATRIX_HTML = "matrix.html"
@@ -312,7 +312,7 @@ def _write_atomic(path: Path, text: str) -> Path:
 
 
 def load_matrix(matrix_dir: Path) -> list[dict[str, Any]]:
-    """Cells of matrix.json: either a bare list or {"cells": [...]} (what flashlab.matrix writes)."""
+    """Cells of matrix.json: either a bare list or {"cells": [...]} (what flashlab.lab.matrix writes)."""
     path = matrix_dir / MATRIX_JSON
     try:
         data = json.loads(path.read_text())

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flashlab.analysis.rundir import Run
+from flashlab.core.rundir import Run
 
 EXPECTED_CODES = frozenset({"sold_out", "already_purchased", "busy"})
 GATEWAY_STATUSES = frozenset({502, 503, 504})

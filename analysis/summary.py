@@ -17,7 +17,7 @@ from flashlab.analysis import hypothesis, stats
 from flashlab.analysis.checker import check
 from flashlab.analysis.reconcile import reconcile
 from flashlab.analysis.recovery import recovery
-from flashlab.analysis.rundir import Run
+from flashlab.core.rundir import Run
 
 # summary key <- check name, for the anomaly counts a hypothesis can name directly
 CHECK_KEYS = {

@@ -36,9 +36,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flashlab.analysis import rundir
-from flashlab.simulator.history import HISTORY_SCHEMA
-from flashlab.system.contract import BUY_PATH
+from flashlab.core import rundir
+from flashlab.core.contract import BUY_PATH
+from flashlab.core.rundir import HISTORY_SCHEMA
 
 T0_NS = 1_700_000_000_000_000_000  # fixed epoch: synthetic files are byte-for-byte reproducible
 NS_PER_MS = 1_000_000

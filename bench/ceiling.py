@@ -33,7 +33,7 @@ from flashlab.bench.common import (
     target,
     wrk,
 )
-from flashlab.system.contract import BUY_PATH, Strategy
+from flashlab.core.contract import BUY_PATH, Strategy
 
 NAME = "ceiling"
 PRODUCT = "bench-ceiling"

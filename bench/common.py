@@ -78,7 +78,7 @@ def machine() -> dict[str, Any]:
 
 
 def git_revision() -> dict[str, Any]:
-    from flashlab import meta
+    from flashlab.core import meta
 
     return meta.git_revision(REPO_ROOT)
 
@@ -460,7 +460,7 @@ def wrk(
 @contextlib.contextmanager
 def local_stack(workers: int = 2, **config: Any) -> Iterator[tuple[Any, Any]]:
     """A LocalPlatform (prometheus off unless asked) and its StackInfo; always stopped."""
-    from flashlab.system.platforms.base import StackConfig
+    from flashlab.core.platform import StackConfig
     from flashlab.system.platforms.local import LocalPlatform
 
     config.setdefault("prometheus", False)
@@ -476,8 +476,8 @@ def reset_product(
     info: Any, product_id: str, stock: int, strategy: str, **extra: Any
 ) -> dict[str, Any]:
     """Reset a product through the admin API (clears orders and buyers)."""
+    from flashlab.core.contract import ResetRequest, Strategy
     from flashlab.system.admin import AdminClient
-    from flashlab.system.contract import ResetRequest, Strategy
 
     admin = AdminClient(info.base_url, info.admin_token)
     try:

@@ -25,8 +25,8 @@ def engine_plan(spec: dict[str, Any]) -> Any:
 
 
 def main(argv: list[str]) -> int:
+    from flashlab.core.rundir import HISTORY_SCHEMA
     from flashlab.simulator.engines import get_engine
-    from flashlab.simulator.history import HISTORY_SCHEMA
 
     spec = json.loads(Path(argv[0]).read_text())
     batches: list[pa.RecordBatch] = []

@@ -1,4 +1,4 @@
-"""Benchmarks made of whole lab runs: execute an experiment via `flashlab.run.execute` into a temp
+"""Benchmarks made of whole lab runs: execute an experiment via `flashlab.lab.run.execute` into a temp
 directory and read back the history, faults and summary (shared by `reference` and `chaos`)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from flashlab.analysis import rundir
-from flashlab.chaos.experiment import Experiment, load_experiment, parse_experiment
+from flashlab.core import rundir
+from flashlab.lab.experiment import Experiment, load_experiment, parse_experiment
 
 
 @dataclass
@@ -54,8 +54,8 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def execute(exp: Experiment, out_root: Path) -> LabRun:
-    from flashlab.run import RunRequest
-    from flashlab.run import execute as run_execute
+    from flashlab.lab.run import RunRequest
+    from flashlab.lab.run import execute as run_execute
 
     outcome = run_execute(RunRequest(experiment=exp, out_root=out_root, write_report=False))
     run = rundir.load_run(outcome.run_dir, require_complete=False)

@@ -39,8 +39,8 @@ from flashlab.bench.common import (
     target,
     wrk,
 )
+from flashlab.core.contract import BUY_PATH
 from flashlab.simulator.scenario import Poisson, Profile, Scenario
-from flashlab.system.contract import BUY_PATH
 
 NAME = "simulator"
 PRODUCT = "bench-sim"

@@ -3,7 +3,7 @@
 `repeat` is expanded up front into one occurrence per firing, ordered by time. A dispatcher thread
 sleeps until each occurrence's time (t0 + at_s), then starts a thread that injects it, waits
 duration_s and recovers it. Every occurrence that started becomes one row of faults.parquet
-(flashlab.analysis.rundir.FAULTS_SCHEMA). A failing injection is recorded and the run goes on; recovery is
+(flashlab.core.rundir.FAULTS_SCHEMA). A failing injection is recorded and the run goes on; recovery is
 attempted anyway, because a half-injected fault (Redis paused, a toxic on) must never outlive the
 run. `stop()` cuts every pending duration short, recovers what is still injected, and is bounded.
 """
@@ -20,11 +20,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from flashlab.analysis.rundir import FAULTS_SCHEMA
-from flashlab.chaos.experiment import FaultSpec
 from flashlab.chaos.faults import make_fault
 from flashlab.chaos.faults.base import Fault, FaultContext
-from flashlab.system.platforms.base import Platform, StackInfo
+from flashlab.chaos.spec import FaultSpec
+from flashlab.core.platform import Platform, StackInfo
+from flashlab.core.rundir import FAULTS_SCHEMA
 
 STOP_TIMEOUT_S = 90.0  # generous: a recovery may restart Redis and wait for workers
 

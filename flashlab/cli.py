@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from flashlab import __version__
-from flashlab.console import UserError, console, die
+from flashlab.console import console, die
+from flashlab.core.errors import UserError
 
 app = typer.Typer(
     name="flashlab",

@@ -8,20 +8,10 @@ from typing import Any, NoReturn
 
 from rich.console import Console
 
+from flashlab.core.errors import EXIT_BAD_INPUT
+
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
-
-EXIT_OK = 0
-EXIT_VERDICT_FAIL = 1
-EXIT_BAD_INPUT = 2
-
-
-class UserError(Exception):
-    """Bad input or environment: printed as one line, exit 2, never a traceback."""
-
-    def __init__(self, message: str, code: int = EXIT_BAD_INPUT) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def die(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:

@@ -15,8 +15,8 @@ from typing import Protocol
 
 import orjson
 
+from flashlab.core.contract import BUY_PATH, USER_HEADER
 from flashlab.simulator.behaviour import Failure
-from flashlab.system.contract import BUY_PATH, USER_HEADER
 
 CLIENTS = ("aiohttp", "httpx", "raw")
 

@@ -16,28 +16,9 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-OpType = Literal["ok", "fail", "info"]
+from flashlab.core.rundir import HISTORY_SCHEMA
 
-HISTORY_SCHEMA = pa.schema(
-    [
-        pa.field("run_id", pa.string(), nullable=False),
-        pa.field("op_id", pa.string(), nullable=False),  # "<shopper>:<attempt>", unique per run
-        pa.field("shopper", pa.int64(), nullable=False),  # arrival rank: 0 arrives first
-        pa.field("user_id", pa.string(), nullable=False),
-        pa.field("profile", pa.string(), nullable=False),
-        pa.field("attempt", pa.int32(), nullable=False),  # 1-based
-        pa.field("worker", pa.string(), nullable=False),  # engine worker/actor that sent it
-        pa.field("intended_ns", pa.int64(), nullable=False),
-        pa.field("invoke_ns", pa.int64(), nullable=False),
-        pa.field("complete_ns", pa.int64(), nullable=False),
-        pa.field("type", pa.string(), nullable=False),
-        pa.field("status", pa.int32(), nullable=False),  # 0 when no HTTP answer arrived
-        pa.field("code", pa.string(), nullable=True),  # body `code`, "ok" on 200
-        pa.field("order_id", pa.string(), nullable=True),
-        pa.field("remaining", pa.int64(), nullable=True),
-        pa.field("error", pa.string(), nullable=True),  # client-side error text
-    ]
-)
+OpType = Literal["ok", "fail", "info"]
 
 
 @dataclass(slots=True)

@@ -46,7 +46,7 @@ class VuPlan:
 
 
 def user_id(seed: int, shopper: int) -> str:
-    """Stable, contract-valid user id (flashlab.system.contract.ID_PATTERN)."""
+    """Stable, contract-valid user id (flashlab.core.contract.ID_PATTERN)."""
     return f"u-{seed}-{shopper}"
 
 

@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from flashlab.system.contract import (
+from flashlab.core.contract import (
     ADMIN_HEADER,
     PRODUCT_PATH,
     RESET_PATH,

@@ -32,15 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from flashlab.system import metrics
-from flashlab.system.backend import (
-    BACKEND_ERRORS,
-    Backend,
-    begin_request,
-    error_kind,
-    maybe_committed,
-)
-from flashlab.system.contract import (
+from flashlab.core.contract import (
     ADMIN_HEADER,
     BUY_PATH,
     ID_PATTERN,
@@ -57,6 +49,14 @@ from flashlab.system.contract import (
     Product,
     ResetOk,
     ResetRequest,
+)
+from flashlab.system import metrics
+from flashlab.system.backend import (
+    BACKEND_ERRORS,
+    Backend,
+    begin_request,
+    error_kind,
+    maybe_committed,
 )
 from flashlab.system.keys import ProductKeys
 from flashlab.system.settings import Settings, SettingsError

@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from flashlab.analysis.rundir import Truth, TruthOrder
+from flashlab.core.rundir import Truth, TruthOrder
 from flashlab.system.keys import ProductKeys
 
 INFO_FIELDS = (

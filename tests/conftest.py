@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from flashlab.core.platform import StackConfig, StackInfo
 from flashlab.system import procs
-from flashlab.system.platforms.base import StackConfig, StackInfo
 from flashlab.system.platforms.local import LocalPlatform
 
 StackFactory = Callable[..., contextlib.AbstractContextManager[tuple[LocalPlatform, StackInfo]]]
@@ -86,8 +86,8 @@ def admin(local_stack: StackInfo) -> Iterator[Any]:
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real, complete run directory of experiments/smoke.yaml (its own stack), shared by the
     tests that need genuine lab output rather than a synthetic stand-in."""
-    from flashlab.chaos.experiment import load_experiment
-    from flashlab.run import RunRequest, execute
+    from flashlab.lab.experiment import load_experiment
+    from flashlab.lab.run import RunRequest, execute
 
     experiment = load_experiment(
         Path(__file__).resolve().parent.parent / "experiments" / "smoke.yaml"

@@ -9,8 +9,7 @@ import httpx
 import pytest
 import redis
 
-from flashlab.system.admin import AdminClient, AdminError
-from flashlab.system.contract import (
+from flashlab.core.contract import (
     ADMIN_HEADER,
     BUY_PATH,
     MAX_BODY_BYTES,
@@ -24,8 +23,9 @@ from flashlab.system.contract import (
     ResetRequest,
     Strategy,
 )
+from flashlab.core.platform import StackInfo
+from flashlab.system.admin import AdminClient, AdminError
 from flashlab.system.keys import ProductKeys
-from flashlab.system.platforms.base import StackInfo
 
 _ids = itertools.count()
 

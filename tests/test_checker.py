@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from flashlab.analysis.checker import CHECKS, check
-from flashlab.analysis.rundir import TRUTH, load_run
 from flashlab.analysis.synthetic import SyntheticSpec, main, write_synthetic
+from flashlab.core.rundir import TRUTH, load_run
 
 # planter -> (check that must fire with exactly k, checks that fire as a consequence with k)
 CASES: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -19,9 +19,9 @@ import pytest
 import support
 import yaml
 
+from flashlab.core.contract import BUY_PATH, USER_HEADER, ResetRequest, Strategy
+from flashlab.core.platform import StackConfig, StackInfo
 from flashlab.system.admin import AdminClient
-from flashlab.system.contract import BUY_PATH, USER_HEADER, ResetRequest, Strategy
-from flashlab.system.platforms.base import StackConfig, StackInfo
 from flashlab.system.platforms.compose import (
     COMPOSE_FILE,
     PROJECT_LABEL,

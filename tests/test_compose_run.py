@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flashlab.chaos.experiment import parse_experiment
-from flashlab.run import RunRequest, execute
+from flashlab.lab.experiment import parse_experiment
+from flashlab.lab.run import RunRequest, execute
 
 pytestmark = pytest.mark.compose
 

@@ -10,13 +10,13 @@ import time
 import pyarrow as pa
 import uvloop
 
+from flashlab.core.contract import ResetRequest, Strategy
 from flashlab.simulator.engines import LoadPlan, get_engine
 from flashlab.simulator.engines.base import WORKER_LOST
 from flashlab.simulator.loopmon import WORKER_KEYS, LoopMonitor, merge
 from flashlab.simulator.progress import Progress
 from flashlab.simulator.scenario import Profile, Ramp, Scenario, Spike
 from flashlab.simulator.schedule import partition, plan
-from flashlab.system.contract import ResetRequest, Strategy
 from flashlab.system.truth import read_truth
 
 RETRYING = [

@@ -25,9 +25,9 @@ from flashlab.chaos.faults import (
     needs_proxy,
 )
 from flashlab.chaos.faults.base import FaultContext, FaultError, host_port, tcp_ping
+from flashlab.core.contract import ResetRequest, Strategy
+from flashlab.core.platform import StackConfig, StackInfo
 from flashlab.system.admin import AdminClient
-from flashlab.system.contract import ResetRequest, Strategy
-from flashlab.system.platforms.base import StackConfig, StackInfo
 from flashlab.system.platforms.local import LocalPlatform
 
 STOCK = 1_000_000  # never sells out: every answer is about the fault, not the stock

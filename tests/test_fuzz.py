@@ -12,9 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
 
-from flashlab.system.admin import AdminClient
-from flashlab.system.app import create_app
-from flashlab.system.contract import (
+from flashlab.core.contract import (
     ADMIN_HEADER,
     BUY_PATH,
     PRODUCT_PATH,
@@ -24,7 +22,9 @@ from flashlab.system.contract import (
     ResetRequest,
     Strategy,
 )
-from flashlab.system.platforms.base import StackInfo
+from flashlab.core.platform import StackInfo
+from flashlab.system.admin import AdminClient
+from flashlab.system.app import create_app
 from flashlab.system.settings import Settings
 
 EXAMPLES = 60  # per operation and mode: ~600 requests in all

@@ -19,9 +19,9 @@ import pytest
 import redis
 import support
 
+from flashlab.core.platform import DURABILITY_MODES, StackConfig, StackInfo
 from flashlab.system import procs
 from flashlab.system.config import render
-from flashlab.system.platforms.base import DURABILITY_MODES, StackConfig, StackInfo
 from flashlab.system.platforms.local import LocalPlatform, StackError
 
 DEADLINE_S = 30.0

@@ -15,12 +15,12 @@ import pyarrow as pa
 import pytest
 import uvloop
 
+from flashlab.core.contract import ResetRequest, Strategy
 from flashlab.simulator.behaviour import classify
 from flashlab.simulator.client import Answer, RawClient, make_client
 from flashlab.simulator.engines import LoadPlan, get_engine
 from flashlab.simulator.scenario import Profile, Scenario, Spike
 from flashlab.system.admin import AdminClient
-from flashlab.system.contract import ResetRequest, Strategy
 from flashlab.system.truth import read_truth
 
 TIMEOUT_S = 5.0

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from flashlab.analysis.reconcile import counter_total, reconcile
-from flashlab.analysis.rundir import METRICS, load_run
 from flashlab.analysis.synthetic import SyntheticSpec, metrics_text, write_synthetic
+from flashlab.core.rundir import METRICS, load_run
 
 
 def _reconcile(tmp_path: Path, **spec: object) -> dict:

@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flashlab.system.admin import AdminClient
-from flashlab.system.contract import (
+from flashlab.core.contract import (
     BUY_PATH,
     USER_HEADER,
     ErrorBody,
@@ -20,6 +19,7 @@ from flashlab.system.contract import (
     ResetRequest,
     Strategy,
 )
+from flashlab.system.admin import AdminClient
 from flashlab.system.platforms.local import LocalPlatform
 from flashlab.system.truth import read_truth
 

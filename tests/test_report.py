@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from flashlab.analysis import report
-from flashlab.analysis.rundir import REPORT, SUMMARY, RunDirError
 from flashlab.analysis.synthetic import OVERLOADED, Outage, SyntheticSpec, write_synthetic
+from flashlab.core.rundir import REPORT, SUMMARY, RunDirError
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 
 from flashlab.analysis import stats
-from flashlab.analysis.rundir import Run, Truth, TruthOrder, load_run
 from flashlab.analysis.synthetic import T0_NS, SyntheticSpec, write_synthetic
-from flashlab.simulator.history import HISTORY_SCHEMA
+from flashlab.core.rundir import HISTORY_SCHEMA, Run, Truth, TruthOrder, load_run
 
 MS = 1_000_000
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from flashlab.core.contract import BUY_PATH, USER_HEADER, ResetRequest, Strategy
+from flashlab.core.platform import StackInfo
 from flashlab.system.admin import AdminClient
-from flashlab.system.contract import BUY_PATH, USER_HEADER, ResetRequest, Strategy
-from flashlab.system.platforms.base import StackInfo
 from flashlab.system.truth import read_truth
 
 BUYERS = 400

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from flashlab.analysis.hypothesis import SUMMARY_KEYS
-from flashlab.analysis.rundir import FAULTS, load_run
 from flashlab.analysis.summary import json_safe, summarize
 from flashlab.analysis.synthetic import Outage, SyntheticSpec, write_synthetic
+from flashlab.core.rundir import FAULTS, load_run
 
 
 def _summary(tmp_path: Path, **spec: Any) -> dict[str, Any]:

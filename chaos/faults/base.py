@@ -21,7 +21,7 @@ import redis
 from pydantic import BaseModel, ConfigDict
 
 from flashlab.chaos.proxy import ProxyControl
-from flashlab.system.platforms.base import Component, Platform, StackInfo
+from flashlab.core.platform import Component, Platform, StackInfo
 
 T = TypeVar("T")
 

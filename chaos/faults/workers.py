@@ -18,7 +18,7 @@ from flashlab.chaos.faults.base import (
     elapsed_ms,
     wait_for,
 )
-from flashlab.system.platforms.base import Component
+from flashlab.core.platform import Component
 
 
 class WorkerKillParams(FaultParams):

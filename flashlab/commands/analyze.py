@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
-from flashlab.console import UserError, console, emit_json
+from flashlab.console import console, emit_json
+from flashlab.core.errors import UserError
 
 
 def _load(run_dir: Path):
-    from flashlab.analysis.rundir import RunDirError, load_run
+    from flashlab.core.rundir import RunDirError, load_run
 
     try:
         return load_run(run_dir)
@@ -34,9 +35,9 @@ def check(
     """
     run = _load(run_dir)  # fail fast, before the heavier imports
 
-    from flashlab.analysis.rundir import SUMMARY, write_json_atomic
     from flashlab.analysis.summary import summarize
     from flashlab.commands.display import print_summary
+    from flashlab.core.rundir import SUMMARY, write_json_atomic
 
     summary = summarize(run)
     if write:

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from flashlab.console import UserError, console, emit_json, err_console
+from flashlab.console import console, emit_json, err_console
+from flashlab.core.errors import UserError
 
 EPILOG = (
     "Examples:\n\n"
@@ -20,7 +21,7 @@ EPILOG = (
 
 
 def _import_bench() -> Any:
-    import bench  # an installed package (pyproject's packages.find), imported lazily: it is heavy
+    from flashlab import bench  # imported lazily: it is heavy
 
     return bench
 

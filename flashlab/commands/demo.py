@@ -38,7 +38,7 @@ def demo(
       flashlab demo --shoppers 2000
     """
     from flashlab.commands.run import load_with_overrides, run_and_report
-    from flashlab.run import RunRequest
+    from flashlab.lab.run import RunRequest
 
     started = time.monotonic()
     rows = []

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from flashlab.console import UserError, console, emit_json
+from flashlab.console import console, emit_json
+from flashlab.core.errors import UserError
 
 EPILOG = (
     "Examples:\n\n"
@@ -52,9 +53,9 @@ def matrix(
     """Run every strategy through every fault under every durability mode."""
     from flashlab.chaos.faults import fault_names
     from flashlab.commands.run import load_with_overrides
-    from flashlab.matrix import NO_FAULT, run_matrix
-    from flashlab.system.contract import Strategy
-    from flashlab.system.platforms.base import DURABILITY_MODES
+    from flashlab.core.contract import Strategy
+    from flashlab.core.platform import DURABILITY_MODES
+    from flashlab.lab.matrix import NO_FAULT, run_matrix
 
     strategy_list = _split(strategies, "--strategies", [s.value for s in Strategy])
     fault_list = _split(faults, "--faults", [NO_FAULT, *fault_names()])

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from flashlab.console import UserError, console, emit_json
+from flashlab.console import console, emit_json
+from flashlab.core.errors import UserError
 
 EPILOG = (
     "Examples:\n\n"
@@ -22,7 +23,7 @@ EPILOG = (
 
 
 def load_with_overrides(path: Path, overrides: dict[str, Any]) -> Any:
-    from flashlab.chaos.experiment import ExperimentError, load_experiment
+    from flashlab.lab.experiment import ExperimentError, load_experiment
 
     try:
         return load_experiment(path, overrides)
@@ -37,7 +38,7 @@ def _raise_interrupt(_signum: int, _frame: object) -> None:
 def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
     """Shared by `run` and `demo`: execute with a live display, print tables or JSON; the RunOutcome."""
     from flashlab.commands.display import LiveRun, print_summary
-    from flashlab.run import execute
+    from flashlab.lab.run import execute
 
     exp = request.experiment
     live = LiveRun(
@@ -103,7 +104,7 @@ def run(
     ] = False,
 ) -> None:
     """Run a flash sale from an experiment file and judge it."""
-    from flashlab.run import RunRequest, Target
+    from flashlab.lab.run import RunRequest, Target
 
     overrides = {
         "scenario.shoppers": shoppers,

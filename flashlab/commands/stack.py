@@ -24,7 +24,7 @@ import typer
 from rich.table import Table
 
 from flashlab.console import console, die, emit_json
-from flashlab.system.platforms.base import DURABILITY_MODES, Platform, StackConfig, StackInfo
+from flashlab.core.platform import DURABILITY_MODES, Platform, StackConfig, StackInfo
 
 STATE_ENV = "FLASHLAB_STATE_DIR"
 DEFAULT_STATE_DIR = ".flashlab"

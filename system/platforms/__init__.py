@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flashlab.system.platforms.base import Component, Platform, StackConfig, StackInfo
+from flashlab.core.platform import Component, Platform, StackConfig, StackInfo
 
 PLATFORMS: dict[str, str] = {
     # name -> "module:Class"; imported lazily so `local` never needs the Docker SDK.

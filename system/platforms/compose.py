@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from flashlab.system.platforms.base import (
+from flashlab.core.platform import (
     DURABILITY_MODES,
     Component,
     Platform,

@@ -26,16 +26,16 @@ from pathlib import Path
 import httpx
 import redis
 
-from flashlab.system import procs
-from flashlab.system.config import uvicorn_argv
-from flashlab.system.config import write as write_config
-from flashlab.system.platforms.base import (
+from flashlab.core.platform import (
     DURABILITY_MODES,
     Component,
     Platform,
     StackConfig,
     StackInfo,
 )
+from flashlab.system import procs
+from flashlab.system.config import uvicorn_argv
+from flashlab.system.config import write as write_config
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0  # per component; uvicorn imports take ~1-2 s each on 2 busy cores

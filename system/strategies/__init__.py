@@ -1,7 +1,7 @@
 """The purchase-strategy registry: strategy name (as stored in a product's meta) -> implementation.
 
 Adding a strategy is one module implementing `PurchaseStrategy` plus one line here (and its
-name in `flashlab.system.contract.Strategy`, which /admin/reset validates against).
+name in `flashlab.core.contract.Strategy`, which /admin/reset validates against).
 """
 
 from __future__ import annotations

@@ -23,10 +23,9 @@ from urllib.parse import urlsplit
 import httpx
 import pyarrow.parquet as pq
 
-from flashlab import meta
-from flashlab.analysis import rundir
-from flashlab.chaos.experiment import Experiment
-from flashlab.console import UserError
+from flashlab.core import meta, rundir
+from flashlab.core.errors import UserError
+from flashlab.lab.experiment import Experiment
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,7 @@ class _Stack:
     base_url: str
     redis_url: str
     admin_token: str
-    platform: Any = None  # flashlab.system.platforms.base.Platform when the lab started it
+    platform: Any = None  # flashlab.core.platform.Platform when the lab started it
     info: Any = None  # StackInfo
     public: dict[str, Any] = field(default_factory=dict)  # for the manifest (no token)
 

@@ -51,7 +51,7 @@ def versions() -> dict[str, Any]:
 
 
 def git_revision(root: Path | None = None) -> dict[str, Any]:
-    root = root or Path(__file__).resolve().parent.parent
+    root = root or Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str | None:
         try:

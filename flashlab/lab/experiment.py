@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flashlab.analysis.hypothesis import HypothesisError, parse_clause
-from flashlab.chaos.faults import FAULTS, fault_names, fault_param_error
+from flashlab.chaos.spec import FaultSpec
+from flashlab.core.contract import ID_PATTERN, ResetRequest, Strategy
+from flashlab.core.platform import Durability
 from flashlab.simulator.scenario import Scenario
-from flashlab.system.contract import ID_PATTERN, ResetRequest, Strategy
-from flashlab.system.platforms.base import Durability
 
 
 class _Model(BaseModel):
@@ -59,34 +59,6 @@ class EngineSpec(_Model):
     connections: int = Field(default=256, ge=1, le=100_000)  # per worker
     client: Literal["aiohttp", "httpx", "raw"] = "aiohttp"
     ray_address: str | None = None
-
-
-class Repeat(_Model):
-    every_s: float = Field(gt=0, le=3600)
-    count: int = Field(ge=1, le=1000)
-
-
-class FaultSpec(_Model):
-    fault: str
-    at_s: float = Field(ge=0, le=3600)  # seconds after the load starts
-    duration_s: float = Field(default=0.0, ge=0, le=3600)
-    params: dict[str, Any] = Field(default_factory=dict)
-    repeat: Repeat | None = None
-
-    @field_validator("fault")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        if name not in FAULTS:
-            allowed = ", ".join(fault_names()) or "none registered"
-            raise ValueError(f"unknown fault {name!r} (allowed: {allowed})")
-        return name
-
-    @model_validator(mode="after")
-    def _params(self) -> FaultSpec:
-        problem = fault_param_error(self.fault, self.params)
-        if problem:
-            raise ValueError(f"params: {problem}")
-        return self
 
 
 class Experiment(_Model):

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flashlab.analysis.rundir import write_json_atomic
-from flashlab.chaos.experiment import Experiment, FaultSpec
-from flashlab.run import RunRequest, execute
+from flashlab.chaos.spec import FaultSpec
+from flashlab.core.rundir import write_json_atomic
+from flashlab.lab.experiment import Experiment
+from flashlab.lab.run import RunRequest, execute
 
 NO_FAULT = "none"
 # Faults that can lose acknowledged writes when Redis does not fsync every write.

@@ -1,4 +1,4 @@
-"""The run-directory format: file names, the Redis truth model, and loading a run for analysis.
+"""The run-directory format: file names, the history and faults schemas, the truth model, loading.
 
 `reports/<run-id>/` holds manifest.json, history.parquet, faults.parquet, truth.json,
 summary.json, report.html. A run is complete only when manifest.json has `"complete": true`
@@ -24,6 +24,29 @@ TRUTH = "truth.json"
 SUMMARY = "summary.json"
 REPORT = "report.html"
 METRICS = "metrics.json"  # Prometheus scrapes taken during the run (optional)
+
+# One row per purchase attempt (Jepsen style); written by the simulator's HistoryWriter.
+# `type` is ok | fail | info (indeterminate); timestamps are epoch ns.
+HISTORY_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("op_id", pa.string(), nullable=False),  # "<shopper>:<attempt>", unique per run
+        pa.field("shopper", pa.int64(), nullable=False),  # arrival rank: 0 arrives first
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("profile", pa.string(), nullable=False),
+        pa.field("attempt", pa.int32(), nullable=False),  # 1-based
+        pa.field("worker", pa.string(), nullable=False),  # engine worker/actor that sent it
+        pa.field("intended_ns", pa.int64(), nullable=False),
+        pa.field("invoke_ns", pa.int64(), nullable=False),
+        pa.field("complete_ns", pa.int64(), nullable=False),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("status", pa.int32(), nullable=False),  # 0 when no HTTP answer arrived
+        pa.field("code", pa.string(), nullable=True),  # body `code`, "ok" on 200
+        pa.field("order_id", pa.string(), nullable=True),
+        pa.field("remaining", pa.int64(), nullable=True),
+        pa.field("error", pa.string(), nullable=True),  # client-side error text
+    ]
+)
 
 FAULTS_SCHEMA = pa.schema(
     [

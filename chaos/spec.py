@@ -1,0 +1,41 @@
+"""A fault schedule entry as an experiment file states it: which fault, when, for how long, params."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from flashlab.chaos.faults import FAULTS, fault_names, fault_param_error
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Repeat(_Model):
+    every_s: float = Field(gt=0, le=3600)
+    count: int = Field(ge=1, le=1000)
+
+
+class FaultSpec(_Model):
+    fault: str
+    at_s: float = Field(ge=0, le=3600)  # seconds after the load starts
+    duration_s: float = Field(default=0.0, ge=0, le=3600)
+    params: dict[str, Any] = Field(default_factory=dict)
+    repeat: Repeat | None = None
+
+    @field_validator("fault")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in FAULTS:
+            allowed = ", ".join(fault_names()) or "none registered"
+            raise ValueError(f"unknown fault {name!r} (allowed: {allowed})")
+        return name
+
+    @model_validator(mode="after")
+    def _params(self) -> FaultSpec:
+        problem = fault_param_error(self.fault, self.params)
+        if problem:
+            raise ValueError(f"params: {problem}")
+        return self
