@@ -13,7 +13,6 @@ import json
 import math
 import os
 import platform
-import shlex
 import sys
 import tempfile
 import threading
@@ -305,10 +304,6 @@ def run_tool(
 
 def _tail(text: str, lines: int = 3) -> str:
     return " | ".join(text.strip().splitlines()[-lines:])[-400:]
-
-
-def command_line(argv: Sequence[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)
 
 
 # ---- wrk ----------------------------------------------------------------------------------------

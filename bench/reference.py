@@ -1,4 +1,4 @@
-"""Benchmark `reference`: the reference's k6 stability scenario, scaled, for lock and lua.
+"""Benchmark `reference`: the reference's k6 stability scenario (docs/REFERENCE.md), scaled, for lock and lua.
 
 experiments/k6-stability.yaml (a closed model: virtual users ramp up, hold, ramp down, 1-3 s of
 think time) with its stages scaled to fit the suite's time budget, run once with the lock

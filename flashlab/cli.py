@@ -49,33 +49,23 @@ def _root(
 
 
 def _mount() -> None:
-    from flashlab.commands import analyze, demo, experiment, matrix, run
+    from flashlab.commands import analyze, bench, demo, experiment, matrix, run
+    from flashlab.commands.stack import app as stack_app
 
-    for module in (run, analyze, experiment, matrix, demo):
+    for module in (run, analyze, experiment, matrix, demo, bench):
         module.register(app)
-    try:
-        from flashlab.commands.stack import app as stack_app
-
-        app.add_typer(
-            stack_app,
-            name="stack",
-            help="Start, inspect and stop a flash-sale stack.",
-            epilog=(
-                "Examples:\n\n"
-                "  flashlab stack up                      # foreground; Ctrl-C stops and reaps it\n\n"
-                "  flashlab stack up --detach --workers 4 --durability aof-always\n\n"
-                "  flashlab stack status --json\n\n"
-                "  flashlab stack down"
-            ),
-        )
-    except ImportError:  # pragma: no cover - only while the stack module is being built
-        pass
-    try:
-        from flashlab.commands.bench import register as register_bench
-
-        register_bench(app)
-    except ImportError:  # pragma: no cover
-        pass
+    app.add_typer(
+        stack_app,
+        name="stack",
+        help="Start, inspect and stop a flash-sale stack.",
+        epilog=(
+            "Examples:\n\n"
+            "  flashlab stack up                      # foreground; Ctrl-C stops and reaps it\n\n"
+            "  flashlab stack up --detach --workers 4 --durability aof-always\n\n"
+            "  flashlab stack status --json\n\n"
+            "  flashlab stack down"
+        ),
+    )
 
 
 _mount()

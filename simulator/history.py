@@ -9,7 +9,7 @@ Response time = complete - intended (no coordinated omission); service time = co
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -55,14 +55,6 @@ def ops_to_batch(ops: list[Op]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict(columns, schema=HISTORY_SCHEMA)
 
 
-def batch_to_ops(batch: pa.RecordBatch) -> list[Op]:
-    return [Op(**row) for row in batch.to_pylist()]
-
-
-def op_as_dict(op: Op) -> dict:
-    return asdict(op)
-
-
 class HistoryWriter:
     """Streams batches into `history.parquet`; written to a temp name and renamed on close,
     so a crashed run never leaves a history that looks complete."""
@@ -86,7 +78,3 @@ class HistoryWriter:
     def abort(self) -> None:
         self._writer.close()
         self._tmp.unlink(missing_ok=True)
-
-
-def read_history(path: Path) -> pa.Table:
-    return pq.read_table(path, schema=HISTORY_SCHEMA)

@@ -1,13 +1,15 @@
 """Scenario and behaviour-profile models: who arrives when, and what each shopper does with an answer.
 
-Pure data (pydantic). Turning a scenario into a concrete, seeded list of shoppers is
-`flashlab.simulator.schedule`; driving them is `flashlab.simulator.engines`.
+Pydantic models. An arrival kind is one class here with `offsets(n, rng)` (sorted seconds after
+t0) plus one entry in the `Arrival` union. Turning a scenario into a concrete, seeded list of
+shoppers is `flashlab.simulator.schedule`; driving them is `flashlab.simulator.engines`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -21,12 +23,19 @@ class Spike(_Model):
     kind: Literal["spike"] = "spike"
     window_s: float = Field(default=1.0, gt=0, le=3600)
 
+    def offsets(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return np.sort(rng.uniform(0.0, self.window_s, n))
+
 
 class Ramp(_Model):
     """Arrival rate grows linearly from 0 over `duration_s`."""
 
     kind: Literal["ramp"] = "ramp"
     duration_s: float = Field(default=10.0, gt=0, le=3600)
+
+    def offsets(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        # Rate grows linearly from 0, so the arrival CDF is (t/D)^2 and its inverse is D*sqrt(u).
+        return np.sort(self.duration_s * np.sqrt(rng.uniform(0.0, 1.0, n)))
 
 
 class Waves(_Model):
@@ -37,6 +46,11 @@ class Waves(_Model):
     period_s: float = Field(default=2.0, gt=0, le=3600)
     width_s: float = Field(default=0.2, gt=0, le=3600)
 
+    def offsets(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        # Equal shares per wave (the first waves take the remainder), uniform inside each wave.
+        wave = np.arange(n) % self.count
+        return np.sort(wave * self.period_s + rng.uniform(0.0, self.width_s, n))
+
 
 class Poisson(_Model):
     """Exponential inter-arrival times at `rate_per_s`."""
@@ -44,7 +58,11 @@ class Poisson(_Model):
     kind: Literal["poisson"] = "poisson"
     rate_per_s: float = Field(default=1000.0, gt=0, le=10_000_000)
 
+    def offsets(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return np.cumsum(rng.exponential(1.0 / self.rate_per_s, n))
 
+
+# The arrival registry: a new kind is one class above plus one entry here.
 Arrival = Annotated[Spike | Ramp | Waves | Poisson, Field(discriminator="kind")]
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flashlab.simulator.scenario import Poisson, Ramp, Scenario, Spike, Stage, Waves
+from flashlab.simulator.scenario import Scenario, Stage
 
 _SEED_BITS = 2**62  # per-shopper seeds stay well inside int64 (Arrow, pickle, random.Random)
 
@@ -50,34 +50,9 @@ def user_id(seed: int, shopper: int) -> str:
     return f"u-{seed}-{shopper}"
 
 
-# ---- open model: arrival offsets per kind (each returns sorted seconds after t0) -------------
-
-
-def _spike(a: Spike, n: int, rng: np.random.Generator) -> np.ndarray:
-    return np.sort(rng.uniform(0.0, a.window_s, n))
-
-
-def _ramp(a: Ramp, n: int, rng: np.random.Generator) -> np.ndarray:
-    # Rate grows linearly from 0, so the arrival CDF is (t/D)^2 and its inverse is D*sqrt(u).
-    return np.sort(a.duration_s * np.sqrt(rng.uniform(0.0, 1.0, n)))
-
-
-def _waves(a: Waves, n: int, rng: np.random.Generator) -> np.ndarray:
-    # Equal shares per wave (the first waves take the remainder), uniform inside each wave.
-    wave = np.arange(n) % a.count
-    return np.sort(wave * a.period_s + rng.uniform(0.0, a.width_s, n))
-
-
-def _poisson(a: Poisson, n: int, rng: np.random.Generator) -> np.ndarray:
-    return np.cumsum(rng.exponential(1.0 / a.rate_per_s, n))
-
-
-_ARRIVALS = {"spike": _spike, "ramp": _ramp, "waves": _waves, "poisson": _poisson}
-
-
 def arrival_offsets(scenario: Scenario, rng: np.random.Generator) -> np.ndarray:
     """Sorted arrival offsets (s) for `scenario.shoppers`, before the duration cap is applied."""
-    return _ARRIVALS[scenario.arrival.kind](scenario.arrival, scenario.shoppers, rng)
+    return scenario.arrival.offsets(scenario.shoppers, rng)
 
 
 def _profiles(scenario: Scenario, n: int, rng: np.random.Generator) -> list[str]:

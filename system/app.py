@@ -1,4 +1,4 @@
-"""The flash-sale HTTP API (DESIGN.md's contract table): routes, error mapping, and the app factory.
+"""The flash-sale HTTP API (docs/CONTRACT.md): routes, error mapping, and the app factory.
 
 Run by the supervisor as `uvicorn flashlab.system.app:create_app --factory ...`, configured from the
 FLASHLAB_* environment (`flashlab.system.settings`). Performance notes, because the buy path is

@@ -35,7 +35,7 @@ _METRICS_ID = os.environ.get("FLASHLAB_METRICS_ID")
 if _METRICS_ID and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     values.ValueClass = values.MultiProcessValue(process_identifier=lambda: _METRICS_ID)
 
-# 1 ms .. 10 s: a healthy lua buy is ~1 ms, the reference's lock under load had p95 ~10 s.
+# 1 ms .. 10 s: a healthy lua buy is ~1 ms, the reference's lock (docs/REFERENCE.md) under load had p95 ~10 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 HTTP_REQUESTS = Counter(

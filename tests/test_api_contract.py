@@ -1,4 +1,4 @@
-"""The HTTP contract (DESIGN.md's table), row by row, through nginx on the session's local stack."""
+"""The HTTP contract (docs/CONTRACT.md's table), row by row, through nginx on the session's local stack."""
 
 from __future__ import annotations
 

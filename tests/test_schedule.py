@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 import pytest
 
-from flashlab.simulator.scenario import Poisson, Profile, Ramp, Scenario, Spike, Stage, Waves
+from flashlab.simulator.scenario import (
+    Arrival,
+    Poisson,
+    Profile,
+    Ramp,
+    Scenario,
+    Spike,
+    Stage,
+    Waves,
+)
 from flashlab.simulator.schedule import partition, plan, vu_plan
 
 
 def _key(shoppers: list) -> list[tuple]:
     return [(s.shopper, s.user_id, s.profile, s.arrival_s, s.rng_seed, s.vu) for s in shoppers]
+
+
+# Every registered arrival kind (the Arrival union), with its default parameters.
+ARRIVAL_KINDS = typing.get_args(typing.get_args(Arrival)[0])
+
+
+@pytest.mark.parametrize("arrival_cls", ARRIVAL_KINDS, ids=lambda cls: cls.__name__)
+def test_every_arrival_kind_gives_n_sorted_nonnegative_offsets(arrival_cls) -> None:
+    arrival = arrival_cls()
+    offsets = arrival.offsets(1_000, np.random.Generator(np.random.PCG64(5)))
+    again = arrival.offsets(1_000, np.random.Generator(np.random.PCG64(5)))
+    assert len(offsets) == 1_000 and np.array_equal(offsets, again)
+    assert offsets[0] >= 0 and bool(np.all(np.diff(offsets) >= 0))
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""`flashlab demo` (what `make demo` runs): the reference's oversell, then a safe sale through faults."""
+"""`flashlab demo` (what `make demo` runs): the reference's oversell (docs/REFERENCE.md), then a safe sale through faults."""
 
 from __future__ import annotations
 

@@ -20,8 +20,6 @@ from flashlab.simulator.engines.base import (
 )
 from flashlab.simulator.shopper import drive
 
-__all__ = ["InlineEngine", "cpu_seconds"]  # cpu_seconds: its former home, kept importable
-
 
 class InlineEngine(Engine):
     name = "inline"

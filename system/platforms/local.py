@@ -505,7 +505,7 @@ class LocalPlatform(Platform):
     # ------------------------------------------------------------------ monitor
 
     def _watch(self) -> None:
-        """Respawn API workers that died (like the reference's cluster), counting restarts."""
+        """Respawn API workers that died (like the reference's Node cluster, docs/REFERENCE.md), counting restarts."""
         while not self._stopping.wait(MONITOR_INTERVAL_S):
             with self._lock:
                 if self._stopping.is_set():

@@ -1,6 +1,6 @@
 """The `lock` strategy: a `SET NX PX` pessimistic lock per product; losers get 409 busy.
 
-This is the reference's phase 2. The lock is released with a compare-and-delete script so a
+This is the reference's phase 2 (docs/REFERENCE.md). The lock is released with a compare-and-delete script so a
 worker whose lock expired (TTL) can never delete a lock another worker now holds.
 """
 

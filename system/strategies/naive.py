@@ -1,6 +1,6 @@
 """The `naive` strategy: read stock, then write stock-1 — non-atomic on purpose, so it oversells.
 
-This is the reference's phase 1. The optional `naive_delay_ms` sleep between the read and the
+This is the reference's phase 1 (docs/REFERENCE.md). The optional `naive_delay_ms` sleep between the read and the
 write widens the race window so concurrent buyers reliably read the same stock value.
 """
 
