@@ -50,4 +50,4 @@ RUN apt-get update -qq \
 COPY --from=venv /opt/flashlab /opt/flashlab
 ENV PATH=/opt/flashlab/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 EXPOSE 9090
-CMD ["python", "-m", "flashlab.system.platforms.compose", "exec", "prometheus"]
+CMD ["python", "-m", "flashlab.system.platforms.compose_entry", "exec", "prometheus"]
