@@ -66,6 +66,7 @@ from flashlab.system.strategies import (
     Purchase,
     PurchaseStrategy,
     load_strategies,
+    settings_model,
 )
 
 log = logging.getLogger("flashlab.api")
@@ -327,23 +328,25 @@ class Api:
             return error_response(request.scope, ErrorCode.forbidden, f"{ADMIN_HEADER} is wrong")
         try:
             req = ResetRequest.model_validate(parse_json(await read_body(request)))
+            settings = settings_model(req.strategy.value).model_validate(req.settings)
         except BadInput as exc:
             return error_response(request.scope, exc.code, exc.message)
         except ValidationError as exc:
-            return error_response(request.scope, ErrorCode.validation_error, _first_error(exc))
-        await self._apply_reset(req)
+            where = "" if exc.title == ResetRequest.__name__ else "settings."
+            return error_response(
+                request.scope, ErrorCode.validation_error, where + _first_error(exc)
+            )
+        await self._apply_reset(req, settings.model_dump_json())
         ok = ResetOk(product_id=req.product_id, stock=req.stock, strategy=req.strategy)
         return json_response(ok.model_dump(mode="json", by_alias=True))
 
-    async def _apply_reset(self, req: ResetRequest) -> None:
+    async def _apply_reset(self, req: ResetRequest, settings_json: str) -> None:
         keys = ProductKeys(req.product_id)
         meta = ProductMeta(
             strategy=req.strategy.value,
             stock_initial=req.stock,
             price_cents=req.price_cents,
-            naive_delay_ms=req.naive_delay_ms,
-            lock_ttl_ms=req.lock_ttl_ms,
-            optimistic_retries=req.optimistic_retries,
+            settings=settings_json,
         )
         async with self.backend.redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys.buyers, keys.orders, keys.lock, keys.order_seq, keys.meta)

@@ -4,7 +4,7 @@ All keys of one product share a hash tag `{product}` so they would land in one R
 - stock      STRING  int, units left
 - buyers     SET     user ids holding a unit
 - orders     STREAM  append-only order log, entry fields: order_id, user_id, ts_ms (server time)
-- meta       HASH    strategy, stock_initial, price_cents, naive_delay_ms, lock_ttl_ms, optimistic_retries
+- meta       HASH    strategy, stock_initial, price_cents, settings (JSON of the strategy's Settings)
 - lock       STRING  pessimistic lock token (strategy `lock`)
 - order_seq  STRING  INCR counter behind order ids
 """

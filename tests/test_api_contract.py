@@ -263,13 +263,24 @@ def test_reset_requires_the_token(local_stack: StackInfo, http: httpx.Client) ->
         {"productId": "p", "stock": 1, "strategy": "magic"},
         {"productId": "p", "stock": 1, "surprise": True},
         {"stock": 1},
+        {"productId": "p", "stock": 1, "strategy": "lua", "settings": {"lock_ttl_ms": 5}},
+        {"productId": "p", "stock": 1, "strategy": "lock", "settings": {"lock_ttl_ms": 1}},
     ],
-    ids=["negative-stock", "unknown-strategy", "unknown-field", "missing-id"],
+    ids=[
+        "negative-stock",
+        "unknown-strategy",
+        "unknown-field",
+        "missing-id",
+        "setting-of-another-strategy",
+        "setting-out-of-range",
+    ],
 )
 def test_reset_validation(
     payload: dict[str, object], local_stack: StackInfo, http: httpx.Client
 ) -> None:
     response = http.post(RESET_PATH, json=payload, headers={ADMIN_HEADER: local_stack.admin_token})
     assert_error(response, 422, ErrorCode.validation_error)
+    if "settings" in payload:  # the message names the strategy setting at fault
+        assert response.json()["message"].startswith("settings.lock_ttl_ms")
     malformed = http.post(RESET_PATH, content=b"{", headers={ADMIN_HEADER: local_stack.admin_token})
     assert_error(malformed, 400, ErrorCode.bad_request)

@@ -126,7 +126,7 @@ def test_safe_strategies_sell_exactly_the_stock(
 def test_naive_with_delay_oversells(local_stack: StackInfo, admin: AdminClient) -> None:
     product = "burst-naive"
     reset = ResetRequest(
-        product_id=product, stock=STOCK, strategy=Strategy.naive, naive_delay_ms=20
+        product_id=product, stock=STOCK, strategy=Strategy.naive, settings={"naive_delay_ms": 20}
     )
     admin.reset(reset)
 

@@ -101,10 +101,9 @@ class ResetRequest(_Strict):
     stock: int = Field(ge=0, le=10_000_000)
     strategy: Strategy = Strategy.lua
     price_cents: int = Field(default=99_900, alias="priceCents", ge=0)
-    # naive only: sleep between the read and the write, to widen the race window reproducibly.
-    naive_delay_ms: float = Field(default=0.0, alias="naiveDelayMs", ge=0, le=5_000)
-    lock_ttl_ms: int = Field(default=2_000, alias="lockTtlMs", ge=10, le=60_000)
-    optimistic_retries: int = Field(default=3, alias="optimisticRetries", ge=0, le=100)
+    # The strategy's own settings (e.g. lock: {"lock_ttl_ms": 2000}); the API validates them
+    # against that strategy's Settings model and answers 422 naming the bad one.
+    settings: dict[str, float | int | bool | str] = Field(default_factory=dict, max_length=32)
 
 
 class ResetOk(_Strict):

@@ -6,6 +6,7 @@ field path and, where there is a fixed set, the allowed values.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from flashlab.chaos.spec import FaultSpec
 from flashlab.core.contract import ID_PATTERN, ResetRequest, Strategy
 from flashlab.core.platform import Durability
 from flashlab.simulator.scenario import Scenario
+from flashlab.system.strategies import settings_model
 
 
 class _Model(BaseModel):
@@ -36,9 +38,33 @@ class ProductSpec(_Model):
     stock: int = Field(default=1_000, ge=0, le=10_000_000)
     strategy: Strategy = Strategy.lua
     price_cents: int = Field(default=99_900, ge=0)
-    naive_delay_ms: float = Field(default=0.0, ge=0, le=5_000)
-    lock_ttl_ms: int = Field(default=2_000, ge=10, le=60_000)
-    optimistic_retries: int = Field(default=3, ge=0, le=100)
+    # Strategy settings, e.g. {naive_delay_ms: 2, lock_ttl_ms: 2000}: each key belongs to some
+    # strategy's own Settings model (so one file can serve a matrix over strategies); the reset
+    # sends the chosen strategy only its own keys.
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("settings")
+    @classmethod
+    def _settings_known(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        models = {s.value: settings_model(s.value) for s in Strategy}
+        for key, value in settings.items():
+            owners = [m for m in models.values() if key in m.model_fields]
+            if not owners:
+                known = sorted({f for m in models.values() for f in m.model_fields})
+                near = difflib.get_close_matches(key, known, n=1)
+                hint = f"did you mean {near[0]!r}? " if near else ""
+                raise ValueError(f"unknown setting {key!r} ({hint}known: {', '.join(known)})")
+            for model in owners:
+                try:
+                    model.model_validate({key: value})
+                except ValidationError as exc:
+                    raise ValueError(f"{key}: {exc.errors()[0]['msg']}") from None
+        return settings
+
+    def strategy_settings(self) -> dict[str, Any]:
+        """The settings the chosen strategy takes, out of `settings`."""
+        own = settings_model(self.strategy.value).model_fields
+        return {key: value for key, value in self.settings.items() if key in own}
 
     def reset_request(self) -> ResetRequest:
         """The admin reset that puts this product on sale, as the API's contract types it."""
@@ -47,9 +73,7 @@ class ProductSpec(_Model):
             stock=self.stock,
             strategy=self.strategy,
             price_cents=self.price_cents,
-            naive_delay_ms=self.naive_delay_ms,
-            lock_ttl_ms=self.lock_ttl_ms,
-            optimistic_retries=self.optimistic_retries,
+            settings=self.strategy_settings(),
         )
 
 

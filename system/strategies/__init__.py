@@ -1,7 +1,8 @@
 """The purchase-strategy registry: strategy name (as stored in a product's meta) -> implementation.
 
-Adding a strategy is one module implementing `PurchaseStrategy` plus one line here (and its
-name in `flashlab.core.contract.Strategy`, which /admin/reset validates against).
+The registry is the HTTP contract's `flashlab.core.contract.Strategy` enum (the names /admin/reset
+accepts). Adding a strategy is one module `flashlab.system.strategies.<name>` with a
+`<Name>Strategy(PurchaseStrategy)` class (and its own `Settings` model) plus one line in that enum.
 """
 
 from __future__ import annotations
@@ -9,24 +10,29 @@ from __future__ import annotations
 import importlib
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel
 
+from flashlab.core.contract import Strategy
 from flashlab.system.strategies.base import Outcome, ProductMeta, Purchase, PurchaseStrategy
 
 STRATEGIES: dict[str, str] = {
-    "naive": "flashlab.system.strategies.naive:NaiveStrategy",
-    "lock": "flashlab.system.strategies.lock:LockStrategy",
-    "optimistic": "flashlab.system.strategies.optimistic:OptimisticStrategy",
-    "lua": "flashlab.system.strategies.lua:LuaStrategy",
+    s.value: f"flashlab.system.strategies.{s.value}:{s.value.title()}Strategy" for s in Strategy
 }
+
+
+def strategy_class(name: str) -> type[PurchaseStrategy]:
+    module, cls = STRATEGIES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def settings_model(name: str) -> type[BaseModel]:
+    """The strategy's own settings model (what /admin/reset and experiment files may tune)."""
+    return strategy_class(name).Settings
 
 
 def load_strategies(redis: aioredis.Redis) -> dict[str, PurchaseStrategy]:
     """Instantiate every registered strategy for one worker's Redis client."""
-    loaded: dict[str, PurchaseStrategy] = {}
-    for name, target in STRATEGIES.items():
-        module, cls = target.split(":")
-        loaded[name] = getattr(importlib.import_module(module), cls)(redis)
-    return loaded
+    return {name: strategy_class(name)(redis) for name in STRATEGIES}
 
 
 __all__ = [
@@ -36,4 +42,6 @@ __all__ = [
     "Purchase",
     "PurchaseStrategy",
     "load_strategies",
+    "settings_model",
+    "strategy_class",
 ]

@@ -10,9 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict
 
 from flashlab.system.keys import ProductKeys, order_id
 
@@ -48,9 +49,7 @@ class ProductMeta:
     strategy: str
     stock_initial: int
     price_cents: int
-    naive_delay_ms: float
-    lock_ttl_ms: int
-    optimistic_retries: int
+    settings: str = "{}"  # JSON of the strategy's own Settings model, validated at reset
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> ProductMeta | None:
@@ -61,9 +60,7 @@ class ProductMeta:
             strategy=raw["strategy"],
             stock_initial=int(raw.get("stock_initial", 0)),
             price_cents=int(raw.get("price_cents", 0)),
-            naive_delay_ms=float(raw.get("naive_delay_ms", 0.0)),
-            lock_ttl_ms=int(raw.get("lock_ttl_ms", 2000)),
-            optimistic_retries=int(raw.get("optimistic_retries", 3)),
+            settings=raw.get("settings", "{}"),
         )
 
     def to_hash(self) -> dict[str, Any]:
@@ -71,9 +68,7 @@ class ProductMeta:
             "strategy": self.strategy,
             "stock_initial": self.stock_initial,
             "price_cents": self.price_cents,
-            "naive_delay_ms": self.naive_delay_ms,
-            "lock_ttl_ms": self.lock_ttl_ms,
-            "optimistic_retries": self.optimistic_retries,
+            "settings": self.settings,
         }
 
 
@@ -95,13 +90,34 @@ def record_order(pipe: Any, keys: ProductKeys, user_id: str) -> None:
     pipe.eval(RECORD_ORDER_LUA, 2, keys.orders, keys.order_seq, user_id)
 
 
+class NoSettings(BaseModel):
+    """A strategy without settings: any setting given to it is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class PurchaseStrategy(ABC):
-    """One way to sell a unit. Instances are per worker and shared by all requests."""
+    """One way to sell a unit. Instances are per worker and shared by all requests.
+
+    `Settings` is the strategy's own pydantic model of what a reset may tune (e.g. lock's TTL):
+    /admin/reset validates `settings` against it, stores it as JSON in the product's meta, and
+    `settings_of(meta)` hands the typed value back, parsed once per distinct JSON string.
+    """
 
     name: str
+    Settings: ClassVar[type[BaseModel]] = NoSettings
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+        self._parsed: dict[str, BaseModel] = {}
+
+    def settings_of(self, meta: ProductMeta) -> Any:
+        parsed = self._parsed.get(meta.settings)
+        if parsed is None:
+            parsed = self.Settings.model_validate_json(meta.settings)
+            if len(self._parsed) < 1_000:  # bounded: one entry per distinct reset
+                self._parsed[meta.settings] = parsed
+        return parsed
 
     @abstractmethod
     async def buy(self, keys: ProductKeys, user_id: str, meta: ProductMeta) -> Purchase:

@@ -10,6 +10,7 @@ import contextlib
 import secrets
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, Field
 
 from flashlab.system.backend import BACKEND_ERRORS, arm
 from flashlab.system.keys import ProductKeys
@@ -23,8 +24,16 @@ return 0
 """
 
 
+class LockSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The lock's expiry: a worker that dies holding it blocks the product at most this long.
+    lock_ttl_ms: int = Field(default=2_000, ge=10, le=60_000)
+
+
 class LockStrategy(PurchaseStrategy):
     name = "lock"
+    Settings = LockSettings
 
     def __init__(self, redis: aioredis.Redis) -> None:
         super().__init__(redis)
@@ -32,7 +41,9 @@ class LockStrategy(PurchaseStrategy):
 
     async def buy(self, keys: ProductKeys, user_id: str, meta: ProductMeta) -> Purchase:
         token = secrets.token_hex(8)
-        if not await self.redis.set(keys.lock, token, nx=True, px=meta.lock_ttl_ms):
+        if not await self.redis.set(
+            keys.lock, token, nx=True, px=self.settings_of(meta).lock_ttl_ms
+        ):
             return BUSY
         try:
             return await self._locked_buy(keys, user_id)

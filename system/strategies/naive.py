@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import asyncio
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from flashlab.system.backend import arm
 from flashlab.system.keys import ProductKeys
 from flashlab.system.strategies.base import ProductMeta, Purchase, PurchaseStrategy, record_order
 
 
+class NaiveSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Sleep between the read and the write: widens the race window reproducibly.
+    naive_delay_ms: float = Field(default=0.0, ge=0, le=5_000)
+
+
 class NaiveStrategy(PurchaseStrategy):
     name = "naive"
+    Settings = NaiveSettings
 
     async def buy(self, keys: ProductKeys, user_id: str, meta: ProductMeta) -> Purchase:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -23,8 +33,9 @@ class NaiveStrategy(PurchaseStrategy):
         stock = int(raw_stock or 0)
         if (refused := self.refusal(is_buyer, stock)) is not None:
             return refused
-        if meta.naive_delay_ms > 0:
-            await asyncio.sleep(meta.naive_delay_ms / 1000.0)
+        delay_ms = self.settings_of(meta).naive_delay_ms
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000.0)
         arm()
         async with self.redis.pipeline(transaction=False) as pipe:
             # The lost update: SET of a value computed from a stale read.

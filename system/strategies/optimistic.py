@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
@@ -10,12 +11,20 @@ from flashlab.system.keys import ProductKeys
 from flashlab.system.strategies.base import BUSY, ProductMeta, Purchase, PurchaseStrategy
 
 
+class OptimisticSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # WATCH/EXEC retries after the first attempt before answering 409 busy.
+    optimistic_retries: int = Field(default=3, ge=0, le=100)
+
+
 class OptimisticStrategy(PurchaseStrategy):
     name = "optimistic"
+    Settings = OptimisticSettings
 
     async def buy(self, keys: ProductKeys, user_id: str, meta: ProductMeta) -> Purchase:
         async with self.redis.pipeline(transaction=True) as pipe:
-            for _ in range(1 + meta.optimistic_retries):
+            for _ in range(1 + self.settings_of(meta).optimistic_retries):
                 try:
                     return await self._attempt(pipe, keys, user_id)
                 except WatchError:
