@@ -19,6 +19,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from flashlab.analysis import plots
+from flashlab.console import verdict_exit_code  # the exit code the banner shows
 from flashlab.analysis.rundir import REPORT, SUMMARY, Run, RunDirError, load_run, write_json_atomic
 
 MATRIX_JSON = "matrix.json"
@@ -289,6 +290,7 @@ def render_report(run: Run, summary: dict[str, Any]) -> str:
         fairness=summary.get("fairness") or {},
         figures=_figures(run, summary),
         generator_overloaded=(summary.get("generator") or {}).get("healthy") is False,
+        exit_code=verdict_exit_code(str(summary.get("verdict"))),
     )
 
 

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from flashlab import meta
 from flashlab.analysis import rundir
 from flashlab.chaos.experiment import Experiment
-from flashlab.console import UserError
+from flashlab.console import UserError, verdict_exit_code
 
 
 @dataclass(frozen=True)
@@ -296,5 +296,5 @@ def _execute(
     manifest["complete"] = True
     rundir.write_json_atomic(run_dir / rundir.MANIFEST, manifest)
     return RunOutcome(
-        run_dir=run_dir, summary=summary, exit_code=0 if summary["verdict"] == "pass" else 1
+        run_dir=run_dir, summary=summary, exit_code=verdict_exit_code(summary["verdict"])
     )

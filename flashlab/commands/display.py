@@ -12,7 +12,18 @@ from rich.table import Table
 
 from flashlab.console import console
 
-_VERDICT_STYLE = {"pass": "bold green", "fail": "bold red"}
+VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
+_STATUS_MARK = {"pass": "[green]✔[/]", "fail": "[red]✘[/]", "inconclusive": "[yellow]?[/]"}
+
+
+def verdict_line(verdict: str, reasons: list[str] | None = None) -> str:
+    """`verdict: PASS` (green) / FAIL (red) / INCONCLUSIVE (amber), then one line per reason."""
+    from flashlab.console import verdict_exit_code
+
+    style = VERDICT_STYLE.get(verdict, "bold")
+    lines = [f"verdict: [{style}]{verdict.upper()}[/] [dim](exit {verdict_exit_code(verdict)})[/]"]
+    lines += [f"  [dim]·[/] {reason}" for reason in reasons or []]
+    return "\n".join(lines)
 
 
 class LiveRun:
@@ -87,8 +98,10 @@ def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
 
 
 def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
-    verdict = summary.get("verdict", "?")
-    console.print(f"\nverdict: [{_VERDICT_STYLE.get(verdict, 'bold')}]{verdict.upper()}[/]")
+    console.print()
+    console.print(
+        verdict_line(summary.get("verdict", "?"), summary.get("verdict_reasons")), soft_wrap=True
+    )
     lat = summary.get("latency_ms") or {}
     table = Table(title="result", show_header=False, title_justify="left")
     table.add_column(style="dim")
@@ -119,12 +132,15 @@ def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
         hyp = Table(title="steady-state hypothesis", title_justify="left")
         hyp.add_column("clause")
         hyp.add_column("measured", justify="right")
-        hyp.add_column("ok", justify="center")
+        hyp.add_column("class")
+        hyp.add_column("status", justify="center")
         for c in clauses:
+            status = c.get("status") or ("pass" if c["ok"] else "fail")
             hyp.add_row(
                 c["clause"],
                 _fmt(c.get("measured"), digits=3),
-                "[green]✔[/]" if c["ok"] else "[red]✘[/]",
+                c.get("class", ""),
+                f"{_STATUS_MARK.get(status, '')} {status}",
             )
         console.print(hyp)
     if run_dir:
