@@ -69,14 +69,12 @@ Verdict = Literal["pass", "fail", "inconclusive"]
 
 # Summary heads whose values are times or rates of time: they measure the client as much as the
 # server, so an untrusted measurement (starved generator, failed isolation) cannot decide them.
-TIMING_HEADS = frozenset(
-    {"throughput_rps", "duration_s", "sellout_s", "recovery", "window"}
-)
+TIMING_HEADS = frozenset({"throughput_rps", "duration_s", "sellout_s", "recovery", "window"})
 TIMING_PREFIXES = ("latency", "service_latency", "generator_")
 
 
 def clause_class(key: str) -> ClauseClass:
-    """"timing" for latency/service_latency, throughput, durations, recovery.*, window.*,
+    """ "timing" for latency/service_latency, throughput, durations, recovery.*, window.*,
     generator_*; "safety" for everything else. `phase.<name>.<key>` takes the class of <key>."""
     parts = key.split(".")
     if parts[0] == "phase" and len(parts) >= 3:

@@ -19,8 +19,8 @@ import jinja2
 from markupsafe import Markup, escape
 
 from flashlab.analysis import plots
-from flashlab.console import verdict_exit_code  # the exit code the banner shows
 from flashlab.analysis.rundir import REPORT, SUMMARY, Run, RunDirError, load_run, write_json_atomic
+from flashlab.console import verdict_exit_code  # the exit code the banner shows
 
 MATRIX_JSON = "matrix.json"
 MATRIX_HTML = "matrix.html"
@@ -387,3 +387,49 @@ def write_matrix_report(matrix_dir: Path | str) -> Path:
     matrix_dir = Path(matrix_dir)
     cells = load_matrix(matrix_dir)
     return _write_atomic(matrix_dir / MATRIX_HTML, render_matrix(cells, matrix_dir))
+
+
+# --- trial-set report ---------------------------------------------------------------------------
+
+TRIALS_HTML = "trials.html"
+# Metrics drawn as per-trial strips in trials.html and compare.html (names from trials.KEY_METRICS).
+STRIP_METRICS = ("p99", "throughput", "sellout")
+
+
+def strip_panels(groups: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, list[plots.Strip]]]:
+    """Per strip metric, one Strip per group (label, trials.json-like `metrics`): for the plots."""
+    panels = []
+    for name in STRIP_METRICS:
+        found = [(label, metrics[name]) for label, metrics in groups if name in metrics]
+        strips = [
+            plots.Strip(label, m["values"], m.get("median"), m.get("ci_low"), m.get("ci_high"))
+            for label, m in found
+            if any(v is not None for v in m.get("values") or [])
+        ]
+        if strips:
+            m = found[0][1]
+            unit = KIND_SUFFIX.get(kind_of(m["path"]), "").strip()
+            panels.append(
+                (f"{m.get('label', name)} ({unit})" if unit else m.get("label", name), strips)
+            )
+    return panels
+
+
+def render_trials(result: dict[str, Any], set_dir: Path) -> str:
+    panels = strip_panels([("trials", result.get("metrics") or {})])
+    reports = {
+        t["name"] for t in result.get("trials") or [] if (set_dir / t["name"] / REPORT).exists()
+    }
+    return _TEMPLATES.get_template("trials.html.j2").render(
+        t=result,
+        v=make_cell(result),
+        exit_code=verdict_exit_code(str(result.get("verdict"))),
+        figure=plots.data_uri(plots.interval_strips(panels)) if panels else None,
+        reports=reports,
+    )
+
+
+def write_trials_report(set_dir: Path | str, result: dict[str, Any]) -> Path:
+    """Write `<set_dir>/trials.html` from the set's trials.json content and return its path."""
+    set_dir = Path(set_dir)
+    return _write_atomic(set_dir / TRIALS_HTML, render_trials(result, set_dir))

@@ -97,8 +97,7 @@ def untrusted_timing(summary: dict[str, Any]) -> list[str]:
     if gen.get("healthy") is False:
         lag, stalled = gen.get("lag_ms_p99"), gen.get("stalled_s")
         reasons.append(
-            "load generator unhealthy"
-            f" (lag p99 {_num(lag)} ms, stalled {_num(stalled, 2)} s)"
+            f"load generator unhealthy (lag p99 {_num(lag)} ms, stalled {_num(stalled, 2)} s)"
         )
     iso = summary.get("isolation") or {}
     if iso.get("requested") and not iso.get("applied"):
@@ -112,7 +111,7 @@ def _num(value: Any, digits: int = 0) -> str:
 
 
 def aborted_reason(aborted: dict[str, Any]) -> str:
-    """"aborted by guard 'oversell_live > 0' at t=1.23s" / "aborted by interrupt at t=...s"."""
+    """ "aborted by guard 'oversell_live > 0' at t=1.23s" / "aborted by interrupt at t=...s"."""
     by = aborted.get("by") or "unknown"
     what = f"guard '{aborted['guard']}'" if by == "guard" and aborted.get("guard") else by
     at = aborted.get("t_s")

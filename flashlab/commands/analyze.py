@@ -24,7 +24,7 @@ def check(
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     write: Annotated[bool, typer.Option(help="Rewrite summary.json with the fresh result.")] = True,
 ) -> None:
-    """Re-run the checker and statistics on a saved run; exit code is the verdict.
+    """Re-run the checker and statistics on a saved run; exit code is the verdict (0 pass, 1 fail, 3 inconclusive).
 
     Examples:
 
@@ -80,5 +80,5 @@ def report(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(check)
+    app.command(epilog=EXIT_CODES_HELP)(check)
     app.command()(report)

@@ -64,6 +64,12 @@ class LiveRun:
         elif not console.is_terminal:
             console.print(f"[dim]… {phase}[/]")
 
+    def restart(self, label: str) -> None:
+        """A new trial on the same display: the bar back to zero, the label in the phase."""
+        self.snapshot = None
+        self.bar.reset(self.task)
+        self.set_phase(label)
+
     def update(self, progress: Any) -> None:
         self.snapshot = progress
         now = time.monotonic()
@@ -160,3 +166,73 @@ def _generator(gen: dict[str, Any]) -> str:
 
 def _pct(value: Any) -> float | None:
     return None if value is None else 100.0 * float(value)
+
+
+# --- trial sets --------------------------------------------------------------------------------
+
+# Metrics shown in the trial-set table (names from flashlab.analysis.trials.KEY_METRICS).
+SET_TABLE_METRICS = (
+    "p50",
+    "p99",
+    "throughput",
+    "sellout",
+    "conflict_rate",
+    "oversell",
+    "lost_acknowledged",
+)
+
+
+def print_trial_done(index: int, outcome: Any) -> None:
+    """One line per finished trial: its verdict and headline numbers."""
+    s = outcome.summary
+    lat = s.get("latency_ms") or {}
+    style = VERDICT_STYLE.get(s.get("verdict", ""), "bold")
+    console.print(
+        f"trial {index}: [{style}]{str(s.get('verdict', '?')).upper()}[/]"
+        f"  p99 {_fmt(lat.get('p99'), ' ms')}  throughput {_fmt(s.get('throughput_rps'), ' req/s')}"
+        f"  sold {_fmt(s.get('sold'))}/{_fmt(s.get('stock_initial'))}"
+        f"  generator {_generator(s.get('generator') or {})}"
+    )
+
+
+def _interval(m: dict[str, Any]) -> str:
+    digits = 3 if m["path"].endswith(("_rate", "_s")) else 1
+    if m.get("ci_low") is None:
+        return "—"
+    return f"[{_fmt(m['ci_low'], digits=digits)}, {_fmt(m['ci_high'], digits=digits)}]"
+
+
+def print_trial_set(result: dict[str, Any], set_dir: str) -> None:
+    """The set's verdict, its clauses on the CI bound, and the key metrics' medians and CIs."""
+    console.print()
+    console.print(verdict_line(result["verdict"], result.get("verdict_reasons")), soft_wrap=True)
+    metrics = Table(title=f"{result['repeat']} trials: median and 95% CI", title_justify="left")
+    for col, justify in (
+        ("metric", "left"),
+        ("median", "right"),
+        ("95% CI", "right"),
+        ("trials", "right"),
+    ):
+        metrics.add_column(col, justify=justify)
+    for name in SET_TABLE_METRICS:
+        m = (result.get("metrics") or {}).get(name)
+        if m is None:
+            continue
+        digits = 3 if m["path"].endswith(("_rate", "_s")) else 1
+        values = " ".join(_fmt(v, digits=digits) for v in m["values"])
+        metrics.add_row(m["label"], _fmt(m.get("median"), digits=digits), _interval(m), values)
+    console.print(metrics)
+    clauses = result.get("hypothesis") or []
+    if clauses:
+        hyp = Table(title="hypothesis over the trials", title_justify="left")
+        for col in ("clause", "class", "per trial", "status"):
+            hyp.add_column(col)
+        for c in clauses:
+            hyp.add_row(
+                c["clause"],
+                c["class"],
+                " ".join(c["trials"]),
+                f"{_STATUS_MARK.get(c['status'], '')} {c['status']}",
+            )
+        console.print(hyp)
+    console.print(f"trial set: [bold]{set_dir}[/]  report: [bold]{set_dir}/trials.html[/]")
