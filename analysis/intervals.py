@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as scistats
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 9_999
@@ -54,6 +53,8 @@ def _clean(values: list[float | None]) -> np.ndarray:
 
 
 def _bootstrap(samples: tuple[np.ndarray, ...], statistic: Any) -> tuple[float, float]:
+    from scipy import stats as scistats  # heavy: imported only when an interval is computed
+
     result = scistats.bootstrap(
         samples,
         statistic,

@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 
 from flashlab.analysis import plots
 from flashlab.analysis.rundir import REPORT, SUMMARY, Run, RunDirError, load_run, write_json_atomic
+from flashlab.analysis.trials import TRIALS_HTML
 from flashlab.console import verdict_exit_code  # the exit code the banner shows
 
 MATRIX_JSON = "matrix.json"
@@ -337,7 +338,7 @@ def is_unexpected(cell: dict[str, Any]) -> bool:
     if "unexpected" in cell:
         return bool(cell["unexpected"])
     expected = cell.get("expected", "any")
-    return cell["verdict"] not in ("pass", "fail") or (
+    return cell["verdict"] not in ("pass", "fail", "inconclusive") or (
         expected != "any" and cell["verdict"] != expected
     )
 
@@ -355,12 +356,13 @@ def _matrix_tables(cells: list[dict[str, Any]], matrix_dir: Path) -> list[dict[s
         for index, cell in enumerate(cells):
             if str(cell["durability"]) == durability:
                 run_dir = cell.get("run_dir") or ""
-                has_report = bool(run_dir) and (matrix_dir / run_dir / REPORT).exists()
+                # A run's report.html, or a trial set's trials.html (matrix --repeat).
+                pages = [p for p in (REPORT, TRIALS_HTML) if (matrix_dir / run_dir / p).exists()]
                 grid[(str(cell["strategy"]), str(cell["fault"]))] = {
                     "index": index,
                     "cell": cell,
                     "unexpected": is_unexpected(cell),
-                    "href": f"{run_dir}/{REPORT}" if has_report else None,
+                    "href": f"{run_dir}/{pages[0]}" if run_dir and pages else None,
                 }
         tables.append({"durability": durability, "grid": grid})
     return [{"strategies": strategies, "faults": faults, **t} for t in tables]
@@ -372,6 +374,7 @@ def render_matrix(cells: list[dict[str, Any]], matrix_dir: Path) -> str:
         "cells": len(cells),
         "pass": sum(c["verdict"] == "pass" for c in cells),
         "fail": sum(c["verdict"] == "fail" for c in cells),
+        "inconclusive": sum(c["verdict"] == "inconclusive" for c in cells),
         "unexpected": sum(is_unexpected(c) for c in cells),
     }
     return template.render(
@@ -391,7 +394,6 @@ def write_matrix_report(matrix_dir: Path | str) -> Path:
 
 # --- trial-set report ---------------------------------------------------------------------------
 
-TRIALS_HTML = "trials.html"
 # Metrics drawn as per-trial strips in trials.html and compare.html (names from trials.KEY_METRICS).
 STRIP_METRICS = ("p99", "throughput", "sellout")
 
@@ -433,3 +435,28 @@ def write_trials_report(set_dir: Path | str, result: dict[str, Any]) -> Path:
     """Write `<set_dir>/trials.html` from the set's trials.json content and return its path."""
     set_dir = Path(set_dir)
     return _write_atomic(set_dir / TRIALS_HTML, render_trials(result, set_dir))
+
+
+# --- comparison page ----------------------------------------------------------------------------
+
+
+def render_comparison(comparison: Any) -> str:
+    """compare.html for a flashlab.analysis.compare.Comparison."""
+    from flashlab.analysis.trials import metric_intervals
+
+    data = comparison.to_dict()
+    groups = [
+        (f"A {comparison.a.name}", metric_intervals(comparison.a.trials)),
+        (f"B {comparison.b.name}", metric_intervals(comparison.b.trials)),
+    ]
+    panels = strip_panels(groups)
+    return _TEMPLATES.get_template("compare.html.j2").render(
+        c=data,
+        v=make_cell(data),
+        figure=plots.data_uri(plots.interval_strips(panels)) if panels else None,
+    )
+
+
+def write_comparison_report(comparison: Any, path: Path | str) -> Path:
+    """Write the comparison's HTML page at `path` (atomically) and return it."""
+    return _write_atomic(Path(path), render_comparison(comparison))

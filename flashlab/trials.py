@@ -22,7 +22,7 @@ from flashlab.analysis import rundir
 from flashlab.analysis import trials as set_format
 from flashlab.chaos.experiment import Experiment
 from flashlab.console import UserError, verdict_exit_code
-from flashlab.run import RunOutcome, RunRequest, Target, execute, shared_stack
+from flashlab.run import RunOutcome, RunRequest, Target, execute, require_loopback, shared_stack
 
 MAX_REPEAT = 100
 
@@ -95,8 +95,11 @@ def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
     leaving trialset.json `complete: false` with the error."""
     check_repeat(req.repeat)
     exp = req.experiment
-    if req.target is not None and exp.faults:
-        raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+    if req.target is not None:
+        require_loopback(req.target.base_url, "--target")
+        require_loopback(req.target.redis_url, "--redis")
+        if exp.faults:
+            raise UserError("--target: faults need a stack the lab started itself (drop --target)")
     set_id = new_set_id(exp, req.repeat)
     set_dir = _prepare(req, set_id)
     manifest = _set_manifest(req, set_id)
