@@ -160,7 +160,9 @@ def run_trials_and_report(
         write_report=write_report,
         on_progress=live.update,
         on_phase=live.set_phase if not json_output else (lambda _p: None),
-        on_trial_start=lambda i, n, seed: live.restart(f"trial {i}/{n} (seed {seed})"),
+        on_trial_start=(lambda *_: None)
+        if json_output
+        else (lambda i, n, seed: live.restart(f"trial {i}/{n} (seed {seed})")),
         on_trial_done=(lambda i, o: None) if json_output else print_trial_done,
     )
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
