@@ -59,7 +59,9 @@ def _trial(index: int, clause: str, measured: float | None, status: str, key: st
         ("!=", 800, 800, "fail"),
     ],
 )
-def test_timing_clause_is_judged_on_the_interval(op: str, low: float, high: float, status: str) -> None:
+def test_timing_clause_is_judged_on_the_interval(
+    op: str, low: float, high: float, status: str
+) -> None:
     assert decide_on_interval(op, 800.0, low, high) == status
 
 
@@ -206,7 +208,7 @@ def test_compare_single_runs_claims_nothing_about_timings(tmp_path: Path) -> Non
 def test_compare_refuses_different_experiments_without_force(tmp_path: Path) -> None:
     write_synthetic_set(tmp_path / "lua", _specs(strategy="lua"))
     write_synthetic_set(tmp_path / "lock", _specs(strategy="lock"))
-    with pytest.raises(ComparisonError, match="different experiments .*strategy: lua vs lock"):
+    with pytest.raises(ComparisonError, match=r"different experiments .*strategy: lua vs lock"):
         compare(tmp_path / "lua", tmp_path / "lock")
     forced = compare(tmp_path / "lua", tmp_path / "lock", force=True)
     assert forced.forced and "strategy: lua vs lock" in forced.differences

@@ -20,7 +20,9 @@ def _load(run_dir: Path):
 
 
 def check(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. reports/<run-id>.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory (reports/<run-id>) or a trial set.")
+    ],
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     write: Annotated[bool, typer.Option(help="Rewrite summary.json with the fresh result.")] = True,
 ) -> None:
@@ -31,7 +33,13 @@ def check(
       flashlab check reports/20261125-101500-lua-ab12
 
       flashlab check reports/20261125-101500-lua-ab12 --json | jq .checks
+
+      flashlab check reports/20261125-101500-lua-x5-ab12      # a trial set (run --repeat)
     """
+    from flashlab.analysis.trials import is_trial_set
+
+    if is_trial_set(run_dir):
+        _check_set(run_dir, json_output, write)
     run = _load(run_dir)  # fail fast, before the heavier imports
 
     from flashlab.analysis.rundir import SUMMARY, write_json_atomic
@@ -49,6 +57,27 @@ def check(
         if failed:
             console.print(f"[red]checks failing:[/] {', '.join(failed)}")
     raise typer.Exit(verdict_exit_code(summary["verdict"]))
+
+
+def _check_set(set_dir: Path, json_output: bool, write: bool) -> None:
+    """Re-judge a trial set from its trials' summaries; exit code is the set's verdict."""
+    from flashlab.analysis.rundir import RunDirError
+    from flashlab.analysis.trials import load_set, summarize_set, write_set_outputs
+    from flashlab.commands.display import print_trial_set
+
+    try:
+        result = (
+            write_set_outputs(set_dir, require_complete=True)
+            if write
+            else summarize_set(load_set(set_dir))
+        )
+    except RunDirError as exc:
+        raise UserError(str(exc)) from None
+    if json_output:
+        emit_json(result)
+    else:
+        print_trial_set(result, str(set_dir))
+    raise typer.Exit(verdict_exit_code(result["verdict"]))
 
 
 def report(
