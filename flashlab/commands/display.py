@@ -195,32 +195,32 @@ def print_trial_done(index: int, outcome: Any) -> None:
     )
 
 
-def _interval(m: dict[str, Any]) -> str:
-    digits = 3 if m["path"].endswith(("_rate", "_s")) else 1
-    if m.get("ci_low") is None:
-        return "—"
-    return f"[{_fmt(m['ci_low'], digits=digits)}, {_fmt(m['ci_high'], digits=digits)}]"
+def _metric_text(m: dict[str, Any], key: str) -> str:
+    from flashlab.analysis.report import fmt, kind_of  # the report's formats, one per kind
+
+    return fmt(m.get(key), kind_of(m["path"]))[0]
 
 
 def print_trial_set(result: dict[str, Any], set_dir: str) -> None:
     """The set's verdict, its clauses on the CI bound, and the key metrics' medians and CIs."""
+    from flashlab.analysis.report import fmt, kind_of
+
     console.print()
     console.print(verdict_line(result["verdict"], result.get("verdict_reasons")), soft_wrap=True)
     metrics = Table(title=f"{result['repeat']} trials: median and 95% CI", title_justify="left")
     for col, justify in (
-        ("metric", "left"),
-        ("median", "right"),
-        ("95% CI", "right"),
-        ("trials", "right"),
-    ):
+        ("metric", "left"), ("median", "right"), ("95% CI", "right"), ("trials", "right"),
+    ):  # fmt: skip
         metrics.add_column(col, justify=justify)
     for name in SET_TABLE_METRICS:
         m = (result.get("metrics") or {}).get(name)
         if m is None:
             continue
-        digits = 3 if m["path"].endswith(("_rate", "_s")) else 1
-        values = " ".join(_fmt(v, digits=digits) for v in m["values"])
-        metrics.add_row(m["label"], _fmt(m.get("median"), digits=digits), _interval(m), values)
+        ci = "—" if m.get("ci_low") is None else (
+            f"[{_metric_text(m, 'ci_low')}, {_metric_text(m, 'ci_high')}]"
+        )  # fmt: skip
+        values = "  ".join(fmt(v, kind_of(m["path"]))[0] for v in m["values"])
+        metrics.add_row(m["label"], _metric_text(m, "median"), ci, values)
     console.print(metrics)
     clauses = result.get("hypothesis") or []
     if clauses:
