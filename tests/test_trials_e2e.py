@@ -194,3 +194,19 @@ def test_starved_generator_gives_exit_3_not_pass_or_fail(tmp_path: Path) -> None
     assert json.loads((out / "summary.json").read_text())["verdict"] == "inconclusive"
     # `flashlab check` re-judges the saved run the same way, with the same exit code.
     assert flashlab("check", str(out), "--no-write").returncode == 3
+
+
+def test_matrix_repeat_gives_intervals_per_cell(tmp_path: Path) -> None:
+    out = tmp_path / "matrix"
+    proc = flashlab(
+        "matrix", "--base", str(SMOKE), "--strategies", "lua", "--faults", "none",
+        "--durability", "none", "--repeat", "2", "--shoppers", "100", "--stock", "10",
+        "--out", str(out), "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (cell,) = json.loads(proc.stdout)
+    assert cell["repeat"] == 2 and cell["verdict"] == "pass"
+    assert cell["p99_ci_low"] <= cell["p99_ms"] <= cell["p99_ci_high"]
+    trials = json.loads((out / cell["run_dir"] / "trials.json").read_text())
+    assert trials["metrics"]["p99"]["median"] == cell["p99_ms"]
+    assert f'href="{cell["run_dir"]}/trials.html"' in (out / "matrix.html").read_text()
