@@ -76,6 +76,9 @@ class Side:
     def name(self) -> str:
         return str(self.experiment.get("name", ""))
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "kind": self.kind, "n": self.n, "experiment": self.name}
+
 
 @dataclass(frozen=True)
 class MetricRow:
@@ -108,10 +111,9 @@ class Comparison:
         return [r for r in self.rows if r.metric in names and r.outcome == "worse"]
 
     def to_dict(self) -> dict[str, Any]:
-        side = lambda s: {"path": s.path, "kind": s.kind, "n": s.n, "experiment": s.name}  # noqa: E731
         return {
-            "a": side(self.a),
-            "b": side(self.b),
+            "a": self.a.to_dict(),
+            "b": self.b.to_dict(),
             "differences": self.differences,
             "forced": self.forced,
             "intervals": intervals.method(),
@@ -174,46 +176,71 @@ def _direction(metric: Metric, diff: float) -> Outcome:
     return "better" if (diff < 0) == lower_is_better else "worse"
 
 
-def _exact_row(metric: Metric, a: list[float | None], b: list[float | None]) -> MetricRow:
-    worst_a, worst_b = max(a), max(b)  # type: ignore[type-var]  # no None here
-    diff = worst_b - worst_a
-    note = "worst trial of each side" if len(a) > 1 or len(b) > 1 else "exact count"
+def _row(metric: Metric, **fields: Any) -> MetricRow:
     return MetricRow(
-        metric.name, metric.label, metric.path, metric.better,
-        worst_a, worst_b, diff, diff, diff, "exact", _direction(metric, diff), note,
-    )  # fmt: skip
+        metric=metric.name, label=metric.label, path=metric.path, better=metric.better, **fields
+    )
 
 
-def _ci_row(metric: Metric, a: list[float | None], b: list[float | None]) -> MetricRow:
-    ci = intervals.diff_ci(a, b)
-    ma, mb = intervals.median_ci(a).median, intervals.median_ci(b).median
+def _exact_row(metric: Metric, a: list[float], b: list[float]) -> MetricRow:
+    worst_a, worst_b = max(a), max(b)
+    diff = worst_b - worst_a
+    return _row(
+        metric,
+        a=worst_a,
+        b=worst_b,
+        diff=diff,
+        diff_ci_low=diff,
+        diff_ci_high=diff,
+        basis="exact",
+        outcome=_direction(metric, diff),
+        note="worst trial of each side" if len(a) > 1 or len(b) > 1 else "exact count",
+    )
+
+
+def _ci_row(metric: Metric, a: list[float], b: list[float]) -> MetricRow:
+    ci = intervals.diff_ci(list(a), list(b))
+    medians = {"a": intervals.median_ci(list(a)).median, "b": intervals.median_ci(list(b)).median}
     if ci.low is None or ci.high is None:
-        note = "a single run has no interval: repeat (--repeat N) to compare"
-        return MetricRow(
-            metric.name, metric.label, metric.path, metric.better,
-            ma, mb, ci.median, None, None, "single run", "single run", note,
-        )  # fmt: skip
+        return _row(
+            metric,
+            **medians,
+            diff=ci.median,
+            diff_ci_low=None,
+            diff_ci_high=None,
+            basis="single run",
+            outcome="single run",
+            note="a single run has no interval: repeat (--repeat N) to compare",
+        )
     outcome: Outcome
     if ci.low > 0 or ci.high < 0:  # the whole interval on one side of zero
         outcome = _direction(metric, ci.low if ci.low > 0 else ci.high)
     else:
         outcome = "same" if ci.low == ci.high == 0 else "within noise"
-    note = f"median of {len(a)} vs {len(b)} trials"
-    return MetricRow(
-        metric.name, metric.label, metric.path, metric.better,
-        ma, mb, ci.median, ci.low, ci.high, "bootstrap CI", outcome, note,
-    )  # fmt: skip
+    return _row(
+        metric,
+        **medians,
+        diff=ci.median,
+        diff_ci_low=ci.low,
+        diff_ci_high=ci.high,
+        basis="bootstrap CI",
+        outcome=outcome,
+        note=f"median of {len(a)} vs {len(b)} trials",
+    )
 
 
 def metric_row(metric: Metric, a: Side, b: Side) -> MetricRow:
     va, vb = metric_values(a.trials, metric), metric_values(b.trials, metric)
-    if any(v is None for v in va) or any(v is None for v in vb):
-        side = "A" if any(v is None for v in va) else "B"
-        return MetricRow(
-            metric.name, metric.label, metric.path, metric.better,
-            None, None, None, None, None, "none", "not measured", f"{side} did not measure it",
+    missing = [side for side, values in (("A", va), ("B", vb)) if None in values]
+    if missing:
+        return _row(
+            metric, a=None, b=None, diff=None, diff_ci_low=None, diff_ci_high=None,
+            basis="none", outcome="not measured", note=f"{' and '.join(missing)} did not measure it",
         )  # fmt: skip
-    return _exact_row(metric, va, vb) if metric.exact else _ci_row(metric, va, vb)
+    measured_a = [float(v) for v in va if v is not None]  # all of them (none missing)
+    measured_b = [float(v) for v in vb if v is not None]
+    row = _exact_row if metric.exact else _ci_row
+    return row(metric, measured_a, measured_b)
 
 
 def compare(a_path: Path | str, b_path: Path | str, *, force: bool = False) -> Comparison:

@@ -242,7 +242,7 @@ def _execute(
     from flashlab.system.truth import read_truth
 
     with ExitStack() as cleanup:
-        req.on_phase("starting stack")
+        req.on_phase("starting stack" if shared is None else "on the shared stack")
         stack = shared or cleanup.enter_context(_stack(exp, req.target, run_dir))
         manifest["stack"] = stack.public
         req.on_phase("resetting product")

@@ -145,7 +145,9 @@ def test_compare_bad_input(tmp_path: Path) -> None:
     run, trial_set = str(tmp_path / "run"), str(tmp_path / "set")
     assert_one_line_error(flashlab("compare", run, str(tmp_path / "nope")), "not a run directory")
     assert_one_line_error(
-        flashlab("compare", run, trial_set, "--fail-if-worse", "p99,speed"), "--fail-if-worse", "speed"
+        flashlab("compare", run, trial_set, "--fail-if-worse", "p99,speed"),
+        "--fail-if-worse",
+        "speed",
     )
     (tmp_path / "set" / "trial-02" / "manifest.json").unlink()
     assert_one_line_error(flashlab("compare", run, trial_set), "trial-02")

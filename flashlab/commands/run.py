@@ -95,7 +95,8 @@ def run(
         str | None, typer.Option(help="Attach to an existing Ray cluster.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Run directory (default reports/<run-id>).")
+        Path | None,
+        typer.Option(help="Run directory (default reports/<run-id>); with --repeat the set's."),
     ] = None,
     target: Annotated[
         str | None, typer.Option(help="Use a running stack at this loopback base URL.")
