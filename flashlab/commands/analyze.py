@@ -82,23 +82,29 @@ def _check_set(set_dir: Path, json_output: bool, write: bool) -> None:
 
 def report(
     path: Annotated[
-        Path, typer.Argument(help="A run directory, or a matrix directory with --matrix.")
+        Path,
+        typer.Argument(help="A run directory, a trial set, or a matrix directory with --matrix."),
     ],
     matrix: Annotated[
         bool, typer.Option("--matrix", help="Render matrix.html for a matrix directory.")
     ] = False,
 ) -> None:
-    """(Re)generate report.html for a run, or matrix.html for a matrix directory.
+    """(Re)generate report.html for a run, trials.html for a trial set, or matrix.html for a matrix.
 
     Examples:
 
       flashlab report reports/20261125-101500-lua-ab12
 
+      flashlab report reports/20261125-101500-lua-x5-ab12     # a trial set: trials.*
+
       flashlab report --matrix reports/matrix-20261125-1030
     """
     from flashlab.analysis.report import write_matrix_report, write_report
+    from flashlab.analysis.trials import is_trial_set
 
-    if matrix:
+    if is_trial_set(path) and not matrix:
+        out = _write_set(path)
+    elif matrix:
         if not (path / "matrix.json").exists():
             raise UserError(f"{path}: no matrix.json (is this a `flashlab matrix` directory?)")
         out = write_matrix_report(path)
@@ -106,6 +112,18 @@ def report(
         _load(path)
         out = write_report(path)
     console.print(f"report: [bold]{out}[/]")
+
+
+def _write_set(set_dir: Path) -> Path:
+    """trials.parquet/json/html of a complete trial set, rewritten; the path of trials.html."""
+    from flashlab.analysis.rundir import RunDirError
+    from flashlab.analysis.trials import TRIALS_HTML, write_set_outputs
+
+    try:
+        write_set_outputs(set_dir, require_complete=True)
+    except RunDirError as exc:
+        raise UserError(str(exc)) from None
+    return set_dir / TRIALS_HTML
 
 
 def register(app: typer.Typer) -> None:

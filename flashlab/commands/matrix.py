@@ -52,8 +52,11 @@ def matrix(
         Path | None, typer.Option(help="Matrix directory (default reports/matrix-<time>).")
     ] = None,
     repeat: Annotated[
-        int, typer.Option(help="Trials per cell on one stack (> 1: median and 95% CI).")
-    ] = 1,
+        int | None,
+        typer.Option(
+            help="Trials per cell on one stack (> 1: median and 95% CI); default: the base's `repeat:`."
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print matrix.json cells.")] = False,
 ) -> None:
     """Run every strategy through every fault under every durability mode."""
@@ -64,14 +67,17 @@ def matrix(
     from flashlab.system.platforms.base import DURABILITY_MODES
     from flashlab.trials import check_repeat
 
-    check_repeat(repeat)
+    if repeat is not None:
+        check_repeat(repeat)
 
     strategy_list = _split(strategies, "--strategies", [s.value for s in Strategy])
     fault_list = _split(faults, "--faults", [NO_FAULT, *fault_names()])
     durability_list = _split(durability, "--durability", list(DURABILITY_MODES))
     if shoppers is not None and not 1 <= shoppers <= 20_000:
         raise UserError("--shoppers: must be between 1 and 20000 per matrix cell")
-    base_exp = load_with_overrides(base, {"scenario.shoppers": shoppers, "product.stock": stock})
+    base_exp = load_with_overrides(
+        base, {"scenario.shoppers": shoppers, "product.stock": stock, "repeat": repeat}
+    )
     out_dir = out or Path("reports") / f"matrix-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"--out: {out_dir} already exists and is not empty")
@@ -90,7 +96,7 @@ def matrix(
             )
 
         cells = run_matrix(
-            base_exp, strategy_list, fault_list, durability_list, out_dir, on_cell, repeat
+            base_exp, strategy_list, fault_list, durability_list, out_dir, on_cell, base_exp.repeat
         )
         bar.update(task, completed=total)
 
