@@ -212,3 +212,25 @@ def test_compare_refuses_different_experiments_without_force(tmp_path: Path) -> 
         compare(tmp_path / "lua", tmp_path / "lock")
     forced = compare(tmp_path / "lua", tmp_path / "lock", force=True)
     assert forced.forced and "strategy: lua vs lock" in forced.differences
+
+
+def test_check_rejudges_a_trial_set_with_its_exit_code(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    hypothesis = [*SAFE, "latency_ms.p99 < 100000"]
+    specs = _specs(hypothesis=hypothesis)
+    write_synthetic_set(tmp_path / "ok", specs)
+    specs[0] = SyntheticSpec(seed=10, hypothesis=hypothesis, generator=OVERLOADED)
+    write_synthetic_set(tmp_path / "starved", specs)
+    codes = {}
+    for name in ("ok", "starved"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "flashlab.cli", "check", str(tmp_path / name), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        codes[name] = (proc.returncode, json.loads(proc.stdout)["verdict"])
+        assert (tmp_path / name / "trials.html").exists()  # --write (the default) rewrote them
+    assert codes == {"ok": (0, "pass"), "starved": (3, "inconclusive")}
