@@ -2,6 +2,12 @@
 
 A clause is `<key>[.<sub>] <op> <number>`. Keys are checked against `SUMMARY_KEYS` when the
 experiment file is loaded, so a typo fails fast (exit 2) instead of after a ten-minute run.
+
+Each clause has a class (`clause_class`): *safety* (oversell, lost orders, 5xx, ...) always
+decides; *timing* (latency, throughput, durations, recovery, generator health) is judged only
+when the measurement can be trusted, else its status is "inconclusive" (see `judge`).
+The run's verdict is three-valued, as Jepsen's `:valid?` true / false / :unknown:
+any failed clause -> "fail"; else any inconclusive clause -> "inconclusive"; else "pass".
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import operator
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 PERCENTILE_KEYS = ("p50", "p90", "p95", "p99", "p999", "max")
 
@@ -57,6 +63,28 @@ _CLAUSE = re.compile(
 )
 
 
+ClauseClass = Literal["safety", "timing"]
+Status = Literal["pass", "fail", "inconclusive"]
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+# Summary heads whose values are times or rates of time: they measure the client as much as the
+# server, so an untrusted measurement (starved generator, failed isolation) cannot decide them.
+TIMING_HEADS = frozenset({"throughput_rps", "duration_s", "sellout_s", "recovery", "window"})
+TIMING_PREFIXES = ("latency", "service_latency", "generator_")
+
+
+def clause_class(key: str) -> ClauseClass:
+    """ "timing" for latency/service_latency, throughput, durations, recovery.*, window.*,
+    generator_*; "safety" for everything else. `phase.<name>.<key>` takes the class of <key>."""
+    parts = key.split(".")
+    if parts[0] == "phase" and len(parts) >= 3:
+        return clause_class(".".join(parts[2:]))
+    head = parts[0]
+    if head in TIMING_HEADS or head.startswith(TIMING_PREFIXES):
+        return "timing"
+    return "safety"
+
+
 class HypothesisError(ValueError):
     pass
 
@@ -87,6 +115,8 @@ class Clause:
             "expected": self.value,
             "measured": measured,
             "ok": ok,
+            "class": clause_class(self.key),
+            "status": "pass" if ok else "fail",
         }
 
 
@@ -115,5 +145,53 @@ def parse_clause(text: str) -> Clause:
 
 
 def evaluate(clauses: list[str], summary: dict[str, Any]) -> tuple[bool, list[dict[str, Any]]]:
+    """Each clause measured against the summary: `ok` and a provisional `status` (pass/fail)."""
     results = [parse_clause(c).evaluate(summary) for c in clauses]
     return all(r["ok"] for r in results), results
+
+
+def distrust(results: list[dict[str, Any]], reasons: list[str]) -> list[dict[str, Any]]:
+    """Timing clauses become "inconclusive" (with `reason`) when the measurement is untrusted.
+
+    `reasons` says why the run's timings cannot be trusted (empty: they can). Safety clauses
+    are never touched: an oversell is an oversell however slow the client was.
+    """
+    if not reasons:
+        return results
+    why = "; ".join(reasons)
+    return [
+        r | {"status": "inconclusive", "reason": why} if r["class"] == "timing" else r
+        for r in results
+    ]
+
+
+def overall(statuses: list[str]) -> Verdict:
+    """Any "fail" -> "fail"; else any "inconclusive" -> "inconclusive"; else "pass"."""
+    if "fail" in statuses:
+        return "fail"
+    if "inconclusive" in statuses:
+        return "inconclusive"
+    return "pass"
+
+
+def reason_line(result: dict[str, Any]) -> str | None:
+    """One line for a clause that did not pass, None for one that did."""
+    status = result["status"]
+    if status == "pass":
+        return None
+    if status == "inconclusive":
+        return f"clause '{result['clause']}' inconclusive: {result.get('reason') or 'untrusted'}"
+    measured = result.get("measured")
+    got = "not measured" if measured is None else f"measured {measured:g}"
+    return f"clause '{result['clause']}' failed: {got} (expected {result['op']} {result['expected']:g})"
+
+
+def judge(
+    results: list[dict[str, Any]], untrusted: list[str]
+) -> tuple[list[dict[str, Any]], Verdict, list[str]]:
+    """(clause results with final status, verdict, reasons for a non-pass: failures first)."""
+    final = distrust(results, untrusted)
+    verdict = overall([r["status"] for r in final])
+    lines = [reason_line(r) for r in final if r["status"] == "fail"]
+    lines += [reason_line(r) for r in final if r["status"] == "inconclusive"]
+    return final, verdict, [line for line in lines if line]

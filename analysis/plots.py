@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -390,6 +391,42 @@ def queueing_delay(run: Run) -> Figure:
     ax.set_ylabel("send delay (ms)")
     ax.set_title("Client send delay (intended → invoke)", loc="left", fontsize=11)
     ax.grid(True, alpha=0.25)
+    return fig
+
+
+# --- repeated trials: values, median and confidence interval ------------------------------------
+
+
+@dataclass(frozen=True)
+class Strip:
+    """One group's per-trial values of a metric, their median and its interval (None: no CI)."""
+
+    label: str
+    values: Sequence[float | None]
+    median: float | None
+    low: float | None
+    high: float | None
+
+
+def interval_strips(panels: Sequence[tuple[str, Sequence[Strip]]]) -> Figure:
+    """One panel per metric: each trial as a dot, the median as a bar, the CI as a whisker."""
+    height = 1.2 + 0.45 * max(len(s) for _, s in panels)
+    fig = Figure(figsize=(10.0, height * len(panels)), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = list(fig.subplots(len(panels), 1, squeeze=False)[:, 0])  # own x axis: own units
+    for ax, (title, strips) in zip(axes, panels, strict=True):
+        for row, strip in enumerate(strips):
+            colour = OTHER_COLOURS[row % len(OTHER_COLOURS)]
+            xs = [float(v) for v in strip.values if v is not None]
+            ax.scatter(xs, [row] * len(xs), s=22, color=colour, alpha=0.7, zorder=3)
+            if strip.low is not None and strip.high is not None:
+                ax.plot([strip.low, strip.high], [row, row], color=colour, lw=3, alpha=0.35)
+            if strip.median is not None:
+                ax.scatter([strip.median], [row], marker="|", s=400, color=colour, zorder=4)
+        ax.set_yticks(range(len(strips)), [s.label for s in strips], fontsize=9)
+        ax.set_ylim(-0.7, len(strips) - 0.3)
+        ax.set_title(title, loc="left", fontsize=10)
+        ax.grid(True, axis="x", alpha=0.25)
     return fig
 
 

@@ -19,6 +19,8 @@ import jinja2
 from markupsafe import Markup, escape
 
 from flashlab.analysis import plots
+from flashlab.analysis.trials import TRIALS_HTML
+from flashlab.core.errors import verdict_exit_code  # the exit code the banner shows
 from flashlab.core.rundir import REPORT, SUMMARY, Run, RunDirError, load_run, write_json_atomic
 
 MATRIX_JSON = "matrix.json"
@@ -26,7 +28,7 @@ MATRIX_HTML = "matrix.html"
 MAX_EVIDENCE_ROWS = 5  # example operations shown per anomaly
 
 _TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("analysis", "templates"),
+    loader=jinja2.PackageLoader("flashlab.analysis", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
@@ -289,6 +291,7 @@ def render_report(run: Run, summary: dict[str, Any]) -> str:
         fairness=summary.get("fairness") or {},
         figures=_figures(run, summary),
         generator_overloaded=(summary.get("generator") or {}).get("healthy") is False,
+        exit_code=verdict_exit_code(str(summary.get("verdict"))),
     )
 
 
@@ -335,7 +338,7 @@ def is_unexpected(cell: dict[str, Any]) -> bool:
     if "unexpected" in cell:
         return bool(cell["unexpected"])
     expected = cell.get("expected", "any")
-    return cell["verdict"] not in ("pass", "fail") or (
+    return cell["verdict"] not in ("pass", "fail", "inconclusive") or (
         expected != "any" and cell["verdict"] != expected
     )
 
@@ -353,12 +356,13 @@ def _matrix_tables(cells: list[dict[str, Any]], matrix_dir: Path) -> list[dict[s
         for index, cell in enumerate(cells):
             if str(cell["durability"]) == durability:
                 run_dir = cell.get("run_dir") or ""
-                has_report = bool(run_dir) and (matrix_dir / run_dir / REPORT).exists()
+                # A run's report.html, or a trial set's trials.html (matrix --repeat).
+                pages = [p for p in (REPORT, TRIALS_HTML) if (matrix_dir / run_dir / p).exists()]
                 grid[(str(cell["strategy"]), str(cell["fault"]))] = {
                     "index": index,
                     "cell": cell,
                     "unexpected": is_unexpected(cell),
-                    "href": f"{run_dir}/{REPORT}" if has_report else None,
+                    "href": f"{run_dir}/{pages[0]}" if run_dir and pages else None,
                 }
         tables.append({"durability": durability, "grid": grid})
     return [{"strategies": strategies, "faults": faults, **t} for t in tables]
@@ -370,6 +374,7 @@ def render_matrix(cells: list[dict[str, Any]], matrix_dir: Path) -> str:
         "cells": len(cells),
         "pass": sum(c["verdict"] == "pass" for c in cells),
         "fail": sum(c["verdict"] == "fail" for c in cells),
+        "inconclusive": sum(c["verdict"] == "inconclusive" for c in cells),
         "unexpected": sum(is_unexpected(c) for c in cells),
     }
     return template.render(
@@ -385,3 +390,73 @@ def write_matrix_report(matrix_dir: Path | str) -> Path:
     matrix_dir = Path(matrix_dir)
     cells = load_matrix(matrix_dir)
     return _write_atomic(matrix_dir / MATRIX_HTML, render_matrix(cells, matrix_dir))
+
+
+# --- trial-set report ---------------------------------------------------------------------------
+
+# Metrics drawn as per-trial strips in trials.html and compare.html (names from trials.KEY_METRICS).
+STRIP_METRICS = ("p99", "throughput", "sellout")
+
+
+def strip_panels(groups: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, list[plots.Strip]]]:
+    """Per strip metric, one Strip per group (label, trials.json-like `metrics`): for the plots."""
+    panels = []
+    for name in STRIP_METRICS:
+        found = [(label, metrics[name]) for label, metrics in groups if name in metrics]
+        strips = [
+            plots.Strip(label, m["values"], m.get("median"), m.get("ci_low"), m.get("ci_high"))
+            for label, m in found
+            if any(v is not None for v in m.get("values") or [])
+        ]
+        if strips:
+            m = found[0][1]
+            unit = KIND_SUFFIX.get(kind_of(m["path"]), "").strip()
+            panels.append(
+                (f"{m.get('label', name)} ({unit})" if unit else m.get("label", name), strips)
+            )
+    return panels
+
+
+def render_trials(result: dict[str, Any], set_dir: Path) -> str:
+    panels = strip_panels([("trials", result.get("metrics") or {})])
+    reports = {
+        t["name"] for t in result.get("trials") or [] if (set_dir / t["name"] / REPORT).exists()
+    }
+    return _TEMPLATES.get_template("trials.html.j2").render(
+        t=result,
+        v=make_cell(result),
+        exit_code=verdict_exit_code(str(result.get("verdict"))),
+        figure=plots.data_uri(plots.interval_strips(panels)) if panels else None,
+        reports=reports,
+    )
+
+
+def write_trials_report(set_dir: Path | str, result: dict[str, Any]) -> Path:
+    """Write `<set_dir>/trials.html` from the set's trials.json content and return its path."""
+    set_dir = Path(set_dir)
+    return _write_atomic(set_dir / TRIALS_HTML, render_trials(result, set_dir))
+
+
+# --- comparison page ----------------------------------------------------------------------------
+
+
+def render_comparison(comparison: Any) -> str:
+    """compare.html for a flashlab.analysis.compare.Comparison."""
+    from flashlab.analysis.trials import metric_intervals
+
+    data = comparison.to_dict()
+    groups = [
+        (f"A {comparison.a.name}", metric_intervals(comparison.a.trials)),
+        (f"B {comparison.b.name}", metric_intervals(comparison.b.trials)),
+    ]
+    panels = strip_panels(groups)
+    return _TEMPLATES.get_template("compare.html.j2").render(
+        c=data,
+        v=make_cell(data),
+        figure=plots.data_uri(plots.interval_strips(panels)) if panels else None,
+    )
+
+
+def write_comparison_report(comparison: Any, path: Path | str) -> Path:
+    """Write the comparison's HTML page at `path` (atomically) and return it."""
+    return _write_atomic(Path(path), render_comparison(comparison))

@@ -1,9 +1,13 @@
 """summary.json: the checker, statistics, recovery and reconciliation of one run, and its verdict.
 
-The verdict is "fail" exactly when a clause of the experiment's steady-state hypothesis
-(manifest.experiment.hypothesis) fails. Failed checks that the hypothesis does not name are
-reported under `checks` but do not change the verdict: the naive phase-1 experiment fails only
-because its file states `oversell == 0`. Every value is JSON-safe (no numpy types, NaN -> None).
+The verdict is three-valued (flashlab.analysis.hypothesis.judge): "fail" when a clause of the
+experiment's steady-state hypothesis (manifest.experiment.hypothesis) fails or the run was
+aborted; else "inconclusive" when a timing clause could not be judged because the measurement is
+untrusted (`untrusted_timing`: the load generator was unhealthy, or CPU isolation was requested
+but not applied); else "pass". `verdict_reasons` lists one line per reason for a non-pass.
+Failed checks that the hypothesis does not name are reported under `checks` but do not change
+the verdict: the naive phase-1 experiment fails only because its file states `oversell == 0`.
+Every value is JSON-safe (no numpy types, NaN -> None).
 """
 
 from __future__ import annotations
@@ -80,14 +84,58 @@ def _measurements(run: Run) -> dict[str, Any]:
     return out
 
 
+def isolation(manifest: dict[str, Any]) -> dict[str, Any]:
+    """manifest["isolation"] as recorded; absent (older runs, no isolation support) = not requested."""
+    raw = manifest.get("isolation")
+    return dict(raw) if isinstance(raw, dict) else {"requested": False, "applied": False}
+
+
+def untrusted_timing(summary: dict[str, Any]) -> list[str]:
+    """Why this run's timings cannot be trusted (empty list: they can)."""
+    reasons = []
+    gen = summary.get("generator") or {}
+    if gen.get("healthy") is False:
+        lag, stalled = gen.get("lag_ms_p99"), gen.get("stalled_s")
+        reasons.append(
+            f"load generator unhealthy (lag p99 {_num(lag)} ms, stalled {_num(stalled, 2)} s)"
+        )
+    iso = summary.get("isolation") or {}
+    if iso.get("requested") and not iso.get("applied"):
+        why = iso.get("reason") or "no reason recorded"
+        reasons.append(f"CPU isolation requested but not applied ({why})")
+    return reasons
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    return "?" if value is None else f"{float(value):.{digits}f}"
+
+
+def aborted_reason(aborted: dict[str, Any]) -> str:
+    """ "aborted by guard 'oversell_live > 0' at t=1.23s" / "aborted by interrupt at t=...s"."""
+    by = aborted.get("by") or "unknown"
+    what = f"guard '{aborted['guard']}'" if by == "guard" and aborted.get("guard") else by
+    at = aborted.get("t_s")
+    when = f" at t={float(at):.2f}s" if isinstance(at, int | float) else ""
+    detail = f": {aborted['reason']}" if aborted.get("reason") else ""
+    return f"aborted by {what}{when}{detail}"
+
+
 def summarize(run: Run) -> dict[str, Any]:
     """Every summary.json key (all of flashlab.analysis.hypothesis.SUMMARY_KEYS among them) plus the verdict."""
     summary = json_safe(_measurements(run))
-    passed, clauses = hypothesis.evaluate(_clauses(run), summary)
+    summary["isolation"] = json_safe(isolation(run.manifest))
+    _, measured = hypothesis.evaluate(_clauses(run), summary)
+    clauses, verdict, reasons = hypothesis.judge(measured, untrusted_timing(summary))
+    aborted = run.manifest.get("aborted")
+    if isinstance(aborted, dict):
+        summary["aborted"] = json_safe(aborted)
+        verdict, reasons = "fail", [aborted_reason(aborted), *reasons]
     summary["hypothesis"] = json_safe(clauses)
-    summary["verdict"] = "pass" if passed else "fail"
+    summary["verdict"] = verdict
+    summary["verdict_reasons"] = reasons
     failed = [name for name, c in summary["checks"].items() if not c["ok"]]
     summary["failed_checks"] = failed
     # Verdict and headline first, for humans reading the file.
-    head = {k: summary.pop(k) for k in ("run_id", "verdict", "hypothesis", "failed_checks")}
+    head_keys = ("run_id", "verdict", "verdict_reasons", "hypothesis", "failed_checks")
+    head = {k: summary.pop(k) for k in head_keys}
     return head | summary

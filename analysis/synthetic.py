@@ -450,6 +450,34 @@ def write_synthetic(path: Path | str, spec: SyntheticSpec | None = None) -> dict
     return planted
 
 
+def write_synthetic_set(path: Path | str, specs: list[SyntheticSpec]) -> Path:
+    """A complete synthetic trial set (flashlab.analysis.trials format): one trial per spec.
+
+    Only the trial runs and trialset.json are written (like the orchestrator before it judges);
+    `flashlab.analysis.trials.write_set_outputs(path)` adds trials.parquet/json/html.
+    """
+    from flashlab.analysis.trials import SEED_RULE, SET_MANIFEST, trial_name
+
+    path = Path(path)
+    names = [trial_name(i) for i in range(1, len(specs) + 1)]
+    for name, spec in zip(names, specs, strict=True):
+        write_synthetic(path / name, spec)
+    first = json.loads((path / names[0] / rundir.MANIFEST).read_text())
+    manifest = {
+        "kind": "trial-set",
+        "set_id": path.name,
+        "synthetic": True,
+        "repeat": len(specs),
+        "seed_rule": SEED_RULE,
+        "seeds": [spec.seed for spec in specs],
+        "trials": names,
+        "experiment": first["experiment"],
+        "complete": True,
+    }
+    rundir.write_json_atomic(path / SET_MANIFEST, manifest)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m flashlab.analysis.synthetic DIR [anomaly=count ...]`: write a synthetic run for notebooks/reports."""
     import sys

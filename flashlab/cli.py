@@ -23,8 +23,11 @@ app = typer.Typer(
         "  flashlab run experiments/smoke.yaml --json        # CI: exit code is the verdict\n\n"
         "  flashlab stack up --detach && flashlab stack status\n\n"
         "  flashlab check reports/<run-id>                   # re-judge a saved run\n\n"
+        "  flashlab run experiments/lua.yaml --repeat 5      # trial set: medians + 95% CIs\n\n"
+        "  flashlab compare reports/A reports/B              # better / worse / within noise\n\n"
         "  flashlab matrix --strategies lua,lock --faults none,redis-kill\n\n"
-        "  flashlab demo                                     # what `make demo` runs"
+        "  flashlab demo                                     # what `make demo` runs\n\n"
+        "Exit codes: 0 pass, 1 fail, 2 bad input, 3 inconclusive (timings untrusted)."
     ),
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -49,10 +52,10 @@ def _root(
 
 
 def _mount() -> None:
-    from flashlab.commands import analyze, bench, demo, experiment, matrix, run
+    from flashlab.commands import analyze, bench, compare, demo, experiment, matrix, run
     from flashlab.commands.stack import app as stack_app
 
-    for module in (run, analyze, experiment, matrix, demo, bench):
+    for module in (run, analyze, compare, experiment, matrix, demo, bench):
         module.register(app)
     app.add_typer(
         stack_app,

@@ -38,10 +38,14 @@ def test_help_shows_examples() -> None:
     proc = flashlab("--help")
     assert proc.returncode == 0
     assert "Examples" in proc.stdout and "flashlab run" in proc.stdout
-    for command in ("run", "check", "validate", "matrix", "stack", "demo", "report"):
+    for command in ("run", "check", "validate", "matrix", "stack", "demo", "report", "compare"):
         sub = flashlab(command, "--help")
         assert sub.returncode == 0, (command, sub.stderr)
         assert "xample" in sub.stdout, command
+    # The exit codes, 3 = inconclusive among them, are documented where a user looks.
+    for command in ("run", "check"):
+        assert "3 inconclusive" in flashlab(command, "--help").stdout, command
+    assert "3 inconclusive" in proc.stdout
 
 
 def test_missing_experiment_file(tmp_path: Path) -> None:
@@ -119,3 +123,34 @@ def test_every_shipped_experiment_validates() -> None:
     proc = flashlab("validate", *files, "--json")
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads(proc.stdout)) == set(files)
+
+
+def test_bad_repeat_is_one_line_and_leaves_no_directory(tmp_path: Path) -> None:
+    smoke = str(ROOT / "experiments" / "smoke.yaml")
+    out = tmp_path / "set"
+    assert_one_line_error(flashlab("run", smoke, "--repeat", "0", "--out", str(out)), "--repeat")
+    assert_one_line_error(flashlab("run", smoke, "--repeat", "101", "--out", str(out)), "--repeat")
+    assert not out.exists()
+    body = "repeat: 0\n"
+    assert_one_line_error(flashlab("run", str(write(tmp_path, body)), "--out", str(out)), "repeat")
+    assert not out.exists()
+    assert_one_line_error(flashlab("matrix", "--repeat", "0"), "--repeat")
+
+
+def test_compare_bad_input(tmp_path: Path) -> None:
+    from flashlab.analysis.synthetic import SyntheticSpec, write_synthetic, write_synthetic_set
+
+    write_synthetic(tmp_path / "run", SyntheticSpec())
+    write_synthetic_set(tmp_path / "set", [SyntheticSpec(seed=s) for s in (1, 2)])
+    run, trial_set = str(tmp_path / "run"), str(tmp_path / "set")
+    assert_one_line_error(flashlab("compare", run, str(tmp_path / "nope")), "not a run directory")
+    assert_one_line_error(
+        flashlab("compare", run, trial_set, "--fail-if-worse", "p99,speed"),
+        "--fail-if-worse",
+        "speed",
+    )
+    (tmp_path / "set" / "trial-02" / "manifest.json").unlink()
+    assert_one_line_error(flashlab("compare", run, trial_set), "trial-02")
+    ok = flashlab("compare", run, run, "--fail-if-worse", "p99,oversell")
+    assert ok.returncode == 0, ok.stderr
+    assert "single run" in ok.stdout

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from flashlab.console import console, emit_json
-from flashlab.core.errors import UserError
+from flashlab.core.errors import EXIT_CODES_HELP, UserError, verdict_exit_code
 
 
 def _load(run_dir: Path):
@@ -21,18 +21,26 @@ def _load(run_dir: Path):
 
 
 def check(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. reports/<run-id>.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory (reports/<run-id>) or a trial set.")
+    ],
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     write: Annotated[bool, typer.Option(help="Rewrite summary.json with the fresh result.")] = True,
 ) -> None:
-    """Re-run the checker and statistics on a saved run; exit code is the verdict.
+    """Re-run the checker and statistics on a saved run; exit code is the verdict (0 pass, 1 fail, 3 inconclusive).
 
     Examples:
 
       flashlab check reports/20261125-101500-lua-ab12
 
       flashlab check reports/20261125-101500-lua-ab12 --json | jq .checks
+
+      flashlab check reports/20261125-101500-lua-x5-ab12      # a trial set (run --repeat)
     """
+    from flashlab.analysis.trials import is_trial_set
+
+    if is_trial_set(run_dir):
+        _check_set(run_dir, json_output, write)
     run = _load(run_dir)  # fail fast, before the heavier imports
 
     from flashlab.analysis.summary import summarize
@@ -49,28 +57,55 @@ def check(
         failed = [name for name, c in summary.get("checks", {}).items() if not c.get("ok")]
         if failed:
             console.print(f"[red]checks failing:[/] {', '.join(failed)}")
-    raise typer.Exit(0 if summary["verdict"] == "pass" else 1)
+    raise typer.Exit(verdict_exit_code(summary["verdict"]))
+
+
+def _check_set(set_dir: Path, json_output: bool, write: bool) -> None:
+    """Re-judge a trial set from its trials' summaries; exit code is the set's verdict."""
+    from flashlab.analysis.trials import load_set, summarize_set, write_set_outputs
+    from flashlab.commands.display import print_trial_set
+    from flashlab.core.rundir import RunDirError
+
+    try:
+        result = (
+            write_set_outputs(set_dir, require_complete=True)
+            if write
+            else summarize_set(load_set(set_dir))
+        )
+    except RunDirError as exc:
+        raise UserError(str(exc)) from None
+    if json_output:
+        emit_json(result)
+    else:
+        print_trial_set(result, str(set_dir))
+    raise typer.Exit(verdict_exit_code(result["verdict"]))
 
 
 def report(
     path: Annotated[
-        Path, typer.Argument(help="A run directory, or a matrix directory with --matrix.")
+        Path,
+        typer.Argument(help="A run directory, a trial set, or a matrix directory with --matrix."),
     ],
     matrix: Annotated[
         bool, typer.Option("--matrix", help="Render matrix.html for a matrix directory.")
     ] = False,
 ) -> None:
-    """(Re)generate report.html for a run, or matrix.html for a matrix directory.
+    """(Re)generate report.html for a run, trials.html for a trial set, or matrix.html for a matrix.
 
     Examples:
 
       flashlab report reports/20261125-101500-lua-ab12
 
+      flashlab report reports/20261125-101500-lua-x5-ab12     # a trial set: trials.*
+
       flashlab report --matrix reports/matrix-20261125-1030
     """
     from flashlab.analysis.report import write_matrix_report, write_report
+    from flashlab.analysis.trials import is_trial_set
 
-    if matrix:
+    if is_trial_set(path) and not matrix:
+        out = _write_set(path)
+    elif matrix:
         if not (path / "matrix.json").exists():
             raise UserError(f"{path}: no matrix.json (is this a `flashlab matrix` directory?)")
         out = write_matrix_report(path)
@@ -80,6 +115,18 @@ def report(
     console.print(f"report: [bold]{out}[/]")
 
 
+def _write_set(set_dir: Path) -> Path:
+    """trials.parquet/json/html of a complete trial set, rewritten; the path of trials.html."""
+    from flashlab.analysis.trials import TRIALS_HTML, write_set_outputs
+    from flashlab.core.rundir import RunDirError
+
+    try:
+        write_set_outputs(set_dir, require_complete=True)
+    except RunDirError as exc:
+        raise UserError(str(exc)) from None
+    return set_dir / TRIALS_HTML
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(check)
+    app.command(epilog=EXIT_CODES_HELP)(check)
     app.command()(report)

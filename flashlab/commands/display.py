@@ -12,7 +12,18 @@ from rich.table import Table
 
 from flashlab.console import console
 
-_VERDICT_STYLE = {"pass": "bold green", "fail": "bold red"}
+VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
+_STATUS_MARK = {"pass": "[green]✔[/]", "fail": "[red]✘[/]", "inconclusive": "[yellow]?[/]"}
+
+
+def verdict_line(verdict: str, reasons: list[str] | None = None) -> str:
+    """`verdict: PASS` (green) / FAIL (red) / INCONCLUSIVE (amber), then one line per reason."""
+    from flashlab.core.errors import verdict_exit_code
+
+    style = VERDICT_STYLE.get(verdict, "bold")
+    lines = [f"verdict: [{style}]{verdict.upper()}[/] [dim](exit {verdict_exit_code(verdict)})[/]"]
+    lines += [f"  [dim]·[/] {reason}" for reason in reasons or []]
+    return "\n".join(lines)
 
 
 class LiveRun:
@@ -53,6 +64,12 @@ class LiveRun:
         elif not console.is_terminal:
             console.print(f"[dim]… {phase}[/]")
 
+    def restart(self, label: str) -> None:
+        """A new trial on the same display: the bar back to zero, the label in the phase."""
+        self.snapshot = None
+        self.bar.reset(self.task)
+        self.set_phase(label)
+
     def update(self, progress: Any) -> None:
         self.snapshot = progress
         now = time.monotonic()
@@ -87,8 +104,10 @@ def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
 
 
 def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
-    verdict = summary.get("verdict", "?")
-    console.print(f"\nverdict: [{_VERDICT_STYLE.get(verdict, 'bold')}]{verdict.upper()}[/]")
+    console.print()
+    console.print(
+        verdict_line(summary.get("verdict", "?"), summary.get("verdict_reasons")), soft_wrap=True
+    )
     lat = summary.get("latency_ms") or {}
     table = Table(title="result", show_header=False, title_justify="left")
     table.add_column(style="dim")
@@ -119,12 +138,15 @@ def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
         hyp = Table(title="steady-state hypothesis", title_justify="left")
         hyp.add_column("clause")
         hyp.add_column("measured", justify="right")
-        hyp.add_column("ok", justify="center")
+        hyp.add_column("class")
+        hyp.add_column("status", justify="center")
         for c in clauses:
+            status = c.get("status") or ("pass" if c["ok"] else "fail")
             hyp.add_row(
                 c["clause"],
                 _fmt(c.get("measured"), digits=3),
-                "[green]✔[/]" if c["ok"] else "[red]✘[/]",
+                c.get("class", ""),
+                f"{_STATUS_MARK.get(status, '')} {status}",
             )
         console.print(hyp)
     if run_dir:
@@ -144,3 +166,73 @@ def _generator(gen: dict[str, Any]) -> str:
 
 def _pct(value: Any) -> float | None:
     return None if value is None else 100.0 * float(value)
+
+
+# --- trial sets --------------------------------------------------------------------------------
+
+# Metrics shown in the trial-set table (names from flashlab.analysis.trials.KEY_METRICS).
+SET_TABLE_METRICS = (
+    "p50",
+    "p99",
+    "throughput",
+    "sellout",
+    "conflict_rate",
+    "oversell",
+    "lost_acknowledged",
+)
+
+
+def print_trial_done(index: int, outcome: Any) -> None:
+    """One line per finished trial: its verdict and headline numbers."""
+    s = outcome.summary
+    lat = s.get("latency_ms") or {}
+    style = VERDICT_STYLE.get(s.get("verdict", ""), "bold")
+    console.print(
+        f"trial {index}: [{style}]{str(s.get('verdict', '?')).upper()}[/]"
+        f"  p99 {_fmt(lat.get('p99'), ' ms')}  throughput {_fmt(s.get('throughput_rps'), ' req/s')}"
+        f"  sold {_fmt(s.get('sold'))}/{_fmt(s.get('stock_initial'))}"
+        f"  generator {_generator(s.get('generator') or {})}"
+    )
+
+
+def _metric_text(m: dict[str, Any], key: str) -> str:
+    from flashlab.analysis.report import fmt, kind_of  # the report's formats, one per kind
+
+    return fmt(m.get(key), kind_of(m["path"]))[0]
+
+
+def print_trial_set(result: dict[str, Any], set_dir: str) -> None:
+    """The set's verdict, its clauses on the CI bound, and the key metrics' medians and CIs."""
+    from flashlab.analysis.report import fmt, kind_of
+
+    console.print()
+    console.print(verdict_line(result["verdict"], result.get("verdict_reasons")), soft_wrap=True)
+    metrics = Table(title=f"{result['repeat']} trials: median and 95% CI", title_justify="left")
+    for col, justify in (
+        ("metric", "left"), ("median", "right"), ("95% CI", "right"), ("trials", "right"),
+    ):  # fmt: skip
+        metrics.add_column(col, justify=justify)
+    for name in SET_TABLE_METRICS:
+        m = (result.get("metrics") or {}).get(name)
+        if m is None:
+            continue
+        ci = "—" if m.get("ci_low") is None else (
+            f"[{_metric_text(m, 'ci_low')}, {_metric_text(m, 'ci_high')}]"
+        )  # fmt: skip
+        values = "  ".join(fmt(v, kind_of(m["path"]))[0] for v in m["values"])
+        metrics.add_row(m["label"], _metric_text(m, "median"), ci, values)
+    console.print(metrics)
+    clauses = result.get("hypothesis") or []
+    if clauses:
+        hyp = Table(title="hypothesis over the trials", title_justify="left")
+        for col in ("clause", "class", "per trial", "status"):
+            hyp.add_column(col)
+        for c in clauses:
+            hyp.add_row(
+                c["clause"],
+                c["class"],
+                " ".join(c["trials"]),
+                f"{_STATUS_MARK.get(c['status'], '')} {c['status']}",
+            )
+        console.print(hyp)
+    console.print(f"trial set: [bold]{set_dir}[/]  report: [bold]{set_dir}/trials.html[/]")

@@ -15,8 +15,12 @@ EPILOG = (
     "Examples:\n\n"
     "  flashlab matrix --strategies lua,lock --faults none,redis-kill --durability none,aof-always\n\n"
     "  flashlab matrix --base experiments/matrix-base.yaml --shoppers 1000 --json\n\n"
+    "  flashlab matrix --strategies lua,lock --faults none --durability none --repeat 3\n\n"
     "A cell's expected verdict: naive -> fail (oversell); redis-kill/restart without aof-always -> any; "
-    "else pass. Exit 1 if any cell expected to pass fails (or errors)."
+    "else pass. --repeat N makes each cell a trial set (median and 95% CI of p99 and throughput; "
+    "the set's verdict, see `flashlab run --help`).\n\n"
+    "Exit codes: 0 every cell as expected, 1 a cell expected to pass fails (or errors), "
+    "2 bad input, 3 no unexpected failure but some cell is inconclusive."
 )
 
 
@@ -48,6 +52,12 @@ def matrix(
     out: Annotated[
         Path | None, typer.Option(help="Matrix directory (default reports/matrix-<time>).")
     ] = None,
+    repeat: Annotated[
+        int | None,
+        typer.Option(
+            help="Trials per cell on one stack (> 1: median and 95% CI); default: the base's `repeat:`."
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print matrix.json cells.")] = False,
 ) -> None:
     """Run every strategy through every fault under every durability mode."""
@@ -56,13 +66,19 @@ def matrix(
     from flashlab.core.contract import Strategy
     from flashlab.core.platform import DURABILITY_MODES
     from flashlab.lab.matrix import NO_FAULT, run_matrix
+    from flashlab.lab.trials import check_repeat
+
+    if repeat is not None:
+        check_repeat(repeat)
 
     strategy_list = _split(strategies, "--strategies", [s.value for s in Strategy])
     fault_list = _split(faults, "--faults", [NO_FAULT, *fault_names()])
     durability_list = _split(durability, "--durability", list(DURABILITY_MODES))
     if shoppers is not None and not 1 <= shoppers <= 20_000:
         raise UserError("--shoppers: must be between 1 and 20000 per matrix cell")
-    base_exp = load_with_overrides(base, {"scenario.shoppers": shoppers, "product.stock": stock})
+    base_exp = load_with_overrides(
+        base, {"scenario.shoppers": shoppers, "product.stock": stock, "repeat": repeat}
+    )
     out_dir = out or Path("reports") / f"matrix-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"--out: {out_dir} already exists and is not empty")
@@ -80,7 +96,9 @@ def matrix(
                 description=f"{cell.strategy} × {cell.fault} × {cell.durability}",
             )
 
-        cells = run_matrix(base_exp, strategy_list, fault_list, durability_list, out_dir, on_cell)
+        cells = run_matrix(
+            base_exp, strategy_list, fault_list, durability_list, out_dir, on_cell, base_exp.repeat
+        )
         bar.update(task, completed=total)
 
     from flashlab.analysis.report import write_matrix_report
@@ -91,7 +109,16 @@ def matrix(
     else:
         _print_cells(cells)
         console.print(f"matrix: [bold]{out_dir / 'matrix.json'}[/]  report: [bold]{html}[/]")
-    raise typer.Exit(1 if any(c.unexpected and c.expected != "fail" for c in cells) else 0)
+    raise typer.Exit(_exit_code(cells))
+
+
+def _exit_code(cells) -> int:
+    from flashlab.core.errors import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_VERDICT_FAIL
+
+    failing = [c for c in cells if c.unexpected and c.expected != "fail" and not c.inconclusive]
+    if failing:
+        return EXIT_VERDICT_FAIL
+    return EXIT_INCONCLUSIVE if any(c.inconclusive for c in cells) else EXIT_OK
 
 
 def _print_cells(cells) -> None:
@@ -111,7 +138,11 @@ def _print_cells(cells) -> None:
         table.add_column(col, justify="right" if col in ("oversell", "lost", "p99 ms") else "left")
     for c in cells:
         style = "red" if c.unexpected else ("green" if c.verdict == "pass" else "yellow")
+        if c.inconclusive:
+            style = "yellow"
         p99 = "—" if c.p99_ms is None else f"{c.p99_ms:,.0f}"
+        if c.p99_ci_low is not None:
+            p99 += f" [{c.p99_ci_low:,.0f}, {c.p99_ci_high:,.0f}]"
         table.add_row(
             c.strategy,
             c.fault,

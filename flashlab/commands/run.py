@@ -9,16 +9,23 @@ from typing import Annotated, Any
 import typer
 
 from flashlab.console import console, emit_json
-from flashlab.core.errors import UserError
+from flashlab.core.errors import EXIT_CODES_HELP, UserError
 
 EPILOG = (
     "Examples:\n\n"
     "  flashlab run experiments/lua.yaml\n\n"
     "  flashlab run experiments/seed-phase1-naive.yaml --shoppers 2000 --stock 200\n\n"
     "  flashlab run experiments/smoke.yaml --engine inline --json > summary.json\n\n"
+    "  flashlab run experiments/lua.yaml --repeat 5          # trial set: median + 95% CI\n\n"
     "  flashlab run experiments/lua.yaml --target http://127.0.0.1:8080 --redis redis://127.0.0.1:6379/0 "
     "--admin-token TOKEN\n\n"
-    "Exit codes: 0 hypothesis holds, 1 it does not, 2 bad input."
+    "Verdict: safety clauses (oversell, lost orders, 5xx, ...) always decide; timing clauses "
+    "(latency, throughput, durations, recovery, generator_*) are inconclusive when the load "
+    "generator was unhealthy or CPU isolation was requested but not applied.\n\n"
+    "--repeat N (or `repeat:` in the file): N trials on one stack, seeds seed..seed+N-1; the set "
+    "fails if any trial fails a safety clause; a timing clause is judged on the 95% bootstrap CI "
+    "of its median (`<`: the upper bound must hold, `>`: the lower bound); an interval that "
+    "straddles the threshold is inconclusive. See docs/METHOD.md.\n\n" + EXIT_CODES_HELP
 )
 
 
@@ -89,7 +96,8 @@ def run(
         str | None, typer.Option(help="Attach to an existing Ray cluster.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Run directory (default reports/<run-id>).")
+        Path | None,
+        typer.Option(help="Run directory (default reports/<run-id>); with --repeat the set's."),
     ] = None,
     target: Annotated[
         str | None, typer.Option(help="Use a running stack at this loopback base URL.")
@@ -98,13 +106,18 @@ def run(
         str | None, typer.Option(help="With --target: its Redis URL (truth channel).")
     ] = None,
     admin_token: Annotated[str | None, typer.Option(help="With --target: its admin token.")] = None,
+    repeat: Annotated[
+        int | None,
+        typer.Option(help="Trials on one stack (overrides `repeat:`); > 1 writes a trial set."),
+    ] = None,
     report: Annotated[bool, typer.Option(help="Write report.html.")] = True,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print summary.json to stdout.")
     ] = False,
 ) -> None:
-    """Run a flash sale from an experiment file and judge it."""
+    """Run a flash sale from an experiment file and judge it (once, or as N trials with --repeat)."""
     from flashlab.lab.run import RunRequest, Target
+    from flashlab.lab.trials import check_repeat
 
     overrides = {
         "scenario.shoppers": shoppers,
@@ -117,18 +130,63 @@ def run(
         "engine.client": client,
         "engine.ray_address": ray_address,
     }
-    exp = load_with_overrides(experiment, overrides)
+    if repeat is not None:
+        check_repeat(repeat)  # before the file: `--repeat 0` names the flag, not the field
+    exp = load_with_overrides(experiment, overrides | {"repeat": repeat})
     tgt = None
     if target or redis or admin_token:
         if not (target and redis and admin_token):
             raise UserError("--target, --redis and --admin-token go together")
         tgt = Target(target, redis, admin_token)
+    if exp.repeat > 1:
+        raise typer.Exit(run_trials_and_report(exp, out, tgt, report, json_output).exit_code)
     request = RunRequest(experiment=exp, run_dir=out, target=tgt, write_report=report)
     raise typer.Exit(run_and_report(request, json_output).exit_code)
+
+
+def run_trials_and_report(
+    exp: Any, out: Path | None, target: Any, write_report: bool, json_output: bool
+) -> Any:
+    """`run --repeat N`: the trial set with a live display per trial; the TrialSetOutcome."""
+    from flashlab.commands.display import LiveRun, print_trial_done, print_trial_set
+    from flashlab.lab.trials import TrialSetRequest, run_trials
+
+    live = LiveRun(
+        exp.scenario.shoppers, exp.product.stock, enabled=console.is_terminal and not json_output
+    )
+    request = TrialSetRequest(
+        experiment=exp,
+        repeat=exp.repeat,
+        set_dir=out,
+        target=target,
+        write_report=write_report,
+        on_progress=live.update,
+        on_phase=live.set_phase if not json_output else (lambda _p: None),
+        on_trial_start=(lambda *_: None)
+        if json_output
+        else (lambda i, n, seed: live.restart(f"trial {i}/{n} (seed {seed})")),
+        on_trial_done=(lambda i, o: None) if json_output else print_trial_done,
+    )
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with live:
+            outcome = run_trials(request)
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]interrupted: stack and workers stopped; trial set left incomplete[/]"
+        )
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if json_output:
+        emit_json(outcome.result | {"set_dir": str(outcome.set_dir)})
+    else:
+        print_trial_set(outcome.result, str(outcome.set_dir))
+    return outcome
 
 
 def register(app: typer.Typer) -> None:
     app.command(epilog=EPILOG)(run)
 
 
-__all__ = ["register", "run", "run_and_report"]
+__all__ = ["register", "run", "run_and_report", "run_trials_and_report"]

@@ -89,6 +89,8 @@ class Experiment(_Model):
     name: str = Field(default="experiment", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     description: str = ""
     seed: int = Field(default=1, ge=0, le=2**63 - 1)
+    # Trials per run: > 1 makes `flashlab run` write a trial set (seeds seed, seed+1, ...).
+    repeat: int = Field(default=1, ge=1, le=100)
     stack: StackSpec = Field(default_factory=StackSpec)
     product: ProductSpec = Field(default_factory=ProductSpec)
     scenario: Scenario = Field(default_factory=Scenario)

@@ -1,4 +1,8 @@
-"""The strategy x fault x durability matrix: expands a grid into experiments, runs each, writes matrix.json."""
+"""The strategy x fault x durability matrix: expands a grid into experiments, runs each, writes matrix.json.
+
+With `repeat` > 1 every cell is a trial set (flashlab.lab.trials) and carries the median and 95%
+CI of p99 and throughput; its verdict is the set's (see flashlab.analysis.trials).
+"""
 
 from __future__ import annotations
 
@@ -31,14 +35,24 @@ class Cell:
     oversell: int | None = None
     lost_acknowledged: int | None = None
     duplicate_purchases: int | None = None
-    p99_ms: float | None = None
+    p99_ms: float | None = None  # the median over the trials when repeat > 1
     conflict_rate: float | None = None
+    repeat: int = 1
+    p99_ci_low: float | None = None  # 95% bootstrap CI of the median (repeat > 1)
+    p99_ci_high: float | None = None
+    throughput_rps: float | None = None
+    throughput_ci_low: float | None = None
+    throughput_ci_high: float | None = None
     wall_s: float | None = None
     error: str | None = None
 
     @property
     def unexpected(self) -> bool:
         return self.verdict == "error" or (self.expected != "any" and self.verdict != self.expected)
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.verdict == "inconclusive"
 
 
 def expected_verdict(strategy: str, fault: str, durability: str) -> str:
@@ -84,18 +98,19 @@ def run_matrix(
     durabilities: list[str],
     out_dir: Path,
     on_cell: Callable[[Cell, int, int], None] = lambda *_: None,
+    repeat: int = 1,
 ) -> list[Cell]:
     out_dir.mkdir(parents=True, exist_ok=True)
     grid = list(itertools.product(strategies, faults, durabilities))
     cells: list[Cell] = []
     for index, (strategy, fault, durability) in enumerate(grid):
         cell = Cell(strategy, fault, durability, expected_verdict(strategy, fault, durability))
+        cell.repeat = repeat
         on_cell(cell, index, len(grid))
         started = time.monotonic()
         try:
             exp = cell_experiment(base, strategy, fault, durability)
-            outcome = execute(RunRequest(experiment=exp, run_dir=out_dir / exp.name))
-            _fill(cell, outcome.summary)
+            _run_cell(cell, exp, out_dir, repeat)
             cell.run_dir = exp.name
         except Exception as exc:  # one broken cell must not lose the rest of the grid
             cell.error = f"{type(exc).__name__}: {exc}"
@@ -105,6 +120,36 @@ def run_matrix(
     return cells
 
 
+def _run_cell(cell: Cell, exp: Experiment, out_dir: Path, repeat: int) -> None:
+    if repeat <= 1:
+        outcome = execute(RunRequest(experiment=exp, run_dir=out_dir / exp.name))
+        _fill(cell, outcome.summary)
+        return
+    from flashlab.lab.trials import TrialSetRequest, run_trials
+
+    result = run_trials(TrialSetRequest(experiment=exp, repeat=repeat, set_dir=out_dir / exp.name))
+    _fill_set(cell, result.result)
+
+
+def _fill_set(cell: Cell, result: dict[str, Any]) -> None:
+    """A trial-set cell: the set's verdict, the worst trial's anomaly counts, medians and CIs."""
+    metrics = result["metrics"]
+
+    def worst(name: str) -> int | None:
+        values = [v for v in metrics[name]["values"] if v is not None]
+        return int(max(values)) if values else None
+
+    cell.verdict = result["verdict"]
+    cell.oversell = worst("oversell")
+    cell.lost_acknowledged = worst("lost_acknowledged")
+    cell.duplicate_purchases = worst("duplicate_purchases")
+    cell.conflict_rate = metrics["conflict_rate"]["median"]
+    p99, rps = metrics["p99"], metrics["throughput"]
+    cell.p99_ms, cell.p99_ci_low, cell.p99_ci_high = p99["median"], p99["ci_low"], p99["ci_high"]
+    cell.throughput_rps = rps["median"]
+    cell.throughput_ci_low, cell.throughput_ci_high = rps["ci_low"], rps["ci_high"]
+
+
 def _fill(cell: Cell, summary: dict[str, Any]) -> None:
     cell.verdict = summary["verdict"]
     cell.oversell = summary.get("oversell")
@@ -112,6 +157,7 @@ def _fill(cell: Cell, summary: dict[str, Any]) -> None:
     cell.duplicate_purchases = summary.get("duplicate_purchases")
     cell.p99_ms = (summary.get("latency_ms") or {}).get("p99")
     cell.conflict_rate = summary.get("conflict_rate")
+    cell.throughput_rps = summary.get("throughput_rps")
 
 
 def write_matrix_json(out_dir: Path, base: Experiment, cells: list[Cell]) -> Path:
@@ -121,6 +167,7 @@ def write_matrix_json(out_dir: Path, base: Experiment, cells: list[Cell]) -> Pat
         {
             "written_at": datetime.now(UTC).isoformat(),
             "base": base.model_dump(mode="json"),
+            "repeat": max((c.repeat for c in cells), default=1),
             "cells": [asdict(c) | {"unexpected": c.unexpected} for c in cells],
         },
     )

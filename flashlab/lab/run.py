@@ -24,7 +24,7 @@ import httpx
 import pyarrow.parquet as pq
 
 from flashlab.core import meta, rundir
-from flashlab.core.errors import UserError
+from flashlab.core.errors import UserError, verdict_exit_code
 from flashlab.lab.experiment import Experiment
 
 
@@ -46,6 +46,7 @@ class RunRequest:
     write_report: bool = True
     on_progress: Callable[[Any], None] | None = None
     on_phase: Callable[[str], None] = lambda _phase: None
+    manifest_extra: dict[str, Any] = field(default_factory=dict)  # e.g. {"trial": {...}}
 
 
 @dataclass
@@ -136,6 +137,16 @@ class _Stack:
 
 
 @contextmanager
+def shared_stack(exp: Experiment, target: Target | None, workdir: Path) -> Iterator[_Stack]:
+    """One stack for several runs (repeated trials): pass it to `execute(req, stack=...)`.
+
+    Each run still resets the product first; the stack is stopped when the block ends.
+    """
+    with _stack(exp, target, workdir) as stack:
+        yield stack
+
+
+@contextmanager
 def _stack(exp: Experiment, target: Target | None, workdir: Path) -> Iterator[_Stack]:
     if target is not None:
         yield _Stack(
@@ -189,8 +200,12 @@ def _write_faults(path: Path, table: Any) -> None:
     pq.write_table(table.cast(rundir.FAULTS_SCHEMA), path)
 
 
-def execute(req: RunRequest) -> RunOutcome:
-    """Run one experiment end to end. Raises UserError for bad input; anything else propagates."""
+def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
+    """Run one experiment end to end. Raises UserError for bad input; anything else propagates.
+
+    `stack`: a stack from `shared_stack` to run on (left running afterwards); default: start
+    one for this run (or use req.target) and stop it at the end.
+    """
     exp = req.experiment
     if req.target is not None:
         require_loopback(req.target.base_url, "--target")
@@ -199,10 +214,10 @@ def execute(req: RunRequest) -> RunOutcome:
             raise UserError("--target: faults need a stack the lab started itself (drop --target)")
     run_id = new_run_id(exp)
     run_dir = _prepare_dir(req, run_id)
-    manifest = _initial_manifest(exp, run_id)
+    manifest = _initial_manifest(exp, run_id) | req.manifest_extra
     rundir.write_json_atomic(run_dir / rundir.MANIFEST, manifest)
     try:
-        return _execute(req, exp, run_id, run_dir, manifest)
+        return _execute(req, exp, run_id, run_dir, manifest, stack)
     except BaseException as exc:
         # Leave an honest trace: the directory stays `complete: false` and says why.
         manifest["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -212,7 +227,12 @@ def execute(req: RunRequest) -> RunOutcome:
 
 
 def _execute(
-    req: RunRequest, exp: Experiment, run_id: str, run_dir: Path, manifest: dict[str, Any]
+    req: RunRequest,
+    exp: Experiment,
+    run_id: str,
+    run_dir: Path,
+    manifest: dict[str, Any],
+    shared: _Stack | None = None,
 ) -> RunOutcome:
     from flashlab.analysis.summary import summarize
     from flashlab.chaos.scheduler import FaultScheduler
@@ -221,8 +241,8 @@ def _execute(
     from flashlab.system.truth import read_truth
 
     with ExitStack() as cleanup:
-        req.on_phase("starting stack")
-        stack = cleanup.enter_context(_stack(exp, req.target, run_dir))
+        req.on_phase("starting stack" if shared is None else "on the shared stack")
+        stack = shared or cleanup.enter_context(_stack(exp, req.target, run_dir))
         manifest["stack"] = stack.public
         req.on_phase("resetting product")
         _reset_product(stack, exp)
@@ -295,5 +315,5 @@ def _execute(
     manifest["complete"] = True
     rundir.write_json_atomic(run_dir / rundir.MANIFEST, manifest)
     return RunOutcome(
-        run_dir=run_dir, summary=summary, exit_code=0 if summary["verdict"] == "pass" else 1
+        run_dir=run_dir, summary=summary, exit_code=verdict_exit_code(summary["verdict"])
     )

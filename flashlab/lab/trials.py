@@ -1,0 +1,149 @@
+"""Repeated trials: N seeded runs of one experiment on ONE stack, written as a trial-set directory.
+
+The stack is started once (`flashlab.lab.run.shared_stack`); every trial is a complete run directory
+(`flashlab.lab.run.execute` on that stack, which resets the product first), with the seed derived
+as `flashlab.analysis.trials.trial_seed` (base seed + i - 1: reproducible, and each trial
+differs). The set manifest (trialset.json) is written first with `complete: false`, updated as
+trials finish, and flipped to `complete: true` last, after trials.parquet/json/html: an
+interrupted set never looks complete. Judging the set is flashlab.analysis.trials' job.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flashlab.analysis import trials as set_format
+from flashlab.core import meta, rundir
+from flashlab.core.errors import UserError, verdict_exit_code
+from flashlab.lab.experiment import Experiment
+from flashlab.lab.run import RunOutcome, RunRequest, Target, execute, require_loopback, shared_stack
+
+MAX_REPEAT = 100
+
+
+@dataclass
+class TrialSetRequest:
+    experiment: Experiment
+    repeat: int
+    out_root: Path = Path("reports")
+    set_dir: Path | None = None  # exact directory (--out); default out_root/<set-id>
+    target: Target | None = None
+    write_report: bool = True
+    on_progress: Callable[[Any], None] | None = None
+    on_phase: Callable[[str], None] = lambda _phase: None
+    on_trial_start: Callable[[int, int, int], None] = lambda _i, _n, _seed: None
+    on_trial_done: Callable[[int, RunOutcome], None] = lambda _i, _outcome: None
+
+
+@dataclass
+class TrialSetOutcome:
+    set_dir: Path
+    result: dict[str, Any]  # trials.json
+    exit_code: int
+    outcomes: list[RunOutcome] = field(default_factory=list)
+
+
+def check_repeat(repeat: int, flag: str = "--repeat") -> None:
+    if not 1 <= repeat <= MAX_REPEAT:
+        raise UserError(f"{flag}: must be between 1 and {MAX_REPEAT} trials (got {repeat})")
+
+
+def new_set_id(experiment: Experiment, repeat: int) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{experiment.name}-x{repeat}-{secrets.token_hex(2)}"
+
+
+def _prepare(req: TrialSetRequest, set_id: str) -> Path:
+    set_dir = req.set_dir or (req.out_root / set_id)
+    if set_dir.exists() and any(set_dir.iterdir()):
+        raise UserError(f"--out: {set_dir} already exists and is not empty")
+    set_dir.mkdir(parents=True, exist_ok=True)
+    return set_dir
+
+
+def _set_manifest(req: TrialSetRequest, set_id: str) -> dict[str, Any]:
+    exp = req.experiment
+    return {
+        "kind": "trial-set",
+        "set_id": set_id,
+        "complete": False,
+        "repeat": req.repeat,
+        "seed_rule": set_format.SEED_RULE,
+        "seeds": [set_format.trial_seed(exp.seed, i) for i in range(1, req.repeat + 1)],
+        "trials": [],  # names of the trials written so far
+        "experiment": exp.model_dump(mode="json"),
+        "started_at": datetime.now(UTC).isoformat(),
+        "versions": meta.versions(),
+        "git_revision": meta.git_revision(),
+        "host": meta.host(),
+    }
+
+
+def trial_experiment(base: Experiment, index: int) -> Experiment:
+    """Trial `index` (1-based): the same experiment with its derived seed, as one run."""
+    return base.model_copy(update={"seed": set_format.trial_seed(base.seed, index), "repeat": 1})
+
+
+def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
+    """Run the set end to end. Raises UserError for bad input; anything else propagates,
+    leaving trialset.json `complete: false` with the error."""
+    check_repeat(req.repeat)
+    exp = req.experiment
+    if req.target is not None:
+        require_loopback(req.target.base_url, "--target")
+        require_loopback(req.target.redis_url, "--redis")
+        if exp.faults:
+            raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+    set_id = new_set_id(exp, req.repeat)
+    set_dir = _prepare(req, set_id)
+    manifest = _set_manifest(req, set_id)
+    path = set_dir / set_format.SET_MANIFEST
+    rundir.write_json_atomic(path, manifest)
+    try:
+        outcomes = _run_all(req, set_dir, manifest)
+        req.on_phase("judging the trial set")
+        result = set_format.write_set_outputs(set_dir)
+    except BaseException as exc:
+        manifest["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        manifest["finished_at"] = datetime.now(UTC).isoformat()
+        rundir.write_json_atomic(path, manifest)
+        raise
+    manifest["finished_at"] = datetime.now(UTC).isoformat()
+    manifest["verdict"] = result["verdict"]
+    manifest["complete"] = True
+    rundir.write_json_atomic(path, manifest)
+    return TrialSetOutcome(set_dir, result, verdict_exit_code(result["verdict"]), outcomes)
+
+
+def _run_all(req: TrialSetRequest, set_dir: Path, manifest: dict[str, Any]) -> list[RunOutcome]:
+    exp = req.experiment
+    outcomes = []
+    req.on_phase("starting stack (shared by every trial)")
+    with shared_stack(exp, req.target, set_dir) as stack:
+        manifest["stack"] = stack.public
+        for index in range(1, req.repeat + 1):
+            trial = trial_experiment(exp, index)
+            req.on_trial_start(index, req.repeat, trial.seed)
+            name = set_format.trial_name(index)
+            run_req = RunRequest(
+                experiment=trial,
+                run_dir=set_dir / name,
+                target=req.target,
+                write_report=req.write_report,
+                on_progress=req.on_progress,
+                on_phase=req.on_phase,
+                manifest_extra={
+                    "trial": {"set_id": manifest["set_id"], "index": index, "of": req.repeat}
+                },
+            )
+            outcome = execute(run_req, stack=stack)
+            outcomes.append(outcome)
+            manifest["trials"].append(name)
+            rundir.write_json_atomic(set_dir / set_format.SET_MANIFEST, manifest)
+            req.on_trial_done(index, outcome)
+    return outcomes

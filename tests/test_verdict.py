@@ -1,0 +1,161 @@
+"""The three-valued verdict: clause classes, timing clauses inconclusive on untrusted measurements,
+safety clauses always deciding, verdict_reasons, exit codes, the amber banner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flashlab.analysis.hypothesis import clause_class, judge, overall
+from flashlab.analysis.summary import summarize
+from flashlab.analysis.synthetic import OVERLOADED, SyntheticSpec, write_synthetic
+from flashlab.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INCONCLUSIVE,
+    EXIT_OK,
+    EXIT_VERDICT_FAIL,
+    verdict_exit_code,
+)
+from flashlab.core.rundir import MANIFEST, load_run
+
+MIXED = ["oversell == 0", "lost_acknowledged == 0", "latency_ms.p99 < 10000"]
+
+
+def _summary(path: Path, manifest_extra: dict[str, Any] | None = None, **spec: Any) -> dict:
+    write_synthetic(path, SyntheticSpec(**spec))
+    if manifest_extra:
+        manifest = json.loads((path / MANIFEST).read_text())
+        (path / MANIFEST).write_text(json.dumps(manifest | manifest_extra))
+    return summarize(load_run(path))
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("latency_ms.p99", "timing"),
+        ("service_latency_ms.p50", "timing"),
+        ("throughput_rps", "timing"),
+        ("duration_s", "timing"),
+        ("sellout_s", "timing"),
+        ("recovery.redis-kill.recovery_s", "timing"),
+        ("window.during.availability", "timing"),
+        ("generator_stalled_s", "timing"),
+        ("generator_lag_ms_p99", "timing"),
+        ("phase.spike.latency_ms.p99", "timing"),
+        ("phase.spike.oversell", "safety"),
+        ("oversell", "safety"),
+        ("lost_acknowledged", "safety"),
+        ("duplicate_purchases", "safety"),
+        ("server_error_rate", "safety"),
+        ("stock_remaining", "safety"),
+        ("conflict_rate", "safety"),
+    ],
+)
+def test_clause_class(key: str, expected: str) -> None:
+    assert clause_class(key) == expected
+
+
+def test_exit_codes_are_the_shared_interface() -> None:
+    assert (EXIT_OK, EXIT_VERDICT_FAIL, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE) == (0, 1, 2, 3)
+    assert [verdict_exit_code(v) for v in ("pass", "fail", "inconclusive", "??")] == [0, 1, 3, 1]
+
+
+def test_overall_rule() -> None:
+    assert overall([]) == "pass"
+    assert overall(["pass", "inconclusive"]) == "inconclusive"
+    assert overall(["inconclusive", "fail", "pass"]) == "fail"
+
+
+def test_healthy_run_judges_timing_clauses(tmp_path: Path) -> None:
+    s = _summary(tmp_path / "a", hypothesis=MIXED)
+    assert s["verdict"] == "pass" and s["verdict_reasons"] == []
+    assert [c["class"] for c in s["hypothesis"]] == ["safety", "safety", "timing"]
+    assert [c["status"] for c in s["hypothesis"]] == ["pass", "pass", "pass"]
+    # ... and a timing clause that does not hold fails it (the generator was healthy).
+    s = _summary(tmp_path / "b", hypothesis=["latency_ms.p99 < 0.001"])
+    assert s["verdict"] == "fail"
+    assert s["verdict_reasons"][0].startswith("clause 'latency_ms.p99 < 0.001' failed: measured")
+
+
+def test_unhealthy_generator_makes_timing_clauses_inconclusive(tmp_path: Path) -> None:
+    s = _summary(tmp_path, generator=OVERLOADED, hypothesis=MIXED)
+    assert s["verdict"] == "inconclusive"
+    assert [c["status"] for c in s["hypothesis"]] == ["pass", "pass", "inconclusive"]
+    assert s["hypothesis"][2]["ok"] is True  # measured and held, but cannot be trusted
+    assert s["verdict_reasons"] == [
+        "clause 'latency_ms.p99 < 10000' inconclusive: load generator unhealthy"
+        " (lag p99 180 ms, stalled 2.40 s)"
+    ]
+
+
+def test_safety_clauses_still_decide_with_an_unhealthy_generator(tmp_path: Path) -> None:
+    s = _summary(tmp_path / "f", generator=OVERLOADED, hypothesis=MIXED, plant={"oversell": 2})
+    assert s["verdict"] == "fail"
+    assert [c["status"] for c in s["hypothesis"]] == ["fail", "pass", "inconclusive"]
+    assert s["verdict_reasons"][0] == "clause 'oversell == 0' failed: measured 2 (expected == 0)"
+    assert "inconclusive" in s["verdict_reasons"][1]
+    # Only safety clauses: nothing to distrust, the run passes.
+    only_safety = _summary(tmp_path / "p", generator=OVERLOADED, hypothesis=MIXED[:2])
+    assert only_safety["verdict"] == "pass"
+
+
+@pytest.mark.parametrize(
+    ("isolation", "verdict"),
+    [
+        (None, "pass"),  # absent: not requested (runs without isolation support)
+        ({"mode": "off", "requested": False, "applied": False, "reason": None}, "pass"),
+        ({"mode": "auto", "requested": True, "applied": True, "reason": None}, "pass"),
+        ({"mode": "auto", "requested": True, "applied": False, "reason": "1 CPU"}, "inconclusive"),
+    ],
+)
+def test_isolation_requested_but_not_applied(
+    tmp_path: Path, isolation: dict | None, verdict: str
+) -> None:
+    extra = {"isolation": isolation} if isolation is not None else None
+    s = _summary(tmp_path, manifest_extra=extra, hypothesis=MIXED)
+    assert s["verdict"] == verdict
+    assert s["isolation"]["requested"] is bool(isolation and isolation["requested"])
+    if verdict == "inconclusive":
+        assert s["verdict_reasons"] == [
+            "clause 'latency_ms.p99 < 10000' inconclusive:"
+            " CPU isolation requested but not applied (1 CPU)"
+        ]
+
+
+def test_aborted_run_fails_with_the_reason_first(tmp_path: Path) -> None:
+    aborted = {"by": "guard", "guard": "oversell_live > 0", "t_s": 1.234, "reason": "tripped"}
+    s = _summary(tmp_path, manifest_extra={"aborted": aborted}, hypothesis=MIXED)
+    assert s["verdict"] == "fail"
+    assert s["aborted"] == aborted
+    assert s["verdict_reasons"] == ["aborted by guard 'oversell_live > 0' at t=1.23s: tripped"]
+
+
+def test_judge_keeps_measurements_and_orders_reasons() -> None:
+    results = [
+        {"clause": "p", "key": "latency_ms.p99", "op": "<", "expected": 1.0, "measured": 0.5,
+         "ok": True, "class": "timing", "status": "pass"},
+        {"clause": "s", "key": "oversell", "op": "==", "expected": 0.0, "measured": None,
+         "ok": False, "class": "safety", "status": "fail"},
+    ]  # fmt: skip
+    final, verdict, reasons = judge(results, ["generator starved"])
+    assert verdict == "fail"
+    assert final[0]["status"] == "inconclusive" and final[0]["measured"] == 0.5
+    assert reasons == [
+        "clause 's' failed: not measured (expected == 0)",
+        "clause 'p' inconclusive: generator starved",
+    ]
+
+
+def test_report_banner_is_amber_for_inconclusive(tmp_path: Path) -> None:
+    from flashlab.analysis.report import write_report
+
+    _summary(tmp_path, generator=OVERLOADED, hypothesis=MIXED)
+    html = write_report(tmp_path).read_text()
+    assert 'class="banner verdict-inconclusive"' in html
+    assert ".banner.verdict-inconclusive { background: var(--amber)" in html
+    assert "exit 3" in html
+    assert "inconclusive: load generator unhealthy" in html
+    assert 'class="inconclusive"' in html  # the clause's row
