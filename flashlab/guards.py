@@ -198,6 +198,7 @@ class GuardMonitor:
         every_s: float = GUARD_EVERY_S,
     ) -> None:
         self.guards = [parse_guard(g) for g in guards]
+        self._instant = [g for g in self.guards if g.window_s is None and not g.for_s]
         self.stock = stock
         self.switch = switch
         self.every_s = every_s
@@ -213,9 +214,22 @@ class GuardMonitor:
         self._thread: threading.Thread | None = None
 
     def observe(self, batch: pa.RecordBatch) -> None:
-        """The engine's on_batch: O(1) here, the work happens in the evaluation thread."""
+        """The engine's on_batch. Counts here (cheap), so a guard on a cumulative metric without
+        `for` (e.g. `oversell_live > 0`) trips at the batch that crosses it, not a second later;
+        windowed metrics are computed in the evaluation thread."""
+        import pyarrow.compute as pc
+
+        ok = int(pc.sum(pc.equal(batch.column("type"), "ok")).as_py() or 0)
         with self._lock:
             self.batches.append(batch)
+            self._ok += ok
+            self._answers += batch.num_rows
+        for guard in self._instant if not self.switch.event.is_set() else ():
+            measured = self.measure(guard, 0)
+            if guard.holds(measured):
+                self.last[guard.text] = measured
+                self.switch.trip("guard", guard.text)
+                return
 
     def start(self) -> GuardMonitor:
         if self.guards:
@@ -251,8 +265,6 @@ class GuardMonitor:
             flags = classify(h)
             flags["complete_ns"] = h["complete_ns"]
             flags["response_ms"] = response_ms(h)
-            self._ok += int(flags["ok"].sum())
-            self._answers += len(h)
             frames = [f for f in (self._recent, flags) if f is not None]
             self._recent = pd.concat(frames, ignore_index=True)
         if self._recent is not None:
