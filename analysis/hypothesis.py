@@ -144,7 +144,15 @@ def _unknown(key: str, text: str) -> HypothesisError:
     parts = key.split(".")
     fault = parts[1] if len(parts) > 2 and parts[0] in ("recovery", "window") else "<fault>"
     close = difflib.get_close_matches(key, valid_keys(fault), n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else "see docs/CHAOS.md for the keys"
+    allowed = [*SUMMARY_KEYS, "recovery.<fault>.*", "window.<fault>.*", "phase.<phase>.*"]
+    hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+    head, _, sub = key.partition(".")
+    if SUMMARY_KEYS.get(head):
+        return HypothesisError(
+            f"{head!r} needs one of .{', .'.join(SUMMARY_KEYS[head])} in {text!r} ({hint})"
+        )
+    if head in SUMMARY_KEYS and sub:
+        return HypothesisError(f"{head!r} has no sub-key (got {key!r}; {hint})")
     return HypothesisError(f"unknown key {key!r} in {text!r} ({hint})")
 
 
