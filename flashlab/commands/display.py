@@ -89,6 +89,10 @@ def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
 def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
     verdict = summary.get("verdict", "?")
     console.print(f"\nverdict: [{_VERDICT_STYLE.get(verdict, 'bold')}]{verdict.upper()}[/]")
+    # The abort and a failed pre-fault steady state come first: they change how to read the rest.
+    for reason in summary.get("verdict_reasons") or []:
+        if not reason.startswith("clause "):
+            console.print(f"[yellow]{reason}[/]", soft_wrap=True)
     lat = summary.get("latency_ms") or {}
     table = Table(title="result", show_header=False, title_justify="left")
     table.add_column(style="dim")
