@@ -70,6 +70,13 @@ _WINDOWED = re.compile(
     r"|p50|p90|p95|p99)_(?P<n>[0-9]+)s(?P<ms>_ms)?$"
 )
 _PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
+# windowed rate -> its outcome column in flashlab.analysis.stats.classify (one definition of each)
+_RATE_COLUMNS = {
+    "error_rate": "error",
+    "availability": "available",
+    "indeterminate_rate": "info",
+    "server_error_rate": "server_error",
+}
 GUARD_METRICS = (
     *CUMULATIVE,
     *(f"{b}_5s" for b in ("error_rate", "availability", "indeterminate_rate", "server_error_rate")),
@@ -287,8 +294,7 @@ class GuardMonitor:
             import numpy as np
 
             return float(np.percentile(window["response_ms"], _PERCENTILES[guard.base]))
-        column = {"error_rate": "error", "indeterminate_rate": "info"}.get(guard.base, guard.base)
-        return float(window[column].mean())
+        return float(window[_RATE_COLUMNS[guard.base]].mean())
 
     def _window(self, now_ns: int, seconds: int) -> Any:
         if self._recent is None:

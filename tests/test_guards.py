@@ -157,6 +157,20 @@ def test_windowed_guards_slide_and_for_needs_the_condition_to_hold_that_long() -
     assert monitor.check(T0 + 4 * S + 1) is not None  # held for 3 s: trips
     assert switch.abort is not None and switch.abort.guard == "error_rate_2s > 0.5 for 3s"
 
+    rates = GuardMonitor(
+        ["availability_5s < 0.5", "server_error_rate_5s > 0", "indeterminate_rate_5s > 0.5"],
+        stock=1,
+        switch=AbortSwitch(),
+    )
+    sold_out = [_op(300 + k, "fail", 0.5, status=409, code="sold_out") for k in range(3)]
+    rates.observe(ops_to_batch(_oks(0, 2, 0.5) + _errors(100, 3, 0.5) + sold_out))
+    assert rates.check(T0 + 1 * S) is None
+    assert rates.last == {
+        "availability_5s < 0.5": pytest.approx(5 / 8),  # a sold-out answer is service
+        "server_error_rate_5s > 0": 0.0,
+        "indeterminate_rate_5s > 0.5": pytest.approx(3 / 8),
+    }
+
     quiet = GuardMonitor(["p99_1s_ms > 50", "error_rate_1s > 0.5"], stock=1, switch=AbortSwitch())
     quiet.observe(ops_to_batch(_errors(0, 20, 0.5)))
     # 10 s later the window is empty: a rate over no answers is not measured and does not hold.
