@@ -264,7 +264,7 @@ scenario:
   request_timeout_s: 3
 engine: {kind: process, workers: 2, connections: 64}
 faults:
-  - {fault: latency, at_s: 0.3, duration_s: 60, params: {ms: 20}}   # still active at the abort
+  - {fault: latency, at_s: 0, duration_s: 60, params: {ms: 20}}   # on from t0, still on at the abort
 guards:
   - oversell_live > 0
 hypothesis:
