@@ -1,7 +1,13 @@
 """Steady-state hypotheses: clauses like `oversell == 0` or `latency_ms.p99 < 800` over summary keys.
 
-A clause is `<key>[.<sub>] <op> <number>`. Keys are checked against `SUMMARY_KEYS` when the
-experiment file is loaded, so a typo fails fast (exit 2) instead of after a ten-minute run.
+A clause is `<key> <op> <number>` where `<key>` is one of
+- `<key>[.<sub>]`                     a SUMMARY_KEYS entry, e.g. `oversell`, `latency_ms.p99`;
+- `recovery.<fault>.<metric>`         per-fault recovery (RECOVERY_METRICS), the worst occurrence;
+- `window.<fault>.<metric>`           per-fault window figures (WINDOW_METRICS), the worst occurrence;
+- `phase.<phase>.<key>[.<sub>]`       PHASE_KEYS over one phase (PHASES) of the load.
+Keys are checked when the experiment file is loaded, so a typo fails fast (exit 2) with the closest
+valid key, instead of after a ten-minute run. Whether `<fault>` is one the experiment schedules is
+checked by the experiment model (flashlab.lab.experiment), which knows the schedule.
 
 Each clause has a class (`clause_class`): *safety* (oversell, lost orders, 5xx, ...) always
 decides; *timing* (latency, throughput, durations, recovery, generator health) is judged only
@@ -12,6 +18,7 @@ any failed clause -> "fail"; else any inconclusive clause -> "inconclusive"; els
 
 from __future__ import annotations
 
+import difflib
 import operator
 import re
 from dataclasses import dataclass
@@ -50,6 +57,30 @@ SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
     "generator_stalled_s": (),
 }
 
+# Per-fault figures (summary["by_fault"][<fault>]; flashlab.analysis.recovery.by_fault), worst case
+# over the fault's occurrences.
+RECOVERY_METRICS = ("time_to_recover_s", "first_success_s")
+WINDOW_METRICS = ("availability", "attempts", "baseline_availability")
+# Phases of the load, cut at the first inject and the last recover of faults.parquet
+# (summary["phase"][<phase>]; flashlab.analysis.recovery.phases).
+PHASES = ("before_faults", "during_faults", "after_faults")
+PHASE_KEYS: dict[str, tuple[str, ...]] = {
+    key: SUMMARY_KEYS[key]
+    for key in (
+        "attempts",
+        "success_rate",
+        "conflict_rate",
+        "error_rate",
+        "indeterminate_rate",
+        "server_error_rate",
+        "availability",
+        "throughput_rps",
+        "duration_s",
+        "latency_ms",
+        "service_latency_ms",
+    )
+}
+
 _OPS = {
     "==": operator.eq,
     "!=": operator.ne,
@@ -59,7 +90,7 @@ _OPS = {
     ">": operator.gt,
 }
 _CLAUSE = re.compile(
-    r"^\s*([a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)?)\s*(==|!=|<=|>=|<|>)\s*(-?[0-9.eE+]+)\s*$"
+    r"^\s*([a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_-]+)*)\s*(==|!=|<=|>=|<|>)\s*(-?[0-9.eE+]+)\s*$"
 )
 
 
@@ -95,10 +126,12 @@ class Clause:
     op: str
     value: float
     text: str
+    path: tuple[str, ...] = ()  # where the value lives in summary.json; () = key split on dots
+    fault: str | None = None  # the fault a `recovery.`/`window.` clause names
 
     def measure(self, summary: dict[str, Any]) -> float | None:
         node: Any = summary
-        for part in self.key.split("."):
+        for part in self.path or tuple(self.key.split(".")):
             if not isinstance(node, dict) or part not in node:
                 return None
             node = node[part]
@@ -120,6 +153,68 @@ class Clause:
         }
 
 
+def _flat(keys: dict[str, tuple[str, ...]], prefix: str = "") -> list[str]:
+    return [
+        f"{prefix}{k}.{sub}" if sub else f"{prefix}{k}"
+        for k, subs in keys.items()
+        for sub in subs or ("",)
+    ]
+
+
+def valid_keys(fault: str = "<fault>") -> list[str]:
+    """Every key a clause may name (per-fault keys spelled with `fault`): for 'did you mean'."""
+    keys = _flat(SUMMARY_KEYS)
+    keys += [f"recovery.{fault}.{m}" for m in RECOVERY_METRICS]
+    keys += [f"window.{fault}.{m}" for m in WINDOW_METRICS]
+    keys += [k for p in PHASES for k in _flat(PHASE_KEYS, f"phase.{p}.")]
+    return keys
+
+
+def _unknown(key: str, text: str) -> HypothesisError:
+    parts = key.split(".")
+    fault = parts[1] if len(parts) > 2 and parts[0] in ("recovery", "window") else "<fault>"
+    close = difflib.get_close_matches(key, valid_keys(fault), n=1, cutoff=0.6)
+    allowed = [*SUMMARY_KEYS, "recovery.<fault>.*", "window.<fault>.*", "phase.<phase>.*"]
+    hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+    head, _, sub = key.partition(".")
+    if SUMMARY_KEYS.get(head):
+        return HypothesisError(
+            f"{head!r} needs one of .{', .'.join(SUMMARY_KEYS[head])} in {text!r} ({hint})"
+        )
+    if head in SUMMARY_KEYS and sub:
+        return HypothesisError(f"{head!r} has no sub-key (got {key!r}; {hint})")
+    return HypothesisError(f"unknown key {key!r} in {text!r} ({hint})")
+
+
+def _check_flat(key: str, keys: dict[str, tuple[str, ...]]) -> bool:
+    head, _, sub = key.partition(".")
+    if head not in keys:
+        return False
+    subs = keys[head]
+    return sub in subs if subs else not sub
+
+
+def _resolve(key: str, text: str) -> tuple[tuple[str, ...], str | None]:
+    """(summary path, fault name) of a valid key; HypothesisError naming the closest key if not."""
+    parts = key.split(".")
+    if parts[0] in ("recovery", "window"):
+        metrics = RECOVERY_METRICS if parts[0] == "recovery" else WINDOW_METRICS
+        if len(parts) != 3 or parts[2] not in metrics or not parts[1]:
+            raise _unknown(key, text)
+        return ("by_fault", parts[1], parts[0], parts[2]), parts[1]
+    if parts[0] == "phase":
+        if (
+            len(parts) < 3
+            or parts[1] not in PHASES
+            or not _check_flat(".".join(parts[2:]), PHASE_KEYS)
+        ):
+            raise _unknown(key, text)
+        return tuple(parts), None
+    if not _check_flat(key, SUMMARY_KEYS):
+        raise _unknown(key, text)
+    return tuple(parts), None
+
+
 def parse_clause(text: str) -> Clause:
     match = _CLAUSE.match(text)
     if not match:
@@ -127,21 +222,12 @@ def parse_clause(text: str) -> Clause:
             f"cannot parse {text!r}: expected '<key> <op> <number>', e.g. 'oversell == 0'"
         )
     key, op, raw = match.groups()
-    head, _, sub = key.partition(".")
-    if head not in SUMMARY_KEYS:
-        raise HypothesisError(
-            f"unknown key {head!r} in {text!r} (allowed: {', '.join(SUMMARY_KEYS)})"
-        )
-    subs = SUMMARY_KEYS[head]
-    if subs and sub not in subs:
-        raise HypothesisError(f"{head!r} needs one of .{', .'.join(subs)} in {text!r}")
-    if not subs and sub:
-        raise HypothesisError(f"{head!r} has no sub-key (got {key!r})")
+    path, fault = _resolve(key, text)
     try:
         value = float(raw)
     except ValueError:
         raise HypothesisError(f"not a number: {raw!r} in {text!r}") from None
-    return Clause(key=key, op=op, value=value, text=text.strip())
+    return Clause(key=key, op=op, value=value, text=text.strip(), path=path, fault=fault)
 
 
 def evaluate(clauses: list[str], summary: dict[str, Any]) -> tuple[bool, list[dict[str, Any]]]:

@@ -137,8 +137,31 @@ def client_stock(run: Run) -> tuple[np.ndarray, np.ndarray]:
     return t, np.minimum.accumulate(seen["remaining"].to_numpy(dtype="float64"))
 
 
+ABORT_COLOUR = "#6a1b9a"
+
+
+def mark_abort(ax: Axes, run: Run) -> None:
+    """A dashed vertical line where a guard or Ctrl-C aborted the run (manifest["aborted"])."""
+    aborted = run.manifest.get("aborted")
+    if not aborted or aborted.get("t_s") is None:
+        return
+    t = float(aborted["t_s"])
+    ax.axvline(t, color=ABORT_COLOUR, lw=1.2, ls="--")
+    ax.annotate(
+        "aborted" if aborted.get("by") != "guard" else f"guard: {aborted.get('guard')}",
+        xy=(t, 0.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(3, 3),
+        textcoords="offset points",
+        fontsize=8,
+        color=ABORT_COLOUR,
+    )
+
+
 def shade_faults(ax: Axes, run: Run, label: bool = True) -> None:
-    """Shade each fault window [inject, recover] (to load end if it never recovered) and name it."""
+    """Shade each fault window [inject, recover] (to load end if it never recovered) and name it;
+    mark the moment the run was aborted, if it was."""
+    mark_abort(ax, run)
     if run.faults.empty:
         return
     start, end = load_window(run)

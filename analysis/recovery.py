@@ -15,6 +15,14 @@ Per row of faults.parquet, with the window W = [inject, recover] (recover = load
                          availability is >= (1 - RECOVERY_TOLERANCE) * baseline; None if never.
 Attempts are attributed by send time because an attempt sent during a blackhole times out after
 the fault ends, yet it is the fault that failed it.
+
+`by_fault` folds those rows per fault name, worst occurrence first, for hypothesis clauses
+(`recovery.<fault>.time_to_recover_s`, `window.<fault>.availability`): the largest recovery time
+(None if any occurrence never recovered), the lowest window availability, the summed attempts.
+`phases` cuts the load at the first inject and the last recover (load end if it never recovered):
+before_faults = attempts sent before the first inject, during_faults = sent inside that span,
+after_faults = sent after it; each phase gets the run statistics of its slice of the history.
+Without faults the whole load is before_faults and the other two phases are empty (None values).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from flashlab.analysis.stats import NS_PER_S, classify, load_window
+from flashlab.analysis.stats import NS_PER_S, classify, latency, load_window, rates
 from flashlab.core.rundir import Run
 
 RECOVERY_BIN_S = 0.25
@@ -95,3 +103,76 @@ def recovery(run: Run) -> list[dict[str, Any]]:
     start, end = load_window(run)
     rows = faults.sort_values(["inject_ns", "index"], kind="stable")
     return [_one(row, h, available, start, end) for _, row in rows.iterrows()]
+
+
+def _worst(values: list[float | None], pick: Any) -> float | None:
+    """`pick` (max/min) of values; None when there are none or any is None (never measured)."""
+    if not values or any(v is None for v in values):
+        return None
+    return float(pick(values))
+
+
+def by_fault(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per fault name: {occurrences, recovery: {...}, window: {...}}, worst case over occurrences."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(r["fault"] for r in rows):
+        mine = [r for r in rows if r["fault"] == name]
+        out[name] = {
+            "occurrences": len(mine),
+            "recovery": {
+                "time_to_recover_s": _worst([r["recovery_s"] for r in mine], max),
+                "first_success_s": _worst([r["first_success_s"] for r in mine], max),
+            },
+            "window": {
+                "availability": _worst([r["window_availability"] for r in mine], min),
+                "attempts": sum(r["window_attempts"] for r in mine),
+                "baseline_availability": _worst([r["baseline_availability"] for r in mine], min),
+            },
+        }
+    return out
+
+
+def _phase_bounds(run: Run) -> tuple[int, int] | None:
+    """[first inject, last recover] of faults.parquet (load end for one never recovered)."""
+    faults = run.faults
+    if faults.empty:
+        return None
+    _, end = load_window(run)
+    recover = faults["recover_ns"].astype("float64").fillna(float(end))
+    first = int(faults["inject_ns"].min())
+    return first, max(int(recover.max()), first)
+
+
+def _phase_stats(h: pd.DataFrame, start_ns: int | None, end_ns: int | None) -> dict[str, Any]:
+    duration = (
+        (end_ns - start_ns) / NS_PER_S if start_ns is not None and end_ns is not None else None
+    )
+    out: dict[str, Any] = {
+        "attempts": len(h),
+        **rates(h),
+        "duration_s": duration,
+        "throughput_rps": len(h) / duration if duration else None,
+    }
+    lat = latency(h)
+    return out | {"latency_ms": lat["latency_ms"], "service_latency_ms": lat["service_latency_ms"]}
+
+
+def phases(run: Run) -> dict[str, dict[str, Any]]:
+    """before_faults / during_faults / after_faults statistics (see the module docstring)."""
+    h = run.history
+    start, end = load_window(run)
+    bounds = _phase_bounds(run)
+    if bounds is None:
+        empty = _phase_stats(h.iloc[0:0], None, None)
+        return {
+            "before_faults": _phase_stats(h, start, end),
+            "during_faults": empty,
+            "after_faults": empty,
+        }
+    first, last = bounds
+    invoke = h["invoke_ns"]
+    return {
+        "before_faults": _phase_stats(h[invoke.lt(first)], start, first),
+        "during_faults": _phase_stats(h[invoke.ge(first) & invoke.le(last)], first, last),
+        "after_faults": _phase_stats(h[invoke.gt(last)], last, max(end, last)),
+    }

@@ -1,13 +1,16 @@
 """summary.json: the checker, statistics, recovery and reconciliation of one run, and its verdict.
 
 The verdict is three-valued (flashlab.analysis.hypothesis.judge): "fail" when a clause of the
-experiment's steady-state hypothesis (manifest.experiment.hypothesis) fails or the run was
-aborted; else "inconclusive" when a timing clause could not be judged because the measurement is
-untrusted (`untrusted_timing`: the load generator was unhealthy, or CPU isolation was requested
-but not applied); else "pass". `verdict_reasons` lists one line per reason for a non-pass.
-Failed checks that the hypothesis does not name are reported under `checks` but do not change
-the verdict: the naive phase-1 experiment fails only because its file states `oversell == 0`.
-Every value is JSON-safe (no numpy types, NaN -> None).
+experiment's steady-state hypothesis (manifest.experiment.hypothesis) fails, when the run was
+aborted (a live guard tripped or the user pressed Ctrl-C: manifest.aborted, copied to `aborted`),
+or when the system was not in steady state before the first fault (manifest.steady_state.before;
+the faults were then not injected); else "inconclusive" when a timing clause could not be judged
+because the measurement is untrusted (`untrusted_timing`: the load generator was unhealthy, or CPU
+isolation was requested but not applied); else "pass". `verdict_reasons` lists one line per
+reason for a non-pass. `steady_state` = {before, after}: the check just before the first fault
+and the hypothesis after the load. Failed checks that the hypothesis does not name are reported
+under `checks` but do not change the verdict: the naive phase-1 experiment fails only because its
+file states `oversell == 0`. Every value is JSON-safe (no numpy types, NaN -> None).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 from flashlab.analysis import hypothesis, stats
 from flashlab.analysis.checker import check
 from flashlab.analysis.reconcile import reconcile
-from flashlab.analysis.recovery import recovery
+from flashlab.analysis.recovery import by_fault, phases, recovery
 from flashlab.core.rundir import Run
 
 # summary key <- check name, for the anomaly counts a hypothesis can name directly
@@ -56,6 +59,7 @@ def _measurements(run: Run) -> dict[str, Any]:
     h, t = run.history, run.truth
     checks = check(run)
     generator = stats.generator(run.manifest)
+    per_fault = recovery(run)
     out: dict[str, Any] = {
         "run_id": run.run_id,
         "checks": {name: c.to_dict() for name, c in checks.items()},
@@ -73,7 +77,9 @@ def _measurements(run: Run) -> dict[str, Any]:
         **stats.sellout(run),
         "fairness": stats.fairness(run),
         "codes": stats.codes(h),
-        "recovery": recovery(run),
+        "recovery": per_fault,
+        "by_fault": by_fault(per_fault),
+        "phase": phases(run),
         "reconciliation": reconcile(run),
         "timeseries": stats.compact_timeseries(stats.timeseries(run)),
         # Read only from manifest.engine.generator; flat copies so a hypothesis can name them.
@@ -112,23 +118,35 @@ def _num(value: Any, digits: int = 0) -> str:
 
 def aborted_reason(aborted: dict[str, Any]) -> str:
     """ "aborted by guard 'oversell_live > 0' at t=1.23s" / "aborted by interrupt at t=...s"."""
+    if aborted.get("reason"):
+        return str(aborted["reason"])  # the live monitor wrote it in these words
     by = aborted.get("by") or "unknown"
     what = f"guard '{aborted['guard']}'" if by == "guard" and aborted.get("guard") else by
     at = aborted.get("t_s")
     when = f" at t={float(at):.2f}s" if isinstance(at, int | float) else ""
-    detail = f": {aborted['reason']}" if aborted.get("reason") else ""
-    return f"aborted by {what}{when}{detail}"
+    return f"aborted by {what}{when}"
+
+
+def steady_state_reason(before: dict[str, Any] | None) -> str | None:
+    """Why the system was not in steady state before the first fault (None: it was, or no check)."""
+    if before is None or before.get("ok", True):
+        return None
+    return str(before.get("reason") or "not in steady state before the first fault")
 
 
 def summarize(run: Run) -> dict[str, Any]:
     """Every summary.json key (all of flashlab.analysis.hypothesis.SUMMARY_KEYS among them) plus the verdict."""
     summary = json_safe(_measurements(run))
     summary["isolation"] = json_safe(isolation(run.manifest))
-    _, measured = hypothesis.evaluate(_clauses(run), summary)
+    passed, measured = hypothesis.evaluate(_clauses(run), summary)
     clauses, verdict, reasons = hypothesis.judge(measured, untrusted_timing(summary))
+    before = (run.manifest.get("steady_state") or {}).get("before")
+    summary["steady_state"] = json_safe({"before": before, "after": {"ok": passed}})
+    if (not_steady := steady_state_reason(before)) is not None:
+        verdict, reasons = "fail", [not_steady, *reasons]
     aborted = run.manifest.get("aborted")
+    summary["aborted"] = json_safe(aborted) if isinstance(aborted, dict) else None
     if isinstance(aborted, dict):
-        summary["aborted"] = json_safe(aborted)
         verdict, reasons = "fail", [aborted_reason(aborted), *reasons]
     summary["hypothesis"] = json_safe(clauses)
     summary["verdict"] = verdict
@@ -136,6 +154,6 @@ def summarize(run: Run) -> dict[str, Any]:
     failed = [name for name, c in summary["checks"].items() if not c["ok"]]
     summary["failed_checks"] = failed
     # Verdict and headline first, for humans reading the file.
-    head_keys = ("run_id", "verdict", "verdict_reasons", "hypothesis", "failed_checks")
+    head_keys = ("run_id", "verdict", "verdict_reasons", "aborted", "hypothesis", "failed_checks")
     head = {k: summary.pop(k) for k in head_keys}
     return head | summary

@@ -6,6 +6,9 @@ duration_s and recovers it. Every occurrence that started becomes one row of fau
 (flashlab.core.rundir.FAULTS_SCHEMA). A failing injection is recorded and the run goes on; recovery is
 attempted anyway, because a half-injected fault (Redis paused, a toxic on) must never outlive the
 run. `stop()` cuts every pending duration short, recovers what is still injected, and is bounded.
+`halt()` does the same without waiting (safe from a signal handler or a guard thread).
+An optional `gate` (flashlab.lab.guards.SteadyStateCheck) is asked just before the first injection;
+if it answers False no fault is injected at all (`gated` records it).
 """
 
 from __future__ import annotations
@@ -81,10 +84,13 @@ class FaultScheduler:
         t0_ns: int,
         *,
         on_event: Callable[[str, Occurrence], None] | None = None,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
         self.ctx = ctx
         self.t0_ns = t0_ns
         self.on_event = on_event
+        self.gate = gate
+        self.gated = False  # True when the gate refused the first injection
         self.occurrences = [
             Occurrence(i, at_s, spec.duration_s, make_fault(spec.fault, spec.params, index=i))
             for i, (at_s, spec) in enumerate(expand(specs))
@@ -126,6 +132,9 @@ class FaultScheduler:
             # Event.wait doubles as an interruptible sleep: stop() wakes us at once.
             if self._stop.wait(max(0.0, self._due_in(occ.at_s))):
                 return
+            if occ.index == 0 and self.gate is not None and not self._gate_open():
+                self.gated = True
+                return
             thread = threading.Thread(
                 target=self._run,
                 args=(occ,),
@@ -137,6 +146,12 @@ class FaultScheduler:
                     return
                 self._threads.append(thread)
             thread.start()
+
+    def _gate_open(self) -> bool:
+        try:
+            return bool(self.gate())  # type: ignore[misc]
+        except Exception:  # a broken check must not inject faults into an unknown state
+            return False
 
     def _run(self, occ: Occurrence) -> None:
         try:
@@ -180,6 +195,10 @@ class FaultScheduler:
         """Block until every occurrence has been injected and recovered; True if all finished."""
         deadline = time.monotonic() + timeout_s
         return all(occ.done.wait(max(0.0, deadline - time.monotonic())) for occ in self.occurrences)
+
+    def halt(self) -> None:
+        """No new injections; every held fault starts recovering now. Returns at once."""
+        self._stop.set()
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """No new injections; recover everything injected now; wait at most `timeout_s`. Idempotent."""

@@ -29,6 +29,8 @@ from flashlab.simulator.schedule import ShopperPlan, VuPlan
 FLUSH_ROWS = 2_000
 FLUSH_S = 0.1
 CANCELLED = "cancelled at duration cap"
+ABORTED = "cancelled: run aborted"  # the run's stop (a guard or Ctrl-C), not the duration cap
+STOP_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ class _Driver:
         # In-flight requests are bounded by the connection pool; schedules are not (open model).
         self.sem = asyncio.Semaphore(spec.connections)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.cancel_reason = CANCELLED  # what an attempt cut short records as its error
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
@@ -156,7 +159,7 @@ class _Driver:
                 answer = await self.client.buy(s.user_id)
             except asyncio.CancelledError:
                 # Sent and never answered: indeterminate, and it must be in the history.
-                answer = Answer(0, failure="cancelled", error=CANCELLED)
+                answer = Answer(0, failure="cancelled", error=self.cancel_reason)
                 op = self._op(s, attempt, (intended_ns, invoke_ns, time.time_ns()), answer)
                 self.rec.add(op, answer)
                 raise
@@ -222,6 +225,18 @@ class _Driver:
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+async def _until_done(
+    main: asyncio.Future[Any], deadline_ns: int, should_stop: Callable[[], bool] | None
+) -> None:
+    """Wait for `main` until the deadline, checking `should_stop` every STOP_POLL_S."""
+    while not main.done():
+        left = (deadline_ns - time.time_ns()) / 1e9
+        if left <= 0 or (should_stop is not None and should_stop()):
+            return
+        step = left if should_stop is None else min(left, STOP_POLL_S)
+        await asyncio.wait({main}, timeout=step)
+
+
 async def drive(
     spec: DriveSpec,
     shoppers: list[ShopperPlan],
@@ -229,9 +244,13 @@ async def drive(
     deadline_ns: int,
     on_ship: Callable[[Shipment], None],
     vus: list[VuPlan] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Progress:
-    """Run `shoppers` (this worker's share) from t0 until they finish or `deadline_ns` passes.
+    """Run `shoppers` (this worker's share) from t0 until they finish or `deadline_ns` passes,
+    or `should_stop()` (polled every STOP_POLL_S) turns True: the run's cooperative abort.
 
+    Either way the ending is the same: attempts in flight end as `info` rows (error CANCELLED or
+    ABORTED), shoppers waiting between attempts or not yet arrived are not recorded.
     Returns the final counters; the last Shipment has `final=True` and carries this worker's
     load-generator health (flashlab.simulator.loopmon: event-loop lag and CPU, sampled while it ran).
     """
@@ -248,7 +267,9 @@ async def drive(
     else:
         main = asyncio.ensure_future(driver.run_open(shoppers))
     try:
-        await asyncio.wait({main}, timeout=max(0.0, (deadline_ns - time.time_ns()) / 1e9))
+        await _until_done(main, deadline_ns, should_stop)
+        if should_stop is not None and should_stop():
+            driver.cancel_reason = ABORTED
     finally:
         main.cancel()
         await asyncio.gather(main, return_exceptions=True)

@@ -57,6 +57,13 @@ def test_missing_experiment_file(tmp_path: Path) -> None:
     [
         ("faults:\n  - {fault: no-such-fault, at_s: 1}\n", ("faults.0.fault", "unknown fault")),
         ("hypothesis: ['wat_rate < 1']\n", ("hypothesis", "unknown key 'wat_rate'", "allowed")),
+        ("hypothesis: ['oversel == 0']\n", ("hypothesis", "did you mean 'oversell'")),
+        (
+            "faults:\n  - {fault: redis-kill, at_s: 1}\n"
+            "hypothesis: ['recovery.redis-kil.time_to_recover_s < 2']\n",
+            ("hypothesis", "does not schedule", "did you mean 'redis-kill'"),
+        ),
+        ("guards: ['p99_5s > 100']\n", ("guards", "did you mean 'p99_5s_ms'")),
         ("product: {strategy: yolo}\n", ("product.strategy", "'lua'")),
         ("scenario: {shoppers: -5}\n", ("scenario.shoppers",)),
         ("scenario: {duration_s: -1}\n", ("scenario.duration_s",)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import threading
 import time
 
 import pyarrow as pa
@@ -17,6 +18,7 @@ from flashlab.simulator.loopmon import WORKER_KEYS, LoopMonitor, merge
 from flashlab.simulator.progress import Progress
 from flashlab.simulator.scenario import Profile, Ramp, Scenario, Spike
 from flashlab.simulator.schedule import partition, plan
+from flashlab.simulator.shopper import ABORTED
 from flashlab.system.truth import read_truth
 
 RETRYING = [
@@ -42,6 +44,7 @@ def _run(
     seed=7,
     on_progress=None,
     engine=None,
+    stop=None,
 ):
     engine = engine or get_engine(engine_name)
     batches: list[pa.RecordBatch] = []
@@ -55,7 +58,7 @@ def _run(
         connections=64,
         tmp_dir=str(tmp_path / "tmp"),
     )
-    result = engine.run(lp, on_batch=batches.append, on_progress=on_progress)
+    result = engine.run(lp, on_batch=batches.append, on_progress=on_progress, stop=stop)
     table = pa.Table.from_batches(batches).to_pandas() if batches else None
     return result, table
 
@@ -250,3 +253,51 @@ def test_killing_a_ray_actor_leaves_info_rows_and_no_processes(
     counts = collections.Counter(history["type"])
     assert counts["info"] >= len(lost)
     assert not _ray_descendants_after(before)
+
+
+def test_every_engine_stops_cooperatively_when_told(local_stack, admin, tmp_path) -> None:
+    """The run's stop event (a guard or Ctrl-C): each engine stops launching shoppers, cancels
+    what is in flight as `info` (error ABORTED), ships everything else, and leaves no process."""
+    import psutil
+
+    scenario = Scenario(
+        shoppers=3_000, arrival=Ramp(duration_s=8.0), duration_s=30, profiles=RETRYING
+    )
+    for name in ("inline", "process", "ray"):
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        product = f"eng-stop-{name}"
+        _reset(admin, product, 100_000)
+        stop = threading.Event()
+
+        def on_progress(p: Progress, stop: threading.Event = stop) -> None:
+            if p.launched >= 300:  # mid-run, deterministic in shopper count
+                stop.set()
+
+        result, history = _run(
+            name, local_stack, product, scenario, tmp_path, on_progress=on_progress, stop=stop
+        )
+        assert stop.is_set() and not result.lost_workers, name
+        # Stopped early: far from every shopper of the 8 s ramp arrived.
+        assert 300 <= history["shopper"].nunique() < 3_000, name
+        assert set(history["error"].dropna()) <= {ABORTED}, name
+        assert (history.loc[history["error"] == ABORTED, "type"] == "info").all(), name
+        assert result.rows == len(history), name
+        _check_against_truth(history, read_truth(local_stack.redis_url, product))
+        assert not _new_processes(before), name
+
+
+def _new_processes(before: set[int]) -> list[int]:
+    """Our live descendants not in `before`, except multiprocessing's resource tracker (started
+    once by the first `spawn`, it lives as long as this interpreter, by design)."""
+    import psutil
+
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.pid in before or p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if "multiprocessing.resource_tracker" not in " ".join(p.cmdline()):
+                found.append(p.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found

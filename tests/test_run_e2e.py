@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
+from support import poll
 
 from flashlab.core.rundir import load_run
 
@@ -116,42 +117,82 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_ctrl_c_reaps_everything_and_leaves_the_run_incomplete(tmp_path: Path) -> None:
+SLOW = (
+    # A long, gentle load so the interrupt lands mid-run; bounded by its duration cap anyway.
+    "name: slow\nproduct: {stock: 100000, strategy: lua}\nstack: {prometheus: false}\n"
+    "scenario: {shoppers: 20000, arrival: {kind: poisson, rate_per_s: 200}, duration_s: 90}\n"
+    "engine: {kind: process, workers: 2, connections: 32}\n"
+)
+
+
+def _start_slow_run(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path, set[int]]:
+    """`flashlab run` of SLOW in its own session, returned once its load and workers are up.
+    stderr goes to a file, so a test can wait for a line without blocking on a pipe."""
     out = tmp_path / "interrupted"
     exp = tmp_path / "slow.yaml"
-    # A long, gentle load so the interrupt lands mid-run; bounded by its duration cap anyway.
-    exp.write_text(
-        "name: slow\nproduct: {stock: 100000, strategy: lua}\nstack: {prometheus: false}\n"
-        "scenario: {shoppers: 20000, arrival: {kind: poisson, rate_per_s: 200}, duration_s: 90}\n"
-        "engine: {kind: process, workers: 2, connections: 32}\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flashlab.cli", "run", str(exp), "--out", str(out), "--json"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    exp.write_text(SLOW)
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flashlab.cli", "run", str(exp), "--out", str(out), "--json"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=err_file,
+            text=True,
+            start_new_session=True,
+        )
     seen: set[int] = set()
-    deadline = time.monotonic() + 90
     history_started = out / "history.parquet.partial"
-    while time.monotonic() < deadline and not history_started.exists():
-        seen |= _descendants(proc.pid)
-        time.sleep(0.2)
-    assert history_started.exists(), "the run never started its load"
+
+    def loading() -> bool:
+        # The writer exists before the engine starts; answers in it mean the load is running
+        # (a Parquet file is its 4-byte magic until the first row group is written).
+        seen.update(_descendants(proc.pid))
+        return history_started.exists() and history_started.stat().st_size > 4
+
+    poll(loading, "the run's first answers", 120)
     for _ in range(10):  # let the engine's workers appear, collecting every descendant PID
         seen |= _descendants(proc.pid)
         time.sleep(0.2)
     assert len(seen) >= 4, seen  # redis, 2 api workers, nginx at least
+    return proc, out, err, seen
+
+
+def _assert_all_gone(seen: set[int]) -> None:
+    poll(lambda: not any(_alive(p) for p in seen), "every process of the run to be gone", 15)
+
+
+def test_ctrl_c_aborts_like_a_guard_and_leaves_a_complete_failed_run(tmp_path: Path) -> None:
+    """First Ctrl-C during the load: the load stops, the run directory is complete, verdict fail."""
+    proc, out, err, seen = _start_slow_run(tmp_path)
     os.kill(proc.pid, signal.SIGINT)
-    proc.wait(timeout=60)
-    assert proc.returncode == 130, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(_alive(p) for p in seen):
-        time.sleep(0.2)
-    assert not [p for p in seen if _alive(p)], "processes left after Ctrl-C"
+    stdout, _ = proc.communicate(timeout=120)
+    stderr = err.read_text()
+    assert proc.returncode == 1, stderr[-2000:]
+    assert "Traceback" not in stderr and "Ctrl-C again to stop hard" in stderr
+    _assert_all_gone(seen)
+    summary = json.loads(stdout)
+    assert summary["verdict"] == "fail"
+    assert summary["aborted"]["by"] == "interrupt" and summary["aborted"]["guard"] is None
+    assert summary["verdict_reasons"] == [summary["aborted"]["reason"]]
+    assert summary["aborted"]["reason"].startswith("aborted by interrupt (Ctrl-C) at t=")
+    run = load_run(out)  # complete
+    assert run.manifest["complete"] is True and run.manifest["aborted"] == summary["aborted"]
+    assert 0 < summary["shoppers"] < 20_000  # stopped long before the 100 s of arrivals
+    assert (out / "report.html").exists()
+
+
+def test_second_ctrl_c_stops_hard_and_leaves_the_run_incomplete(tmp_path: Path) -> None:
+    proc, out, err, seen = _start_slow_run(tmp_path)
+    os.kill(proc.pid, signal.SIGINT)
+    # Signals do not queue: wait until the first one was handled before sending the second.
+    poll(lambda: "Ctrl-C again" in err.read_text(), "the first Ctrl-C to be handled", 30)
+    os.kill(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=60)
+    stderr = err.read_text()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    _assert_all_gone(seen)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["complete"] is False
     assert not (out / "summary.json").exists()

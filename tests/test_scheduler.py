@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import support
 
 from flashlab.chaos.faults.base import FaultContext
 from flashlab.chaos.proxy import ProxyControl
@@ -218,3 +219,41 @@ def test_run_shaped_schedule_with_process_engine(make_stack, tmp_path: Path) -> 
         assert 1 in result.lost_workers
         redis = next(c for c in platform.components() if c.name == "redis")
         assert redis.running  # continued, not left stopped
+
+
+def test_a_closed_gate_injects_nothing_and_halt_recovers_at_once(rig: Rig) -> None:
+    """The steady-state gate is asked once, before the first injection; halt() cuts a held fault
+    short without waiting (what a tripped guard or Ctrl-C calls)."""
+    asked: list[int] = []
+
+    def closed() -> bool:
+        asked.append(1)
+        return False
+
+    gated = FaultScheduler(
+        [spec("latency", 0.0, 30.0, params={"ms": 50}), spec("reset", 0.1)],
+        FaultContext(info=rig.info),
+        time.time_ns(),
+        gate=closed,
+    ).start()
+    try:
+        support.poll(lambda: gated.gated, "the gate to refuse the faults", 15)
+    finally:
+        gated.stop()
+    assert asked == [1] and rows(gated) == [] and gated.skipped() == 2
+    assert rig.control.stats()["toxics"] == []
+
+    held = FaultScheduler(
+        [spec("latency", 0.0, 60.0, params={"ms": 50})],
+        FaultContext(info=rig.info),
+        time.time_ns(),
+        gate=lambda: True,
+    ).start()
+    try:
+        support.poll(lambda: rig.control.stats()["toxics"], "the latency toxic to be on", 15)
+        held.halt()  # returns at once; the fault's own thread recovers it
+        support.poll(lambda: not rig.control.stats()["toxics"], "the toxic to be removed", 15)
+    finally:
+        held.stop()
+    (row,) = rows(held)
+    assert row["error"] is None and row["recover_ns"] - row["inject_ns"] < 60 * 1e9

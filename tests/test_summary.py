@@ -252,3 +252,76 @@ def test_cli_result_table_flags_an_overloaded_generator() -> None:
     assert "load generator OVERLOADED (lag p99 180.0 ms, stalled 2.40 s)" in shown(bad)
     assert "load generator healthy" in shown({"lag_ms_p99": 1.0, "stalled_s": 0, "healthy": True})
     assert "load generator —" in shown(None)
+
+
+# --- faults and phases in the hypothesis, aborted runs ------------------------------------------
+
+
+def test_fault_and_phase_clauses_on_a_synthetic_outage(tmp_path: Path) -> None:
+    hypothesis = [
+        "recovery.redis-kill.time_to_recover_s <= 0.5",
+        "window.redis-kill.availability > 0.2",  # every attempt in the window is a 503: fails
+        "phase.before_faults.availability == 1",
+        "phase.during_faults.availability < 0.01",
+        "phase.after_faults.latency_ms.p99 < 1000",
+    ]
+    s = _summary(
+        tmp_path, outage=Outage(start_s=4.0, end_s=6.0, tail_s=0.5), hypothesis=hypothesis, **STEADY
+    )
+    kill = s["by_fault"]["redis-kill"]
+    assert kill["occurrences"] == 1
+    assert kill["recovery"]["time_to_recover_s"] == pytest.approx(0.5)
+    assert kill["window"]["availability"] == 0.0
+    assert kill["window"]["attempts"] == s["recovery"][0]["window_attempts"]
+    phase = s["phase"]
+    # The three phases partition the attempts by send time, at inject (4 s) and recover (6 s).
+    assert sum(p["attempts"] for p in phase.values()) == s["attempts"]
+    assert phase["before_faults"]["duration_s"] == pytest.approx(4.0)
+    assert phase["during_faults"]["duration_s"] == pytest.approx(2.0)
+    assert phase["after_faults"]["availability"] < 1.0  # the 0.5 s tail is after recover
+    ok = {c["clause"]: c["ok"] for c in s["hypothesis"]}
+    assert ok == {
+        hypothesis[0]: True,
+        hypothesis[1]: False,
+        hypothesis[2]: True,
+        hypothesis[3]: True,
+        hypothesis[4]: True,
+    }
+    assert s["verdict"] == "fail"
+    assert s["verdict_reasons"] == [f"clause {hypothesis[1]!r} failed: measured 0 (expected > 0.2)"]
+    assert s["aborted"] is None and s["steady_state"] == {"before": None, "after": {"ok": False}}
+
+
+def test_without_faults_everything_is_before_faults(tmp_path: Path) -> None:
+    s = _summary(tmp_path, hypothesis=["phase.during_faults.attempts > 0"], **STEADY)
+    assert s["phase"]["before_faults"]["attempts"] == s["attempts"]
+    assert s["phase"]["during_faults"]["attempts"] == 0 == s["phase"]["after_faults"]["attempts"]
+    assert s["phase"]["after_faults"]["availability"] is None and s["by_fault"] == {}
+    assert s["verdict"] == "fail"  # zero attempts during faults: the clause does not hold
+
+
+def test_an_aborted_run_fails_with_the_abort_first_among_the_reasons(tmp_path: Path) -> None:
+    import json
+
+    write_synthetic(tmp_path, SyntheticSpec(**STEADY))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    aborted = {
+        "by": "guard",
+        "guard": "error_rate_5s > 0.5",
+        "t_s": 2.5,
+        "reason": "aborted by guard 'error_rate_5s > 0.5' at t=2.50s",
+    }
+    before = {"ok": False, "t_s": 1.0, "reason": "not in steady state", "details": []}
+    manifest |= {"aborted": aborted, "steady_state": {"before": before}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    s = summarize(load_run(tmp_path))
+    assert s["verdict"] == "fail" and s["aborted"] == aborted
+    assert s["verdict_reasons"] == [aborted["reason"], "not in steady state"]
+    assert s["steady_state"] == {"before": before, "after": {"ok": True}}
+    assert list(s)[:3] == ["run_id", "verdict", "verdict_reasons"]
+
+    from flashlab.analysis import plots
+
+    fig = plots.timeline(load_run(tmp_path))
+    for ax in fig.axes:  # every panel marks the moment of the abort
+        assert any(list(line.get_xdata()) == [2.5, 2.5] for line in ax.get_lines())

@@ -31,7 +31,8 @@ def validate(
     for path, exp in zip(files, loaded, strict=True):
         console.print(
             f"[green]ok[/] {path}: {exp.product.strategy} · {exp.scenario.shoppers} shoppers · "
-            f"stock {exp.product.stock} · {len(exp.faults)} fault(s) · {exp.stack.platform}"
+            f"stock {exp.product.stock} · {len(exp.faults)} fault(s) · {len(exp.guards)} guard(s) · "
+            f"{exp.stack.platform}"
         )
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from flashlab.console import console, emit_json
+from flashlab.console import console, emit_json, err_console
 from flashlab.core.errors import EXIT_CODES_HELP, UserError
 
 EPILOG = (
@@ -25,7 +26,10 @@ EPILOG = (
     "--repeat N (or `repeat:` in the file): N trials on one stack, seeds seed..seed+N-1; the set "
     "fails if any trial fails a safety clause; a timing clause is judged on the 95% bootstrap CI "
     "of its median (`<`: the upper bound must hold, `>`: the lower bound); an interval that "
-    "straddles the threshold is inconclusive. See docs/METHOD.md.\n\n" + EXIT_CODES_HELP
+    "straddles the threshold is inconclusive. See docs/METHOD.md.\n\n"
+    "Ctrl-C during the load aborts like a guard: the load stops, faults are recovered and the run "
+    "directory is written with verdict fail. A second Ctrl-C stops hard (run left incomplete, "
+    "exit 130).\n\n" + EXIT_CODES_HELP
 )
 
 
@@ -42,6 +46,23 @@ def _raise_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _interrupt_handler(request: Any) -> Any:
+    """First Ctrl-C while the load runs: abort like a guard (a complete run, verdict fail).
+    Any other Ctrl-C (before the load, after it, or a second one): hard stop, run left incomplete."""
+
+    def handler(_signum: int, _frame: object) -> None:
+        if request.abort.armed and request.abort.trip("interrupt"):
+            with contextlib.suppress(RuntimeError):  # a reentrant write to stderr: skip the line
+                err_console.print(
+                    "[yellow]interrupted: stopping the load and recovering faults; "
+                    "the run will be judged as aborted (Ctrl-C again to stop hard)[/]"
+                )
+            return
+        raise KeyboardInterrupt
+
+    return handler
+
+
 def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
     """Shared by `run` and `demo`: execute with a live display, print tables or JSON; the RunOutcome."""
     from flashlab.commands.display import LiveRun, print_summary
@@ -53,7 +74,8 @@ def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
     )
     request.on_progress = live.update
     request.on_phase = live.set_phase if not (json_output or quiet) else (lambda _p: None)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` reaps like Ctrl-C does
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` reaps like a hard stop
+    previous_int = signal.signal(signal.SIGINT, _interrupt_handler(request))
     try:
         with live:
             outcome = execute(request)
@@ -62,6 +84,7 @@ def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     if json_output:
         emit_json(outcome.summary | {"run_dir": str(outcome.run_dir)})
     elif not quiet:

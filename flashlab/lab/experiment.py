@@ -1,4 +1,4 @@
-"""Experiment files: the YAML a run is made from (stack, product, scenario, engine, faults, hypothesis).
+"""Experiment files: the YAML a run is made from (stack, product, scenario, engine, faults, hypothesis, guards).
 
 `load_experiment` validates with pydantic and turns the first error into one line that names the
 field path and, where there is a fixed set, the allowed values.
@@ -11,12 +11,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from flashlab.analysis.hypothesis import HypothesisError, parse_clause
 from flashlab.chaos.spec import FaultSpec
 from flashlab.core.contract import ID_PATTERN, ResetRequest, Strategy
 from flashlab.core.platform import Durability
+from flashlab.lab.guards import GuardError, parse_guard
 from flashlab.simulator.scenario import Scenario
 from flashlab.system.strategies import settings_model
 
@@ -100,15 +108,37 @@ class Experiment(_Model):
         default_factory=lambda: ["oversell == 0", "lost_acknowledged == 0"]
     )
 
+    # Live abort guards (flashlab.lab.guards): e.g. `oversell_live > 0`, `p99_5s_ms > 5000 for 10s`.
+    guards: list[str] = Field(default_factory=list, max_length=32)
+
     @field_validator("hypothesis")
     @classmethod
-    def _clauses(cls, clauses: list[str]) -> list[str]:
-        for clause in clauses:
+    def _clauses(cls, clauses: list[str], info: ValidationInfo) -> list[str]:
+        # `faults` is declared before `hypothesis`, so it is validated (or missing) by now.
+        scheduled = sorted({f.fault for f in info.data.get("faults") or []})
+        for text in clauses:
             try:
-                parse_clause(clause)
+                clause = parse_clause(text)
             except HypothesisError as exc:
                 raise ValueError(str(exc)) from None
+            if clause.fault is not None and clause.fault not in scheduled:
+                close = difflib.get_close_matches(clause.fault, scheduled, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "it schedules none by that name"
+                raise ValueError(
+                    f"{text!r} names fault {clause.fault!r}, which this experiment does not "
+                    f"schedule ({hint}; scheduled: {', '.join(scheduled) or 'none'})"
+                )
         return clauses
+
+    @field_validator("guards")
+    @classmethod
+    def _guards(cls, guards: list[str]) -> list[str]:
+        for i, text in enumerate(guards):
+            try:
+                parse_guard(text)
+            except GuardError as exc:
+                raise ValueError(f"[{i}] {exc}") from None
+        return guards
 
 
 class ExperimentError(ValueError):

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from flashlab.core import meta, rundir
 from flashlab.core.errors import UserError, verdict_exit_code
 from flashlab.lab.experiment import Experiment
+from flashlab.lab.guards import AbortSwitch, RunWatch
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class RunRequest:
     on_progress: Callable[[Any], None] | None = None
     on_phase: Callable[[str], None] = lambda _phase: None
     manifest_extra: dict[str, Any] = field(default_factory=dict)  # e.g. {"trial": {...}}
+    # The run's cooperative stop: guards trip it, and so does the CLI's first Ctrl-C (while armed).
+    abort: AbortSwitch = field(default_factory=AbortSwitch)
 
 
 @dataclass
@@ -264,27 +267,42 @@ def _execute(
         )
         writer = HistoryWriter(run_dir / rundir.HISTORY)
         scheduler: FaultScheduler | None = None  # made at t0, when the experiment has faults
+        watch = RunWatch(exp.guards, exp.hypothesis, exp.product.stock, stack.base_url, req.abort)
+        cleanup.callback(watch.stop)
 
         def on_start(t0_ns: int) -> None:
             nonlocal scheduler
             manifest["load_start_ns"] = t0_ns
+            watch.start(t0_ns)
             if exp.faults:
                 scheduler = FaultScheduler.for_run(
-                    exp.faults, stack.platform, stack.info, engine, t0_ns
+                    exp.faults,
+                    stack.platform,
+                    stack.info,
+                    engine,
+                    t0_ns,
+                    gate=watch.steady_state_gate(t0_ns),
                 )
                 # On any failure from here on, the ExitStack recovers every fault (idempotent
                 # stop) before it stops the stack: LIFO, and registered after the stack.
                 cleanup.callback(scheduler.stop)
+                req.abort.on_trip(scheduler.halt)  # an abort recovers every fault at once
                 scheduler.start()
 
         req.on_phase(f"running {exp.scenario.shoppers} shoppers on {exp.engine.kind}")
         try:
             result = engine.run(
-                plan, on_batch=writer.write, on_progress=req.on_progress, on_start=on_start
+                plan,
+                on_batch=watch.tee(writer.write),
+                on_progress=req.on_progress,
+                on_start=on_start,
+                stop=req.abort.event,
             )
         except BaseException:
             writer.abort()
             raise
+        finally:
+            watch.stop()
         manifest["load_end_ns"] = time.time_ns()
         manifest.setdefault("load_start_ns", manifest["load_end_ns"])
         manifest["engine"] = getattr(result, "to_dict", lambda: {})()
@@ -294,6 +312,7 @@ def _execute(
         if scheduler is not None:
             scheduler.stop()
         faults = scheduler.table() if scheduler is not None else rundir.FAULTS_SCHEMA.empty_table()
+        watch.record(manifest, gated=scheduler is not None and scheduler.gated)
         _write_faults(run_dir / rundir.FAULTS, faults)
         truth = read_truth(stack.redis_url, exp.product.id)
         rundir.write_json_atomic(run_dir / rundir.TRUTH, truth.model_dump(mode="json"))

@@ -118,10 +118,18 @@ class Engine(ABC):
         on_batch: OnBatch,
         on_progress: OnProgress | None = None,
         on_start: OnStart | None = None,
+        stop: threading.Event | None = None,
     ) -> EngineResult:
+        """Drive `plan` to the end, or until `stop` is set (the run's cooperative abort).
+
+        On `stop` every worker stops launching shoppers and cancels its attempts in flight (they
+        end as `info` rows, error flashlab.simulator.shopper.ABORTED); everything received so far
+        still reaches `on_batch`, and the result comes back as after a normal end.
+        """
         shares = self._shares(plan)
         names = [f"{self.worker_prefix}-{i}" for i in range(len(shares.shoppers))]
-        return self._run(plan, Collector(plan, shares, names, on_batch, on_progress), on_start)
+        collector = Collector(plan, shares, names, on_batch, on_progress, stop)
+        return self._run(plan, collector, on_start)
 
     def _shares(self, plan: LoadPlan) -> Shares:
         return Shares.of(plan)
@@ -159,9 +167,11 @@ class Collector:
         names: list[str],
         on_batch: OnBatch,
         on_progress: OnProgress | None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.lp, self.shares, self.names = lp, shares, names
         self.on_batch, self.on_progress = on_batch, on_progress
+        self.stop = stop if stop is not None else threading.Event()
         n = len(names)
         self.progress = [Progress() for _ in range(n)]
         self.started: list[set[int]] = [set() for _ in range(n)]

@@ -41,6 +41,7 @@ class InlineEngine(Engine):
                 deadline,
                 lambda shipment: collector.ship(0, shipment),
                 shares.vus[0],
+                collector.stop.is_set,
             )
         )
         collector.tick(force=True)

@@ -3,7 +3,9 @@
 Each worker has its own duplex Pipe to the driver (not one shared Queue): a worker SIGKILLed in the
 middle of a write can then only break its own channel, never wedge the others behind a shared lock.
 History travels as Arrow IPC bytes; progress rides along with every shipment, and the worker's
-load-generator health (flashlab.simulator.loopmon) with its final one.
+load-generator health (flashlab.simulator.loopmon) with its final one. The run's stop reaches the
+workers through one shared lock-free byte (a RawValue: a worker SIGKILLed while reading it cannot
+leave a lock held), which each worker's drive() polls.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def _worker_main(
     shoppers: list[ShopperPlan],
     vus: list[VuPlan],
     parent_pid: int,
+    stop_flag: Any,
 ) -> None:
     # The driver owns Ctrl-C and reaps us; a terminal SIGINT to the whole group must not race it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -89,7 +92,13 @@ def _worker_main(
         watch = asyncio.ensure_future(orphan_watch())
         try:
             await drive(
-                spec, shoppers, t0_ns, deadline_ns, lambda sh: conn.send(encode_shipment(sh)), vus
+                spec,
+                shoppers,
+                t0_ns,
+                deadline_ns,
+                lambda sh: conn.send(encode_shipment(sh)),
+                vus,
+                lambda: bool(stop_flag.value),
             )
         finally:
             watch.cancel()
@@ -105,6 +114,7 @@ def _worker_main(
 class ProcessEngine(PoolEngine):
     name = "process"
     worker_prefix = "proc"
+    _stop_flag: Any = None  # the shared stop byte, made in _start
 
     def kill_worker(self, index: int) -> bool:
         with self._lock:
@@ -116,10 +126,12 @@ class ProcessEngine(PoolEngine):
 
     def _start(self, plan: LoadPlan, shares: Shares, names: list[str]) -> list[Connection]:
         ctx = mp.get_context("spawn")
+        self._stop_flag = ctx.RawValue("b", 0)
         conns = []
         for i, name in enumerate(names):
             ours, theirs = ctx.Pipe(duplex=True)
-            args = (theirs, plan.spec(name), shares.shoppers[i], shares.vus[i], os.getpid())
+            spec = plan.spec(name)
+            args = (theirs, spec, shares.shoppers[i], shares.vus[i], os.getpid(), self._stop_flag)
             proc = ctx.Process(target=_worker_main, args=args, name=f"flashlab-{name}", daemon=True)
             proc.start()
             with self._lock:
@@ -168,6 +180,8 @@ class ProcessEngine(PoolEngine):
         while open_:
             if collector.stop_overdue(hard, open_, self.kill_worker):
                 break
+            if collector.stop.is_set() and not self._stop_flag.value:
+                self._stop_flag.value = 1  # every worker's drive() sees it within STOP_POLL_S
             for c in wait(list(open_.values()), timeout=POLL_S):
                 i = conns.index(c)  # type: ignore[arg-type]
                 try:

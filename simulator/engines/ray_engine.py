@@ -50,6 +50,7 @@ class ShopperActor:
         self.outbox: list[tuple[Any, ...]] = []
         self.task: asyncio.Future[Any] | None = None
         self.cpu: float | None = None
+        self.stopped = False  # the run's cooperative stop, set by stop()
 
     async def ready(self) -> int:
         return os.getpid()
@@ -63,8 +64,14 @@ class ShopperActor:
         def keep(sh: Shipment) -> None:
             self.outbox.append(encode_shipment(sh))
 
-        await drive(self.spec, self.shoppers, t0_ns, deadline_ns, keep, self.vus)
+        await drive(
+            self.spec, self.shoppers, t0_ns, deadline_ns, keep, self.vus, lambda: self.stopped
+        )
         self.cpu = cpu_seconds()
+
+    async def stop(self) -> None:
+        """Stop launching shoppers and cancel attempts in flight (drive() polls the flag)."""
+        self.stopped = True
 
     async def drain(self) -> tuple[list[tuple[Any, ...]], float | None, str | None]:
         """(shipments since last drain, CPU seconds once finished, error text if driving failed)."""
@@ -243,9 +250,14 @@ class RayEngine(PoolEngine):
         hard = collector.hard_stop_ns()
         pending = {a.drain.remote(): i for i, a in enumerate(actors)}
         cpu = 0.0
+        told_to_stop = False
         while pending:
             if collector.stop_overdue(hard, pending.values(), self.kill_worker):
                 break
+            if collector.stop.is_set() and not told_to_stop:
+                told_to_stop = True
+                for i in set(pending.values()):
+                    actors[i].stop.remote()  # fire and forget: a killed actor just ignores it
             ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_S)
             for ref in ready:
                 i = pending.pop(ref)
