@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 
 from flashlab.analysis import plots
 from flashlab.analysis.rundir import REPORT, SUMMARY, Run, RunDirError, load_run, write_json_atomic
+from flashlab.system.isolation import describe as describe_isolation
 
 MATRIX_JSON = "matrix.json"
 MATRIX_HTML = "matrix.html"
@@ -289,6 +290,7 @@ def render_report(run: Run, summary: dict[str, Any]) -> str:
         fairness=summary.get("fairness") or {},
         figures=_figures(run, summary),
         generator_overloaded=(summary.get("generator") or {}).get("healthy") is False,
+        isolation_line=describe_isolation(summary.get("isolation")),
     )
 
 

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 from flashlab import meta
 from flashlab.analysis import rundir
 from flashlab.chaos.experiment import Experiment
-from flashlab.console import UserError
+from flashlab.console import UserError, err_console
+from flashlab.system.isolation import Isolation, IsolationError, resolve
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,24 @@ class _Stack:
     public: dict[str, Any] = field(default_factory=dict)  # for the manifest (no token)
 
 
+def resolve_isolation(exp: Experiment, target: Target | None) -> Isolation:
+    """The run's CPU split from `isolation:` (bad input -> UserError naming the field)."""
+    spec = exp.isolation
+    try:
+        iso = resolve(spec.mode, spec.stack_cpus, spec.load_cpus)
+    except IsolationError as exc:
+        raise UserError(f"isolation: {exc}") from None
+    if target is not None and iso.applied:
+        # Not our stack: only the load is pinned here; pin the stack where it was started
+        # (`flashlab stack up` takes the same --isolation/--cpus and the same auto split).
+        iso = replace(iso, reason="stack external (--target): only the load was pinned here")
+    return iso
+
+
 @contextmanager
-def _stack(exp: Experiment, target: Target | None, workdir: Path) -> Iterator[_Stack]:
+def _stack(
+    exp: Experiment, target: Target | None, workdir: Path, cpus: list[int] | None = None
+) -> Iterator[_Stack]:
     if target is not None:
         yield _Stack(
             target.base_url,
@@ -155,6 +172,7 @@ def _stack(exp: Experiment, target: Target | None, workdir: Path) -> Iterator[_S
         redis_timeout_ms=exp.stack.redis_timeout_ms,
         prometheus=exp.stack.prometheus,
         proxy=needs_proxy([f.fault for f in exp.faults]),
+        cpus=cpus,
     )
     platform = get_platform(exp.stack.platform, config)
     try:
@@ -198,12 +216,17 @@ def execute(req: RunRequest) -> RunOutcome:
         require_loopback(req.target.redis_url, "--redis")
         if exp.faults:
             raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+    isolation = resolve_isolation(exp, req.target)
+    if isolation.requested and not isolation.applied:
+        # Stderr, so `--json` stays one document; the record says the same (applied: false).
+        err_console.print(f"[yellow]note:[/] {isolation.describe()}", soft_wrap=True)
     run_id = new_run_id(exp)
     run_dir = _prepare_dir(req, run_id)
     manifest = _initial_manifest(exp, run_id)
+    manifest["isolation"] = isolation.to_dict()
     rundir.write_json_atomic(run_dir / rundir.MANIFEST, manifest)
     try:
-        return _execute(req, exp, run_id, run_dir, manifest)
+        return _execute(req, exp, run_id, run_dir, manifest, isolation)
     except BaseException as exc:
         # Leave an honest trace: the directory stays `complete: false` and says why.
         manifest["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -213,7 +236,12 @@ def execute(req: RunRequest) -> RunOutcome:
 
 
 def _execute(
-    req: RunRequest, exp: Experiment, run_id: str, run_dir: Path, manifest: dict[str, Any]
+    req: RunRequest,
+    exp: Experiment,
+    run_id: str,
+    run_dir: Path,
+    manifest: dict[str, Any],
+    isolation: Isolation,
 ) -> RunOutcome:
     from flashlab.analysis.summary import summarize
     from flashlab.chaos.scheduler import FaultScheduler
@@ -223,7 +251,7 @@ def _execute(
 
     with ExitStack() as cleanup:
         req.on_phase("starting stack")
-        stack = cleanup.enter_context(_stack(exp, req.target, run_dir))
+        stack = cleanup.enter_context(_stack(exp, req.target, run_dir, isolation.stack))
         manifest["stack"] = stack.public
         req.on_phase("resetting product")
         _reset_product(stack, exp)
@@ -242,6 +270,7 @@ def _execute(
             connections=exp.engine.connections,
             ray_address=exp.engine.ray_address,
             tmp_dir=str(run_dir / ".tmp"),
+            cpus=isolation.load,
         )
         writer = HistoryWriter(run_dir / rundir.HISTORY)
         scheduler: FaultScheduler | None = None  # made at t0, when the experiment has faults

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
 from flashlab.console import UserError, console, emit_json
 
 EPILOG = (
@@ -15,6 +16,8 @@ EPILOG = (
     "  flashlab run experiments/lua.yaml\n\n"
     "  flashlab run experiments/seed-phase1-naive.yaml --shoppers 2000 --stock 200\n\n"
     "  flashlab run experiments/smoke.yaml --engine inline --json > summary.json\n\n"
+    "  flashlab run experiments/lua.yaml --cpus 0:1          # stack on CPU 0, load on CPU 1\n\n"
+    "  flashlab run experiments/lua.yaml --isolation off     # stack and load share every CPU\n\n"
     "  flashlab run experiments/lua.yaml --target http://127.0.0.1:8080 --redis redis://127.0.0.1:6379/0 "
     "--admin-token TOKEN\n\n"
     "Exit codes: 0 hypothesis holds, 1 it does not, 2 bad input."
@@ -101,6 +104,8 @@ def run(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print summary.json to stdout.")
     ] = False,
+    isolation: IsolationOpt = None,
+    cpus: CpusOpt = None,
 ) -> None:
     """Run a flash sale from an experiment file and judge it."""
     from flashlab.run import RunRequest, Target
@@ -115,6 +120,7 @@ def run(
         "stack.durability": durability,
         "engine.client": client,
         "engine.ray_address": ray_address,
+        **isolation_overrides(isolation, cpus),
     }
     exp = load_with_overrides(experiment, overrides)
     tgt = None

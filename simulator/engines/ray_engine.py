@@ -34,18 +34,31 @@ from flashlab.simulator.engines.base import (
 from flashlab.simulator.engines.process import decode_shipment, encode_shipment
 from flashlab.simulator.schedule import ShopperPlan, VuPlan
 from flashlab.simulator.shopper import DriveSpec, Shipment
+from flashlab.system.isolation import pin_process
 
 READY_TIMEOUT_S = 120.0
 POLL_S = 0.1
 START_LEAD_S = 0.5  # actors get t0 through Ray calls: leave room so they all start on time
 OBJECT_STORE_BYTES = 100 * 1024**2  # shipments are small; Ray's default would claim 30% of RAM
 MAX_SOCKET_DIR = 40  # AF_UNIX paths are capped at 107 bytes; Ray appends ~65 under _temp_dir
+LOOPBACK = "127.0.0.1"
+LOOPBACK_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a single-node Ray on 127.0.0.1
+_AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")
 
 
 class ShopperActor:
     """One Ray actor: drives its shoppers on the actor's event loop, buffers shipments for drain()."""
 
-    def __init__(self, spec: DriveSpec, shoppers: list[ShopperPlan], vus: list[VuPlan]) -> None:
+    def __init__(
+        self,
+        spec: DriveSpec,
+        shoppers: list[ShopperPlan],
+        vus: list[VuPlan],
+        cpus: list[int] | None = None,
+    ) -> None:
+        # A local Ray already inherits the load CPUs from the pinned driver; an attached cluster
+        # on this machine does not, so the actor pins itself (every thread) too.
+        pin_process(cpus)
         self.spec, self.shoppers, self.vus = spec, shoppers, vus
         self.outbox: list[tuple[Any, ...]] = []
         self.task: asyncio.Future[Any] | None = None
@@ -53,6 +66,9 @@ class ShopperActor:
 
     async def ready(self) -> int:
         return os.getpid()
+
+    async def affinity(self) -> list[int]:
+        return sorted(os.sched_getaffinity(0))
 
     async def start(self, t0_ns: int, deadline_ns: int) -> None:
         self.task = asyncio.ensure_future(self._run(t0_ns, deadline_ns))
@@ -104,22 +120,34 @@ def _local_ray_env(ray_dir: Path) -> Iterator[None]:
     token_file = ray_dir / "auth_token"
     token_file.write_text(secrets.token_hex(32))
     token_file.chmod(0o600)
-    saved = {
-        k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")
-    }
+    saved = {k: os.environ.get(k) for k in (*_AUTH_VARS, LOOPBACK_VAR)}
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file))
     os.environ.pop("RAY_AUTH_TOKEN", None)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray's "no cluster" mode: every daemon on 127.0.0.1 instead of the machine's interface
+    # address (measured in issue 9). Inherited by the daemons; the driver read the variable
+    # at `import ray`, so its constant is switched for the run too.
+    os.environ[LOOPBACK_VAR] = "0"
+    constants = _ray_constants()
+    saved_cluster = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
     _reset_token_cache()
     try:
         yield
     finally:
+        constants.ENABLE_RAY_CLUSTER = saved_cluster
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
         _reset_token_cache()
+
+
+def _ray_constants() -> Any:
+    from ray._private import ray_constants
+
+    return ray_constants
 
 
 def _reset_token_cache() -> None:
@@ -212,6 +240,9 @@ class RayEngine(PoolEngine):
             num_cpus=max(plan.workers, 1),
             object_store_memory=OBJECT_STORE_BYTES,
             _temp_dir=str(ray_dir),
+            _node_ip_address=LOOPBACK,
+            # Only what the engine needs: no metrics export (the lab measures load itself).
+            _system_config={"enable_metrics_collection": False},
             **common,
         )
 
