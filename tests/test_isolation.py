@@ -295,3 +295,33 @@ def test_a_real_run_records_the_split_in_manifest_summary_and_report(smoke_run: 
         assert (iso["stack_cpus"], iso["load_cpus"], iso["reason"]) == (STACK, LOAD, None)
     assert describe(iso) in (smoke_run / "report.html").read_text()
     assert manifest["engine"]["startup_s"] >= 0
+
+
+def test_stack_up_bad_split_is_one_line_exit_2(tmp_path: Path) -> None:
+    proc = _cli("stack", "up", "--cpus", "0:0", "--state-dir", str(tmp_path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--cpus" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "stack.json").exists()
+
+
+def test_a_single_cpu_run_goes_on_says_so_once_and_records_it(tmp_path: Path) -> None:
+    """A real single-CPU process (its affinity set to one CPU before exec), not a simulated one."""
+    import json
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "flashlab.cli", "run", "experiments/smoke.yaml", "--json"]
+    proc = subprocess.run(
+        [*argv, "--out", str(out), "--no-report"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: os.sched_setaffinity(0, {CPUS[0]}),
+    )
+    assert proc.returncode == 0, proc.stderr
+    notes = [ln for ln in proc.stderr.splitlines() if "CPU split" in ln]
+    assert len(notes) == 1 and "NOT applied" in notes[0] and "only 1 CPU" in notes[0], proc.stderr
+    iso = json.loads(proc.stdout)["isolation"]
+    assert (iso["requested"], iso["applied"], iso["stack_cpus"]) == (True, False, [CPUS[0]])
+    assert json.loads((out / "manifest.json").read_text())["isolation"] == iso
