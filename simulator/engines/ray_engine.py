@@ -1,5 +1,9 @@
-"""The Ray engine: W asyncio actors, each driving its share of shoppers; the driver polls
-`actor.drain()` for Arrow IPC shipments. `ray_address` attaches to an existing cluster.
+"""The Ray engine: W actors, each driving its share of shoppers on a uvloop thread; the driver
+polls `actor.drain()` for Arrow IPC shipments. `ray_address` attaches to an existing cluster.
+
+A local cluster binds to 127.0.0.1 only (Ray's single-machine mode and node IP; before, gcs_server
+and raylet listened on `::` and the dashboard agent on the interface address), runs no dashboard
+and no metrics collection, and inherits the load CPUs from the pinned driver.
 
 A local cluster is started per run with every file it writes kept under the run's temp dir:
 the session dir (`_temp_dir`) and the auth token (Ray >= 2.52 turns token auth on by default
