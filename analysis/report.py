@@ -21,6 +21,7 @@ from markupsafe import Markup, escape
 from flashlab.analysis import plots
 from flashlab.analysis.trials import TRIALS_HTML
 from flashlab.core.errors import verdict_exit_code  # the exit code the banner shows
+from flashlab.core.isolation import describe as describe_isolation
 from flashlab.core.rundir import REPORT, SUMMARY, Run, RunDirError, load_run, write_json_atomic
 
 MATRIX_JSON = "matrix.json"
@@ -292,6 +293,7 @@ def render_report(run: Run, summary: dict[str, Any]) -> str:
         figures=_figures(run, summary),
         generator_overloaded=(summary.get("generator") or {}).get("healthy") is False,
         exit_code=verdict_exit_code(str(summary.get("verdict"))),
+        isolation_line=describe_isolation(summary.get("isolation")),
     )
 
 

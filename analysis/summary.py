@@ -86,6 +86,8 @@ def _measurements(run: Run) -> dict[str, Any]:
         "generator": generator,
         "generator_lag_ms_p99": generator["lag_ms_p99"],
         "generator_stalled_s": generator["stalled_s"],
+        # The CPU split the run asked for and got (flashlab.core.isolation), as recorded.
+        "isolation": run.manifest.get("isolation"),
     }
     return out
 

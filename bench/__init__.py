@@ -12,6 +12,7 @@ BENCHMARKS: dict[str, str] = {
     "scale": "flashlab.bench.scale",
     "reference": "flashlab.bench.reference",
     "chaos": "flashlab.bench.chaos_cost",
+    "stability": "flashlab.bench.stability",
 }
 
 

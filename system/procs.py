@@ -17,13 +17,15 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
+
+from flashlab.core.isolation import pin_self
 
 T = TypeVar("T")
 PR_SET_PDEATHSIG = 1
@@ -57,7 +59,7 @@ def _raise_nofile() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _child_setup(parent_pid: int, pdeathsig: int | None) -> None:
+def _child_setup(parent_pid: int, pdeathsig: int | None, cpus: Collection[int] | None) -> None:
     """Runs in the child between fork and exec (keep it async-signal-simple)."""
     if pdeathsig:
         # If the supervisor is SIGKILLed, the kernel signals this child too: no orphans.
@@ -65,6 +67,8 @@ def _child_setup(parent_pid: int, pdeathsig: int | None) -> None:
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os.kill(os.getpid(), int(pdeathsig))
     _raise_nofile()
+    # Before exec, so everything the child forks later (nginx's workers, redis' BGSAVE) inherits it.
+    pin_self(cpus)
 
 
 class _Spawner:
@@ -127,14 +131,18 @@ def spawn(
     log_path: str | Path | None = None,
     cwd: str | Path | None = None,
     pdeathsig: int | None = signal.SIGKILL,
+    cpus: Collection[int] | None = None,
 ) -> Tracked:
     """Start `argv` in its own session (Ctrl-C in the terminal reaches only the supervisor),
     with stdout+stderr appended to `log_path` (or discarded), and register its PID.
 
     `pdeathsig` is what the kernel sends the child when the spawning thread dies; use SIGTERM
     for a process that must clean up its own children (nginx's master stops its workers on
-    SIGTERM, while a SIGKILLed master leaves them orphaned and still listening)."""
-    return _spawner.call(lambda: _spawn_here(list(argv), name, env, log_path, cwd, pdeathsig))
+    SIGTERM, while a SIGKILLed master leaves them orphaned and still listening).
+
+    `cpus` pins the child (and all it forks) to those CPUs (flashlab.core.isolation); None
+    leaves it on the spawner's own affinity."""
+    return _spawner.call(lambda: _spawn_here(list(argv), name, env, log_path, cwd, pdeathsig, cpus))
 
 
 def _spawn_here(
@@ -144,6 +152,7 @@ def _spawn_here(
     log_path: str | Path | None,
     cwd: str | Path | None,
     pdeathsig: int | None,
+    cpus: Collection[int] | None = None,
 ) -> Tracked:
     parent = os.getpid()
     log = Path(log_path) if log_path else None
@@ -159,7 +168,7 @@ def _spawn_here(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
-            preexec_fn=lambda: _child_setup(parent, pdeathsig),
+            preexec_fn=lambda: _child_setup(parent, pdeathsig, cpus),
         )
     finally:
         if log:

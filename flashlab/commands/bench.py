@@ -15,7 +15,7 @@ EPILOG = (
     "Examples:\n\n"
     "  flashlab bench all                        # the full suite (~6-7 min); appends bench/results.jsonl\n\n"
     "  flashlab bench ceiling --size tiny --json # seconds; writes under reports/bench-tiny/\n\n"
-    "Benchmarks: ceiling, simulator, scale, reference, chaos. Each reports ratios measured side by "
+    "Benchmarks: ceiling, simulator, scale, reference, chaos, stability. Each reports ratios measured side by "
     "side in one run; docs/BENCHMARKS.md explains them."
 )
 

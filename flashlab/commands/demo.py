@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
 from flashlab.console import console
 
 DEMO_RUNS = (
@@ -30,21 +31,25 @@ def demo(
         int, typer.Option(help="Shoppers per run (bounded).", min=100, max=20_000)
     ] = 5_000,
     out: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("reports"),
+    isolation: IsolationOpt = None,
+    cpus: CpusOpt = None,
 ) -> None:
     """Start the local stack, run a flash sale with faults, print the verdict and the HTML report path.
 
     Example:
 
-      flashlab demo --shoppers 2000
+      flashlab demo --shoppers 2000 --isolation off
     """
     from flashlab.commands.run import load_with_overrides, run_and_report
     from flashlab.lab.run import RunRequest
 
+    split = isolation_overrides(isolation, cpus)
     started = time.monotonic()
     rows = []
     for path, story, expected in DEMO_RUNS:
         exp = load_with_overrides(
-            Path(path), {"scenario.shoppers": shoppers, "product.stock": shoppers // 10}
+            Path(path),
+            {"scenario.shoppers": shoppers, "product.stock": shoppers // 10, **split},
         )
         console.rule(f"[bold]{exp.name}[/]: {story}")
         outcome = run_and_report(RunRequest(experiment=exp, out_root=out), json_output=False)

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flashlab.console import console
+from flashlab.core.isolation import describe as describe_isolation
 
 VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
 _STATUS_MARK = {"pass": "[green]✔[/]", "fail": "[red]✘[/]", "inconclusive": "[yellow]?[/]"}
@@ -129,6 +130,7 @@ def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
         ("sell-out", _fmt(summary.get("sellout_s"), " s", 2)),
         ("load duration", _fmt(summary.get("duration_s"), " s", 2)),
         ("load generator", _generator(summary.get("generator") or {})),
+        ("CPU split", describe_isolation(summary.get("isolation")).removeprefix("CPU split: ")),
     ]
     for key, value in rows:
         table.add_row(key, value)

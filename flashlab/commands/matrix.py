@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
 from flashlab.console import console, emit_json
 from flashlab.core.errors import UserError
 
@@ -59,6 +60,8 @@ def matrix(
         ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print matrix.json cells.")] = False,
+    isolation: IsolationOpt = None,
+    cpus: CpusOpt = None,
 ) -> None:
     """Run every strategy through every fault under every durability mode."""
     from flashlab.chaos.faults import fault_names
@@ -77,7 +80,13 @@ def matrix(
     if shoppers is not None and not 1 <= shoppers <= 20_000:
         raise UserError("--shoppers: must be between 1 and 20000 per matrix cell")
     base_exp = load_with_overrides(
-        base, {"scenario.shoppers": shoppers, "product.stock": stock, "repeat": repeat}
+        base,
+        {
+            "scenario.shoppers": shoppers,
+            "product.stock": stock,
+            "repeat": repeat,
+            **isolation_overrides(isolation, cpus),
+        },
     )
     out_dir = out or Path("reports") / f"matrix-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     if out_dir.exists() and any(out_dir.iterdir()):

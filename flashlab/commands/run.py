@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
 from flashlab.console import console, emit_json, err_console
 from flashlab.core.errors import EXIT_CODES_HELP, UserError
 
@@ -18,6 +19,8 @@ EPILOG = (
     "  flashlab run experiments/seed-phase1-naive.yaml --shoppers 2000 --stock 200\n\n"
     "  flashlab run experiments/smoke.yaml --engine inline --json > summary.json\n\n"
     "  flashlab run experiments/lua.yaml --repeat 5          # trial set: median + 95% CI\n\n"
+    "  flashlab run experiments/lua.yaml --cpus 0:1          # stack on CPU 0, load on CPU 1\n\n"
+    "  flashlab run experiments/lua.yaml --isolation off     # stack and load share every CPU\n\n"
     "  flashlab run experiments/lua.yaml --target http://127.0.0.1:8080 --redis redis://127.0.0.1:6379/0 "
     "--admin-token TOKEN\n\n"
     "Verdict: safety clauses (oversell, lost orders, 5xx, ...) always decide; timing clauses "
@@ -137,6 +140,8 @@ def run(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print summary.json to stdout.")
     ] = False,
+    isolation: IsolationOpt = None,
+    cpus: CpusOpt = None,
 ) -> None:
     """Run a flash sale from an experiment file and judge it (once, or as N trials with --repeat)."""
     from flashlab.lab.run import RunRequest, Target
@@ -152,6 +157,7 @@ def run(
         "stack.durability": durability,
         "engine.client": client,
         "engine.ray_address": ray_address,
+        **isolation_overrides(isolation, cpus),
     }
     if repeat is not None:
         check_repeat(repeat)  # before the file: `--repeat 0` names the flag, not the field

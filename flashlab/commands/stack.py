@@ -23,7 +23,9 @@ import psutil
 import typer
 from rich.table import Table
 
+from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
 from flashlab.console import console, die, emit_json
+from flashlab.core.isolation import Isolation, IsolationError, resolve
 from flashlab.core.platform import DURABILITY_MODES, Platform, StackConfig, StackInfo
 
 STATE_ENV = "FLASHLAB_STATE_DIR"
@@ -121,12 +123,29 @@ def _remove_state_if_ours(state_dir: Path) -> None:
 # --------------------------------------------------------------------------- validation
 
 
-def build_config(workers: int, durability: str, prometheus: bool, proxy: bool) -> StackConfig:
+def build_config(
+    workers: int, durability: str, prometheus: bool, proxy: bool, cpus: list[int] | None = None
+) -> StackConfig:
     if durability not in DURABILITY_MODES:
         die(f"--durability: {durability!r} is not one of {', '.join(DURABILITY_MODES)}")
     if not 1 <= workers <= MAX_WORKERS:
         die(f"--workers: {workers} is out of range [1, {MAX_WORKERS}]")
-    return StackConfig(workers=workers, durability=durability, prometheus=prometheus, proxy=proxy)  # type: ignore[arg-type]
+    return StackConfig(
+        workers=workers,
+        durability=durability,  # type: ignore[arg-type]
+        prometheus=prometheus,
+        proxy=proxy,
+        cpus=cpus,
+    )
+
+
+def stack_split(isolation: str | None, cpus: str | None) -> Isolation:
+    """The stack's side of the CPU split (same flags and auto split as `flashlab run`)."""
+    spec = isolation_overrides(isolation, cpus).get("isolation", {"mode": "auto"})
+    try:
+        return resolve(spec["mode"], spec.get("stack_cpus"), spec.get("load_cpus"))
+    except IsolationError as exc:
+        die(f"--isolation: {exc}")
 
 
 def check_platform(name: str) -> None:
@@ -268,6 +287,8 @@ def _serve_argv(platform_name: str, config: StackConfig, state_dir: Path) -> lis
     ]
     if config.proxy:
         argv.append("--proxy")
+    if config.cpus:
+        argv += ["--stack-cpus", ",".join(str(c) for c in config.cpus)]
     return argv
 
 
@@ -331,7 +352,8 @@ _UP_EPILOG = (
     "  flashlab stack up                          # foreground; Ctrl-C stops and reaps it\n\n"
     "  flashlab stack up --detach --workers 4     # background supervisor, then return\n\n"
     "  flashlab stack up --durability aof-always --proxy --json\n\n"
-    "  flashlab stack up --platform compose --detach"
+    "  flashlab stack up --platform compose --detach\n\n"
+    "  flashlab stack up --detach --cpus 0:1      # stack on CPU 0; run the load with --cpus 0:1"
 )
 
 
@@ -349,11 +371,19 @@ def up(
         bool, typer.Option("--proxy", help="Put the TCP fault proxy before Redis.")
     ] = False,
     state_dir: StateDirOpt = Path(DEFAULT_STATE_DIR),
+    isolation: IsolationOpt = None,
+    cpus: CpusOpt = None,
 ) -> None:
-    """Start a stack and print how to reach it (base URL, Redis URL, admin token, PIDs)."""
-    config = build_config(workers, durability, prometheus, proxy)
+    """Start a stack and print how to reach it (base URL, Redis URL, admin token, PIDs).
+
+    By default the stack is pinned to its side of the CPU split (`--isolation auto`: CPU 0 on
+    2 cores); a `flashlab run --target ...` with the same flags pins the load to the other side."""
+    split = stack_split(isolation, cpus)
+    config = build_config(workers, durability, prometheus, proxy, split.stack)
     check_platform(platform)
     ensure_no_live_stack(state_dir)
+    if not as_json:
+        console.print(split.describe())
     if detach:
         run_detached(platform, config, state_dir, as_json)
     else:
@@ -368,9 +398,11 @@ def serve(
     prometheus: Annotated[bool, typer.Option()] = True,
     proxy: Annotated[bool, typer.Option("--proxy")] = False,
     state_dir: StateDirOpt = Path(DEFAULT_STATE_DIR),
+    stack_cpus: Annotated[str | None, typer.Option("--stack-cpus")] = None,
 ) -> None:
     """The detached supervisor (started by `up --detach`)."""
-    config = build_config(workers, durability, prometheus, proxy)
+    pinned_to = [int(c) for c in stack_cpus.split(",")] if stack_cpus else None
+    config = build_config(workers, durability, prometheus, proxy, pinned_to)
     check_platform(platform)
     supervise(platform, config, state_dir, as_json=False, banner="")
 

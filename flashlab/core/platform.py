@@ -22,6 +22,8 @@ class StackConfig:
     proxy: bool = False  # put the TCP fault proxy between API workers and Redis
     workdir: str | None = None  # run-owned temp dir when None
     log_level: str = "warning"
+    # CPUs every stack process is pinned to (flashlab.core.isolation); None = not pinned.
+    cpus: list[int] | None = None
 
 
 @dataclass

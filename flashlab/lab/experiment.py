@@ -18,6 +18,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from flashlab.analysis.hypothesis import HypothesisError, parse_clause
@@ -93,6 +94,30 @@ class EngineSpec(_Model):
     ray_address: str | None = None
 
 
+class IsolationSpec(_Model):
+    """The CPU split between the stack and the load generator (flashlab.core.isolation)."""
+
+    mode: Literal["auto", "off", "manual"] = "auto"  # auto: half/half, stack first; off: share
+    stack_cpus: list[int] | None = None  # manual only
+    load_cpus: list[int] | None = None  # manual only
+
+    @model_validator(mode="after")
+    def _lists(self) -> IsolationSpec:
+        lists = (self.stack_cpus, self.load_cpus)
+        if self.mode == "manual":
+            if None in lists:
+                raise ValueError("mode manual needs both stack_cpus and load_cpus")
+            for name, cpus in (("stack_cpus", self.stack_cpus), ("load_cpus", self.load_cpus)):
+                if not cpus or min(cpus) < 0:
+                    raise ValueError(f"{name}: must be a non-empty list of CPU numbers >= 0")
+            shared = sorted(set(self.stack_cpus or ()) & set(self.load_cpus or ()))
+            if shared:
+                raise ValueError(f"stack_cpus and load_cpus share CPU(s) {shared}")
+        elif lists != (None, None):
+            raise ValueError(f"stack_cpus/load_cpus need mode manual (mode is {self.mode})")
+        return self
+
+
 class Experiment(_Model):
     name: str = Field(default="experiment", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     description: str = ""
@@ -103,6 +128,7 @@ class Experiment(_Model):
     product: ProductSpec = Field(default_factory=ProductSpec)
     scenario: Scenario = Field(default_factory=Scenario)
     engine: EngineSpec = Field(default_factory=EngineSpec)
+    isolation: IsolationSpec = Field(default_factory=IsolationSpec)
     faults: list[FaultSpec] = Field(default_factory=list)
     hypothesis: list[str] = Field(
         default_factory=lambda: ["oversell == 0", "lost_acknowledged == 0"]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 
 from flashlab.core import meta, rundir
 from flashlab.core.errors import UserError, verdict_exit_code
+from flashlab.core.isolation import Isolation, IsolationError, resolve
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.guards import AbortSwitch, RunWatch
 
@@ -47,6 +49,8 @@ class RunRequest:
     write_report: bool = True
     on_progress: Callable[[Any], None] | None = None
     on_phase: Callable[[str], None] = lambda _phase: None
+    # One-line notes for the user (e.g. isolation not applied); the CLI prints them on stderr.
+    on_note: Callable[[str], None] = lambda note: print(f"note: {note}", file=sys.stderr)
     manifest_extra: dict[str, Any] = field(default_factory=dict)  # e.g. {"trial": {...}}
     # The run's cooperative stop: guards trip it, and so does the CLI's first Ctrl-C (while armed).
     abort: AbortSwitch = field(default_factory=AbortSwitch)
@@ -139,18 +143,34 @@ class _Stack:
     public: dict[str, Any] = field(default_factory=dict)  # for the manifest (no token)
 
 
+def resolve_isolation(exp: Experiment, target: Target | None) -> Isolation:
+    """The run's CPU split from `isolation:` (bad input -> UserError naming the field)."""
+    spec = exp.isolation
+    try:
+        iso = resolve(spec.mode, spec.stack_cpus, spec.load_cpus)
+    except IsolationError as exc:
+        raise UserError(f"isolation: {exc}") from None
+    if target is not None and iso.applied:
+        # Not our stack: only the load is pinned here; pin the stack where it was started
+        # (`flashlab stack up` takes the same --isolation/--cpus and the same auto split).
+        iso = replace(iso, reason="stack external (--target): only the load was pinned here")
+    return iso
+
+
 @contextmanager
 def shared_stack(exp: Experiment, target: Target | None, workdir: Path) -> Iterator[_Stack]:
     """One stack for several runs (repeated trials): pass it to `execute(req, stack=...)`.
 
     Each run still resets the product first; the stack is stopped when the block ends.
     """
-    with _stack(exp, target, workdir) as stack:
+    with _stack(exp, target, workdir, resolve_isolation(exp, target).stack) as stack:
         yield stack
 
 
 @contextmanager
-def _stack(exp: Experiment, target: Target | None, workdir: Path) -> Iterator[_Stack]:
+def _stack(
+    exp: Experiment, target: Target | None, workdir: Path, cpus: list[int] | None = None
+) -> Iterator[_Stack]:
     if target is not None:
         yield _Stack(
             target.base_url,
@@ -168,6 +188,7 @@ def _stack(exp: Experiment, target: Target | None, workdir: Path) -> Iterator[_S
         redis_timeout_ms=exp.stack.redis_timeout_ms,
         prometheus=exp.stack.prometheus,
         proxy=needs_proxy([f.fault for f in exp.faults]),
+        cpus=cpus,
     )
     platform = get_platform(exp.stack.platform, config)
     try:
@@ -215,12 +236,17 @@ def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
         require_loopback(req.target.redis_url, "--redis")
         if exp.faults:
             raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+    isolation = resolve_isolation(exp, req.target)
+    if isolation.requested and not isolation.applied:
+        # Stderr, so `--json` stays one document; the record says the same (applied: false).
+        req.on_note(isolation.describe())
     run_id = new_run_id(exp)
     run_dir = _prepare_dir(req, run_id)
     manifest = _initial_manifest(exp, run_id) | req.manifest_extra
+    manifest["isolation"] = isolation.to_dict()
     rundir.write_json_atomic(run_dir / rundir.MANIFEST, manifest)
     try:
-        return _execute(req, exp, run_id, run_dir, manifest, stack)
+        return _execute(req, exp, run_id, run_dir, manifest, isolation, stack)
     except BaseException as exc:
         # Leave an honest trace: the directory stays `complete: false` and says why.
         manifest["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -235,6 +261,7 @@ def _execute(
     run_id: str,
     run_dir: Path,
     manifest: dict[str, Any],
+    isolation: Isolation,
     shared: _Stack | None = None,
 ) -> RunOutcome:
     from flashlab.analysis.summary import summarize
@@ -245,7 +272,7 @@ def _execute(
 
     with ExitStack() as cleanup:
         req.on_phase("starting stack" if shared is None else "on the shared stack")
-        stack = shared or cleanup.enter_context(_stack(exp, req.target, run_dir))
+        stack = shared or cleanup.enter_context(_stack(exp, req.target, run_dir, isolation.stack))
         manifest["stack"] = stack.public
         req.on_phase("resetting product")
         _reset_product(stack, exp)
@@ -264,6 +291,7 @@ def _execute(
             connections=exp.engine.connections,
             ray_address=exp.engine.ray_address,
             tmp_dir=str(run_dir / ".tmp"),
+            cpus=isolation.load,
         )
         writer = HistoryWriter(run_dir / rundir.HISTORY)
         scheduler: FaultScheduler | None = None  # made at t0, when the experiment has faults

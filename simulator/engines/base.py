@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from flashlab.core.isolation import pinned
 from flashlab.simulator import loopmon
 from flashlab.simulator.history import Op, ops_to_batch
 from flashlab.simulator.progress import Progress
@@ -43,6 +44,7 @@ class LoadPlan:
     connections: int = 256  # per worker
     ray_address: str | None = None
     tmp_dir: str | None = None  # engine scratch (Ray session files); a temp dir when None
+    cpus: list[int] | None = None  # load CPUs (flashlab.core.isolation); None = not pinned
 
     def spec(self, worker: str) -> DriveSpec:
         return DriveSpec(
@@ -92,6 +94,9 @@ class EngineResult:
     wall_s: float  # t0 -> all workers stopped
     cpu_s_workers: float  # user+sys CPU of the load workers (this process for inline)
     cpu_s_driver: float  # user+sys CPU of the driver during the run (0 for inline: included above)
+    # engine.run() -> t0: worker spawn, Ray start-up, actors ready. Outside the load window, so
+    # throughput and latency never include it.
+    startup_s: float = 0.0
     lost_workers: list[int] = field(default_factory=list)
     progress: dict[str, Any] = field(default_factory=dict)
     # Load-generator health (flashlab.simulator.loopmon.merge): {workers: {name: stats}, lag_ms_p99,
@@ -129,7 +134,10 @@ class Engine(ABC):
         shares = self._shares(plan)
         names = [f"{self.worker_prefix}-{i}" for i in range(len(shares.shoppers))]
         collector = Collector(plan, shares, names, on_batch, on_progress, stop)
-        return self._run(plan, collector, on_start)
+        # The driver and everything it starts (worker processes, Ray's daemons) inherit the pin;
+        # the previous affinity is back when the load is over.
+        with pinned(plan.cpus):
+            return self._run(plan, collector, on_start)
 
     def _shares(self, plan: LoadPlan) -> Shares:
         return Shares.of(plan)
@@ -182,6 +190,8 @@ class Collector:
         self.lost: list[int] = []
         self.rows = 0
         self.t0_ns = 0
+        self.startup_s = 0.0
+        self._created = time.monotonic()
         self._last_progress = 0.0
 
     def ship(self, worker: int, shipment: Shipment) -> None:
@@ -210,6 +220,7 @@ class Collector:
 
     def start_clock(self, on_start: OnStart | None, lead_s: float = START_LEAD_S) -> int:
         """Set t0 `lead_s` from now (see choose_t0); returns the load deadline, t0 + duration."""
+        self.startup_s = round(time.monotonic() - self._created, 3)
         self.t0_ns = choose_t0(on_start, lead_s)
         return self.t0_ns + int(self.lp.scenario.duration_s * 1e9)
 
@@ -303,6 +314,7 @@ class Collector:
             wall_s=(end_ns - self.t0_ns) / 1e9,
             cpu_s_workers=round(cpu_workers, 3),
             cpu_s_driver=round(cpu_driver, 3),
+            startup_s=self.startup_s,
             lost_workers=list(self.lost),
             progress=self.merged().to_dict(),
             generator=loopmon.merge(

@@ -1,5 +1,9 @@
-"""The Ray engine: W asyncio actors, each driving its share of shoppers; the driver polls
-`actor.drain()` for Arrow IPC shipments. `ray_address` attaches to an existing cluster.
+"""The Ray engine: W actors, each driving its share of shoppers on a uvloop thread; the driver
+polls `actor.drain()` for Arrow IPC shipments. `ray_address` attaches to an existing cluster.
+
+A local cluster binds to 127.0.0.1 only (Ray's single-machine mode and node IP; before, gcs_server
+and raylet listened on `::` and the dashboard agent on the interface address), runs no dashboard
+and no metrics collection, and inherits the load CPUs from the pinned driver.
 
 A local cluster is started per run with every file it writes kept under the run's temp dir:
 the session dir (`_temp_dir`) and the auth token (Ray >= 2.52 turns token auth on by default
@@ -10,12 +14,12 @@ agents) is tracked by PID and reaped after `ray.shutdown()`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +27,7 @@ from typing import Any
 
 import psutil
 
+from flashlab.core.isolation import pin_process, pin_self
 from flashlab.simulator.engines.base import (
     Collector,
     EngineResult,
@@ -40,34 +45,66 @@ POLL_S = 0.1
 START_LEAD_S = 0.5  # actors get t0 through Ray calls: leave room so they all start on time
 OBJECT_STORE_BYTES = 100 * 1024**2  # shipments are small; Ray's default would claim 30% of RAM
 MAX_SOCKET_DIR = 40  # AF_UNIX paths are capped at 107 bytes; Ray appends ~65 under _temp_dir
+LOOPBACK = "127.0.0.1"
+LOOPBACK_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a single-node Ray on 127.0.0.1
+_AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")
 
 
 class ShopperActor:
-    """One Ray actor: drives its shoppers on the actor's event loop, buffers shipments for drain()."""
+    """One Ray actor: drives its shoppers on its own uvloop thread, buffers shipments for drain().
 
-    def __init__(self, spec: DriveSpec, shoppers: list[ShopperPlan], vus: list[VuPlan]) -> None:
+    The drive runs on a uvloop loop in a thread of its own, exactly as in the inline and process
+    engines, not on the actor's asyncio loop: Ray's loop is the stock asyncio one, and sharing it
+    with drain() calls made every request dearer than on the other engines."""
+
+    def __init__(
+        self,
+        spec: DriveSpec,
+        shoppers: list[ShopperPlan],
+        vus: list[VuPlan],
+        cpus: list[int] | None = None,
+    ) -> None:
+        # A local Ray already inherits the load CPUs from the pinned driver; an attached cluster
+        # on this machine does not, so the actor pins itself (every thread) too.
+        self.cpus = cpus
+        pin_process(cpus)
         self.spec, self.shoppers, self.vus = spec, shoppers, vus
         self.outbox: list[tuple[Any, ...]] = []
-        self.task: asyncio.Future[Any] | None = None
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
         self.cpu: float | None = None
         self.stopped = False  # the run's cooperative stop, set by stop()
+        self.error: str | None = None
 
     async def ready(self) -> int:
         return os.getpid()
 
     async def start(self, t0_ns: int, deadline_ns: int) -> None:
-        self.task = asyncio.ensure_future(self._run(t0_ns, deadline_ns))
+        self.thread = threading.Thread(
+            target=self._drive, args=(t0_ns, deadline_ns), name="flashlab-drive", daemon=True
+        )
+        self.thread.start()
 
-    async def _run(self, t0_ns: int, deadline_ns: int) -> None:
+    def _drive(self, t0_ns: int, deadline_ns: int) -> None:
+        import uvloop
+
         from flashlab.simulator.shopper import drive
 
-        def keep(sh: Shipment) -> None:
-            self.outbox.append(encode_shipment(sh))
+        pin_self(self.cpus)
+        try:
+            stopped = lambda: self.stopped  # noqa: E731 - set by stop() on the actor's loop
+            uvloop.run(
+                drive(self.spec, self.shoppers, t0_ns, deadline_ns, self._keep, self.vus, stopped)
+            )
+        except BaseException as exc:  # reported by the next drain(), never lost
+            self.error = repr(exc)
 
-        await drive(
-            self.spec, self.shoppers, t0_ns, deadline_ns, keep, self.vus, lambda: self.stopped
-        )
-        self.cpu = cpu_seconds()
+    def _keep(self, sh: Shipment) -> None:
+        if sh.final:
+            self.cpu = cpu_seconds()  # before the final shipment is visible to drain()
+        encoded = encode_shipment(sh)
+        with self.lock:
+            self.outbox.append(encoded)
 
     async def stop(self) -> None:
         """Stop launching shoppers and cancel attempts in flight (drive() polls the flag)."""
@@ -75,11 +112,9 @@ class ShopperActor:
 
     async def drain(self) -> tuple[list[tuple[Any, ...]], float | None, str | None]:
         """(shipments since last drain, CPU seconds once finished, error text if driving failed)."""
-        out, self.outbox = self.outbox, []
-        error = None
-        if self.task is not None and self.task.done() and self.task.exception() is not None:
-            error = repr(self.task.exception())
-        return out, self.cpu, error
+        with self.lock:
+            out, self.outbox = self.outbox, []
+        return out, self.cpu, self.error
 
 
 def _ray_pkg_dir() -> str:
@@ -111,22 +146,34 @@ def _local_ray_env(ray_dir: Path) -> Iterator[None]:
     token_file = ray_dir / "auth_token"
     token_file.write_text(secrets.token_hex(32))
     token_file.chmod(0o600)
-    saved = {
-        k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")
-    }
+    saved = {k: os.environ.get(k) for k in (*_AUTH_VARS, LOOPBACK_VAR)}
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file))
     os.environ.pop("RAY_AUTH_TOKEN", None)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray's "no cluster" mode: every daemon on 127.0.0.1 instead of the machine's interface
+    # address (measured in issue 9). Inherited by the daemons; the driver read the variable
+    # at `import ray`, so its constant is switched for the run too.
+    os.environ[LOOPBACK_VAR] = "0"
+    constants = _ray_constants()
+    saved_cluster = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
     _reset_token_cache()
     try:
         yield
     finally:
+        constants.ENABLE_RAY_CLUSTER = saved_cluster
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
         _reset_token_cache()
+
+
+def _ray_constants() -> Any:
+    from ray._private import ray_constants
+
+    return ray_constants
 
 
 def _reset_token_cache() -> None:
@@ -190,7 +237,7 @@ class RayEngine(PoolEngine):
             with contextlib.ExitStack() as stack:
                 if plan.ray_address is None:
                     stack.enter_context(_local_ray_env(ray_dir.path))
-                self._init(ray, plan, ray_dir.path)
+                self._init_once_more_on_timeout(ray, plan, ray_dir.path, before)
                 stack.callback(ray.shutdown)
                 cpu_workers = self._drive(ray, plan, collector, on_start, before, seen)
                 end_ns = time.time_ns()
@@ -202,6 +249,28 @@ class RayEngine(PoolEngine):
             with self._lock:
                 self._workers = []
         return collector.result(self.name, end_ns, cpu_workers, cpu_seconds() - cpu0)
+
+    def _init_once_more_on_timeout(
+        self, ray: Any, plan: LoadPlan, ray_dir: Path, before: set[int]
+    ) -> None:
+        """ray.init, retried once when Ray's fixed 30 s wait for its raylet ran out.
+
+        Pinned to the load CPUs of a busy 2-core machine, a local Ray's start-up took ~20 s
+        (median, stability benchmark) and now and then missed that wait; the first attempt's
+        processes are reaped before the second starts."""
+        try:
+            self._init(ray, plan, ray_dir)
+        except Exception as exc:
+            if plan.ray_address is not None or "timed out during startup" not in str(exc):
+                raise
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            leftovers = session_processes(before)
+            for proc in leftovers:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+            psutil.wait_procs(leftovers, timeout=5)
+            self._init(ray, plan, ray_dir)
 
     @staticmethod
     def _init(ray: Any, plan: LoadPlan, ray_dir: Path) -> None:
@@ -219,6 +288,9 @@ class RayEngine(PoolEngine):
             num_cpus=max(plan.workers, 1),
             object_store_memory=OBJECT_STORE_BYTES,
             _temp_dir=str(ray_dir),
+            _node_ip_address=LOOPBACK,
+            # Only what the engine needs: no metrics export (the lab measures load itself).
+            _system_config={"enable_metrics_collection": False},
             **common,
         )
 
@@ -234,7 +306,9 @@ class RayEngine(PoolEngine):
         actor_cls = ray.remote(num_cpus=1, max_restarts=0, max_concurrency=64)(ShopperActor)
         shares = collector.shares
         actors = [
-            actor_cls.options(name=None).remote(plan.spec(n), shares.shoppers[i], shares.vus[i])
+            actor_cls.options(name=None).remote(
+                plan.spec(n), shares.shoppers[i], shares.vus[i], plan.cpus
+            )
             for i, n in enumerate(collector.names)
         ]
         with self._lock:

@@ -139,11 +139,14 @@ def api_services(workers: int) -> list[str]:
     return [f"api-{i}" for i in range(workers)]
 
 
-def derive_compose(base: dict[str, Any], workers: int) -> dict[str, Any]:
+def derive_compose(
+    base: dict[str, Any], workers: int, cpus: list[int] | None = None
+) -> dict[str, Any]:
     """The repository's compose document with exactly `workers` api services (api-0..api-N-1).
 
     api-0 is the template (YAML anchors are already expanded by the loader); nginx depends on
-    every worker. Upstream and scrape-target lists are passed as environment variables."""
+    every worker. Upstream and scrape-target lists are passed as environment variables. `cpus`
+    (flashlab.core.isolation) becomes every service's `cpuset`, e.g. "0" or "0,1"."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1 (got {workers})")
     doc = {k: v for k, v in base.items() if not k.startswith("x-")}
@@ -158,6 +161,9 @@ def derive_compose(base: dict[str, Any], workers: int) -> dict[str, Any]:
     nginx = dict(services["nginx"])
     nginx["depends_on"] = api_services(workers)
     services["nginx"] = nginx
+    if cpus:
+        cpuset = ",".join(str(c) for c in sorted(cpus))
+        services = {name: {**spec, "cpuset": cpuset} for name, spec in services.items()}
     doc["services"] = services
     return doc
 
@@ -334,7 +340,9 @@ class ComposePlatform(Platform):
         }
         for var in ("HTTP", "REDIS", "PROMETHEUS", "PROXY_CONTROL", "GRAFANA"):
             self._env[f"FLASHLAB_{var}_PORT"] = str(_free_port())
-        doc = derive_compose(yaml.safe_load(COMPOSE_FILE.read_text()), self.config.workers)
+        doc = derive_compose(
+            yaml.safe_load(COMPOSE_FILE.read_text()), self.config.workers, self.config.cpus
+        )
         self._compose_file = workdir / "docker-compose.yml"
         self._compose_file.write_text(yaml.safe_dump(doc, sort_keys=False))
 

@@ -421,6 +421,7 @@ class LocalPlatform(Platform):
             [require_binary("redis-server"), str(conf)],
             name="redis",
             log_path=self._log("redis-stdout"),
+            cpus=self.config.cpus,
         )
 
     def _start_proxy(self, listen: int, upstream: int, control: int) -> procs.Tracked:
@@ -435,7 +436,13 @@ class LocalPlatform(Platform):
             "--control",
             f"{HOST}:{control}",
         ]
-        return procs.spawn(argv, name="proxy", env=self._py_env(), log_path=self._log("proxy"))
+        return procs.spawn(
+            argv,
+            name="proxy",
+            env=self._py_env(),
+            log_path=self._log("proxy"),
+            cpus=self.config.cpus,
+        )
 
     def _py_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -455,7 +462,14 @@ class LocalPlatform(Platform):
                 PROMETHEUS_MULTIPROC_DIR=str(self._multiproc),
             )
             argv = uvicorn_argv(sys.executable, HOST, port, self.config.log_level)
-            return procs.spawn(argv, name=name, env=env, log_path=self._log(name), cwd=REPO_ROOT)
+            return procs.spawn(
+                argv,
+                name=name,
+                env=env,
+                log_path=self._log(name),
+                cwd=REPO_ROOT,
+                cpus=self.config.cpus,
+            )
 
         return start
 
@@ -468,7 +482,9 @@ class LocalPlatform(Platform):
             listen=f"{HOST}:{port}",
             upstreams=[f"{HOST}:{p}" for p in api_ports],
             keepalive=UPSTREAM_KEEPALIVE,
-            worker_processes="auto",
+            # Pinned: one worker per stack CPU (older nginx counts every online CPU for `auto`,
+            # not the affinity set, and would start workers that only contend).
+            worker_processes=len(self.config.cpus) if self.config.cpus else "auto",
             pid_file=str(self._path("nginx", "nginx.pid")),
             error_log=str(self._log("nginx")),
             temp_dir=str(temp),
@@ -486,7 +502,11 @@ class LocalPlatform(Platform):
         ]
         # SIGTERM, not SIGKILL, on supervisor death: only the master can take its workers down.
         return procs.spawn(
-            argv, name="nginx", log_path=self._log("nginx-stdout"), pdeathsig=_signal.SIGTERM
+            argv,
+            name="nginx",
+            log_path=self._log("nginx-stdout"),
+            pdeathsig=_signal.SIGTERM,
+            cpus=self.config.cpus,
         )
 
     def _start_prometheus(self, port: int, nginx_port: int) -> procs.Tracked:
@@ -500,7 +520,9 @@ class LocalPlatform(Platform):
             "--storage.tsdb.retention.time=1d",
             "--log.level=warn",
         ]
-        return procs.spawn(argv, name="prometheus", log_path=self._log("prometheus"))
+        return procs.spawn(
+            argv, name="prometheus", log_path=self._log("prometheus"), cpus=self.config.cpus
+        )
 
     # ------------------------------------------------------------------ monitor
 
