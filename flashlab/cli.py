@@ -1,4 +1,6 @@
-"""The `flashlab` command line: mounts each command group and turns user errors into one line + exit 2."""
+"""The `flashlab` command line: mounts each command group and turns every error into one line and
+an exit code that means one thing (flashlab.console: 2 bad input, 4 infrastructure), never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from typing import Annotated
 import typer
 
 from flashlab import __version__
-from flashlab.console import UserError, console, die
+from flashlab.console import EXIT_CODES_HELP, console
+from flashlab.errors import FlashlabGroup
 
 app = typer.Typer(
     name="flashlab",
@@ -23,9 +26,11 @@ app = typer.Typer(
         "  flashlab stack up --detach && flashlab stack status\n\n"
         "  flashlab check reports/<run-id>                   # re-judge a saved run\n\n"
         "  flashlab matrix --strategies lua,lock --faults none,redis-kill\n\n"
-        "  flashlab demo                                     # what `make demo` runs"
+        "  flashlab demo                                     # what `make demo` runs\n\n"
+        + EXIT_CODES_HELP
     ),
     no_args_is_help=True,
+    cls=FlashlabGroup,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -81,11 +86,8 @@ _mount()
 
 
 def main() -> None:
-    """Console-script entry: user errors become one red line and exit 2, never a traceback."""
-    try:
-        app()
-    except UserError as exc:
-        die(str(exc), exc.code)
+    """Console-script entry: errors become one red line and a meaningful exit code (FlashlabGroup)."""
+    app()
 
 
 if __name__ == "__main__":

@@ -187,7 +187,8 @@ def _initial_manifest(exp: Experiment, run_id: str) -> dict[str, Any]:
 
 
 def _write_faults(path: Path, table: Any) -> None:
-    pq.write_table(table.cast(rundir.FAULTS_SCHEMA), path)
+    # Page checksums: a garbled file fails to load (exit 2) instead of loading wrong values.
+    pq.write_table(table.cast(rundir.FAULTS_SCHEMA), path, write_page_checksum=True)
 
 
 def execute(req: RunRequest) -> RunOutcome:
