@@ -26,7 +26,7 @@ MATRIX_HTML = "matrix.html"
 MAX_EVIDENCE_ROWS = 5  # example operations shown per anomaly
 
 _TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("analysis", "templates"),
+    loader=jinja2.PackageLoader("flashlab.analysis", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
@@ -163,10 +163,9 @@ def ensure_summary(run_dir: Path) -> dict[str, Any]:
         from flashlab.analysis.summary import summarize
 
         write_json_atomic(path, summarize(load_run(run_dir, require_complete=False)))
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RunDirError(f"{path}: not valid JSON ({exc.msg})") from exc
+    from flashlab.analysis.summary_schema import read_summary
+
+    return read_summary(path)
 
 
 def _evidence(run: Run, examples: list[str]) -> list[dict[str, Any]]:

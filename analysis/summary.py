@@ -17,7 +17,7 @@ from flashlab.analysis import hypothesis, stats
 from flashlab.analysis.checker import check
 from flashlab.analysis.reconcile import reconcile
 from flashlab.analysis.recovery import recovery
-from flashlab.analysis.rundir import Run
+from flashlab.analysis.rundir import SCHEMA_VERSION, Run
 
 # summary key <- check name, for the anomaly counts a hypothesis can name directly
 CHECK_KEYS = {
@@ -90,4 +90,4 @@ def summarize(run: Run) -> dict[str, Any]:
     summary["failed_checks"] = failed
     # Verdict and headline first, for humans reading the file.
     head = {k: summary.pop(k) for k in ("run_id", "verdict", "hypothesis", "failed_checks")}
-    return head | summary
+    return {"schema_version": SCHEMA_VERSION} | head | summary

@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 from flashlab import meta
 from flashlab.analysis import rundir
 from flashlab.chaos.experiment import Experiment
-from flashlab.console import UserError
+from flashlab.console import UserError, verdict_exit_code
+from flashlab.system.platforms.base import ComponentNotRunning
 
 
 @dataclass(frozen=True)
@@ -167,15 +168,33 @@ def _stack(exp: Experiment, target: Target | None, workdir: Path) -> Iterator[_S
 
 
 def _reset_product(stack: _Stack, exp: Experiment) -> None:
-    from flashlab.system.admin import AdminClient
+    from flashlab.system.admin import AdminClient, AdminError
 
     admin = AdminClient(stack.base_url, stack.admin_token)
-    admin.wait_ready(timeout_s=30)
-    admin.reset(exp.product.reset_request())
+    try:
+        admin.wait_ready(timeout_s=30)
+        admin.reset(exp.product.reset_request())
+    except (AdminError, httpx.HTTPError) as exc:
+        # The stack is up but does not serve: infrastructure (exit 4), not the experiment's verdict.
+        raise ComponentNotRunning(f"{stack.base_url} does not serve the reset: {exc}") from exc
+
+
+def _read_truth(stack: _Stack, exp: Experiment) -> Any:
+    import redis
+
+    from flashlab.system.truth import read_truth
+
+    try:
+        return read_truth(stack.redis_url, exp.product.id)
+    except redis.RedisError as exc:
+        raise ComponentNotRunning(
+            f"Redis at {stack.redis_url} unreadable after the load: {exc}"
+        ) from exc
 
 
 def _initial_manifest(exp: Experiment, run_id: str) -> dict[str, Any]:
     return {
+        "schema_version": rundir.SCHEMA_VERSION,
         "run_id": run_id,
         "complete": False,
         "experiment": exp.model_dump(mode="json"),
@@ -220,7 +239,6 @@ def _execute(
     from flashlab.chaos.scheduler import FaultScheduler
     from flashlab.simulator.engines import LoadPlan, get_engine
     from flashlab.simulator.history import HistoryWriter
-    from flashlab.system.truth import read_truth
 
     with ExitStack() as cleanup:
         req.on_phase("starting stack")
@@ -277,7 +295,7 @@ def _execute(
             scheduler.stop()
         faults = scheduler.table() if scheduler is not None else rundir.FAULTS_SCHEMA.empty_table()
         _write_faults(run_dir / rundir.FAULTS, faults)
-        truth = read_truth(stack.redis_url, exp.product.id)
+        truth = _read_truth(stack, exp)
         rundir.write_json_atomic(run_dir / rundir.TRUTH, truth.model_dump(mode="json"))
         rundir.write_json_atomic(run_dir / rundir.METRICS, scraper.evidence())
 
@@ -297,5 +315,5 @@ def _execute(
     manifest["complete"] = True
     rundir.write_json_atomic(run_dir / rundir.MANIFEST, manifest)
     return RunOutcome(
-        run_dir=run_dir, summary=summary, exit_code=0 if summary["verdict"] == "pass" else 1
+        run_dir=run_dir, summary=summary, exit_code=verdict_exit_code(summary["verdict"])
     )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flashlab.console import UserError, console, emit_json
+from flashlab.console import EXIT_CODES_HELP, UserError, console, emit_json, verdict_exit_code
 
 
 def _load(run_dir: Path):
@@ -48,7 +48,7 @@ def check(
         failed = [name for name, c in summary.get("checks", {}).items() if not c.get("ok")]
         if failed:
             console.print(f"[red]checks failing:[/] {', '.join(failed)}")
-    raise typer.Exit(0 if summary["verdict"] == "pass" else 1)
+    raise typer.Exit(verdict_exit_code(summary.get("verdict")))
 
 
 def report(
@@ -80,5 +80,5 @@ def report(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(check)
+    app.command(epilog=EXIT_CODES_HELP)(check)
     app.command()(report)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from flashlab.console import UserError, console, emit_json
+from flashlab.console import EXIT_CODES_HELP, EXIT_INTERRUPTED, UserError, console, emit_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -16,8 +16,7 @@ EPILOG = (
     "  flashlab run experiments/seed-phase1-naive.yaml --shoppers 2000 --stock 200\n\n"
     "  flashlab run experiments/smoke.yaml --engine inline --json > summary.json\n\n"
     "  flashlab run experiments/lua.yaml --target http://127.0.0.1:8080 --redis redis://127.0.0.1:6379/0 "
-    "--admin-token TOKEN\n\n"
-    "Exit codes: 0 hypothesis holds, 1 it does not, 2 bad input."
+    "--admin-token TOKEN\n\n" + EXIT_CODES_HELP
 )
 
 
@@ -51,7 +50,7 @@ def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
             outcome = execute(request)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stack and workers stopped; run left incomplete[/]")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     if json_output:

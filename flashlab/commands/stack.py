@@ -305,7 +305,9 @@ def run_detached(platform_name: str, config: StackConfig, state_dir: Path, as_js
             return
         if child.poll() is not None:
             # The supervisor's own exit code already says bad input (2) or infrastructure (4).
-            code = child.returncode if child.returncode in (EXIT_BAD_INPUT, EXIT_INFRA) else EXIT_INFRA
+            code = (
+                child.returncode if child.returncode in (EXIT_BAD_INPUT, EXIT_INFRA) else EXIT_INFRA
+            )
             die(f"stack supervisor exited ({child.returncode}): {_last_line(log_path)}", code)
         time.sleep(0.1)
     child.terminate()  # it reaps its own children on SIGTERM

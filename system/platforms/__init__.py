@@ -27,7 +27,9 @@ def get_platform(name: str, config: StackConfig) -> Platform:
     try:
         target = PLATFORMS[name]
     except KeyError:
-        raise PlatformConfigError(f"unknown platform {name!r} (allowed: {', '.join(PLATFORMS)})") from None
+        raise PlatformConfigError(
+            f"unknown platform {name!r} (allowed: {', '.join(PLATFORMS)})"
+        ) from None
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)(config)
 

@@ -505,7 +505,9 @@ class ComposePlatform(Platform):
     def signal(self, component: str, sig: int = _signal.SIGTERM) -> None:
         container = self._container(component)
         if container.status not in ("running", "paused"):
-            raise ComponentNotRunning(f"component {component!r} is not running ({container.status})")
+            raise ComponentNotRunning(
+                f"component {component!r} is not running ({container.status})"
+            )
         if sig == _signal.SIGSTOP:
             container.pause()
             return
