@@ -53,9 +53,9 @@ def _root(
 
 
 def _mount() -> None:
-    from flashlab.commands import analyze, demo, experiment, matrix, run
+    from flashlab.commands import analyze, demo, experiment, matrix, run, schema
 
-    for module in (run, analyze, experiment, matrix, demo):
+    for module in (run, analyze, experiment, matrix, demo, schema):
         module.register(app)
     try:
         from flashlab.commands.stack import app as stack_app

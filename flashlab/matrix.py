@@ -12,6 +12,7 @@ from typing import Any
 
 from flashlab.analysis.rundir import write_json_atomic
 from flashlab.chaos.experiment import Experiment, FaultSpec
+from flashlab.console import EXIT_INCONCLUSIVE, EXIT_INFRA, EXIT_OK, EXIT_VERDICT_FAIL
 from flashlab.run import RunRequest, execute
 
 NO_FAULT = "none"
@@ -102,6 +103,20 @@ def run_matrix(
         cells.append(cell)
         write_matrix_json(out_dir, base, cells)
     return cells
+
+
+def matrix_exit_code(cells: list[Cell]) -> int:
+    """1 if a cell that should not fail got another verdict than expected; else 4 if a cell could
+    not run (infrastructure); else 3 if one was inconclusive; else 0. Naive cells that pass are
+    surprises the table shows, but do not fail the grid."""
+    gating = [c for c in cells if c.expected != "fail"]
+    if any(c.unexpected and c.verdict in ("pass", "fail") for c in gating):
+        return EXIT_VERDICT_FAIL
+    if any(c.verdict == "error" for c in cells):
+        return EXIT_INFRA
+    if any(c.verdict == "inconclusive" for c in gating):
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
 
 
 def _fill(cell: Cell, summary: dict[str, Any]) -> None:

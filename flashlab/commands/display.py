@@ -7,12 +7,15 @@ from typing import Any
 
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flashlab.analysis.markdown import fmt, headline_rows
 from flashlab.console import console
 
-_VERDICT_STYLE = {"pass": "bold green", "fail": "bold red"}
+_VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
+_STATUS_MARK = {"pass": "[green]✔[/]", "fail": "[red]✘[/]", "inconclusive": "[yellow]?[/]"}
 
 
 class LiveRun:
@@ -78,41 +81,17 @@ class LiveRun:
         return Group(self.bar, table)
 
 
-def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}{unit}"
-    return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
-
-
 def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
     verdict = summary.get("verdict", "?")
     console.print(f"\nverdict: [{_VERDICT_STYLE.get(verdict, 'bold')}]{verdict.upper()}[/]")
-    lat = summary.get("latency_ms") or {}
+    for reason in summary.get("verdict_reasons") or []:
+        console.print(f"  [dim]-[/] {escape(reason)}")
     table = Table(title="result", show_header=False, title_justify="left")
     table.add_column(style="dim")
     table.add_column(justify="right")
-    rows = [
-        ("sold / stock", f"{_fmt(summary.get('sold'))} / {_fmt(summary.get('stock_initial'))}"),
-        ("oversell", _fmt(summary.get("oversell"))),
-        ("lost acknowledged orders", _fmt(summary.get("lost_acknowledged"))),
-        ("duplicate purchases", _fmt(summary.get("duplicate_purchases"))),
-        ("phantom orders", _fmt(summary.get("phantom_orders"))),
-        (
-            "shoppers / attempts",
-            f"{_fmt(summary.get('shoppers'))} / {_fmt(summary.get('attempts'))}",
-        ),
-        ("conflict rate", _fmt(_pct(summary.get("conflict_rate")), "%")),
-        ("error rate", _fmt(_pct(summary.get("error_rate")), "%")),
-        ("latency p50 / p99", f"{_fmt(lat.get('p50'), ' ms')} / {_fmt(lat.get('p99'), ' ms')}"),
-        ("throughput", _fmt(summary.get("throughput_rps"), " req/s")),
-        ("sell-out", _fmt(summary.get("sellout_s"), " s", 2)),
-        ("load duration", _fmt(summary.get("duration_s"), " s", 2)),
-        ("load generator", _generator(summary.get("generator") or {})),
-    ]
-    for key, value in rows:
-        table.add_row(key, value)
+    for key, value in headline_rows(summary):
+        warn = key == "load generator" and value.startswith("OVERLOADED")
+        table.add_row(key, f"[yellow]{escape(value)}[/]" if warn else escape(value))
     console.print(table)
     clauses = summary.get("hypothesis") or []
     if clauses:
@@ -123,24 +102,9 @@ def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
         for c in clauses:
             hyp.add_row(
                 c["clause"],
-                _fmt(c.get("measured"), digits=3),
-                "[green]✔[/]" if c["ok"] else "[red]✘[/]",
+                fmt(c.get("measured"), digits=3),
+                _STATUS_MARK.get(c.get("status") or ("pass" if c["ok"] else "fail"), "?"),
             )
         console.print(hyp)
     if run_dir:
         console.print(f"run directory: [bold]{run_dir}[/]")
-
-
-def _generator(gen: dict[str, Any]) -> str:
-    """Load-generator health: an overloaded client inflates every latency above."""
-    healthy = gen.get("healthy")
-    if healthy is None:
-        return "—"  # not recorded (an older run)
-    if healthy:
-        return "healthy"
-    lag, stalled = _fmt(gen.get("lag_ms_p99"), " ms"), _fmt(gen.get("stalled_s"), " s", 2)
-    return f"[yellow]OVERLOADED (lag p99 {lag}, stalled {stalled})[/]"
-
-
-def _pct(value: Any) -> float | None:
-    return None if value is None else 100.0 * float(value)

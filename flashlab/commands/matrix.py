@@ -8,14 +8,22 @@ from typing import Annotated
 
 import typer
 
-from flashlab.console import UserError, console, emit_json
+from flashlab.commands.ci import (
+    JunitOption,
+    SummaryMdOption,
+    check_output_path,
+    write_ci_outputs,
+)
+from flashlab.console import EXIT_CODES_HELP, UserError, console, emit_json
 
 EPILOG = (
     "Examples:\n\n"
     "  flashlab matrix --strategies lua,lock --faults none,redis-kill --durability none,aof-always\n\n"
     "  flashlab matrix --base experiments/matrix-base.yaml --shoppers 1000 --json\n\n"
+    "  flashlab matrix --strategies lua --faults none --junit matrix.xml --summary-md matrix.md\n\n"
     "A cell's expected verdict: naive -> fail (oversell); redis-kill/restart without aof-always -> any; "
-    "else pass. Exit 1 if any cell expected to pass fails (or errors)."
+    "else pass. Exit 1 if a cell expected to pass fails, else 4 if a cell could not run, else 3 if "
+    "one was inconclusive. " + EXIT_CODES_HELP
 )
 
 
@@ -48,11 +56,15 @@ def matrix(
         Path | None, typer.Option(help="Matrix directory (default reports/matrix-<time>).")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print matrix.json cells.")] = False,
+    junit: JunitOption = None,
+    summary_md: SummaryMdOption = None,
 ) -> None:
     """Run every strategy through every fault under every durability mode."""
+    check_output_path(junit, "--junit")
+    check_output_path(summary_md, "--summary-md")
     from flashlab.chaos.faults import fault_names
     from flashlab.commands.run import load_with_overrides
-    from flashlab.matrix import NO_FAULT, run_matrix
+    from flashlab.matrix import NO_FAULT, matrix_exit_code, run_matrix
     from flashlab.system.contract import Strategy
     from flashlab.system.platforms.base import DURABILITY_MODES
 
@@ -85,12 +97,29 @@ def matrix(
     from flashlab.analysis.report import write_matrix_report
 
     html = write_matrix_report(out_dir)
+    rows = [c.__dict__ | {"unexpected": c.unexpected} for c in cells]
     if json_output:
-        emit_json([c.__dict__ | {"unexpected": c.unexpected} for c in cells])
+        emit_json(rows)
     else:
         _print_cells(cells)
         console.print(f"matrix: [bold]{out_dir / 'matrix.json'}[/]  report: [bold]{html}[/]")
-    raise typer.Exit(1 if any(c.unexpected and c.expected != "fail" for c in cells) else 0)
+    _write_matrix_ci_outputs(out_dir, rows, str(html), junit, summary_md, json_output)
+    raise typer.Exit(matrix_exit_code(cells))
+
+
+def _write_matrix_ci_outputs(
+    out_dir: Path,
+    rows: list[dict],
+    report: str,
+    junit: Path | None,
+    summary_md: Path | None,
+    quiet: bool,
+) -> None:
+    from flashlab.analysis.junit import matrix_suites
+    from flashlab.analysis.markdown import matrix_markdown
+
+    markdown = matrix_markdown(rows, out_dir.name, report)
+    write_ci_outputs(matrix_suites(out_dir, rows), markdown, junit, summary_md, quiet)
 
 
 def _print_cells(cells) -> None:

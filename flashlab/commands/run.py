@@ -8,6 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
+from flashlab.commands.ci import (
+    JunitOption,
+    SummaryMdOption,
+    check_output_path,
+    write_ci_outputs,
+    write_error_outputs,
+)
 from flashlab.console import EXIT_CODES_HELP, EXIT_INTERRUPTED, UserError, console, emit_json
 
 EPILOG = (
@@ -15,6 +22,7 @@ EPILOG = (
     "  flashlab run experiments/lua.yaml\n\n"
     "  flashlab run experiments/seed-phase1-naive.yaml --shoppers 2000 --stock 200\n\n"
     "  flashlab run experiments/smoke.yaml --engine inline --json > summary.json\n\n"
+    "  flashlab run experiments/smoke.yaml --junit junit.xml --summary-md summary.md   # CI\n\n"
     "  flashlab run experiments/lua.yaml --target http://127.0.0.1:8080 --redis redis://127.0.0.1:6379/0 "
     "--admin-token TOKEN\n\n" + EXIT_CODES_HELP
 )
@@ -100,9 +108,14 @@ def run(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print summary.json to stdout.")
     ] = False,
+    junit: JunitOption = None,
+    summary_md: SummaryMdOption = None,
 ) -> None:
     """Run a flash sale from an experiment file and judge it."""
     from flashlab.run import RunRequest, Target
+
+    check_output_path(junit, "--junit")
+    check_output_path(summary_md, "--summary-md")
 
     overrides = {
         "scenario.shoppers": shoppers,
@@ -115,14 +128,35 @@ def run(
         "engine.client": client,
         "engine.ray_address": ray_address,
     }
-    exp = load_with_overrides(experiment, overrides)
-    tgt = None
-    if target or redis or admin_token:
-        if not (target and redis and admin_token):
-            raise UserError("--target, --redis and --admin-token go together")
-        tgt = Target(target, redis, admin_token)
-    request = RunRequest(experiment=exp, run_dir=out, target=tgt, write_report=report)
-    raise typer.Exit(run_and_report(request, json_output).exit_code)
+    try:
+        exp = load_with_overrides(experiment, overrides)
+        tgt = None
+        if target or redis or admin_token:
+            if not (target and redis and admin_token):
+                raise UserError("--target, --redis and --admin-token go together")
+            tgt = Target(target, redis, admin_token)
+        request = RunRequest(experiment=exp, run_dir=out, target=tgt, write_report=report)
+        outcome = run_and_report(request, json_output)
+    except Exception as exc:  # no verdict: CI still gets a JUnit error and a summary line
+        write_error_outputs(experiment.stem, exc, junit, summary_md)
+        raise
+    _write_run_ci_outputs(outcome, exp.name, junit, summary_md, json_output)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _write_run_ci_outputs(
+    outcome: Any, name: str, junit: Path | None, summary_md: Path | None, quiet: bool
+) -> None:
+    from flashlab.analysis.junit import run_suite
+    from flashlab.analysis.markdown import run_markdown
+    from flashlab.analysis.rundir import MANIFEST, REPORT, read_json
+
+    report = outcome.run_dir / REPORT
+    report_path = str(report) if report.exists() else None
+    started = read_json(outcome.run_dir / MANIFEST).get("started_at")
+    suite = run_suite(outcome.summary, name, timestamp=started, report=report_path)
+    markdown = run_markdown(outcome.summary, name, report_path)
+    write_ci_outputs([suite], markdown, junit, summary_md, quiet)
 
 
 def register(app: typer.Typer) -> None:
