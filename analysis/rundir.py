@@ -109,21 +109,18 @@ def _first_line(exc: BaseException) -> str:
 def read_parquet(path: Path, schema: pa.Schema) -> pd.DataFrame:
     """A run's Parquet table with `schema`'s columns and types; RunDirError naming the file otherwise.
 
-    Truncated or garbled files fail in pyarrow (footer, thrift, decompression, checksums); a file
-    that still parses but lost columns or changed their types fails the cast."""
+    Truncated or garbled files fail in pyarrow (footer, thrift, decompression, page checksums,
+    undecodable names); a file that still parses but lost columns or changed types fails the cast."""
     try:
         table = pq.read_table(path, page_checksum_verification=True)
+        missing = [name for name in schema.names if name not in table.column_names]
+        if missing:
+            raise RunDirError(f"{path}: missing column(s) {', '.join(missing)}")
+        return table.select(schema.names).cast(schema).to_pandas()
     except FileNotFoundError as exc:
         raise RunDirError(f"{path.parent}: missing {path.name}") from exc
-    except (pa.ArrowException, OSError, ValueError) as exc:
+    except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
         raise RunDirError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from exc
-    missing = [name for name in schema.names if name not in table.column_names]
-    if missing:
-        raise RunDirError(f"{path}: missing column(s) {', '.join(missing)}")
-    try:
-        return table.select(schema.names).cast(schema).to_pandas()
-    except (pa.ArrowException, ValueError, TypeError) as exc:
-        raise RunDirError(f"{path}: unexpected column types ({_first_line(exc)})") from exc
 
 
 def _truth(path: Path) -> Truth:
