@@ -191,3 +191,18 @@ def test_the_schema_is_not_a_rubber_stamp(bad: str) -> None:
     """The XSD refuses a suite without its required counts: validation can fail."""
     with pytest.raises(xmlschema.XMLSchemaValidationError):
         XSD.validate(bad)
+
+
+def test_matrix_exit_code_orders_verdict_infra_inconclusive() -> None:
+    from flashlab.matrix import Cell, matrix_exit_code
+
+    def cell(strategy: str, expected: str, verdict: str) -> Cell:
+        return Cell(strategy, "none", "none", expected, verdict=verdict)
+
+    assert matrix_exit_code([cell("lua", "pass", "pass"), cell("naive", "fail", "fail")]) == 0
+    assert matrix_exit_code([cell("naive", "fail", "pass")]) == 0  # a surprise, not gating
+    assert matrix_exit_code([cell("lua", "pass", "inconclusive")]) == 3
+    assert (
+        matrix_exit_code([cell("lua", "pass", "error"), cell("lock", "pass", "inconclusive")]) == 4
+    )
+    assert matrix_exit_code([cell("lua", "pass", "fail"), cell("lock", "pass", "error")]) == 1

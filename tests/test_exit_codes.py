@@ -224,7 +224,6 @@ def test_any_flags_on_any_command_end_in_0_to_4_without_traceback(
     argv = data.draw(_argv(inputs), label="argv")
     result = runner.invoke(app, argv)
     assert_clean(result, argv)
-    assert not (inputs["out"] / "j.xml").exists() or argv[0] in ("run", "matrix")
 
 
 # --- damaged copies of a real run directory ---------------------------------------------------
