@@ -206,3 +206,27 @@ def test_matrix_exit_code_orders_verdict_infra_inconclusive() -> None:
         matrix_exit_code([cell("lua", "pass", "error"), cell("lock", "pass", "inconclusive")]) == 4
     )
     assert matrix_exit_code([cell("lua", "pass", "fail"), cell("lock", "pass", "error")]) == 1
+
+
+def test_a_one_cell_matrix_writes_junit_and_summary(tmp_path: Path) -> None:
+    junit, summary_md = tmp_path / "matrix.xml", tmp_path / "matrix.md"
+    argv = ["matrix", "--strategies", "lua", "--faults", "none", "--durability", "none"]
+    argv += ["--base", str(ROOT / "experiments" / "smoke.yaml"), "--out", str(tmp_path / "m")]
+    argv += ["--junit", str(junit), "--summary-md", str(summary_md)]
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flashlab.cli", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    XSD.validate(str(junit))
+    suites = ET.fromstring(junit.read_text()).findall("testsuite")
+    assert [s.get("name") for s in suites] == ["lua-none-none"]
+    assert suites[0].get("failures") == "0" and suites[0].get("errors") == "0"
+    expectation = _cases(junit.read_text())["lua-none-none/expected verdict"]
+    assert expectation.find("failure") is None and expectation.find("skipped") is None
+    assert summary_md.read_text().startswith("## flashlab matrix `m`: ✅ as expected")
