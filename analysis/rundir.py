@@ -143,12 +143,7 @@ def load_run(path: Path | str, *, require_complete: bool = True) -> Run:
     if not isinstance(experiment, dict):
         raise RunDirError(f"{path / MANIFEST}: experiment: expected an object")
     history = read_parquet(path / HISTORY, HISTORY_SCHEMA)
-    faults_path = path / FAULTS
-    faults = (
-        read_parquet(faults_path, FAULTS_SCHEMA)
-        if faults_path.exists()
-        else FAULTS_SCHEMA.empty_table().to_pandas()
-    )
+    faults = read_parquet(path / FAULTS, FAULTS_SCHEMA)  # written (maybe empty) by every run
     truth = _truth(path / TRUTH)
     return Run(path=path, manifest=manifest, history=history, faults=faults, truth=truth)
 

@@ -287,7 +287,9 @@ def test_a_damaged_summary_is_bad_input_for_report(smoke_run: Path, data: st.Dat
     _judge_damaged(smoke_run, "summary.json", ["report"], data)
 
 
-@pytest.mark.parametrize("name", ["manifest.json", "history.parquet", "truth.json"])
+@pytest.mark.parametrize(
+    "name", ["manifest.json", "history.parquet", "faults.parquet", "truth.json"]
+)
 def test_a_deleted_required_file_is_exit_2_naming_it(
     smoke_run: Path, tmp_path: Path, name: str
 ) -> None:
