@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flashlab.simulator.history import HISTORY_SCHEMA
 
@@ -65,6 +65,21 @@ class Truth(BaseModel):
     orders: list[TruthOrder]
     read_at_ns: int
     redis_info: dict[str, Any] = Field(default_factory=dict)
+
+
+class ManifestHead(BaseModel):
+    """The manifest.json keys analysis reads, typed; everything else passes through untouched."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int | None = None  # absent in runs made before the output contract
+    run_id: str | None = None
+    complete: bool = False
+    experiment: dict[str, Any] = Field(default_factory=dict)
+    load_start_ns: int | None = None
+    load_end_ns: int | None = None
+    engine: dict[str, Any] | None = None
+    stack: dict[str, Any] | None = None
 
 
 class RunDirError(Exception):
@@ -123,9 +138,11 @@ def read_parquet(path: Path, schema: pa.Schema) -> pd.DataFrame:
         raise RunDirError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from exc
 
 
-def _truth(path: Path) -> Truth:
+def _validated(path: Path, model: type[BaseModel], data: dict[str, Any] | None = None) -> Any:
+    """`path`'s JSON object (or `data` read from it) checked against `model`; RunDirError naming
+    the file and the field."""
     try:
-        return Truth.model_validate(read_json(path))
+        return model.model_validate(read_json(path) if data is None else data)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -139,12 +156,10 @@ def load_run(path: Path | str, *, require_complete: bool = True) -> Run:
     manifest = read_json(path / MANIFEST)
     if require_complete and manifest.get("complete") is not True:
         raise RunDirError(f"{path}: run is incomplete (manifest.json has no complete=true)")
-    experiment = manifest.get("experiment", {})
-    if not isinstance(experiment, dict):
-        raise RunDirError(f"{path / MANIFEST}: experiment: expected an object")
+    _validated(path / MANIFEST, ManifestHead, manifest)
     history = read_parquet(path / HISTORY, HISTORY_SCHEMA)
     faults = read_parquet(path / FAULTS, FAULTS_SCHEMA)  # written (maybe empty) by every run
-    truth = _truth(path / TRUTH)
+    truth = _validated(path / TRUTH, Truth)
     return Run(path=path, manifest=manifest, history=history, faults=faults, truth=truth)
 
 
