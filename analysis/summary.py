@@ -17,7 +17,7 @@ from flashlab.analysis import hypothesis, stats
 from flashlab.analysis.checker import check
 from flashlab.analysis.reconcile import reconcile
 from flashlab.analysis.recovery import recovery
-from flashlab.analysis.rundir import SCHEMA_VERSION, Run
+from flashlab.analysis.rundir import MANIFEST, SCHEMA_VERSION, Run, RunDirError
 
 # summary key <- check name, for the anomaly counts a hypothesis can name directly
 CHECK_KEYS = {
@@ -44,8 +44,18 @@ def json_safe(value: Any) -> Any:
 
 
 def _clauses(run: Run) -> list[str]:
+    """The experiment's clauses from manifest.json, each parsed: a damaged one is a RunDirError."""
     experiment = run.manifest.get("experiment") or {}
-    return list(experiment.get("hypothesis") or [])
+    clauses = experiment.get("hypothesis") or []
+    where = f"{run.path / MANIFEST}: experiment.hypothesis"
+    if not isinstance(clauses, list) or not all(isinstance(c, str) for c in clauses):
+        raise RunDirError(f"{where}: expected a list of clauses")
+    for clause in clauses:
+        try:
+            hypothesis.parse_clause(clause)
+        except hypothesis.HypothesisError as exc:
+            raise RunDirError(f"{where}: {exc}") from None
+    return list(clauses)
 
 
 def _measurements(run: Run) -> dict[str, Any]:

@@ -363,3 +363,23 @@ def test_no_docker_engine_is_exit_4(tmp_path: Path) -> None:
     proc = _cli("run", str(SMOKE), "--platform", "compose", "--out", str(tmp_path / "r"), env=env)
     assert proc.returncode == EXIT_INFRA, proc.stderr
     assert "no Docker engine answers" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_one_platform_error_hierarchy_maps_to_its_exit_codes() -> None:
+    from flashlab.errors import error_exit_code
+    from flashlab.system.platforms import base
+    from flashlab.system.platforms.compose import ComposeError
+    from flashlab.system.platforms.local import StackError
+
+    assert StackError is base.PlatformError  # the local platform's name for the same base
+    assert issubclass(ComposeError, base.PlatformError)
+    assert issubclass(base.PlatformConfigError, ValueError)  # callers catching ValueError still do
+    for kind in (
+        base.DockerUnavailable,
+        base.StackStartError,
+        base.ComponentNotRunning,
+        ComposeError,
+    ):
+        code, line = error_exit_code(kind("redis: not ready after 60s"))
+        assert (code, line) == (EXIT_INFRA, "stack: redis: not ready after 60s"), kind
+    assert error_exit_code(base.PlatformConfigError("workers must be >= 1"))[0] == EXIT_BAD_INPUT
