@@ -359,7 +359,9 @@ def test_a_stack_that_cannot_start_is_exit_4_and_leaves_an_incomplete_run(tmp_pa
 
 
 def test_no_docker_engine_is_exit_4(tmp_path: Path) -> None:
+    # auto: the image check asks the engine first (build=never would go straight to compose up).
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    env["FLASHLAB_COMPOSE_BUILD"] = "auto"
     proc = _cli("run", str(SMOKE), "--platform", "compose", "--out", str(tmp_path / "r"), env=env)
     assert proc.returncode == EXIT_INFRA, proc.stderr
     assert "no Docker engine answers" in proc.stderr and "Traceback" not in proc.stderr
