@@ -192,6 +192,32 @@ def _read_truth(stack: _Stack, exp: Experiment) -> Any:
         ) from exc
 
 
+def _restarts(stack: _Stack) -> dict[str, int]:
+    """Restart counts before the load: a platform may have respawned a component while starting."""
+    if stack.platform is None:
+        return {}
+    return {c.name: c.restarts for c in stack.platform.components()}
+
+
+def _check_components(stack: _Stack, exp: Experiment, before: dict[str, int]) -> None:
+    """A component that died during a run without faults invalidates it: infrastructure (exit 4).
+
+    Runs with faults expect kills and restarts, and their scheduler recovers every fault; an
+    external stack (--target) is not the lab's to judge."""
+    if stack.platform is None or exp.faults:
+        return
+    down = [
+        c
+        for c in stack.platform.components()
+        if not c.running or c.restarts > before.get(c.name, 0)
+    ]
+    if down:
+        what = ", ".join(
+            f"{c.name} ({'not running' if not c.running else 'restarted'})" for c in down
+        )
+        raise ComponentNotRunning(f"component(s) died during the load without a fault: {what}")
+
+
 def _initial_manifest(exp: Experiment, run_id: str) -> dict[str, Any]:
     return {
         "schema_version": rundir.SCHEMA_VERSION,
@@ -277,6 +303,7 @@ def _execute(
                 cleanup.callback(scheduler.stop)
                 scheduler.start()
 
+        restarts_before = _restarts(stack)
         req.on_phase(f"running {exp.scenario.shoppers} shoppers on {exp.engine.kind}")
         try:
             result = engine.run(
@@ -289,6 +316,7 @@ def _execute(
         manifest.setdefault("load_start_ns", manifest["load_end_ns"])
         manifest["engine"] = getattr(result, "to_dict", lambda: {})()
         writer.close()
+        _check_components(stack, exp, restarts_before)
 
         req.on_phase("collecting evidence")
         if scheduler is not None:

@@ -385,3 +385,43 @@ def test_one_platform_error_hierarchy_maps_to_its_exit_codes() -> None:
         code, line = error_exit_code(kind("redis: not ready after 60s"))
         assert (code, line) == (EXIT_INFRA, "stack: redis: not ready after 60s"), kind
     assert error_exit_code(base.PlatformConfigError("workers must be >= 1"))[0] == EXIT_BAD_INPUT
+
+
+def test_a_component_dying_outside_a_fault_is_an_infrastructure_error(tmp_path: Path) -> None:
+    """SIGKILL one API worker (a process this test's run started) mid-load, in a run without
+    faults: no verdict, ComponentNotRunning (exit 4), the directory left incomplete."""
+    import signal
+
+    import psutil
+
+    from flashlab.chaos.experiment import load_experiment
+    from flashlab.run import RunRequest, execute
+    from flashlab.system import procs
+    from flashlab.system.platforms.base import ComponentNotRunning
+
+    before = set(procs.started_pids())
+    killed: list[int] = []
+
+    def kill_a_worker(_progress: object) -> None:
+        if killed:
+            return
+        for pid in procs.started_pids():
+            if pid in before or not procs.is_alive(pid):
+                continue
+            if "uvicorn" in " ".join(psutil.Process(pid).cmdline()):
+                procs.send(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+
+    request = RunRequest(
+        experiment=load_experiment(SMOKE),
+        run_dir=tmp_path / "run",
+        write_report=False,
+        on_progress=kill_a_worker,
+    )
+    with pytest.raises(ComponentNotRunning, match="api-"):
+        execute(request)
+    assert killed, "no API worker was found to kill"
+    manifest = (tmp_path / "run" / "manifest.json").read_text()
+    assert '"complete": false' in manifest and "died during the load without a fault" in manifest
+    assert (tmp_path / "run" / "history.parquet").exists()  # the evidence so far is kept
