@@ -43,7 +43,9 @@ def load_scrapes(run: Run) -> list[Scrape] | None:
     try:
         raw = json.loads(path.read_text())
         scrapes = [Scrape(int(s["ts_ns"]), str(s["text"])) for s in raw]
-    except (ValueError, TypeError, KeyError):
+        for scrape in scrapes:  # a damaged scrape makes the whole file unreadable, not a crash
+            list(text_string_to_metric_families(scrape.text))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
         return None
     return sorted(scrapes, key=lambda s: s.ts_ns)
 

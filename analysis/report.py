@@ -166,10 +166,9 @@ def ensure_summary(run_dir: Path) -> dict[str, Any]:
         from flashlab.analysis.summary import summarize
 
         write_json_atomic(path, summarize(load_run(run_dir, require_complete=False)))
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RunDirError(f"{path}: not valid JSON ({exc.msg})") from exc
+    from flashlab.analysis.summary_schema import read_summary
+
+    return read_summary(path)
 
 
 def _evidence(run: Run, examples: list[str]) -> list[dict[str, Any]]:

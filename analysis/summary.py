@@ -24,7 +24,7 @@ from flashlab.analysis import hypothesis, stats
 from flashlab.analysis.checker import check
 from flashlab.analysis.reconcile import reconcile
 from flashlab.analysis.recovery import by_fault, phases, recovery
-from flashlab.core.rundir import Run
+from flashlab.core.rundir import MANIFEST, SCHEMA_VERSION, Run, RunDirError
 
 # summary key <- check name, for the anomaly counts a hypothesis can name directly
 CHECK_KEYS = {
@@ -51,8 +51,18 @@ def json_safe(value: Any) -> Any:
 
 
 def _clauses(run: Run) -> list[str]:
+    """The experiment's clauses from manifest.json, each parsed: a damaged one is a RunDirError."""
     experiment = run.manifest.get("experiment") or {}
-    return list(experiment.get("hypothesis") or [])
+    clauses = experiment.get("hypothesis") or []
+    where = f"{run.path / MANIFEST}: experiment.hypothesis"
+    if not isinstance(clauses, list) or not all(isinstance(c, str) for c in clauses):
+        raise RunDirError(f"{where}: expected a list of clauses")
+    for clause in clauses:
+        try:
+            hypothesis.parse_clause(clause)
+        except hypothesis.HypothesisError as exc:
+            raise RunDirError(f"{where}: {exc}") from None
+    return list(clauses)
 
 
 def _measurements(run: Run) -> dict[str, Any]:
@@ -95,7 +105,9 @@ def _measurements(run: Run) -> dict[str, Any]:
 def isolation(manifest: dict[str, Any]) -> dict[str, Any]:
     """manifest["isolation"] as recorded; absent (older runs, no isolation support) = not requested."""
     raw = manifest.get("isolation")
-    return dict(raw) if isinstance(raw, dict) else {"requested": False, "applied": False}
+    if isinstance(raw, dict):
+        return dict(raw)
+    return {"mode": "off", "requested": False, "applied": False, "reason": "not recorded"}
 
 
 def untrusted_timing(summary: dict[str, Any]) -> list[str]:
@@ -158,4 +170,4 @@ def summarize(run: Run) -> dict[str, Any]:
     # Verdict and headline first, for humans reading the file.
     head_keys = ("run_id", "verdict", "verdict_reasons", "aborted", "hypothesis", "failed_checks")
     head = {k: summary.pop(k) for k in head_keys}
-    return head | summary
+    return {"schema_version": SCHEMA_VERSION} | head | summary

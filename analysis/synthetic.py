@@ -439,8 +439,8 @@ def write_synthetic(path: Path | str, spec: SyntheticSpec | None = None) -> dict
     path.mkdir(parents=True, exist_ok=True)
     history = sale.history.sort_values(["complete_ns", "op_id"], kind="stable")
     table = pa.Table.from_pandas(history, schema=HISTORY_SCHEMA, preserve_index=False)
-    pq.write_table(table, path / rundir.HISTORY)
-    pq.write_table(_faults_table(spec), path / rundir.FAULTS)
+    pq.write_table(table, path / rundir.HISTORY, write_page_checksum=True)
+    pq.write_table(_faults_table(spec), path / rundir.FAULTS, write_page_checksum=True)
     manifest = _manifest(spec, history)
     end = manifest["load_end_ns"]
     rundir.write_json_atomic(path / rundir.TRUTH, _truth(spec, sale, end))

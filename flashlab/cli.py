@@ -1,4 +1,6 @@
-"""The `flashlab` command line: mounts each command group and turns user errors into one line + exit 2."""
+"""The `flashlab` command line: mounts each command group and turns every error into one line and
+an exit code that means one thing (flashlab.console: 2 bad input, 4 infrastructure), never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ from typing import Annotated
 import typer
 
 from flashlab import __version__
-from flashlab.console import console, die
-from flashlab.core.errors import UserError
+from flashlab.commands.errors import FlashlabGroup
+from flashlab.console import console
+from flashlab.core.errors import EXIT_CODES_HELP
 
 app = typer.Typer(
     name="flashlab",
@@ -27,9 +30,10 @@ app = typer.Typer(
         "  flashlab compare reports/A reports/B              # better / worse / within noise\n\n"
         "  flashlab matrix --strategies lua,lock --faults none,redis-kill\n\n"
         "  flashlab demo                                     # what `make demo` runs\n\n"
-        "Exit codes: 0 pass, 1 fail, 2 bad input, 3 inconclusive (timings untrusted)."
+        + EXIT_CODES_HELP
     ),
     no_args_is_help=True,
+    cls=FlashlabGroup,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -52,10 +56,10 @@ def _root(
 
 
 def _mount() -> None:
-    from flashlab.commands import analyze, bench, compare, demo, experiment, matrix, run
+    from flashlab.commands import analyze, bench, compare, demo, experiment, matrix, run, schema
     from flashlab.commands.stack import app as stack_app
 
-    for module in (run, analyze, compare, experiment, matrix, demo, bench):
+    for module in (run, analyze, compare, experiment, matrix, demo, schema, bench):
         module.register(app)
     app.add_typer(
         stack_app,
@@ -75,11 +79,8 @@ _mount()
 
 
 def main() -> None:
-    """Console-script entry: user errors become one red line and exit 2, never a traceback."""
-    try:
-        app()
-    except UserError as exc:
-        die(str(exc), exc.code)
+    """Console-script entry: errors become one red line and a meaningful exit code (FlashlabGroup)."""
+    app()
 
 
 if __name__ == "__main__":

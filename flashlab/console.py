@@ -1,4 +1,6 @@
-"""Shared terminal output for the CLI: one rich console, one-line errors, JSON emission."""
+"""Shared terminal output for the CLI: one rich console, one-line errors, JSON emission.
+
+The exit codes and `UserError` live in flashlab.core.errors (every layer may raise it)."""
 
 from __future__ import annotations
 
@@ -7,15 +9,30 @@ import sys
 from typing import Any, NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 
 from flashlab.core.errors import EXIT_BAD_INPUT
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
+MAX_ERROR_CHARS = 600  # one line in a CI log, not a wall of text
+
+
+def one_line(message: str) -> str:
+    """A message as one line: its lines joined with ' | ', bounded in length."""
+    parts = [part.strip() for part in str(message).splitlines() if part.strip()]
+    text = " | ".join(parts)
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def print_error(message: str) -> None:
+    # escape(): an exception's text may hold "[...]" that rich would read as markup.
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}", soft_wrap=True)
+
 
 def die(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    print_error(message)
     raise SystemExit(code)
 
 

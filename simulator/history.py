@@ -62,7 +62,9 @@ class HistoryWriter:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._tmp = self.path.with_suffix(".parquet.partial")
-        self._writer = pq.ParquetWriter(self._tmp, HISTORY_SCHEMA, compression="zstd")
+        self._writer = pq.ParquetWriter(
+            self._tmp, HISTORY_SCHEMA, compression="zstd", write_page_checksum=True
+        )
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:

@@ -29,8 +29,11 @@ def stack_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+def assert_one_line_error(
+    proc: subprocess.CompletedProcess[str], *needles: str, code: int = 2
+) -> None:
+    """One line naming the cause; exit 2 for bad input, 4 (code=4) when the stack is the problem."""
+    assert proc.returncode == code, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
@@ -166,7 +169,7 @@ def test_stale_state_file(tmp_path: Path) -> None:
         )
     )
     assert_one_line_error(
-        stack_cli("status", "--state-dir", str(state_dir)), "stale", str(gone.pid)
+        stack_cli("status", "--state-dir", str(state_dir)), "stale", str(gone.pid), code=4
     )
     down = stack_cli("down", "--state-dir", str(state_dir))
     assert down.returncode == 0 and "stale" in down.stdout
@@ -197,6 +200,7 @@ def test_missing_binaries_name_the_apt_package(tmp_path: Path) -> None:
         stack_cli("up", "--state-dir", str(tmp_path), env=env),
         "redis-server not found",
         "apt-get install redis-server",
+        code=4,  # the stack cannot start: infrastructure, not the user's flags
     )
 
 
@@ -228,7 +232,7 @@ def test_sigkilled_supervisor_takes_its_stack_with_it(tmp_path: Path) -> None:
         supervisor.kill()
         _, alive = psutil.wait_procs([supervisor, *children], timeout=DEADLINE_S)
         assert alive == []  # nginx's workers too: its master got SIGTERM and stopped them
-        assert_one_line_error(stack_cli("status", "--state-dir", state_dir), "stale")
+        assert_one_line_error(stack_cli("status", "--state-dir", state_dir), "stale", code=4)
         down = stack_cli("down", "--state-dir", state_dir)
         assert down.returncode == 0 and "already gone" in down.stdout
         assert not (Path(state_dir) / "stack.json").exists()

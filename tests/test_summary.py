@@ -318,7 +318,7 @@ def test_an_aborted_run_fails_with_the_abort_first_among_the_reasons(tmp_path: P
     assert s["verdict"] == "fail" and s["aborted"] == aborted
     assert s["verdict_reasons"] == [aborted["reason"], "not in steady state"]
     assert s["steady_state"] == {"before": before, "after": {"ok": True}}
-    assert list(s)[:3] == ["run_id", "verdict", "verdict_reasons"]
+    assert list(s)[:4] == ["schema_version", "run_id", "verdict", "verdict_reasons"]
 
     from flashlab.analysis import plots
 

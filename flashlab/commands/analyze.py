@@ -57,7 +57,7 @@ def check(
         failed = [name for name, c in summary.get("checks", {}).items() if not c.get("ok")]
         if failed:
             console.print(f"[red]checks failing:[/] {', '.join(failed)}")
-    raise typer.Exit(verdict_exit_code(summary["verdict"]))
+    raise typer.Exit(verdict_exit_code(summary.get("verdict")))
 
 
 def _check_set(set_dir: Path, json_output: bool, write: bool) -> None:

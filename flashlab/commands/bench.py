@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from flashlab.console import console, emit_json, err_console
-from flashlab.core.errors import UserError
+from flashlab.core.errors import EXIT_INFRA, UserError
 
 EPILOG = (
     "Examples:\n\n"
@@ -78,7 +78,8 @@ def bench(
             _print_line(line)
         console.print(f"results appended to {results_path}; plots in {plots_dir}")
     if failed:
-        raise UserError(f"benchmark(s) failed: {'; '.join(failed)}", code=1)
+        # A benchmark whose tool broke measured nothing: infrastructure, not a verdict.
+        raise UserError(f"benchmark(s) failed: {'; '.join(failed)}", code=EXIT_INFRA)
 
 
 def _run_all(mod: Any, names: list[str], ctx: Any) -> tuple[list[dict[str, Any]], list[str]]:

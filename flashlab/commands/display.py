@@ -7,11 +7,12 @@ from typing import Any
 
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flashlab.analysis.markdown import fmt, generator_text, headline_rows
 from flashlab.console import console
-from flashlab.core.isolation import describe as describe_isolation
 
 VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
 _STATUS_MARK = {"pass": "[green]✔[/]", "fail": "[red]✘[/]", "inconclusive": "[yellow]?[/]"}
@@ -96,44 +97,17 @@ class LiveRun:
         return Group(self.bar, table)
 
 
-def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}{unit}"
-    return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
-
-
 def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
     console.print()
     console.print(
         verdict_line(summary.get("verdict", "?"), summary.get("verdict_reasons")), soft_wrap=True
     )
-    lat = summary.get("latency_ms") or {}
     table = Table(title="result", show_header=False, title_justify="left")
     table.add_column(style="dim")
     table.add_column(justify="right")
-    rows = [
-        ("sold / stock", f"{_fmt(summary.get('sold'))} / {_fmt(summary.get('stock_initial'))}"),
-        ("oversell", _fmt(summary.get("oversell"))),
-        ("lost acknowledged orders", _fmt(summary.get("lost_acknowledged"))),
-        ("duplicate purchases", _fmt(summary.get("duplicate_purchases"))),
-        ("phantom orders", _fmt(summary.get("phantom_orders"))),
-        (
-            "shoppers / attempts",
-            f"{_fmt(summary.get('shoppers'))} / {_fmt(summary.get('attempts'))}",
-        ),
-        ("conflict rate", _fmt(_pct(summary.get("conflict_rate")), "%")),
-        ("error rate", _fmt(_pct(summary.get("error_rate")), "%")),
-        ("latency p50 / p99", f"{_fmt(lat.get('p50'), ' ms')} / {_fmt(lat.get('p99'), ' ms')}"),
-        ("throughput", _fmt(summary.get("throughput_rps"), " req/s")),
-        ("sell-out", _fmt(summary.get("sellout_s"), " s", 2)),
-        ("load duration", _fmt(summary.get("duration_s"), " s", 2)),
-        ("load generator", _generator(summary.get("generator") or {})),
-        ("CPU split", describe_isolation(summary.get("isolation")).removeprefix("CPU split: ")),
-    ]
-    for key, value in rows:
-        table.add_row(key, value)
+    for key, value in headline_rows(summary):
+        warn = key == "load generator" and value.startswith("OVERLOADED")
+        table.add_row(key, f"[yellow]{escape(value)}[/]" if warn else escape(value))
     console.print(table)
     clauses = summary.get("hypothesis") or []
     if clauses:
@@ -146,28 +120,13 @@ def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
             status = c.get("status") or ("pass" if c["ok"] else "fail")
             hyp.add_row(
                 c["clause"],
-                _fmt(c.get("measured"), digits=3),
+                fmt(c.get("measured"), digits=3),
                 c.get("class", ""),
                 f"{_STATUS_MARK.get(status, '')} {status}",
             )
         console.print(hyp)
     if run_dir:
         console.print(f"run directory: [bold]{run_dir}[/]")
-
-
-def _generator(gen: dict[str, Any]) -> str:
-    """Load-generator health: an overloaded client inflates every latency above."""
-    healthy = gen.get("healthy")
-    if healthy is None:
-        return "—"  # not recorded (an older run)
-    if healthy:
-        return "healthy"
-    lag, stalled = _fmt(gen.get("lag_ms_p99"), " ms"), _fmt(gen.get("stalled_s"), " s", 2)
-    return f"[yellow]OVERLOADED (lag p99 {lag}, stalled {stalled})[/]"
-
-
-def _pct(value: Any) -> float | None:
-    return None if value is None else 100.0 * float(value)
 
 
 # --- trial sets --------------------------------------------------------------------------------
@@ -191,9 +150,9 @@ def print_trial_done(index: int, outcome: Any) -> None:
     style = VERDICT_STYLE.get(s.get("verdict", ""), "bold")
     console.print(
         f"trial {index}: [{style}]{str(s.get('verdict', '?')).upper()}[/]"
-        f"  p99 {_fmt(lat.get('p99'), ' ms')}  throughput {_fmt(s.get('throughput_rps'), ' req/s')}"
-        f"  sold {_fmt(s.get('sold'))}/{_fmt(s.get('stock_initial'))}"
-        f"  generator {_generator(s.get('generator') or {})}"
+        f"  p99 {fmt(lat.get('p99'), ' ms')}  throughput {fmt(s.get('throughput_rps'), ' req/s')}"
+        f"  sold {fmt(s.get('sold'))}/{fmt(s.get('stock_initial'))}"
+        f"  generator {generator_text(s.get('generator') or {})}"
     )
 
 

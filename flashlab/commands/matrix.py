@@ -8,20 +8,27 @@ from typing import Annotated
 
 import typer
 
+from flashlab.commands.ci import (
+    JunitOption,
+    SummaryMdOption,
+    check_output_path,
+    write_ci_outputs,
+)
 from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
 from flashlab.console import console, emit_json
-from flashlab.core.errors import UserError
+from flashlab.core.errors import EXIT_CODES_HELP, UserError
 
 EPILOG = (
     "Examples:\n\n"
     "  flashlab matrix --strategies lua,lock --faults none,redis-kill --durability none,aof-always\n\n"
     "  flashlab matrix --base experiments/matrix-base.yaml --shoppers 1000 --json\n\n"
     "  flashlab matrix --strategies lua,lock --faults none --durability none --repeat 3\n\n"
+    "  flashlab matrix --strategies lua --faults none --junit matrix.xml --summary-md matrix.md\n\n"
     "A cell's expected verdict: naive -> fail (oversell); redis-kill/restart without aof-always -> any; "
     "else pass. --repeat N makes each cell a trial set (median and 95% CI of p99 and throughput; "
     "the set's verdict, see `flashlab run --help`).\n\n"
-    "Exit codes: 0 every cell as expected, 1 a cell expected to pass fails (or errors), "
-    "2 bad input, 3 no unexpected failure but some cell is inconclusive."
+    "Exit 1 if a cell expected to pass fails, else 4 if a cell could not run, else 3 if "
+    "one was inconclusive. " + EXIT_CODES_HELP
 )
 
 
@@ -62,13 +69,17 @@ def matrix(
     json_output: Annotated[bool, typer.Option("--json", help="Print matrix.json cells.")] = False,
     isolation: IsolationOpt = None,
     cpus: CpusOpt = None,
+    junit: JunitOption = None,
+    summary_md: SummaryMdOption = None,
 ) -> None:
     """Run every strategy through every fault under every durability mode."""
+    check_output_path(junit, "--junit")
+    check_output_path(summary_md, "--summary-md")
     from flashlab.chaos.faults import fault_names
     from flashlab.commands.run import load_with_overrides
     from flashlab.core.contract import Strategy
     from flashlab.core.platform import DURABILITY_MODES
-    from flashlab.lab.matrix import NO_FAULT, run_matrix
+    from flashlab.lab.matrix import NO_FAULT, matrix_exit_code, run_matrix
     from flashlab.lab.trials import check_repeat
 
     if repeat is not None:
@@ -113,21 +124,29 @@ def matrix(
     from flashlab.analysis.report import write_matrix_report
 
     html = write_matrix_report(out_dir)
+    rows = [c.__dict__ | {"unexpected": c.unexpected} for c in cells]
     if json_output:
-        emit_json([c.__dict__ | {"unexpected": c.unexpected} for c in cells])
+        emit_json(rows)
     else:
         _print_cells(cells)
         console.print(f"matrix: [bold]{out_dir / 'matrix.json'}[/]  report: [bold]{html}[/]")
-    raise typer.Exit(_exit_code(cells))
+    _write_matrix_ci_outputs(out_dir, rows, str(html), junit, summary_md, json_output)
+    raise typer.Exit(matrix_exit_code(cells))
 
 
-def _exit_code(cells) -> int:
-    from flashlab.core.errors import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_VERDICT_FAIL
+def _write_matrix_ci_outputs(
+    out_dir: Path,
+    rows: list[dict],
+    report: str,
+    junit: Path | None,
+    summary_md: Path | None,
+    quiet: bool,
+) -> None:
+    from flashlab.analysis.junit import matrix_suites
+    from flashlab.analysis.markdown import matrix_markdown
 
-    failing = [c for c in cells if c.unexpected and c.expected != "fail" and not c.inconclusive]
-    if failing:
-        return EXIT_VERDICT_FAIL
-    return EXIT_INCONCLUSIVE if any(c.inconclusive for c in cells) else EXIT_OK
+    markdown = matrix_markdown(rows, out_dir.name, report)
+    write_ci_outputs(matrix_suites(out_dir, rows), markdown, junit, summary_md, quiet)
 
 
 def _print_cells(cells) -> None:

@@ -9,9 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
+from flashlab.commands.ci import (
+    JunitOption,
+    SummaryMdOption,
+    check_output_path,
+    write_ci_outputs,
+    write_error_outputs,
+)
 from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
 from flashlab.console import console, emit_json, err_console
-from flashlab.core.errors import EXIT_CODES_HELP, UserError
+from flashlab.core.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, UserError
 
 EPILOG = (
     "Examples:\n\n"
@@ -21,6 +28,7 @@ EPILOG = (
     "  flashlab run experiments/lua.yaml --repeat 5          # trial set: median + 95% CI\n\n"
     "  flashlab run experiments/lua.yaml --cpus 0:1          # stack on CPU 0, load on CPU 1\n\n"
     "  flashlab run experiments/lua.yaml --isolation off     # stack and load share every CPU\n\n"
+    "  flashlab run experiments/smoke.yaml --junit junit.xml --summary-md summary.md   # CI\n\n"
     "  flashlab run experiments/lua.yaml --target http://127.0.0.1:8080 --redis redis://127.0.0.1:6379/0 "
     "--admin-token TOKEN\n\n"
     "Verdict: safety clauses (oversell, lost orders, 5xx, ...) always decide; timing clauses "
@@ -84,7 +92,7 @@ def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
             outcome = execute(request)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stack and workers stopped; run left incomplete[/]")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
@@ -142,10 +150,15 @@ def run(
     ] = False,
     isolation: IsolationOpt = None,
     cpus: CpusOpt = None,
+    junit: JunitOption = None,
+    summary_md: SummaryMdOption = None,
 ) -> None:
     """Run a flash sale from an experiment file and judge it (once, or as N trials with --repeat)."""
     from flashlab.lab.run import RunRequest, Target
     from flashlab.lab.trials import check_repeat
+
+    check_output_path(junit, "--junit")
+    check_output_path(summary_md, "--summary-md")
 
     overrides = {
         "scenario.shoppers": shoppers,
@@ -161,16 +174,55 @@ def run(
     }
     if repeat is not None:
         check_repeat(repeat)  # before the file: `--repeat 0` names the flag, not the field
-    exp = load_with_overrides(experiment, overrides | {"repeat": repeat})
-    tgt = None
-    if target or redis or admin_token:
-        if not (target and redis and admin_token):
-            raise UserError("--target, --redis and --admin-token go together")
-        tgt = Target(target, redis, admin_token)
-    if exp.repeat > 1:
-        raise typer.Exit(run_trials_and_report(exp, out, tgt, report, json_output).exit_code)
-    request = RunRequest(experiment=exp, run_dir=out, target=tgt, write_report=report)
-    raise typer.Exit(run_and_report(request, json_output).exit_code)
+    try:
+        exp = load_with_overrides(experiment, overrides | {"repeat": repeat})
+        tgt = None
+        if target or redis or admin_token:
+            if not (target and redis and admin_token):
+                raise UserError("--target, --redis and --admin-token go together")
+            tgt = Target(target, redis, admin_token)
+        if exp.repeat > 1:
+            outcome = run_trials_and_report(exp, out, tgt, report, json_output)
+        else:
+            request = RunRequest(experiment=exp, run_dir=out, target=tgt, write_report=report)
+            outcome = run_and_report(request, json_output)
+    except Exception as exc:  # no verdict: CI still gets a JUnit error and a summary line
+        write_error_outputs(experiment.stem, exc, junit, summary_md)
+        raise
+    _write_run_ci_outputs(outcome, exp.name, junit, summary_md, json_output)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _write_run_ci_outputs(
+    outcome: Any, name: str, junit: Path | None, summary_md: Path | None, quiet: bool
+) -> None:
+    """JUnit and markdown for a run, or for a trial set: one suite per trial, the set's headline."""
+    from flashlab.analysis.junit import run_suite
+    from flashlab.analysis.markdown import run_markdown
+    from flashlab.core.rundir import MANIFEST, REPORT, read_json
+
+    runs = getattr(outcome, "outcomes", None) or [outcome]
+    suites = []
+    for index, one in enumerate(runs, 1):
+        report = one.run_dir / REPORT
+        started = read_json(one.run_dir / MANIFEST).get("started_at")
+        title = name if len(runs) == 1 else f"{name}.trial-{index:02d}"
+        suites.append(run_suite(one.summary, title, timestamp=started, report=_existing(report)))
+    if len(runs) == 1:
+        markdown = run_markdown(outcome.summary, name, _existing(outcome.run_dir / REPORT))
+    else:  # the set's verdict and reasons over the first trial's headline table
+        head = runs[0].summary | {
+            "verdict": outcome.result["verdict"],
+            "verdict_reasons": outcome.result.get("verdict_reasons") or [],
+        }
+        markdown = run_markdown(
+            head, f"{name} ({len(runs)} trials)", _existing(outcome.set_dir / "trials.html")
+        )
+    write_ci_outputs(suites, markdown, junit, summary_md, quiet)
+
+
+def _existing(path: Path) -> str | None:
+    return str(path) if path.exists() else None
 
 
 def run_trials_and_report(

@@ -24,9 +24,17 @@ import typer
 from rich.table import Table
 
 from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
+from flashlab.commands.errors import FlashlabGroup
 from flashlab.console import console, die, emit_json
+from flashlab.core.errors import EXIT_BAD_INPUT, EXIT_INFRA
 from flashlab.core.isolation import Isolation, IsolationError, resolve
-from flashlab.core.platform import DURABILITY_MODES, Platform, StackConfig, StackInfo
+from flashlab.core.platform import (
+    DURABILITY_MODES,
+    Platform,
+    PlatformConfigError,
+    StackConfig,
+    StackInfo,
+)
 
 STATE_ENV = "FLASHLAB_STATE_DIR"
 DEFAULT_STATE_DIR = ".flashlab"
@@ -43,6 +51,7 @@ app = typer.Typer(
     name="stack",
     help="Start, inspect and stop a flash-sale stack (nginx -> FastAPI workers -> Redis).",
     no_args_is_help=True,
+    cls=FlashlabGroup,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -156,7 +165,7 @@ def check_platform(name: str) -> None:
 
         for binary, hint in _HINTS.items():
             if shutil.which(binary) is None:
-                die(f"{binary} not found on PATH; install it with: {hint}")
+                die(f"{binary} not found on PATH; install it with: {hint}", EXIT_INFRA)
 
 
 def make_platform(name: str, config: StackConfig) -> Platform:
@@ -165,7 +174,7 @@ def make_platform(name: str, config: StackConfig) -> Platform:
     try:
         return get_platform(name, config)
     except ImportError as exc:
-        die(f"--platform {name}: not available ({exc})")
+        die(f"--platform {name}: not available ({exc})", EXIT_INFRA)
     except ValueError as exc:
         die(f"--platform: {exc}")
 
@@ -246,9 +255,11 @@ def supervise(
             info = platform.start()
         except KeyboardInterrupt:
             return
+        except PlatformConfigError as exc:
+            die(str(exc), EXIT_BAD_INPUT)
         except Exception as exc:  # any platform (Docker SDK too): one line, never a traceback
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            die(message or type(exc).__name__)
+            die(message or type(exc).__name__, EXIT_INFRA)
         started = True
         write_state(state_dir, info)
         print_info(info, as_json)
@@ -315,12 +326,16 @@ def run_detached(platform_name: str, config: StackConfig, state_dir: Path, as_js
                 console.print("detached; stop it with `flashlab stack down`")
             return
         if child.poll() is not None:
-            die(f"stack supervisor exited ({child.returncode}): {_last_line(log_path)}")
+            # The supervisor's own exit code already says bad input (2) or infrastructure (4).
+            code = (
+                child.returncode if child.returncode in (EXIT_BAD_INPUT, EXIT_INFRA) else EXIT_INFRA
+            )
+            die(f"stack supervisor exited ({child.returncode}): {_last_line(log_path)}", code)
         time.sleep(0.1)
     child.terminate()  # it reaps its own children on SIGTERM
     with contextlib.suppress(subprocess.TimeoutExpired):
         child.wait(DOWN_TIMEOUT_S)
-    die(f"stack supervisor not ready after {DETACH_TIMEOUT_S:.0f}s; see {log_path}")
+    die(f"stack supervisor not ready after {DETACH_TIMEOUT_S:.0f}s; see {log_path}", EXIT_INFRA)
 
 
 def _last_line(path: Path) -> str:
@@ -423,7 +438,8 @@ def status(
     if not supervisor_alive(info):
         die(
             f"stale {state_path(state_dir)}: supervisor PID {info.supervisor_pid} is gone; "
-            f"run `flashlab stack down` to clean up"
+            f"run `flashlab stack down` to clean up",
+            EXIT_INFRA,
         )
     print_info(info, as_json, live=True)
 
@@ -451,11 +467,14 @@ def down(state_dir: StateDirOpt = Path(DEFAULT_STATE_DIR)) -> None:
     try:
         supervisor.wait(DOWN_TIMEOUT_S)
     except psutil.TimeoutExpired:
-        die(f"supervisor PID {info.supervisor_pid} did not stop within {DOWN_TIMEOUT_S:.0f}s")
+        die(
+            f"supervisor PID {info.supervisor_pid} did not stop within {DOWN_TIMEOUT_S:.0f}s",
+            EXIT_INFRA,
+        )
     left = [pid for pid in pids if pid_alive(pid)]
     if left:
         _kill_leftover_groups(left)
-        die(f"supervisor stopped but PIDs {left} were still alive; killed them")
+        die(f"supervisor stopped but PIDs {left} were still alive; killed them", EXIT_INFRA)
     path.unlink(missing_ok=True)
     console.print(f"stack stopped (supervisor PID {info.supervisor_pid}, {len(pids)} processes)")
 

@@ -1,4 +1,22 @@
-"""The platform interface: what a stack is (config, components, info) and what any platform must do."""
+"""The platform interface: what a stack is (config, components, info), what any platform must do,
+and the one error hierarchy every platform raises.
+
+Exceptions (the CLI maps a `PlatformConfigError` to exit 2, every other `PlatformError` to exit 4):
+
+* PlatformError                  - the stack could not be started, reached, driven or stopped
+  + PlatformConfigError          - bad platform input (workers, durability, unknown platform or
+  |                                component); also a ValueError
+  + DockerUnavailable            - no Docker engine answers, or docker-compose is not installed
+  + StackStartError              - a component did not come up (binary missing, not ready, image
+  |                                build failed, container exited at start)
+  + ComponentNotRunning          - a component is down when it should run (died outside a fault,
+  |                                stack not started)
+  + StackError                   - local platform: anything else (its historical name)
+  + ComposeError                 - compose platform: anything else (docker-compose failed, ...)
+
+`StackError` and `ComposeError` live in their platform modules; the kinds above live here so a
+caller can catch "Docker is not there" without knowing which platform it asked for.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +27,26 @@ from typing import Any, Literal
 
 Durability = Literal["none", "rdb", "aof-everysec", "aof-always"]
 DURABILITY_MODES: tuple[str, ...] = ("none", "rdb", "aof-everysec", "aof-always")
+
+
+class PlatformError(RuntimeError):
+    """The stack could not be started, reached, driven or stopped; the message is one line."""
+
+
+class PlatformConfigError(PlatformError, ValueError):
+    """Bad platform input (a config value, a platform or component name): the caller's mistake."""
+
+
+class DockerUnavailable(PlatformError):
+    """No Docker engine answers, or the docker-compose binary is missing."""
+
+
+class StackStartError(PlatformError):
+    """A component did not come up: binary missing, not ready in time, exited during startup."""
+
+
+class ComponentNotRunning(PlatformError):
+    """A component is down (or the stack not started) when it should be running."""
 
 
 @dataclass

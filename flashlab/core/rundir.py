@@ -3,6 +3,9 @@
 `reports/<run-id>/` holds manifest.json, history.parquet, faults.parquet, truth.json,
 summary.json, report.html. A run is complete only when manifest.json has `"complete": true`
 (written last by the orchestrator); readers refuse incomplete runs with a clear error.
+A missing, truncated or garbled file is a `RunDirError` naming the file (the CLI's exit 2), never
+a pyarrow or JSON traceback. `SCHEMA_VERSION` is the version of this output contract
+(manifest.json, summary.json, experiment files; the JSON Schemas in flashlab/schemas/).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MANIFEST = "manifest.json"
 HISTORY = "history.parquet"
@@ -47,6 +50,10 @@ HISTORY_SCHEMA = pa.schema(
         pa.field("error", pa.string(), nullable=True),  # client-side error text
     ]
 )
+
+# The output contract's version: manifest.json and summary.json carry it as `schema_version`.
+# Bump it whenever flashlab/schemas/*.json change (tests/test_schema.py enforces this).
+SCHEMA_VERSION = 2  # 2: isolation, guards, repeat, product.settings; by_fault, phase
 
 FAULTS_SCHEMA = pa.schema(
     [
@@ -81,6 +88,21 @@ class Truth(BaseModel):
     redis_info: dict[str, Any] = Field(default_factory=dict)
 
 
+class ManifestHead(BaseModel):
+    """The manifest.json keys analysis reads, typed; everything else passes through untouched."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int | None = None  # absent in runs made before the output contract
+    run_id: str | None = None
+    complete: bool = False
+    experiment: dict[str, Any] = Field(default_factory=dict)
+    load_start_ns: int | None = None
+    load_end_ns: int | None = None
+    engine: dict[str, Any] | None = None
+    stack: dict[str, Any] | None = None
+
+
 class RunDirError(Exception):
     """A run directory is missing, incomplete or malformed."""
 
@@ -98,32 +120,67 @@ class Run:
         return self.manifest.get("run_id", self.path.name)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A run file holding one JSON object; RunDirError naming the file if missing or damaged."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise RunDirError(f"{path.parent}: missing {path.name}") from exc
+    except UnicodeDecodeError as exc:
+        raise RunDirError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise RunDirError(f"{path}: not valid JSON ({exc.msg})") from exc
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_parquet(path: Path, schema: pa.Schema) -> pd.DataFrame:
+    """A run's Parquet table with `schema`'s columns and types; RunDirError naming the file otherwise.
+
+    Truncated or garbled files fail in pyarrow (footer, thrift, decompression, page checksums,
+    undecodable names); a file that still parses but lost columns or changed types fails the cast."""
+    try:
+        table = pq.read_table(path, page_checksum_verification=True)
+        missing = [name for name in schema.names if name not in table.column_names]
+        if missing:
+            raise RunDirError(f"{path}: missing column(s) {', '.join(missing)}")
+        return table.select(schema.names).cast(schema).to_pandas()
+    except FileNotFoundError as exc:
+        raise RunDirError(f"{path.parent}: missing {path.name}") from exc
+    except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
+        raise RunDirError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from exc
+
+
+def _validated(path: Path, model: type[BaseModel], data: dict[str, Any] | None = None) -> Any:
+    """`path`'s JSON object (or `data` read from it) checked against `model`; RunDirError naming
+    the file and the field."""
+    try:
+        return model.model_validate(read_json(path) if data is None else data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise RunDirError(f"{path}: {field}: {err['msg']}") from None
 
 
 def load_run(path: Path | str, *, require_complete: bool = True) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise RunDirError(f"{path}: not a run directory")
-    manifest = _read_json(path / MANIFEST)
-    if require_complete and not manifest.get("complete"):
+    manifest = read_json(path / MANIFEST)
+    if require_complete and manifest.get("complete") is not True:
         raise RunDirError(f"{path}: run is incomplete (manifest.json has no complete=true)")
-    if not (path / HISTORY).exists():
-        raise RunDirError(f"{path}: missing {HISTORY}")
-    history = pq.read_table(path / HISTORY).to_pandas()
-    faults_path = path / FAULTS
-    faults = (
-        pq.read_table(faults_path).to_pandas()
-        if faults_path.exists()
-        else FAULTS_SCHEMA.empty_table().to_pandas()
-    )
-    truth = Truth.model_validate(_read_json(path / TRUTH))
+    _validated(path / MANIFEST, ManifestHead, manifest)
+    history = read_parquet(path / HISTORY, HISTORY_SCHEMA)
+    faults = read_parquet(path / FAULTS, FAULTS_SCHEMA)  # written (maybe empty) by every run
+    truth = _validated(path / TRUTH, Truth)
     return Run(path=path, manifest=manifest, history=history, faults=faults, truth=truth)
 
 

@@ -196,21 +196,32 @@ def load_experiment(path: Path | str, overrides: dict[str, Any] | None = None) -
     """Read and validate an experiment file; `overrides` are dotted paths, e.g. {'product.stock': 10}."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ExperimentError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ExperimentError(f"{path}: is a directory, not an experiment file") from None
+    except UnicodeDecodeError as exc:
+        raise ExperimentError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ExperimentError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ExperimentError(
             f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})"
         ) from None
+    if not isinstance(data, dict):
+        raise ExperimentError(f"{path}: top level must be a mapping of fields")
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
         node = data
         *parents, leaf = dotted.split(".")
-        for part in parents:
+        for depth, part in enumerate(parents, 1):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                field = ".".join(parents[:depth])
+                raise ExperimentError(f"{path}: {field}: must be a mapping of fields")
         node[leaf] = value
     return parse_experiment(data, str(path))

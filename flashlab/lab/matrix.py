@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flashlab.chaos.spec import FaultSpec
+from flashlab.core.errors import EXIT_INCONCLUSIVE, EXIT_INFRA, EXIT_OK, EXIT_VERDICT_FAIL
 from flashlab.core.rundir import write_json_atomic
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.run import RunRequest, execute
@@ -148,6 +149,20 @@ def _fill_set(cell: Cell, result: dict[str, Any]) -> None:
     cell.p99_ms, cell.p99_ci_low, cell.p99_ci_high = p99["median"], p99["ci_low"], p99["ci_high"]
     cell.throughput_rps = rps["median"]
     cell.throughput_ci_low, cell.throughput_ci_high = rps["ci_low"], rps["ci_high"]
+
+
+def matrix_exit_code(cells: list[Cell]) -> int:
+    """1 if a cell that should not fail got another verdict than expected; else 4 if a cell could
+    not run (infrastructure); else 3 if one was inconclusive; else 0. Naive cells that pass are
+    surprises the table shows, but do not fail the grid."""
+    gating = [c for c in cells if c.expected != "fail"]
+    if any(c.unexpected and c.verdict in ("pass", "fail") for c in gating):
+        return EXIT_VERDICT_FAIL
+    if any(c.verdict == "error" for c in cells):
+        return EXIT_INFRA
+    if any(c.verdict == "inconclusive" for c in gating):
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
 
 
 def _fill(cell: Cell, summary: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from flashlab.core import meta, rundir
 from flashlab.core.errors import UserError, verdict_exit_code
 from flashlab.core.isolation import Isolation, IsolationError, resolve
+from flashlab.core.platform import ComponentNotRunning
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.guards import AbortSwitch, RunWatch
 
@@ -201,15 +202,59 @@ def _stack(
 
 
 def _reset_product(stack: _Stack, exp: Experiment) -> None:
-    from flashlab.system.admin import AdminClient
+    from flashlab.system.admin import AdminClient, AdminError
 
     admin = AdminClient(stack.base_url, stack.admin_token)
-    admin.wait_ready(timeout_s=30)
-    admin.reset(exp.product.reset_request())
+    try:
+        admin.wait_ready(timeout_s=30)
+        admin.reset(exp.product.reset_request())
+    except (AdminError, httpx.HTTPError) as exc:
+        # The stack is up but does not serve: infrastructure (exit 4), not the experiment's verdict.
+        raise ComponentNotRunning(f"{stack.base_url} does not serve the reset: {exc}") from exc
+
+
+def _read_truth(stack: _Stack, exp: Experiment) -> Any:
+    import redis
+
+    from flashlab.system.truth import read_truth
+
+    try:
+        return read_truth(stack.redis_url, exp.product.id)
+    except redis.RedisError as exc:
+        raise ComponentNotRunning(
+            f"Redis at {stack.redis_url} unreadable after the load: {exc}"
+        ) from exc
+
+
+def _restarts(stack: _Stack) -> dict[str, int]:
+    """Restart counts before the load: a platform may have respawned a component while starting."""
+    if stack.platform is None:
+        return {}
+    return {c.name: c.restarts for c in stack.platform.components()}
+
+
+def _check_components(stack: _Stack, exp: Experiment, before: dict[str, int]) -> None:
+    """A component that died during a run without faults invalidates it: infrastructure (exit 4).
+
+    Runs with faults expect kills and restarts, and their scheduler recovers every fault; an
+    external stack (--target) is not the lab's to judge."""
+    if stack.platform is None or exp.faults:
+        return
+    down = [
+        c
+        for c in stack.platform.components()
+        if not c.running or c.restarts > before.get(c.name, 0)
+    ]
+    if down:
+        what = ", ".join(
+            f"{c.name} ({'not running' if not c.running else 'restarted'})" for c in down
+        )
+        raise ComponentNotRunning(f"component(s) died during the load without a fault: {what}")
 
 
 def _initial_manifest(exp: Experiment, run_id: str) -> dict[str, Any]:
     return {
+        "schema_version": rundir.SCHEMA_VERSION,
         "run_id": run_id,
         "complete": False,
         "experiment": exp.model_dump(mode="json"),
@@ -221,7 +266,8 @@ def _initial_manifest(exp: Experiment, run_id: str) -> dict[str, Any]:
 
 
 def _write_faults(path: Path, table: Any) -> None:
-    pq.write_table(table.cast(rundir.FAULTS_SCHEMA), path)
+    # Page checksums: a garbled file fails to load (exit 2) instead of loading wrong values.
+    pq.write_table(table.cast(rundir.FAULTS_SCHEMA), path, write_page_checksum=True)
 
 
 def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
@@ -268,7 +314,6 @@ def _execute(
     from flashlab.chaos.scheduler import FaultScheduler
     from flashlab.simulator.engines import LoadPlan, get_engine
     from flashlab.simulator.history import HistoryWriter
-    from flashlab.system.truth import read_truth
 
     with ExitStack() as cleanup:
         req.on_phase("starting stack" if shared is None else "on the shared stack")
@@ -317,6 +362,7 @@ def _execute(
                 req.abort.on_trip(scheduler.halt)  # an abort recovers every fault at once
                 scheduler.start()
 
+        restarts_before = _restarts(stack)
         req.on_phase(f"running {exp.scenario.shoppers} shoppers on {exp.engine.kind}")
         try:
             result = engine.run(
@@ -335,6 +381,7 @@ def _execute(
         manifest.setdefault("load_start_ns", manifest["load_end_ns"])
         manifest["engine"] = getattr(result, "to_dict", lambda: {})()
         writer.close()
+        _check_components(stack, exp, restarts_before)
 
         req.on_phase("collecting evidence")
         if scheduler is not None:
@@ -342,7 +389,7 @@ def _execute(
         faults = scheduler.table() if scheduler is not None else rundir.FAULTS_SCHEMA.empty_table()
         watch.record(manifest, gated=scheduler is not None and scheduler.gated)
         _write_faults(run_dir / rundir.FAULTS, faults)
-        truth = read_truth(stack.redis_url, exp.product.id)
+        truth = _read_truth(stack, exp)
         rundir.write_json_atomic(run_dir / rundir.TRUTH, truth.model_dump(mode="json"))
         rundir.write_json_atomic(run_dir / rundir.METRICS, scraper.evidence())
 

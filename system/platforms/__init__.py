@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from flashlab.core.platform import Component, Platform, StackConfig, StackInfo
+from flashlab.core.platform import (
+    Component,
+    ComponentNotRunning,
+    DockerUnavailable,
+    Platform,
+    PlatformConfigError,
+    PlatformError,
+    StackConfig,
+    StackInfo,
+    StackStartError,
+)
 
 PLATFORMS: dict[str, str] = {
     # name -> "module:Class"; imported lazily so `local` never needs the Docker SDK.
@@ -17,9 +27,23 @@ def get_platform(name: str, config: StackConfig) -> Platform:
     try:
         target = PLATFORMS[name]
     except KeyError:
-        raise ValueError(f"unknown platform {name!r} (allowed: {', '.join(PLATFORMS)})") from None
+        raise PlatformConfigError(
+            f"unknown platform {name!r} (allowed: {', '.join(PLATFORMS)})"
+        ) from None
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)(config)
 
 
-__all__ = ["PLATFORMS", "Component", "Platform", "StackConfig", "StackInfo", "get_platform"]
+__all__ = [
+    "PLATFORMS",
+    "Component",
+    "ComponentNotRunning",
+    "DockerUnavailable",
+    "Platform",
+    "PlatformConfigError",
+    "PlatformError",
+    "StackConfig",
+    "StackInfo",
+    "StackStartError",
+    "get_platform",
+]

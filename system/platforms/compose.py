@@ -40,9 +40,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from flashlab.core.platform import (
     DURABILITY_MODES,
     Component,
+    ComponentNotRunning,
+    DockerUnavailable,
     Platform,
+    PlatformConfigError,
+    PlatformError,
     StackConfig,
     StackInfo,
+    StackStartError,
 )
 
 if TYPE_CHECKING:  # the Docker SDK is a host-only dependency; containers never import it
@@ -70,8 +75,11 @@ BUILD_TIMEOUT_S = 1200.0
 READY_TIMEOUT_S = 90.0
 
 
-class ComposeError(RuntimeError):
-    """The Compose stack could not be built, started, reached or stopped; the message says why."""
+class ComposeError(PlatformError):
+    """A docker-compose step failed (or the stack was driven out of order); the message says why.
+
+    The other failures raise the platform-independent kinds of flashlab.core.platform:
+    DockerUnavailable, StackStartError, ComponentNotRunning, PlatformConfigError."""
 
 
 # --- sources and images -------------------------------------------------------------------------
@@ -110,7 +118,7 @@ def image_state(client: docker.DockerClient, image: str, want: str) -> str:
 def build_images(*, prometheus: bool, log_path: Path) -> None:
     """Run scripts/build-images.sh (offline base + wheelhouse + docker build), bounded in time."""
     if not BUILD_SCRIPT.exists():
-        raise ComposeError(
+        raise StackStartError(
             f"{BUILD_SCRIPT} not found: the compose platform needs a flashlab checkout"
         )
     cmd = [str(BUILD_SCRIPT), *([] if prometheus else ["--no-prometheus"])]
@@ -120,11 +128,11 @@ def build_images(*, prometheus: bool, log_path: Path) -> None:
                 cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S
             )
         except subprocess.TimeoutExpired:
-            raise ComposeError(
+            raise StackStartError(
                 f"image build exceeded {BUILD_TIMEOUT_S:.0f}s (log: {log_path})"
             ) from None
     if done.returncode != 0:
-        raise ComposeError(f"image build failed: {_last_line(log_path)} (log: {log_path})")
+        raise StackStartError(f"image build failed: {_last_line(log_path)} (log: {log_path})")
 
 
 def _last_line(path: Path) -> str:
@@ -148,7 +156,7 @@ def derive_compose(
     every worker. Upstream and scrape-target lists are passed as environment variables. `cpus`
     (flashlab.core.isolation) becomes every service's `cpuset`, e.g. "0" or "0,1"."""
     if workers < 1:
-        raise ValueError(f"workers must be >= 1 (got {workers})")
+        raise PlatformConfigError(f"workers must be >= 1 (got {workers})")
     doc = {k: v for k, v in base.items() if not k.startswith("x-")}
     services = dict(doc["services"])
     template = services["api-0"]
@@ -215,14 +223,14 @@ class ComposePlatform(Platform):
     ) -> None:
         super().__init__(config)
         if config.workers < 1:
-            raise ValueError(f"workers must be >= 1 (got {config.workers})")
+            raise PlatformConfigError(f"workers must be >= 1 (got {config.workers})")
         if config.durability not in DURABILITY_MODES:
-            raise ValueError(
+            raise PlatformConfigError(
                 f"durability must be one of {', '.join(DURABILITY_MODES)} (got {config.durability!r})"
             )
         policy = build or os.environ.get("FLASHLAB_COMPOSE_BUILD", "auto")
         if policy not in BUILD_POLICIES:
-            raise ValueError(
+            raise PlatformConfigError(
                 f"FLASHLAB_COMPOSE_BUILD/build must be one of {', '.join(BUILD_POLICIES)}"
             )
         self.build: str = policy
@@ -250,7 +258,7 @@ class ComposePlatform(Platform):
                 client.ping()
             except (docker.errors.DockerException, OSError) as exc:
                 reason = f"{exc.__class__.__name__}: {exc}"[:200]
-                raise ComposeError(
+                raise DockerUnavailable(
                     f"no Docker engine answers ({reason}); run scripts/ensure-docker.sh"
                 ) from None
             self._client_obj = client
@@ -269,7 +277,7 @@ class ComposePlatform(Platform):
     def _compose(self, *args: str, timeout: float) -> str:
         """Run docker-compose for this project; its own error output on failure, bounded in time."""
         if shutil.which("docker-compose") is None:
-            raise ComposeError("docker-compose not found; run scripts/ensure-docker.sh")
+            raise DockerUnavailable("docker-compose not found; run scripts/ensure-docker.sh")
         assert self.project is not None and self._compose_file is not None
         cmd = ["docker-compose", "-p", self.project, "-f", str(self._compose_file)]
         cmd += ["--project-directory", str(REPO_ROOT), *args]
@@ -298,7 +306,7 @@ class ComposePlatform(Platform):
         containers = self._containers()
         if component not in containers:
             known = ", ".join(sorted(containers, key=_sort_key)) or "none (stack not started)"
-            raise ValueError(f"unknown component {component!r} (have: {known})")
+            raise PlatformConfigError(f"unknown component {component!r} (have: {known})")
         return containers[component]
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -317,7 +325,7 @@ class ComposePlatform(Platform):
         import yaml
 
         if not COMPOSE_FILE.exists():
-            raise ComposeError(
+            raise StackStartError(
                 f"{COMPOSE_FILE} not found: the compose platform needs a flashlab checkout"
             )
         self.project = f"flashlab-{secrets.token_hex(4)}"
@@ -361,10 +369,11 @@ class ComposePlatform(Platform):
             self._wait_ready(info)
             return self.status()
         except BaseException as exc:  # Ctrl-C included: never leave half a stack behind
-            detail = self._logs_tail() if isinstance(exc, ComposeError) else ""
+            detail = self._logs_tail() if isinstance(exc, PlatformError) else ""
             self.stop()
             if detail:
-                raise ComposeError(f"{exc}; last container logs:\n{detail}") from None
+                # Same kind (Docker gone, a start failure, ...), with the containers' last words.
+                raise type(exc)(f"{exc}; last container logs:\n{detail}") from None
             raise
 
     def _make_workdir(self) -> Path:
@@ -404,7 +413,7 @@ class ComposePlatform(Platform):
         with httpx.Client(base_url=info.base_url, timeout=2.0) as http:
             while pending:
                 if time.monotonic() > deadline:
-                    raise ComposeError(
+                    raise StackStartError(
                         f"/readyz through nginx not 200 from {sorted(pending)} within {timeout_s:.0f}s (last: {last})"
                     )
                 self._raise_if_exited({"redis", "nginx"})
@@ -422,7 +431,7 @@ class ComposePlatform(Platform):
         """Fail fast instead of waiting out the deadline when a non-restarting service died."""
         for name, container in self._containers().items():
             if name in services and container.status == "exited":
-                raise ComposeError(f"container {name} exited at start")
+                raise StackStartError(f"container {name} exited at start")
 
     def _logs_tail(self, lines: int = 5) -> str:
         out = []
@@ -440,7 +449,7 @@ class ComposePlatform(Platform):
         if self.project is None:
             return
         try:
-            with contextlib.suppress(ComposeError):
+            with contextlib.suppress(PlatformError):
                 self._compose("down", "-v", "--remove-orphans", "-t", "5", timeout=DOWN_TIMEOUT_S)
             self._sweep()
         finally:
@@ -494,7 +503,7 @@ class ComposePlatform(Platform):
 
     def status(self) -> StackInfo:
         if self._info is None:
-            raise ComposeError("stack not started")
+            raise ComponentNotRunning("stack not started")
         info = StackInfo.from_dict(self._info.to_dict())
         info.components = self.components()
         return info
@@ -504,7 +513,9 @@ class ComposePlatform(Platform):
     def signal(self, component: str, sig: int = _signal.SIGTERM) -> None:
         container = self._container(component)
         if container.status not in ("running", "paused"):
-            raise ComposeError(f"component {component!r} is not running ({container.status})")
+            raise ComponentNotRunning(
+                f"component {component!r} is not running ({container.status})"
+            )
         if sig == _signal.SIGSTOP:
             container.pause()
             return
@@ -544,7 +555,7 @@ class ComposePlatform(Platform):
             if ok:
                 return
             if time.monotonic() > deadline:
-                raise ComposeError(
+                raise StackStartError(
                     f"{component} not serving {timeout_s:.0f}s after start ({container.status})"
                 )
             time.sleep(0.1)

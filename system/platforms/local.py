@@ -29,9 +29,13 @@ import redis
 from flashlab.core.platform import (
     DURABILITY_MODES,
     Component,
+    ComponentNotRunning,
     Platform,
+    PlatformConfigError,
+    PlatformError,
     StackConfig,
     StackInfo,
+    StackStartError,
 )
 from flashlab.system import procs
 from flashlab.system.config import uvicorn_argv
@@ -54,8 +58,9 @@ APT_HINTS = {
 }
 
 
-class StackError(RuntimeError):
-    """The stack could not be started or driven; the message is one line and says why."""
+# The local platform's earlier name for its errors; every one it raises is a PlatformError kind
+# (flashlab.core.platform), so `except StackError` still catches them all.
+StackError = PlatformError
 
 
 def _port_clash(message: str) -> bool:
@@ -73,7 +78,7 @@ def require_binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         hint = APT_HINTS.get(name, f"install {name}")
-        raise StackError(f"{name} not found on PATH; install it with: {hint}")
+        raise StackStartError(f"{name} not found on PATH; install it with: {hint}")
     return path
 
 
@@ -86,9 +91,9 @@ def wait_until(
         if check():
             return
         if not alive():
-            raise StackError(f"{what}: process exited during startup")
+            raise StackStartError(f"{what}: process exited during startup")
         time.sleep(0.05)
-    raise StackError(f"{what}: not ready after {timeout:.0f}s")
+    raise StackStartError(f"{what}: not ready after {timeout:.0f}s")
 
 
 def _http_ok(url: str) -> bool:
@@ -145,11 +150,11 @@ class LocalPlatform(Platform):
 
     def __init__(self, config: StackConfig) -> None:
         if config.durability not in DURABILITY_MODES:
-            raise StackError(
+            raise PlatformConfigError(
                 f"durability {config.durability!r} is not one of: {', '.join(DURABILITY_MODES)}"
             )
         if config.workers < 1:
-            raise StackError(f"workers must be >= 1 (got {config.workers})")
+            raise PlatformConfigError(f"workers must be >= 1 (got {config.workers})")
         super().__init__(config)
         self.token = config.admin_token or secrets.token_urlsafe(24)
         self._slots: dict[str, _Slot] = {}
@@ -166,7 +171,7 @@ class LocalPlatform(Platform):
     @property
     def workdir(self) -> Path:
         if self._workdir is None:
-            raise StackError("stack not started")
+            raise ComponentNotRunning("stack not started")
         return self._workdir
 
     def _path(self, *parts: str) -> Path:
@@ -188,7 +193,7 @@ class LocalPlatform(Platform):
             try:
                 self._start_once()
                 break
-            except StackError as exc:
+            except StackStartError as exc:
                 # Free ports are picked then bound by the child: another stack on this machine
                 # can take one in between. Start over on fresh ports rather than fail the run.
                 if attempt == PORT_ATTEMPTS or not _port_clash(str(exc)):
@@ -242,7 +247,7 @@ class LocalPlatform(Platform):
 
     def status(self) -> StackInfo:
         if self._info is None:
-            raise StackError("stack not started")
+            raise ComponentNotRunning("stack not started")
         return replace(self._info, components=self.components())
 
     def components(self) -> list[Component]:
@@ -262,7 +267,7 @@ class LocalPlatform(Platform):
     def signal(self, component: str, sig: int = _signal.SIGTERM) -> None:
         slot = self._slot(component)
         if slot.tracked is None:
-            raise StackError(f"component {component!r} has no process")
+            raise ComponentNotRunning(f"component {component!r} has no process")
         # SIGKILL means "the component dies": take its whole process group (nginx workers,
         # redis' BGSAVE fork) so nothing keeps the port. Other signals go to the main process
         # only (SIGHUP is nginx's reload; SIGSTOP/SIGCONT pause redis).
@@ -360,7 +365,7 @@ class LocalPlatform(Platform):
         try:
             return self._slots[name]
         except KeyError:
-            raise StackError(
+            raise PlatformConfigError(
                 f"unknown component {name!r} (have: {', '.join(self._slots) or 'none'})"
             ) from None
 
@@ -396,10 +401,10 @@ class LocalPlatform(Platform):
                 START_TIMEOUT_S,
                 lambda: tracked.popen.poll() is None,
             )
-        except StackError as exc:
+        except StackStartError as exc:
             tails = [(path, procs.tail(path, 3)) for path in slot.logs]
             path, text = next(((p, t) for p, t in tails if t), (slot.logs[0], "(empty)"))
-            raise StackError(f"{exc}; log {path}: {text}") from None
+            raise StackStartError(f"{exc}; log {path}: {text}") from None
 
     def _reap(self, slot: _Slot) -> None:
         if slot.tracked is not None:

@@ -1,0 +1,140 @@
+"""The run's headline as plain text, and the markdown summary CI shows (`--summary-md`, GitHub job summary).
+
+`headline_rows(summary)` is the one list of headline figures (the CLI's result table uses it too);
+`run_markdown` renders a run's summary.json: verdict, headline table, hypothesis clauses, failed
+checks with example ids, the reasons for a non-pass, the report path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flashlab.analysis.junit import number
+from flashlab.core.isolation import describe as describe_isolation
+
+VERDICT_BADGE = {"pass": "✅ PASS", "fail": "❌ FAIL", "inconclusive": "⚠️ INCONCLUSIVE"}
+STATUS_BADGE = {"pass": "✅ pass", "fail": "❌ fail", "inconclusive": "⚠️ inconclusive"}
+MAX_EXAMPLES = 5
+
+
+def fmt(value: Any, unit: str = "", digits: int = 1) -> str:
+    """A headline figure: thousands separators, fixed decimals, "—" when not measured."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{unit}"
+    return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
+
+
+def pct(value: Any) -> float | None:
+    return None if value is None else 100.0 * float(value)
+
+
+def generator_text(gen: dict[str, Any]) -> str:
+    """Load-generator health: an overloaded client inflates every latency."""
+    healthy = gen.get("healthy")
+    if healthy is None:
+        return "—"  # not recorded (an older run)
+    if healthy:
+        return "healthy"
+    lag, stalled = fmt(gen.get("lag_ms_p99"), " ms"), fmt(gen.get("stalled_s"), " s", 2)
+    return f"OVERLOADED (lag p99 {lag}, stalled {stalled})"
+
+
+def headline_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) of every headline figure, in display order."""
+    lat = summary.get("latency_ms") or {}
+    return [
+        ("sold / stock", f"{fmt(summary.get('sold'))} / {fmt(summary.get('stock_initial'))}"),
+        ("oversell", fmt(summary.get("oversell"))),
+        ("lost acknowledged orders", fmt(summary.get("lost_acknowledged"))),
+        ("duplicate purchases", fmt(summary.get("duplicate_purchases"))),
+        ("phantom orders", fmt(summary.get("phantom_orders"))),
+        ("shoppers / attempts", f"{fmt(summary.get('shoppers'))} / {fmt(summary.get('attempts'))}"),
+        ("conflict rate", fmt(pct(summary.get("conflict_rate")), "%")),
+        ("error rate", fmt(pct(summary.get("error_rate")), "%")),
+        ("latency p50 / p99", f"{fmt(lat.get('p50'), ' ms')} / {fmt(lat.get('p99'), ' ms')}"),
+        ("throughput", fmt(summary.get("throughput_rps"), " req/s")),
+        ("sell-out", fmt(summary.get("sellout_s"), " s", 2)),
+        ("load duration", fmt(summary.get("duration_s"), " s", 2)),
+        ("load generator", generator_text(summary.get("generator") or {})),
+        ("CPU split", describe_isolation(summary.get("isolation")).removeprefix("CPU split: ")),
+    ]
+
+
+def cell(text: Any) -> str:
+    """Text safe inside a markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _clause_rows(clauses: list[dict[str, Any]]) -> list[str]:
+    rows = ["| clause | measured | expected | result |", "|---|---:|---|---|"]
+    for c in clauses:
+        status = str(c.get("status") or ("pass" if c.get("ok") else "fail"))
+        rows.append(
+            f"| `{cell(c.get('clause'))}` | {cell(number(c.get('measured')))} "
+            f"| {cell(c.get('op'))} {cell(number(c.get('expected')))} "
+            f"| {STATUS_BADGE.get(status, status)} |"
+        )
+    return rows
+
+
+def _failed_checks(checks: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, check in checks.items():
+        if check.get("ok"):
+            continue
+        examples = ", ".join(f"`{e}`" for e in (check.get("examples") or [])[:MAX_EXAMPLES])
+        lines.append(
+            f"- **{name}**: {number(check.get('count'))} — {check.get('detail', '')}"
+            + (f" (examples: {examples})" if examples else "")
+        )
+    return lines
+
+
+def run_markdown(summary: dict[str, Any], title: str, report: str | None = None) -> str:
+    """A run's summary.json as a markdown section (what --summary-md writes)."""
+    verdict = str(summary.get("verdict", "?"))
+    out = [f"## flashlab `{title}`: {VERDICT_BADGE.get(verdict, verdict.upper())}", ""]
+    reasons = summary.get("verdict_reasons") or []
+    out += [f"- {r}" for r in reasons] + ([""] if reasons else [])
+    out += ["| | |", "|---|---:|"]
+    out += [f"| {cell(label)} | {cell(value)} |" for label, value in headline_rows(summary)]
+    clauses = summary.get("hypothesis") or []
+    if clauses:
+        out += ["", "### Steady-state hypothesis", "", *_clause_rows(clauses)]
+    failed = _failed_checks(summary.get("checks") or {})
+    if failed:
+        out += ["", "### Failed consistency checks", "", *failed]
+    out += ["", f"run `{summary.get('run_id', '?')}`" + (f" · report `{report}`" if report else "")]
+    return "\n".join(out) + "\n"
+
+
+def matrix_markdown(cells: list[dict[str, Any]], title: str, report: str | None = None) -> str:
+    """matrix.json's cells as a markdown section: one row per cell, surprises marked."""
+    surprises = sum(1 for c in cells if c.get("unexpected") and c.get("expected") != "fail")
+    head = "✅ as expected" if not surprises else f"❌ {surprises} unexpected"
+    out = [f"## flashlab matrix `{title}`: {head}", ""]
+    out += [
+        "| strategy | fault | durability | verdict | expected | oversell | lost | p99 ms |",
+        "|---|---|---|---|---|---:|---:|---:|",
+    ]
+    for c in cells:
+        verdict = str(c.get("verdict"))
+        mark = " ❗" if c.get("unexpected") and c.get("expected") != "fail" else ""
+        out.append(
+            f"| {cell(c.get('strategy'))} | {cell(c.get('fault'))} | {cell(c.get('durability'))} "
+            f"| {VERDICT_BADGE.get(verdict, cell(verdict))}{mark} | {cell(c.get('expected'))} "
+            f"| {fmt(c.get('oversell'))} | {fmt(c.get('lost_acknowledged'))} "
+            f"| {fmt(c.get('p99_ms'), digits=0)} |"
+        )
+    errors = [c for c in cells if c.get("error")]
+    if errors:
+        out += ["", "### Cells that did not run", ""]
+        out += [
+            f"- `{c.get('strategy')}-{c.get('fault')}-{c.get('durability')}`: {c['error']}"
+            for c in errors
+        ]
+    if report:
+        out += ["", f"report `{report}`"]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,185 @@
+"""The typed shape of summary.json (the output contract readers and CI tools rely on).
+
+`SummaryModel` types every top-level key; large nested parts (recovery, reconciliation,
+timeseries, fairness deciles) are typed loosely. Extra keys are allowed, so a newer lab's summary
+still loads in an older reader; removing or retyping a key is a contract change: bump
+`flashlab.core.rundir.SCHEMA_VERSION` and regenerate flashlab/schemas/ (`flashlab schema
+summary --write`). `read_summary` is how the analysis layer reads a summary.json file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flashlab.core.rundir import SCHEMA_VERSION, RunDirError, read_json
+
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+
+class _Open(BaseModel):
+    """A part of summary.json: typed keys, extra keys allowed (forward compatible)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Percentiles(_Open):
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+    max: float | None = None
+
+
+class ClauseResult(_Open):
+    """One hypothesis clause, e.g. `latency_ms.p99 < 800`, as judged."""
+
+    clause: str
+    key: str
+    op: str
+    expected: float
+    measured: float | None = None
+    ok: bool
+    status: Literal["pass", "fail", "inconclusive"] | None = Field(
+        default=None, description="Three-valued result; absent in summaries before it existed."
+    )
+    clause_class: Literal["safety", "timing"] | None = Field(default=None, alias="class")
+    reason: str | None = None
+
+
+class CheckSummary(_Open):
+    """One consistency check (flashlab.analysis.checker): count and example ids."""
+
+    ok: bool
+    count: int
+    examples: list[str] = Field(default_factory=list)
+    detail: str = ""
+
+
+class GeneratorHealth(_Open):
+    lag_ms_p99: float | None = None
+    lag_ms_max: float | None = None
+    stalled_s: float | None = None
+    cpu_pct_max: float | None = None
+    healthy: bool | None = None
+
+
+class Fairness(_Open):
+    rank_correlation: float | None = None
+    early_half_win_share: float | None = None
+    winners: int | None = None
+    deciles: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Isolation(_Open):
+    """CPU split between stack and load generator (manifest.isolation, copied)."""
+
+    mode: Literal["auto", "off", "manual"]
+    requested: bool
+    applied: bool
+    stack_cpus: list[int] = Field(default_factory=list)
+    load_cpus: list[int] = Field(default_factory=list)
+    reason: str | None = None
+
+
+class Aborted(_Open):
+    """A run stopped early by a guard or Ctrl-C (manifest.aborted, copied)."""
+
+    by: Literal["guard", "interrupt"]
+    guard: str | None = None
+    t_s: float
+    reason: str
+
+
+class SummaryModel(_Open):
+    """summary.json of one run directory."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, title="flashlab summary.json")
+
+    schema_version: int = Field(description="Output contract version (SCHEMA_VERSION).")
+    run_id: str
+    verdict: Verdict
+    verdict_reasons: list[str] | None = Field(
+        default=None, description="One line per reason the verdict is not a pass."
+    )
+    hypothesis: list[ClauseResult]
+    failed_checks: list[str]
+    checks: dict[str, CheckSummary]
+    oversell: int
+    negative_stock: int
+    lost_acknowledged: int
+    duplicate_purchases: int
+    phantom_orders: int
+    conservation_errors: int
+    sold: int
+    stock_initial: int
+    stock_remaining: int
+    strategy: str
+    shoppers: int
+    attempts: int
+    success_rate: float | None = None
+    conflict_rate: float | None = None
+    error_rate: float | None = None
+    indeterminate_rate: float | None = None
+    availability: float | None = None
+    server_error_rate: float | None = None
+    latency_ms: Percentiles
+    service_latency_ms: Percentiles
+    latency_ok_ms: Percentiles | None = None
+    service_latency_ok_ms: Percentiles | None = None
+    duration_s: float | None = None
+    throughput_rps: float | None = None
+    sellout_s: float | None = None
+    sellout_first_answer_s: float | None = None
+    fairness: Fairness
+    codes: dict[str, int]
+    recovery: list[dict[str, Any]] = Field(description="Per injected fault; see docs/CHAOS.md.")
+    by_fault: dict[str, Any] | None = Field(
+        default=None,
+        description="Per fault name: worst recovery and window figures (recovery.X / window.X clauses).",
+    )
+    phase: dict[str, Any] | None = Field(
+        default=None,
+        description="Figures per phase of the load: before_faults, during_faults, after_faults.",
+    )
+    reconciliation: dict[str, Any]
+    timeseries: dict[str, Any]
+    generator: GeneratorHealth
+    generator_lag_ms_p99: float | None = None
+    generator_stalled_s: float | None = None
+    isolation: Isolation | None = None
+    aborted: Aborted | None = None
+    steady_state: dict[str, Any] | None = Field(
+        default=None, description="Steady-state checks before the first fault and after the load."
+    )
+    guards: list[dict[str, Any]] | None = Field(
+        default=None, description="Live abort guards and whether each tripped."
+    )
+
+
+def summary_json_schema() -> dict[str, Any]:
+    """The JSON Schema of summary.json, as shipped in flashlab/schemas/summary.json."""
+    schema = SummaryModel.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["x-schema-version"] = SCHEMA_VERSION
+    return schema
+
+
+def _validation_line(path: Path, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{path}: {where}: {err['msg']}{more} (`flashlab check` rewrites it from the evidence)"
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """summary.json as a dict, checked against SummaryModel; RunDirError naming file and field."""
+    data = read_json(path)
+    try:
+        SummaryModel.model_validate(data)
+    except ValidationError as exc:
+        raise RunDirError(_validation_line(path, exc)) from None
+    return data

@@ -1,0 +1,85 @@
+"""How every command ends on an error: one line on stderr naming the cause and an exit code that
+means one thing (flashlab.console: 2 bad input, 4 infrastructure), never a traceback.
+
+`FlashlabGroup` is the click group class of the root app and of `python -m flashlab.commands.stack`;
+`error_exit_code` is the one mapping from exception to exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import typer
+from typer._click import exceptions as click_errors  # typer >= 0.29 vendors click as typer._click
+from typer.core import TyperGroup
+
+from flashlab.console import print_error
+from flashlab.core.errors import EXIT_BAD_INPUT, EXIT_INFRA, EXIT_INTERRUPTED, UserError
+
+DEBUG_ENV = "FLASHLAB_DEBUG"  # set to 1 to get the traceback of an unexpected error
+
+
+def _bad_input_types() -> tuple[type[BaseException], ...]:
+    # Imported only when an error is being reported: they pull pandas/pyarrow/pydantic in.
+    from flashlab.analysis.hypothesis import HypothesisError
+    from flashlab.core.platform import PlatformConfigError
+    from flashlab.core.rundir import RunDirError
+    from flashlab.lab.experiment import ExperimentError
+
+    return (RunDirError, ExperimentError, HypothesisError, PlatformConfigError)
+
+
+def _usage_line(exc: click_errors.UsageError) -> str:
+    where = exc.ctx.command_path if exc.ctx is not None else "flashlab"
+    return f"{where}: {exc.format_message()} (see `{where} --help`)"
+
+
+def error_exit_code(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one-line message) for an exception that ended a command."""
+    from flashlab.core.platform import PlatformError
+
+    if isinstance(exc, UserError):
+        return exc.code, str(exc)
+    if isinstance(exc, click_errors.UsageError):
+        return EXIT_BAD_INPUT, _usage_line(exc)
+    if isinstance(exc, click_errors.ClickException):
+        return EXIT_BAD_INPUT, exc.format_message()
+    if isinstance(exc, _bad_input_types()):
+        return EXIT_BAD_INPUT, str(exc)
+    if isinstance(exc, PlatformError):
+        return EXIT_INFRA, f"stack: {exc}"
+    if isinstance(exc, OSError):
+        return EXIT_INFRA, f"{type(exc).__name__}: {exc}"
+    # Not a known kind: most likely a component or the load generator failing in a way nobody
+    # typed yet (a bug otherwise); still one line, and the traceback on demand.
+    return EXIT_INFRA, f"{type(exc).__name__}: {exc} ({DEBUG_ENV}=1 shows the traceback)"
+
+
+class FlashlabGroup(TyperGroup):
+    """The root group: every exception a command raises ends as one line on stderr + an exit code.
+
+    Runs click in non-standalone mode so errors reach us (CliRunner included), then exits the way
+    standalone mode would."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+            code = result if isinstance(result, int) else 0
+        except SystemExit:
+            raise  # die() already printed its line
+        except click_errors.NoArgsIsHelpError as exc:  # `flashlab` or a group with no args
+            exc.show()
+            code = 0
+        except (typer.Abort, KeyboardInterrupt):
+            print_error("interrupted")
+            code = EXIT_INTERRUPTED
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            code, message = error_exit_code(exc)
+            print_error(message)
+        if not standalone_mode:
+            return code
+        sys.exit(code)

@@ -1,0 +1,42 @@
+"""`flashlab schema experiment|summary`: print the JSON Schema of experiment files or summary.json."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from flashlab.console import console
+from flashlab.core.errors import UserError
+
+EPILOG = (
+    "Examples:\n\n"
+    "  flashlab schema experiment > experiment.schema.json   # for your editor's YAML plugin\n\n"
+    "  flashlab schema summary | jq '.properties.verdict'\n\n"
+    "  flashlab schema summary --write                       # maintainers: refresh the shipped file\n\n"
+    "The schemas are also shipped inside the package (flashlab/schemas/*.json); "
+    "`x-schema-version` is the output contract's version, also in every summary.json and "
+    "manifest.json as `schema_version`."
+)
+
+
+def schema(
+    name: Annotated[str, typer.Argument(help="experiment | summary", show_default=False)],
+    write: Annotated[
+        bool, typer.Option("--write", help="Rewrite the shipped flashlab/schemas/NAME.json.")
+    ] = False,
+) -> None:
+    """Print the JSON Schema of experiment files or of summary.json (generated from the models)."""
+    from flashlab.lab import schema as schemas
+
+    if name not in schemas.SCHEMAS:
+        raise UserError(f"NAME: {name!r} is not one of: {', '.join(schemas.SCHEMAS)}")
+    if write:
+        console.print(f"wrote {schemas.write(name)}")
+        return
+    sys.stdout.write(schemas.render(schemas.generate(name)))
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog=EPILOG)(schema)

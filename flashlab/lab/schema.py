@@ -1,0 +1,68 @@
+"""JSON Schemas of the output contract: experiment files and summary.json, generated from their
+pydantic models and shipped as flashlab/schemas/<name>.json (package data, so editors can validate
+YAML with them), tagged with the contract's `SCHEMA_VERSION` (`x-schema-version`).
+
+tests/test_schema.py fails when a model's schema changes and the shipped file or the version does
+not follow: bump flashlab.core.rundir.SCHEMA_VERSION, record the new hash in
+tests/data/schema_versions.json and run `flashlab schema NAME --write`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"  # flashlab/schemas
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+VERSION_KEY = "x-schema-version"
+
+
+def experiment_schema() -> dict[str, Any]:
+    from flashlab.core.rundir import SCHEMA_VERSION
+    from flashlab.lab.experiment import Experiment
+
+    schema = Experiment.model_json_schema()
+    schema["title"] = "flashlab experiment file"
+    schema["$schema"] = JSON_SCHEMA_DIALECT
+    schema[VERSION_KEY] = SCHEMA_VERSION
+    return schema
+
+
+def summary_schema() -> dict[str, Any]:
+    from flashlab.analysis.summary_schema import summary_json_schema
+
+    return summary_json_schema()
+
+
+SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
+    "experiment": experiment_schema,
+    "summary": summary_schema,
+}
+
+
+def render(schema: dict[str, Any]) -> str:
+    """The one text form of a schema (stable key order), as shipped and printed."""
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def generate(name: str) -> dict[str, Any]:
+    return SCHEMAS[name]()
+
+
+def shipped_path(name: str) -> Path:
+    return SCHEMA_DIR / f"{name}.json"
+
+
+def content_hash(schema: dict[str, Any]) -> str:
+    """A digest of what the schema says, without its version tag: a change is a new hash."""
+    body = {k: v for k, v in schema.items() if k != VERSION_KEY}
+    return hashlib.sha256(render(body).encode()).hexdigest()[:16]
+
+
+def write(name: str) -> Path:
+    path = shipped_path(name)
+    path.write_text(render(generate(name)), encoding="utf-8")
+    return path
