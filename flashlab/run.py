@@ -190,6 +190,16 @@ def _write_faults(path: Path, table: Any) -> None:
     pq.write_table(table.cast(rundir.FAULTS_SCHEMA), path)
 
 
+def _require_extras(exp: Experiment, target: Target | None) -> None:
+    """A missing optional extra is bad input, refused before any run directory exists."""
+    from flashlab.simulator.engines import require_engine
+    from flashlab.system.platforms import require_platform
+
+    require_engine(exp.engine.kind)
+    if target is None:
+        require_platform(exp.stack.platform)
+
+
 def execute(req: RunRequest) -> RunOutcome:
     """Run one experiment end to end. Raises UserError for bad input; anything else propagates."""
     exp = req.experiment
@@ -198,6 +208,7 @@ def execute(req: RunRequest) -> RunOutcome:
         require_loopback(req.target.redis_url, "--redis")
         if exp.faults:
             raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+    _require_extras(exp, req.target)
     run_id = new_run_id(exp)
     run_dir = _prepare_dir(req, run_id)
     manifest = _initial_manifest(exp, run_id)

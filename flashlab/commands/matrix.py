@@ -13,7 +13,7 @@ from flashlab.console import UserError, console, emit_json
 EPILOG = (
     "Examples:\n\n"
     "  flashlab matrix --strategies lua,lock --faults none,redis-kill --durability none,aof-always\n\n"
-    "  flashlab matrix --base experiments/matrix-base.yaml --shoppers 1000 --json\n\n"
+    "  flashlab matrix --base matrix-base --shoppers 1000 --json\n\n"
     "A cell's expected verdict: naive -> fail (oversell); redis-kill/restart without aof-always -> any; "
     "else pass. Exit 1 if any cell expected to pass fails (or errors)."
 )
@@ -39,9 +39,9 @@ def matrix(
     durability: Annotated[
         str, typer.Option(help="Comma-separated durability modes.")
     ] = "none,aof-always",
-    base: Annotated[Path, typer.Option(help="Experiment file every cell starts from.")] = Path(
-        "experiments/matrix-base.yaml"
-    ),
+    base: Annotated[
+        Path, typer.Option(help="Experiment file or shipped name every cell starts from.")
+    ] = Path("matrix-base"),
     shoppers: Annotated[int | None, typer.Option(help="Shoppers per cell (bounded).")] = None,
     stock: Annotated[int | None, typer.Option(help="Stock per cell.")] = None,
     out: Annotated[
