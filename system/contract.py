@@ -7,8 +7,9 @@ the simulator parses them, and the analysis keys on `ErrorCode`, never on HTTP s
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 API_PREFIX = "/api/v1"
 BUY_PATH = f"{API_PREFIX}/shop/buy"
@@ -40,6 +41,7 @@ class ErrorCode(StrEnum):
     # The simulator records both as indeterminate: the request may have reached a worker.
     bad_gateway = "bad_gateway"
     gateway_timeout = "gateway_timeout"
+    uri_too_long = "uri_too_long"  # 414, written by nginx: the request line exceeds its buffers
 
 
 STATUS_OF: dict[ErrorCode, int] = {
@@ -55,6 +57,7 @@ STATUS_OF: dict[ErrorCode, int] = {
     ErrorCode.method_not_allowed: 405,
     ErrorCode.bad_gateway: 502,
     ErrorCode.gateway_timeout: 504,
+    ErrorCode.uri_too_long: 414,
 }
 
 
@@ -100,11 +103,22 @@ class ResetRequest(_Strict):
     product_id: str = Field(alias="productId", pattern=ID_PATTERN)
     stock: int = Field(ge=0, le=10_000_000)
     strategy: Strategy = Strategy.lua
-    price_cents: int = Field(default=99_900, alias="priceCents", ge=0)
+    price_cents: int = Field(default=99_900, alias="priceCents", ge=0, le=10**12)
     # naive only: sleep between the read and the write, to widen the race window reproducibly.
     naive_delay_ms: float = Field(default=0.0, alias="naiveDelayMs", ge=0, le=5_000)
     lock_ttl_ms: int = Field(default=2_000, alias="lockTtlMs", ge=10, le=60_000)
     optimistic_retries: int = Field(default=3, alias="optimisticRetries", ge=0, le=100)
+
+    @field_validator(
+        "stock", "price_cents", "naive_delay_ms", "lock_ttl_ms", "optimistic_retries", mode="before"
+    )
+    @classmethod
+    def _json_number(cls, value: Any) -> Any:
+        # pydantic's lax mode would turn `false` into 0 and "5" into 5; the schema says number.
+        # (Strict mode would also refuse 5.0, which JSON Schema counts as an integer.)
+        if isinstance(value, bool | str):
+            raise ValueError("must be a JSON number")
+        return value
 
 
 class ResetOk(_Strict):
