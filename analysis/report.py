@@ -26,7 +26,7 @@ MATRIX_HTML = "matrix.html"
 MAX_EVIDENCE_ROWS = 5  # example operations shown per anomaly
 
 _TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("analysis", "templates"),
+    loader=jinja2.PackageLoader("flashlab.analysis", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
