@@ -77,8 +77,11 @@ stamp=$VENV/.flashlab-installed
 hash=$(cat pyproject.toml <(echo "$EXTRAS") | sha256sum | cut -c1-16)
 if [[ ! -f $stamp || $(cat "$stamp") != "$hash" ]]; then
   say "installing flashlab and its dependencies into $VENV (first time: a few minutes)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
+  # pip's and the build backend's chatter goes to a log; on failure its tail says why.
+  log=$VENV/pip-install.log
+  { "$VENV/bin/python" -m pip install -q --upgrade pip \
+      && "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"; } >"$log" 2>&1 \
+    || { grep -E '^(ERROR|error)' "$log" | tail -n 5 >&2; fail "pip install failed (log: $log)"; }
   echo "$hash" > "$stamp"
 fi
 # Jupyter kernel that runs this venv's python, for executing notebooks.
