@@ -26,14 +26,26 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import nbformat
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-from nbformat import NotebookNode
 
-ROOT = Path(__file__).resolve().parent.parent
+from flashlab.core.extras import MissingExtra
+from flashlab.core.meta import checkout_root
+
+try:  # the `notebooks` extra (pip install 'flashlab[notebooks]'); the core runs without it
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from nbformat import NotebookNode
+except ImportError:
+    _missing = MissingExtra("notebooks", "python -m flashlab.analysis.notebooks")
+    if __name__ == "__main__":  # run as a command: one line, exit 2, no traceback
+        print(f"error: {_missing}", file=sys.stderr)
+        raise SystemExit(_missing.code) from None
+    raise _missing from None
+
+# The notebooks live in the repository (notebooks/), not in the installed package.
+ROOT = checkout_root() or Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = ROOT / "notebooks"
 KERNEL_NAME = "flashlab-venv"
 CELL_TIMEOUT_S = 300
@@ -264,6 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             params[name] = json.loads(raw)
         except ValueError as exc:
             parser.error(f"--param {item!r}: {exc}")
+    if checkout_root() is None:
+        print(
+            "error: the notebooks live in a flashlab checkout (notebooks/); run from one",
+            file=sys.stderr,
+        )
+        return 2
     try:
         paths = notebook_paths(args.only)
     except NotebookError as exc:

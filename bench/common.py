@@ -26,11 +26,14 @@ from typing import Any, Literal
 import numpy as np
 import psutil
 
+from flashlab.core import meta
 from flashlab.system import procs
 
 Size = Literal["tiny", "full"]
 SIZES: tuple[str, ...] = ("tiny", "full")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# `flashlab bench` refuses to run outside a checkout (flashlab.core.meta.require_checkout); the
+# fallback only keeps this module importable from an installed package.
+REPO_ROOT = meta.checkout_root() or Path.cwd()
 RESULTS_FULL = REPO_ROOT / "bench" / "results.jsonl"
 PLOTS_FULL = REPO_ROOT / "bench" / "plots"
 # Tiny runs are smoke checks of the harness, not measurements: they never touch the committed files.

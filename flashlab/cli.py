@@ -23,7 +23,8 @@ app = typer.Typer(
     epilog=(
         "Examples:\n\n"
         "  flashlab run experiments/lua.yaml                 # start a stack, run, verdict\n\n"
-        "  flashlab run experiments/smoke.yaml --json        # CI: exit code is the verdict\n\n"
+        "  flashlab run smoke --json                         # CI: exit code is the verdict\n\n"
+        "  flashlab experiments                              # the shipped experiments, by name\n\n"
         "  flashlab stack up --detach && flashlab stack status\n\n"
         "  flashlab check reports/<run-id>                   # re-judge a saved run\n\n"
         "  flashlab run experiments/lua.yaml --repeat 5      # trial set: medians + 95% CIs\n\n"

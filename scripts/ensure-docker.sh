@@ -3,8 +3,17 @@
 # missing, start `dockerd` by hand when none runs (no systemd here), wait until it is ready.
 # Idempotent. Exits non-zero with one clear line when the engine cannot be made to answer.
 #   scripts/ensure-docker.sh          ensure the engine (and docker-compose, debootstrap)
+#   scripts/ensure-docker.sh --plan   print the Debian packages it would install (one a line), change nothing
 #   scripts/ensure-docker.sh --stop   stop a dockerd that THIS script started (by its PID file)
+# What counts as installed is the binary that is executed - the engine `dockerd`, not a `docker`
+# client that happens to be on the PATH - see scripts/lib/need.sh (FLASHLAB_BIN_DIRS overrides
+# the search directories, for tests).
 set -euo pipefail
+# shellcheck source=lib/need.sh
+source "$(dirname "$0")/lib/need.sh"
+
+# binary executed -> the Debian package that brings it. docker.io ships both dockerd and the client.
+REQUIRED=(dockerd=docker.io docker=docker.io docker-compose=docker-compose debootstrap=debootstrap)
 
 STATE_DIR=${FLASHLAB_DOCKER_STATE:-/var/tmp/flashlab-docker}
 PID_FILE=$STATE_DIR/dockerd.pid
@@ -30,28 +39,24 @@ stop_ours() {
   rm -f "$PID_FILE"
 }
 
+plan() { need_missing_packages "${REQUIRED[@]}"; }
+
 install_packages() {
-  local missing=()
-  command -v docker >/dev/null || missing+=(docker.io)
-  command -v docker-compose >/dev/null || missing+=(docker-compose)
-  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  local missing
+  mapfile -t missing < <(plan)
   (( ${#missing[@]} )) || return 0
-  [[ $(id -u) -eq 0 ]] || fail "missing ${missing[*]}; run as root or apt-get install ${missing[*]}"
-  command -v apt-get >/dev/null || fail "missing ${missing[*]} and no apt-get to install them"
   say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-    || fail "apt-get install ${missing[*]} failed"
+  need_apt_install ensure-docker "${missing[@]}"
 }
 
 start_dockerd() {
   [[ $(id -u) -eq 0 ]] || fail "no Docker engine answers and starting dockerd needs root"
-  command -v dockerd >/dev/null || fail "dockerd not found (package docker.io)"
+  local dockerd
+  dockerd=$(need_find dockerd) || fail "dockerd not found (package docker.io)"
   mkdir -p "$STATE_DIR"
   say "starting dockerd (log: $LOG_FILE)"
   # setsid: dockerd outlives this script and is not hit by the caller's Ctrl-C.
-  setsid dockerd >>"$LOG_FILE" 2>&1 < /dev/null &
+  setsid "$dockerd" >>"$LOG_FILE" 2>&1 < /dev/null &
   echo $! > "$PID_FILE"
   local pid deadline
   pid=$(cat "$PID_FILE")
@@ -65,14 +70,19 @@ start_dockerd() {
 }
 
 main() {
-  if [[ ${1:-} == --stop ]]; then stop_ours; return; fi
+  case ${1:-} in
+    --stop) stop_ours; return ;;
+    --plan) plan; return ;;
+    "") ;;
+    *) fail "unknown option $1 (allowed: --plan, --stop)" ;;
+  esac
   install_packages
   if engine_up; then
     say "engine ready: $(docker version --format '{{.Server.Version}}' 2>/dev/null)"
   else
     start_dockerd
   fi
-  command -v docker-compose >/dev/null || fail "docker-compose not found (package docker-compose)"
+  need_find docker-compose >/dev/null || fail "docker-compose not found (package docker-compose)"
 }
 
 main "$@"

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -65,6 +65,7 @@ from flashlab.system.strategies import (
     ProductMeta,
     Purchase,
     PurchaseStrategy,
+    all_settings_model,
     load_strategies,
     settings_model,
 )
@@ -328,7 +329,7 @@ class Api:
             return error_response(request.scope, ErrorCode.forbidden, f"{ADMIN_HEADER} is wrong")
         try:
             req = ResetRequest.model_validate(parse_json(await read_body(request)))
-            settings = settings_model(req.strategy.value).model_validate(req.settings)
+            settings = _strategy_settings(req)
         except BadInput as exc:
             return error_response(request.scope, exc.code, exc.message)
         except ValidationError as exc:
@@ -361,6 +362,24 @@ class Api:
         return error_response(
             request.scope, ErrorCode.backend_unavailable, "redis did not answer PING in time"
         )
+
+
+def _strategy_settings(req: ResetRequest) -> BaseModel:
+    """The chosen strategy's settings out of the reset's (every key checked, others' ignored)."""
+    given = all_settings_model().model_validate(req.settings)
+    own = settings_model(req.strategy.value)
+    return own.model_validate(
+        {k: getattr(given, k) for k in given.model_fields_set if k in own.model_fields}
+    )
+
+
+def _reset_body() -> dict[str, Any]:
+    """The reset's OpenAPI body: ResetRequest, with `settings` typed by every strategy's fields."""
+    body = _openapi_body(ResetRequest)
+    schema = body["requestBody"]["content"][JSON]["schema"]
+    settings = all_settings_model().model_json_schema(by_alias=True)
+    schema["properties"]["settings"] = _inline_refs(settings, settings.get("$defs", {}))
+    return body
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -557,7 +576,7 @@ def _install_routes(app: FastAPI, api: Api) -> None:
     @app.post(
         RESET_PATH,
         response_model=ResetOk,
-        openapi_extra={**_openapi_body(ResetRequest), "parameters": [admin_param]},
+        openapi_extra={**_reset_body(), "parameters": [admin_param]},
         responses=_errors(
             ErrorCode.forbidden,
             ErrorCode.bad_request,

@@ -8,6 +8,8 @@ from typing import Any
 
 import jinja2
 
+from flashlab.core.contract import BUY_PATH, RESET_PATH
+
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
@@ -28,6 +30,8 @@ def _env() -> jinja2.Environment:
         autoescape=False,  # config files, not HTML
     )
     env.globals["fail"] = _fail
+    # The API's POST-only routes (every other route is GET): nginx's own 405 names them in `Allow`.
+    env.globals["post_only_paths"] = [BUY_PATH, RESET_PATH]
     return env
 
 

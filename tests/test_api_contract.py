@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -236,6 +238,60 @@ def test_unknown_route_and_wrong_method(http: httpx.Client) -> None:
     assert_error(http.delete("/healthz"), 405, ErrorCode.method_not_allowed)
 
 
+# --------------------------------------------------------------------------- nginx's own answers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("TRACE", BUY_PATH, "POST"),
+        ("TRACE", "/healthz", "GET"),
+        ("PROPFIND", "/healthz", "GET"),  # a method the API cannot route: nginx refuses it
+        ("FOO", f"{BUY_PATH}?x=1", "POST"),
+    ],
+)
+def test_nginx_refused_methods_are_json_405_with_allow(
+    method: str, path: str, allow: str, http: httpx.Client
+) -> None:
+    response = http.request(method, path)
+    assert_error(response, 405, ErrorCode.method_not_allowed)
+    assert response.headers["allow"] == allow
+
+
+def test_nginx_uri_too_long_is_json_414(http: httpx.Client) -> None:
+    assert_error(http.get("/" + "a" * 20_000), 414, ErrorCode.uri_too_long)
+
+
+def test_nginx_body_over_its_limit_is_json_400(http: httpx.Client) -> None:
+    # Above nginx's client_max_body_size (8k): nginx refuses before the API sees it.
+    response = http.post(BUY_PATH, content=b"x" * 20_000, headers={USER_HEADER: "alice"})
+    assert_error(response, 400, ErrorCode.bad_request)
+
+
+def test_nginx_headers_too_large_is_json_400(http: httpx.Client) -> None:
+    assert_error(http.get("/healthz", headers={"x-big": "b" * 20_000}), 400, ErrorCode.bad_request)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nNo Colon Header\r\n\r\n"],
+    ids=["request-line", "header-line"],
+)
+def test_nginx_malformed_request_is_json_400(raw: bytes, local_stack: StackInfo) -> None:
+    # Raw bytes: no HTTP client sends these. A request without a parsable URI must not turn into
+    # nginx's HTML 500 (error pages are internal URIs, not named locations, for that reason).
+    host, port = local_stack.base_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(raw)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"application/json" in head.lower()
+    assert ErrorBody.model_validate_json(body).code is ErrorCode.bad_request
+
+
 def test_metrics_exposition(http: httpx.Client) -> None:
     response = http.get("/metrics")
     assert response.status_code == 200
@@ -263,16 +319,22 @@ def test_reset_requires_the_token(local_stack: StackInfo, http: httpx.Client) ->
         {"productId": "p", "stock": 1, "strategy": "magic"},
         {"productId": "p", "stock": 1, "surprise": True},
         {"stock": 1},
-        {"productId": "p", "stock": 1, "strategy": "lua", "settings": {"lock_ttl_ms": 5}},
+        {"productId": "p", "stock": 1, "strategy": "lua", "settings": {"lock_tll_ms": 500}},
         {"productId": "p", "stock": 1, "strategy": "lock", "settings": {"lock_ttl_ms": 1}},
+        {"productId": "p", "stock": False},  # not silently 0
+        {"productId": "p", "stock": "5"},  # not silently 5
+        {"productId": "p", "stock": 1, "priceCents": 10**22},  # beyond the declared maximum
     ],
     ids=[
         "negative-stock",
         "unknown-strategy",
         "unknown-field",
         "missing-id",
-        "setting-of-another-strategy",
+        "setting-unknown",
         "setting-out-of-range",
+        "bool-for-int",
+        "string-for-int",
+        "huge-price",
     ],
 )
 def test_reset_validation(
@@ -281,6 +343,22 @@ def test_reset_validation(
     response = http.post(RESET_PATH, json=payload, headers={ADMIN_HEADER: local_stack.admin_token})
     assert_error(response, 422, ErrorCode.validation_error)
     if "settings" in payload:  # the message names the strategy setting at fault
-        assert response.json()["message"].startswith("settings.lock_ttl_ms")
+        assert response.json()["message"].startswith(f"settings.{next(iter(payload['settings']))}")
     malformed = http.post(RESET_PATH, content=b"{", headers={ADMIN_HEADER: local_stack.admin_token})
     assert_error(malformed, 400, ErrorCode.bad_request)
+
+
+def test_reset_takes_settings_of_other_strategies_but_applies_only_its_own(
+    local_stack: StackInfo, http: httpx.Client, rdb: redis.Redis
+) -> None:
+    # One experiment file drives a matrix over strategies: its settings name several strategies.
+    body = {
+        "productId": "mixed",
+        "stock": 3,
+        "strategy": "lock",
+        "settings": {"lock_ttl_ms": 700, "naive_delay_ms": 5},
+    }
+    response = http.post(RESET_PATH, json=body, headers={ADMIN_HEADER: local_stack.admin_token})
+    assert response.status_code == 200, response.text
+    stored = json.loads(rdb.hget(ProductKeys("mixed").meta, "settings"))
+    assert stored == {"lock_ttl_ms": 700}

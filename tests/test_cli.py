@@ -161,3 +161,40 @@ def test_compare_bad_input(tmp_path: Path) -> None:
     ok = flashlab("compare", run, run, "--fail-if-worse", "p99,oversell")
     assert ok.returncode == 0, ok.stderr
     assert "single run" in ok.stdout
+
+
+def test_experiments_lists_every_shipped_file_with_its_description() -> None:
+    proc = flashlab("experiments", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["name"] for r in rows] == sorted(
+        p.stem for p in (ROOT / "experiments").glob("*.yaml")
+    )
+    assert all(r["description"] for r in rows), [r["name"] for r in rows if not r["description"]]
+    table = flashlab("experiments")
+    assert table.returncode == 0 and "smoke" in table.stdout
+
+
+def test_shipped_names_validate_and_unknown_names_suggest(tmp_path: Path) -> None:
+    proc = flashlab("validate", "smoke", "lua")
+    assert proc.returncode == 0, proc.stderr
+    assert_one_line_error(flashlab("run", "redis-kil"), "redis-kill")
+    assert_one_line_error(flashlab("run", "zzzzzz"), "flashlab experiments")
+
+
+def test_missing_extra_is_one_line_before_any_run_dir(tmp_path: Path) -> None:
+    # Simulate an install without the `ray` extra: its module list names one that cannot exist.
+    code = (
+        "import sys, flashlab.core.extras as e; e.EXTRAS['ray'] = ('flashlab_no_such_module',); "
+        "from flashlab.cli import main; sys.argv = ['flashlab', *sys.argv[1:]]; main()"
+    )
+    out = tmp_path / "r"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "run", "smoke", "--engine", "ray", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert_one_line_error(proc, "engine 'ray'", "pip install 'flashlab[ray]'")
+    assert not out.exists()

@@ -21,6 +21,10 @@ EPILOG = (
 
 
 def _import_bench() -> Any:
+    from flashlab.core.meta import require_checkout
+
+    # The benchmarks append to the repository's bench/results.jsonl and docs/BENCHMARKS.md.
+    require_checkout("flashlab bench (it writes bench/results.jsonl and docs/BENCHMARKS.md)")
     from flashlab import bench  # imported lazily: it is heavy
 
     return bench

@@ -12,14 +12,14 @@ from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
 from flashlab.console import console
 
 DEMO_RUNS = (
-    # (experiment file, what a correct lab shows, expected exit code)
+    # (shipped experiment name, what a correct lab shows, expected exit code)
     (
-        "experiments/seed-phase1-naive.yaml",
+        "seed-phase1-naive",
         "naive read-then-write oversells (the reference's phase 1)",
         1,
     ),
     (
-        "experiments/demo-chaos.yaml",
+        "demo-chaos",
         "lua + AOF always survives a Redis kill and a worker-kill storm",
         0,
     ),

@@ -1,4 +1,4 @@
-"""`flashlab validate` and `flashlab faults`: check experiment files and list the fault catalogue."""
+"""`flashlab validate`, `flashlab experiments` and `flashlab faults`: check experiment files, list the shipped ones and the fault catalogue."""
 
 from __future__ import annotations
 
@@ -36,8 +36,38 @@ def validate(
         )
 
 
+def experiments(
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print name, description and file as JSON.")
+    ] = False,
+) -> None:
+    """List the experiments shipped with flashlab; run one by name with `flashlab run NAME`.
+
+    Examples:
+
+      flashlab experiments
+
+      flashlab run smoke --json
+    """
+    from rich.table import Table
+
+    from flashlab.lab.experiment import describe_shipped
+
+    rows = describe_shipped()
+    if json_output:
+        emit_json(rows)
+        return
+    table = Table(title="shipped experiments (flashlab run NAME)")
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    for row in rows:
+        table.add_row(row["name"], row["description"])
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(validate)
+    app.command(epilog="Example:\n\n  flashlab experiments --json | jq -r '.[].name'")(experiments)
     try:
         from flashlab.commands.faults import faults
     except ImportError:  # pragma: no cover - while the chaos module is being built

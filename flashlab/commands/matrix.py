@@ -21,7 +21,7 @@ from flashlab.core.errors import EXIT_CODES_HELP, UserError
 EPILOG = (
     "Examples:\n\n"
     "  flashlab matrix --strategies lua,lock --faults none,redis-kill --durability none,aof-always\n\n"
-    "  flashlab matrix --base experiments/matrix-base.yaml --shoppers 1000 --json\n\n"
+    "  flashlab matrix --base matrix-base --shoppers 1000 --json\n\n"
     "  flashlab matrix --strategies lua,lock --faults none --durability none --repeat 3\n\n"
     "  flashlab matrix --strategies lua --faults none --junit matrix.xml --summary-md matrix.md\n\n"
     "A cell's expected verdict: naive -> fail (oversell); redis-kill/restart without aof-always -> any; "
@@ -52,9 +52,9 @@ def matrix(
     durability: Annotated[
         str, typer.Option(help="Comma-separated durability modes.")
     ] = "none,aof-always",
-    base: Annotated[Path, typer.Option(help="Experiment file every cell starts from.")] = Path(
-        "experiments/matrix-base.yaml"
-    ),
+    base: Annotated[
+        Path, typer.Option(help="Experiment file or shipped name every cell starts from.")
+    ] = Path("matrix-base"),
     shoppers: Annotated[int | None, typer.Option(help="Shoppers per cell (bounded).")] = None,
     stock: Annotated[int | None, typer.Option(help="Stock per cell.")] = None,
     out: Annotated[

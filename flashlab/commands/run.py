@@ -22,6 +22,7 @@ from flashlab.core.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, UserError
 
 EPILOG = (
     "Examples:\n\n"
+    "  flashlab run smoke                       # a shipped experiment, by name (flashlab experiments)\n\n"
     "  flashlab run experiments/lua.yaml\n\n"
     "  flashlab run experiments/seed-phase1-naive.yaml --shoppers 2000 --stock 200\n\n"
     "  flashlab run experiments/smoke.yaml --engine inline --json > summary.json\n\n"
@@ -107,7 +108,12 @@ def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
 
 
 def run(
-    experiment: Annotated[Path, typer.Argument(help="Experiment YAML file (see experiments/).")],
+    experiment: Annotated[
+        Path,
+        typer.Argument(
+            help="Experiment YAML file, or the name of a shipped one (see `flashlab experiments`)."
+        ),
+    ],
     shoppers: Annotated[int | None, typer.Option(help="Override scenario.shoppers.")] = None,
     stock: Annotated[int | None, typer.Option(help="Override product.stock.")] = None,
     strategy: Annotated[

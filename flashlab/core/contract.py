@@ -7,8 +7,9 @@ the simulator parses them, and the analysis keys on `ErrorCode`, never on HTTP s
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 API_PREFIX = "/api/v1"
 BUY_PATH = f"{API_PREFIX}/shop/buy"
@@ -40,6 +41,7 @@ class ErrorCode(StrEnum):
     # The simulator records both as indeterminate: the request may have reached a worker.
     bad_gateway = "bad_gateway"
     gateway_timeout = "gateway_timeout"
+    uri_too_long = "uri_too_long"  # 414, written by nginx: the request line exceeds its buffers
 
 
 STATUS_OF: dict[ErrorCode, int] = {
@@ -55,6 +57,7 @@ STATUS_OF: dict[ErrorCode, int] = {
     ErrorCode.method_not_allowed: 405,
     ErrorCode.bad_gateway: 502,
     ErrorCode.gateway_timeout: 504,
+    ErrorCode.uri_too_long: 414,
 }
 
 
@@ -100,10 +103,19 @@ class ResetRequest(_Strict):
     product_id: str = Field(alias="productId", pattern=ID_PATTERN)
     stock: int = Field(ge=0, le=10_000_000)
     strategy: Strategy = Strategy.lua
-    price_cents: int = Field(default=99_900, alias="priceCents", ge=0)
+    price_cents: int = Field(default=99_900, alias="priceCents", ge=0, le=10**12)
     # The strategy's own settings (e.g. lock: {"lock_ttl_ms": 2000}); the API validates them
     # against that strategy's Settings model and answers 422 naming the bad one.
     settings: dict[str, float | int | bool | str] = Field(default_factory=dict, max_length=32)
+
+    @field_validator("stock", "price_cents", mode="before")
+    @classmethod
+    def _json_number(cls, value: Any) -> Any:
+        # pydantic's lax mode would turn `false` into 0 and "5" into 5; the schema says number.
+        # (Strict mode would also refuse 5.0, which JSON Schema counts as an integer.)
+        if isinstance(value, bool | str):
+            raise ValueError("must be a JSON number")
+        return value
 
 
 class ResetOk(_Strict):

@@ -1,4 +1,9 @@
-"""Facts about where and with what a run was made: versions, git revision, host (for manifest.json)."""
+"""Facts about where and with what a run was made: versions, git revision, host, the checkout (if any).
+
+`checkout_root()` is the one place that decides whether flashlab runs from its repository (an
+editable install: Compose's Dockerfile, notebooks/, bench/results.jsonl are there) or from a
+plain `pip install` (only the package: reports go to ./reports of the working directory).
+"""
 
 from __future__ import annotations
 
@@ -50,8 +55,31 @@ def versions() -> dict[str, Any]:
     return found
 
 
+def checkout_root() -> Path | None:
+    """The flashlab repository this code runs from, or None when installed as a plain package."""
+    # This file sits at <repo>/flashlab/core/meta.py in a checkout, and at
+    # site-packages/flashlab/core/meta.py once installed (no pyproject or system/ folder there).
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "system" / "app.py").is_file():
+        return root
+    return None
+
+
+def require_checkout(what: str) -> Path:
+    """The checkout root, or a UserError (one line, exit 2) saying `what` needs the repository."""
+    root = checkout_root()
+    if root is None:
+        from flashlab.core.errors import UserError
+
+        raise UserError(
+            f"{what} needs a flashlab checkout (git clone the repository and run it from there); "
+            "this flashlab is installed as a package"
+        )
+    return root
+
+
 def git_revision(root: Path | None = None) -> dict[str, Any]:
-    root = root or Path(__file__).resolve().parents[2]
+    root = root or checkout_root() or Path.cwd()
 
     def git(*args: str) -> str | None:
         try:

@@ -1,12 +1,15 @@
 """Experiment files: the YAML a run is made from (stack, product, scenario, engine, faults, hypothesis, guards).
 
 `load_experiment` validates with pydantic and turns the first error into one line that names the
-field path and, where there is a fixed set, the allowed values.
+field path and, where there is a fixed set, the allowed values. It takes a path or the bare name of
+an experiment shipped inside the package (`smoke` = experiments/smoke.yaml, found through
+importlib.resources, so it works from any directory once flashlab is installed).
 """
 
 from __future__ import annotations
 
 import difflib
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -192,9 +195,46 @@ def parse_experiment(data: Any, source: str = "<experiment>") -> Experiment:
         raise ExperimentError(f"{source}: {_first_error(exc)}") from None
 
 
+SHIPPED_PACKAGE = "flashlab.experiments"  # the repository's experiments/ folder, as package data
+
+
+def shipped_experiments() -> dict[str, Path]:
+    """Experiments shipped with flashlab: name (file stem) -> file, sorted by name."""
+    # A wheel installs as plain files, so the resource is a real path (no zip extraction needed).
+    folder = Path(str(resources.files(SHIPPED_PACKAGE)))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_experiment(ref: Path | str) -> Path:
+    """A path that exists is itself; a bare name (no folder, no suffix needed) is a shipped experiment."""
+    path = Path(ref)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    shipped = shipped_experiments()
+    name = path.name.removesuffix(".yaml").removesuffix(".yml")
+    if name in shipped:
+        return shipped[name]
+    close = difflib.get_close_matches(name, list(shipped), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "see `flashlab experiments`"
+    raise ExperimentError(f"{ref}: no such file or shipped experiment; {hint}")
+
+
+def describe_shipped() -> list[dict[str, str]]:
+    """Name, one-line description and file of each shipped experiment (for `flashlab experiments`)."""
+    rows = []
+    for name, path in shipped_experiments().items():
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            data = {}
+        description = str(data.get("description", "")) if isinstance(data, dict) else ""
+        rows.append({"name": name, "description": description.strip(), "path": str(path)})
+    return rows
+
+
 def load_experiment(path: Path | str, overrides: dict[str, Any] | None = None) -> Experiment:
-    """Read and validate an experiment file; `overrides` are dotted paths, e.g. {'product.stock': 10}."""
-    path = Path(path)
+    """Read and validate an experiment (a file or a shipped name); `overrides` are dotted paths, e.g. {'product.stock': 10}."""
+    path = resolve_experiment(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:

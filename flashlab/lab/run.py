@@ -270,6 +270,16 @@ def _write_faults(path: Path, table: Any) -> None:
     pq.write_table(table.cast(rundir.FAULTS_SCHEMA), path, write_page_checksum=True)
 
 
+def _require_extras(exp: Experiment, target: Target | None) -> None:
+    """A missing optional extra is bad input, refused before any run directory exists."""
+    from flashlab.simulator.engines import require_engine
+    from flashlab.system.platforms import require_platform
+
+    require_engine(exp.engine.kind)
+    if target is None:
+        require_platform(exp.stack.platform)
+
+
 def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
     """Run one experiment end to end. Raises UserError for bad input; anything else propagates.
 
@@ -282,6 +292,7 @@ def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
         require_loopback(req.target.redis_url, "--redis")
         if exp.faults:
             raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+    _require_extras(exp, req.target)
     isolation = resolve_isolation(exp, req.target)
     if isolation.requested and not isolation.applied:
         # Stderr, so `--json` stays one document; the record says the same (applied: false).

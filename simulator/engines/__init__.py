@@ -6,7 +6,15 @@ import importlib
 
 from flashlab.simulator.engines.base import Engine, EngineResult, LoadPlan
 
-__all__ = ["ENGINES", "Engine", "EngineResult", "LoadPlan", "engine_names", "get_engine"]
+__all__ = [
+    "ENGINES",
+    "Engine",
+    "EngineResult",
+    "LoadPlan",
+    "engine_names",
+    "get_engine",
+    "require_engine",
+]
 
 # Imported lazily so `inline` never pays for Ray's import.
 ENGINES: dict[str, str] = {
@@ -14,15 +22,26 @@ ENGINES: dict[str, str] = {
     "process": "flashlab.simulator.engines.process:ProcessEngine",
     "ray": "flashlab.simulator.engines.ray_engine:RayEngine",
 }
+# Engines that need an optional extra (pyproject [project.optional-dependencies]).
+ENGINE_EXTRAS: dict[str, str] = {"ray": "ray"}
 
 
 def engine_names() -> list[str]:
     return sorted(ENGINES)
 
 
+def require_engine(name: str) -> None:
+    """Raise flashlab.core.extras.MissingExtra (one line, exit 2) when `name` needs an extra not installed."""
+    if name in ENGINE_EXTRAS:
+        from flashlab.core.extras import require
+
+        require(ENGINE_EXTRAS[name], f"engine {name!r}")
+
+
 def get_engine(name: str) -> Engine:
     """A fresh engine instance (one per run: it holds that run's workers)."""
     if name not in ENGINES:
         raise ValueError(f"engine: unknown {name!r} (allowed: {', '.join(engine_names())})")
+    require_engine(name)
     module, cls = ENGINES[name].split(":")
     return getattr(importlib.import_module(module), cls)()

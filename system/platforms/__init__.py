@@ -19,6 +19,24 @@ PLATFORMS: dict[str, str] = {
     "local": "flashlab.system.platforms.local:LocalPlatform",
     "compose": "flashlab.system.platforms.compose:ComposePlatform",
 }
+# Platforms that need an optional extra (pyproject [project.optional-dependencies]).
+PLATFORM_EXTRAS: dict[str, str] = {"compose": "compose"}
+# Platforms that need the repository itself (not only the installed package), and why.
+PLATFORM_NEEDS_CHECKOUT: dict[str, str] = {
+    "compose": "it builds its images from the repository's Dockerfile and docker-compose.yml"
+}
+
+
+def require_platform(name: str) -> None:
+    """Raise a UserError (one line, exit 2) when `name` needs an extra or a checkout that is not here."""
+    if name in PLATFORM_EXTRAS:
+        from flashlab.core.extras import require
+
+        require(PLATFORM_EXTRAS[name], f"platform {name!r}")
+    if name in PLATFORM_NEEDS_CHECKOUT:
+        from flashlab.core.meta import require_checkout
+
+        require_checkout(f"platform {name!r} ({PLATFORM_NEEDS_CHECKOUT[name]})")
 
 
 def get_platform(name: str, config: StackConfig) -> Platform:
@@ -30,6 +48,7 @@ def get_platform(name: str, config: StackConfig) -> Platform:
         raise PlatformConfigError(
             f"unknown platform {name!r} (allowed: {', '.join(PLATFORMS)})"
         ) from None
+    require_platform(name)
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)(config)
 
@@ -46,4 +65,5 @@ __all__ = [
     "StackInfo",
     "StackStartError",
     "get_platform",
+    "require_platform",
 ]

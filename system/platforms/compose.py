@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from flashlab.core.meta import checkout_root
 from flashlab.core.platform import (
     DURABILITY_MODES,
     Component,
@@ -54,7 +55,9 @@ if TYPE_CHECKING:  # the Docker SDK is a host-only dependency; containers never 
     import docker
     from docker.models.containers import Container
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The checkout the images build from; installed as a plain package there is none, and
+# flashlab.system.platforms.require_platform("compose") refuses before anything starts.
+REPO_ROOT = checkout_root() or Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-images.sh"
 APP_IMAGE = "flashlab-app"

@@ -49,7 +49,6 @@ RESPAWN_BACKOFF_MAX_S = 5.0
 QUICK_DEATH_S = 2.0  # a worker dying this soon after its start counts towards backoff
 MONITOR_INTERVAL_S = 0.1
 UPSTREAM_KEEPALIVE = 64
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 APT_HINTS = {
     "redis-server": "apt-get install redis-server",
@@ -450,10 +449,8 @@ class LocalPlatform(Platform):
         )
 
     def _py_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        # Children import system/chaos from this checkout even when it is not pip-installed.
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        return env
+        # Children run this interpreter, where flashlab is installed (editable in a checkout).
+        return dict(os.environ)
 
     def _api_starter(self, name: str, port: int, redis_url: str) -> Callable[[], procs.Tracked]:
         def start() -> procs.Tracked:
@@ -472,7 +469,7 @@ class LocalPlatform(Platform):
                 name=name,
                 env=env,
                 log_path=self._log(name),
-                cwd=REPO_ROOT,
+                cwd=self.workdir,
                 cpus=self.config.cpus,
             )
 

@@ -7,13 +7,21 @@ accepts). Adding a strategy is one module `flashlab.system.strategies.<name>` wi
 
 from __future__ import annotations
 
+import functools
 import importlib
+from typing import Any
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 from flashlab.core.contract import Strategy
-from flashlab.system.strategies.base import Outcome, ProductMeta, Purchase, PurchaseStrategy
+from flashlab.system.strategies.base import (
+    Outcome,
+    ProductMeta,
+    Purchase,
+    PurchaseStrategy,
+    StrategySettings,
+)
 
 STRATEGIES: dict[str, str] = {
     s.value: f"flashlab.system.strategies.{s.value}:{s.value.title()}Strategy" for s in Strategy
@@ -30,6 +38,19 @@ def settings_model(name: str) -> type[BaseModel]:
     return strategy_class(name).Settings
 
 
+@functools.cache
+def all_settings_model() -> type[BaseModel]:
+    """Every strategy's settings in one model (unknown keys refused): what a reset may carry.
+
+    One product's reset may name settings of other strategies (one experiment file drives a
+    matrix over strategies); the chosen strategy takes only its own (`settings_model`)."""
+    fields: dict[str, Any] = {}
+    for name in STRATEGIES:
+        for key, info in settings_model(name).model_fields.items():
+            fields[key] = (info.annotation, info)
+    return create_model("AllStrategySettings", __base__=StrategySettings, **fields)
+
+
 def load_strategies(redis: aioredis.Redis) -> dict[str, PurchaseStrategy]:
     """Instantiate every registered strategy for one worker's Redis client."""
     return {name: strategy_class(name)(redis) for name in STRATEGIES}
@@ -41,6 +62,7 @@ __all__ = [
     "ProductMeta",
     "Purchase",
     "PurchaseStrategy",
+    "all_settings_model",
     "load_strategies",
     "settings_model",
     "strategy_class",

@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from flashlab.system.keys import ProductKeys, order_id
 
@@ -90,10 +90,28 @@ def record_order(pipe: Any, keys: ProductKeys, user_id: str) -> None:
     pipe.eval(RECORD_ORDER_LUA, 2, keys.orders, keys.order_seq, user_id)
 
 
-class NoSettings(BaseModel):
-    """A strategy without settings: any setting given to it is an error."""
+class StrategySettings(BaseModel):
+    """Base of every strategy's `Settings`: unknown keys refused, numbers must be JSON numbers.
+
+    pydantic's lax mode would turn `true` into 1 and "5" into 5; strict mode would also refuse
+    5.0, which JSON Schema counts as an integer. So: refuse booleans and strings for numbers."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key)
+                numeric = field is not None and field.annotation in (int, float)
+                if numeric and isinstance(value, bool | str):
+                    raise ValueError(f"{key}: must be a JSON number")
+        return data
+
+
+class NoSettings(StrategySettings):
+    """A strategy without settings: any setting given to it is an error."""
 
 
 class PurchaseStrategy(ABC):

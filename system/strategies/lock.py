@@ -10,11 +10,17 @@ import contextlib
 import secrets
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from flashlab.system.backend import BACKEND_ERRORS, arm
 from flashlab.system.keys import ProductKeys
-from flashlab.system.strategies.base import BUSY, ProductMeta, Purchase, PurchaseStrategy
+from flashlab.system.strategies.base import (
+    BUSY,
+    ProductMeta,
+    Purchase,
+    PurchaseStrategy,
+    StrategySettings,
+)
 
 RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -24,9 +30,7 @@ return 0
 """
 
 
-class LockSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class LockSettings(StrategySettings):
     # The lock's expiry: a worker that dies holding it blocks the product at most this long.
     lock_ttl_ms: int = Field(default=2_000, ge=10, le=60_000)
 

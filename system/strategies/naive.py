@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import asyncio
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from flashlab.system.backend import arm
 from flashlab.system.keys import ProductKeys
-from flashlab.system.strategies.base import ProductMeta, Purchase, PurchaseStrategy, record_order
+from flashlab.system.strategies.base import (
+    ProductMeta,
+    Purchase,
+    PurchaseStrategy,
+    StrategySettings,
+    record_order,
+)
 
 
-class NaiveSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class NaiveSettings(StrategySettings):
     # Sleep between the read and the write: widens the race window reproducibly.
     naive_delay_ms: float = Field(default=0.0, ge=0, le=5_000)
 

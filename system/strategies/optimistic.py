@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from flashlab.system.backend import arm, disarm
 from flashlab.system.keys import ProductKeys
-from flashlab.system.strategies.base import BUSY, ProductMeta, Purchase, PurchaseStrategy
+from flashlab.system.strategies.base import (
+    BUSY,
+    ProductMeta,
+    Purchase,
+    PurchaseStrategy,
+    StrategySettings,
+)
 
 
-class OptimisticSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class OptimisticSettings(StrategySettings):
     # WATCH/EXEC retries after the first attempt before answering 409 busy.
     optimistic_retries: int = Field(default=3, ge=0, le=100)
 
