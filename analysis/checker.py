@@ -16,7 +16,16 @@ from flashlab.analysis.checks import CHECKS as CHECK_PATHS
 from flashlab.analysis.checks.base import MAX_EXAMPLES, Check, CheckResult, unknown
 from flashlab.core.rundir import Run
 
-__all__ = ["CHECKS", "CHECK_KEYS", "MAX_EXAMPLES", "Check", "CheckResult", "check", "figures", "summary_keys"]
+__all__ = [
+    "CHECKS",
+    "CHECK_KEYS",
+    "MAX_EXAMPLES",
+    "Check",
+    "CheckResult",
+    "check",
+    "figures",
+    "summary_keys",
+]
 
 
 def _load(name: str, path: str) -> Check:

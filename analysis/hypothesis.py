@@ -254,9 +254,7 @@ def distrust(results: list[dict[str, Any]], reasons: list[str]) -> list[dict[str
     ]
 
 
-def unmeasurable(
-    results: list[dict[str, Any]], unknown: dict[str, str]
-) -> list[dict[str, Any]]:
+def unmeasurable(results: list[dict[str, Any]], unknown: dict[str, str]) -> list[dict[str, Any]]:
     """Clauses on the key of a check that could not run become "inconclusive" (with `reason`).
 
     `unknown` maps a summary key to why its check has no result (a check that raised): neither

@@ -312,6 +312,8 @@ def _time_to_purchase(h: pd.DataFrame, decile: pd.Series) -> pd.DataFrame:
     arrived = h.groupby("shopper")["intended_ns"].min()
     bought = h[h["type"].eq("ok")].groupby("shopper")["complete_ns"].min()
     wait_s = ((bought - arrived.reindex(bought.index)) / NS_PER_S).rename("wait")
+    if wait_s.empty:
+        return pd.DataFrame()
     frame = pd.DataFrame({"wait": wait_s, "decile": decile.reindex(wait_s.index)})
     return frame.groupby("decile")["wait"].quantile([0.5, 0.9]).unstack()
 

@@ -353,7 +353,9 @@ def plant_stock_comes_back(sale: Sale, k: int) -> list[str]:
     told, resold = sold_out.iloc[:k], sold_out.iloc[k : k + sale.stock_initial]
     sale.touched.update(told["user_id"])
     sale.touched.update(resold["user_id"])
-    sale.orders = []  # the restarted Redis has no log; the product is re-seeded with its stock
+    # The restarted Redis has no log (its order sequence starts at o-1 again) and the product is
+    # re-seeded with its stock.
+    sale.orders = []
     for n, (idx, row) in enumerate(resold.iterrows(), start=1):
         ts_ms = int(row["invoke_ns"] + row["complete_ns"]) // 2 // NS_PER_MS
         sale.orders.append({"order_id": f"o-{n}", "user_id": row["user_id"], "ts_ms": ts_ms})

@@ -50,14 +50,18 @@ class NegativeStock(Check):
 class LostAcknowledged(Check):
     name = "lost_acknowledged"
     key = "lost_acknowledged"
-    description = "200 answers whose order id is not in Redis (an acknowledged sale the store forgot)"
+    description = (
+        "200 answers whose order id is not in Redis (an acknowledged sale the store forgot)"
+    )
 
     def run(self, run: Run) -> CheckResult:
         ok = ok_ops(run)
         known = set(orders_frame(run)["order_id"])
         lost = ok[~ok["order_id"].isin(known)]  # a null order id cannot be found either
         return result(
-            len(lost), lost["op_id"], f"{len(lost)} of {len(ok)} acknowledged purchases not in Redis"
+            len(lost),
+            lost["op_id"],
+            f"{len(lost)} of {len(ok)} acknowledged purchases not in Redis",
         )
 
 

@@ -27,7 +27,7 @@ class Undersold(Check):
         count = units_left if len(gave_up) else 0
         return result(
             count,
-            gave_up,
+            gave_up if count else [],
             f"{units_left} units left unsold; {len(gave_up)} of {len(first)} shoppers gave up "
             "without buying",
             {"gave_up": len(gave_up)},
