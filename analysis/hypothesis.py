@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flashlab.analysis.checker import CHECK_KEYS, CHECKS
 from flashlab.analysis.checker import summary_keys as check_summary_keys
 
 PERCENTILE_KEYS = ("p50", "p90", "p95", "p99", "p999", "max")
@@ -109,11 +110,14 @@ TIMING_PREFIXES = ("latency", "service_latency", "generator_")
 
 def clause_class(key: str) -> ClauseClass:
     """ "timing" for latency/service_latency, throughput, durations, recovery.*, window.*,
-    generator_*; "safety" for everything else. `phase.<name>.<key>` takes the class of <key>."""
+    generator_*; a check's keys take the class the check declares; "safety" for everything else.
+    `phase.<name>.<key>` takes the class of <key>."""
     parts = key.split(".")
     if parts[0] == "phase" and len(parts) >= 3:
         return clause_class(".".join(parts[2:]))
     head = parts[0]
+    if head in CHECK_KEYS:  # a check declares the class of its keys
+        return CHECKS[CHECK_KEYS[head]].clause_class
     if head in TIMING_HEADS or head.startswith(TIMING_PREFIXES):
         return "timing"
     return "safety"

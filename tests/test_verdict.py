@@ -200,3 +200,12 @@ def test_a_failing_clause_still_fails_beside_an_unknown_check(
     assert s["verdict"] == "fail"
     assert [c["status"] for c in s["hypothesis"]] == ["fail", "inconclusive"]
     assert s["gave_up"] is None
+
+
+def test_check_keys_take_the_class_their_check_declares(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flashlab.analysis.checker import CHECK_KEYS, CHECKS
+
+    for key, name in CHECK_KEYS.items():
+        assert clause_class(key) == CHECKS[name].clause_class == "safety"
+    monkeypatch.setattr(type(CHECKS["undersold"]), "clause_class", "timing")
+    assert clause_class("undersold") == "timing" and clause_class("gave_up") == "timing"
