@@ -24,16 +24,15 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flashlab.analysis.checker import CHECK_KEYS, CHECKS
+from flashlab.analysis.checker import summary_keys as check_summary_keys
+
 PERCENTILE_KEYS = ("p50", "p90", "p95", "p99", "p999", "max")
 
-# Summary keys a hypothesis may name; dicts list their sub-keys.
+# Summary keys a hypothesis may name; dicts list their sub-keys. The checks' keys come from the
+# check registry (flashlab.analysis.checks): a new check's count is a clause key by itself.
 SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
-    "oversell": (),
-    "negative_stock": (),
-    "lost_acknowledged": (),
-    "duplicate_purchases": (),
-    "phantom_orders": (),
-    "conservation_errors": (),
+    **dict.fromkeys(check_summary_keys(), ()),
     "sold": (),
     "stock_initial": (),
     "stock_remaining": (),
@@ -50,7 +49,12 @@ SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
     "sellout_s": (),
     "latency_ms": PERCENTILE_KEYS,
     "service_latency_ms": PERCENTILE_KEYS,
-    "fairness": ("rank_correlation", "early_half_win_share"),
+    "fairness": (
+        "rank_correlation",
+        "early_half_win_share",
+        "fcfs_inversions",
+        "fcfs_inversion_rate",
+    ),
     # Load-generator health (manifest.engine.generator): e.g. `generator_stalled_s < 0.5` makes a
     # run whose client stalled fail instead of reporting the client's delay as server latency.
     "generator_lag_ms_p99": (),
@@ -106,11 +110,14 @@ TIMING_PREFIXES = ("latency", "service_latency", "generator_")
 
 def clause_class(key: str) -> ClauseClass:
     """ "timing" for latency/service_latency, throughput, durations, recovery.*, window.*,
-    generator_*; "safety" for everything else. `phase.<name>.<key>` takes the class of <key>."""
+    generator_*; a check's keys take the class the check declares; "safety" for everything else.
+    `phase.<name>.<key>` takes the class of <key>."""
     parts = key.split(".")
     if parts[0] == "phase" and len(parts) >= 3:
         return clause_class(".".join(parts[2:]))
     head = parts[0]
+    if head in CHECK_KEYS:  # a check declares the class of its keys
+        return CHECKS[CHECK_KEYS[head]].clause_class
     if head in TIMING_HEADS or head.startswith(TIMING_PREFIXES):
         return "timing"
     return "safety"
@@ -251,6 +258,18 @@ def distrust(results: list[dict[str, Any]], reasons: list[str]) -> list[dict[str
     ]
 
 
+def unmeasurable(results: list[dict[str, Any]], unknown: dict[str, str]) -> list[dict[str, Any]]:
+    """Clauses on the key of a check that could not run become "inconclusive" (with `reason`).
+
+    `unknown` maps a summary key to why its check has no result (a check that raised): neither
+    pass nor fail can be claimed from a number nobody measured (Jepsen's :unknown).
+    """
+    return [
+        r | {"status": "inconclusive", "reason": unknown[r["key"]]} if r["key"] in unknown else r
+        for r in results
+    ]
+
+
 def overall(statuses: list[str]) -> Verdict:
     """Any "fail" -> "fail"; else any "inconclusive" -> "inconclusive"; else "pass"."""
     if "fail" in statuses:
@@ -273,10 +292,12 @@ def reason_line(result: dict[str, Any]) -> str | None:
 
 
 def judge(
-    results: list[dict[str, Any]], untrusted: list[str]
+    results: list[dict[str, Any]], untrusted: list[str], unknown: dict[str, str] | None = None
 ) -> tuple[list[dict[str, Any]], Verdict, list[str]]:
-    """(clause results with final status, verdict, reasons for a non-pass: failures first)."""
-    final = distrust(results, untrusted)
+    """(clause results with final status, verdict, reasons for a non-pass: failures first).
+
+    `unknown`: summary key -> why the check filling it could not run (see `unmeasurable`)."""
+    final = unmeasurable(distrust(results, untrusted), unknown or {})
     verdict = overall([r["status"] for r in final])
     lines = [reason_line(r) for r in final if r["status"] == "fail"]
     lines += [reason_line(r) for r in final if r["status"] == "inconclusive"]

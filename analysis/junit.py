@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from flashlab.analysis.summary import CHECK_KEYS
+from flashlab.analysis.checker import CHECK_KEYS
 
 Outcome = Literal["passed", "failure", "error", "skipped"]
 MAX_EXAMPLES_IN_MESSAGE = 5
@@ -187,6 +187,9 @@ def check_case(name: str, check: dict[str, Any], gated: bool, classname: str) ->
     case = Case(name=name, classname=classname)
     if check.get("ok"):
         case.output = str(check.get("detail", ""))
+        return case
+    if check.get("ok") is None:  # the check raised: unknown, neither pass nor fail
+        case.outcome, case.message = "skipped", f"unknown: {check.get('detail', '')}"
         return case
     measured = f"measured {number(check.get('count'))} vs expected == 0{_examples(check)}"
     case.detail = str(check.get("detail", ""))

@@ -50,6 +50,8 @@ def headline_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("lost acknowledged orders", fmt(summary.get("lost_acknowledged"))),
         ("duplicate purchases", fmt(summary.get("duplicate_purchases"))),
         ("phantom orders", fmt(summary.get("phantom_orders"))),
+        ("undersold / gave up", f"{fmt(summary.get('undersold'))} / {fmt(summary.get('gave_up'))}"),
+        ("premature sold-out answers", fmt(summary.get("premature_sold_out"))),
         ("shoppers / attempts", f"{fmt(summary.get('shoppers'))} / {fmt(summary.get('attempts'))}"),
         ("conflict rate", fmt(pct(summary.get("conflict_rate")), "%")),
         ("error rate", fmt(pct(summary.get("error_rate")), "%")),
@@ -83,6 +85,9 @@ def _failed_checks(checks: dict[str, Any]) -> list[str]:
     lines = []
     for name, check in checks.items():
         if check.get("ok"):
+            continue
+        if check.get("ok") is None:
+            lines.append(f"- **{name}**: unknown — {check.get('detail', '')}")
             continue
         examples = ", ".join(f"`{e}`" for e in (check.get("examples") or [])[:MAX_EXAMPLES])
         lines.append(

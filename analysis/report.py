@@ -19,6 +19,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from flashlab.analysis import plots
+from flashlab.analysis.checker import CHECKS
 from flashlab.analysis.trials import TRIALS_HTML
 from flashlab.core.errors import verdict_exit_code  # the exit code the banner shows
 from flashlab.core.isolation import describe as describe_isolation
@@ -118,6 +119,9 @@ KEY_NUMBERS: list[tuple[str, list[str]]] = [
     ("lost acknowledged orders", ["lost_acknowledged"]),
     ("duplicate purchases", ["duplicate_purchases"]),
     ("phantom orders", ["phantom_orders"]),
+    ("undersold: units left / shoppers who gave up", ["undersold", "gave_up"]),
+    ("premature sold-out answers", ["premature_sold_out"]),
+    ("FCFS inversion rate", ["fairness.fcfs_inversion_rate"]),
     ("stock remaining", ["stock_remaining"]),
     ("conflict rate (409 busy)", ["conflict_rate"]),
     ("success rate", ["success_rate"]),
@@ -208,7 +212,7 @@ def _cell_text(value: Any) -> str:
 def _anomalies(run: Run, summary: dict[str, Any]) -> list[dict[str, Any]]:
     found = []
     for name, result in (summary.get("checks") or {}).items():
-        if result.get("ok", True):
+        if result.get("ok", True) is not False:
             continue
         examples = [str(e) for e in result.get("examples") or []]
         found.append({"name": name, "examples": examples, "evidence": _evidence(run, examples)})
@@ -283,6 +287,7 @@ def render_report(run: Run, summary: dict[str, Any]) -> str:
         percentiles=PERCENTILE_COLUMNS,
         codes=sorted((summary.get("codes") or {}).items(), key=lambda kv: -int(kv[1] or 0)),
         checks=summary.get("checks") or {},
+        check_docs={name: c.description for name, c in CHECKS.items()},
         anomalies=_anomalies(run, summary),
         evidence_columns=["source", *EVIDENCE_COLUMNS],
         recovery=recovery,

@@ -20,7 +20,13 @@ timestamp of the order that took the last unit (the `stock_initial`-th order); N
 stock never ran out. `sellout_first_answer_s` is the client view: the first `sold_out` answer.
 Fairness: a shopper *won* if Redis truth holds an order for their user id. rank_correlation is
 Spearman's rho between arrival rank (`shopper`) and winning (1/0): strongly negative means
-first come, first served; near 0 means arrival order did not matter.
+first come, first served; near 0 means arrival order did not matter. FCFS inversions: pairs
+where a shopper who arrived later won and one who arrived earlier, at least as patient (max_attempts
+of their profile, from manifest.experiment.scenario.profiles; the same profile when not
+recorded), did not; fcfs_inversion_rate = inversions / comparable (winner, loser) pairs
+(0 = first come first served, ~0.5 = arrival order did not matter). `profiles`: each profile's
+share of the shoppers and of the units (bots vs humans); deciles carry the p50/p90 time from a
+buyer's arrival (first intended send) to their first 200.
 Load-generator health (`generator`) is the one statistic not from the history: the engine's own
 event-loop lag and CPU measurements, read from manifest["engine"]["generator"] (see
 flashlab.simulator.loopmon). A starved generator inflates both response and service times.
@@ -234,10 +240,90 @@ def sellout(run: Run) -> dict[str, float | None]:
 # --- fairness ----------------------------------------------------------------------------------
 
 
+def fcfs_inversions(won: np.ndarray, level: np.ndarray) -> tuple[int, int]:
+    """(inversions, comparable pairs) over shoppers in arrival order, in O(n x patience levels).
+
+    A (winner, loser) pair is comparable when the loser was at least as patient (level >= the
+    winner's); it is an inversion when the loser arrived earlier. Each patience level of the
+    winners is one cumulative count of the losers at least that patient seen so far."""
+    inversions = pairs = 0
+    lost = ~won
+    for lv in np.unique(level[won]):
+        patient_losers = lost & (level >= lv)
+        before = np.cumsum(patient_losers) - patient_losers  # strictly earlier arrivals
+        winners = won & (level == lv)
+        inversions += int(before[winners].sum())
+        pairs += int(winners.sum()) * int(patient_losers.sum())
+    return inversions, pairs
+
+
+def patience_levels(manifest: dict[str, Any]) -> dict[str, int]:
+    """Profile name -> max_attempts, from the experiment the manifest recorded (may be empty)."""
+    scenario = (manifest.get("experiment") or {}).get("scenario") or {}
+    profiles = scenario.get("profiles") if isinstance(scenario, dict) else None
+    return {
+        str(p["name"]): int(p["max_attempts"])
+        for p in profiles or []
+        if isinstance(p, dict) and "name" in p and isinstance(p.get("max_attempts"), int)
+    }
+
+
+def _inversions(run: Run, won: np.ndarray, profiles: pd.Series) -> dict[str, Any]:
+    """FCFS inversions; patience = max_attempts when every profile's is recorded, else the same
+    profile only (each profile compared within itself)."""
+    levels = patience_levels(run.manifest)
+    names = profiles.to_numpy(dtype="object")
+    if set(names) <= set(levels):
+        inv, pairs = fcfs_inversions(won, np.array([levels[p] for p in names], dtype="int64"))
+        basis = "max_attempts"
+    else:
+        inv = pairs = 0
+        for name in sorted(set(names)):
+            mask = names == name
+            i, p = fcfs_inversions(won[mask], np.zeros(int(mask.sum()), dtype="int64"))
+            inv, pairs = inv + i, pairs + p
+        basis = "same profile"
+    return {
+        "fcfs_inversions": inv,
+        "fcfs_pairs": pairs,
+        "fcfs_inversion_rate": inv / pairs if pairs else 0.0,
+        "fcfs_patience": basis,
+    }
+
+
+def _profile_shares(won: np.ndarray, profiles: pd.Series) -> dict[str, dict[str, Any]]:
+    """Each profile's share of the shoppers against its share of the units (bots vs humans)."""
+    frame = pd.DataFrame({"profile": profiles.to_numpy(), "won": won})
+    per = frame.groupby("profile", sort=True)["won"].agg(["size", "sum"])
+    n, units = len(frame), int(won.sum())
+    return {
+        str(name): {
+            "shoppers": int(row["size"]),
+            "units": int(row["sum"]),
+            "shopper_share": float(row["size"] / n) if n else None,
+            "unit_share": float(row["sum"] / units) if units else None,
+        }
+        for name, row in per.iterrows()
+    }
+
+
+def _time_to_purchase(h: pd.DataFrame, decile: pd.Series) -> pd.DataFrame:
+    """Per arrival decile: p50/p90 seconds from a buyer's arrival to their first 200 answer."""
+    arrived = h.groupby("shopper")["intended_ns"].min()
+    bought = h[h["type"].eq("ok")].groupby("shopper")["complete_ns"].min()
+    wait_s = ((bought - arrived.reindex(bought.index)) / NS_PER_S).rename("wait")
+    if wait_s.empty:
+        return pd.DataFrame()
+    frame = pd.DataFrame({"wait": wait_s, "decile": decile.reindex(wait_s.index)})
+    return frame.groupby("decile")["wait"].quantile([0.5, 0.9]).unstack()
+
+
 def fairness(run: Run) -> dict[str, Any]:
-    """Who won by arrival order: Spearman rho, the early half's share of winners, winners per decile."""
+    """Who won by arrival order: Spearman rho, the early half's share of winners, winners and time
+    to purchase per decile, FCFS inversions, and each profile's share of the units."""
     h = run.history
-    shoppers = h.groupby("shopper", sort=True)["user_id"].first()
+    first = h.groupby("shopper", sort=True)[["user_id", "profile"]].first()
+    shoppers = first["user_id"]
     n = len(shoppers)
     winners = {o.user_id for o in run.truth.orders}
     won = shoppers.isin(winners).to_numpy(dtype="float64")
@@ -250,12 +336,15 @@ def fairness(run: Run) -> dict[str, Any]:
     early = int(won[rank < n / 2].sum())
     decile = (rank * 10 // max(n, 1)).astype("int64")
     per = pd.DataFrame({"decile": decile, "won": won}).groupby("decile")["won"].agg(["size", "sum"])
+    waits = _time_to_purchase(h, pd.Series(decile, index=shoppers.index))
     deciles = [
         {
             "decile": int(d) + 1,
             "shoppers": int(row["size"]),
             "winners": int(row["sum"]),
             "win_rate": float(row["sum"] / row["size"]),
+            "time_to_purchase_p50_s": _opt(waits, d, 0.5),
+            "time_to_purchase_p90_s": _opt(waits, d, 0.9),
         }
         for d, row in per.iterrows()
     ]
@@ -264,7 +353,15 @@ def fairness(run: Run) -> dict[str, Any]:
         "early_half_win_share": early / total_won if total_won else None,
         "winners": total_won,
         "deciles": deciles,
+        **_inversions(run, won.astype(bool), first["profile"]),
+        "profiles": _profile_shares(won.astype(bool), first["profile"]),
     }
+
+
+def _opt(frame: pd.DataFrame, row: Any, col: float) -> float | None:
+    if row not in frame.index or col not in frame.columns or pd.isna(frame.at[row, col]):
+        return None
+    return float(frame.at[row, col])
 
 
 # --- load-generator health ---------------------------------------------------------------------

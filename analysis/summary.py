@@ -21,20 +21,12 @@ from typing import Any
 import numpy as np
 
 from flashlab.analysis import hypothesis, stats
-from flashlab.analysis.checker import check
+from flashlab.analysis.checker import CHECK_KEYS, check, figures
 from flashlab.analysis.reconcile import reconcile
 from flashlab.analysis.recovery import by_fault, phases, recovery
 from flashlab.core.rundir import MANIFEST, SCHEMA_VERSION, Run, RunDirError
 
-# summary key <- check name, for the anomaly counts a hypothesis can name directly
-CHECK_KEYS = {
-    "oversell": "oversell",
-    "negative_stock": "negative_stock",
-    "lost_acknowledged": "lost_acknowledged",
-    "duplicate_purchases": "duplicate_purchases",
-    "phantom_orders": "phantom_orders",
-    "conservation_errors": "conservation",
-}
+__all__ = ["CHECK_KEYS", "json_safe", "summarize", "unknown_checks"]
 
 
 def json_safe(value: Any) -> Any:
@@ -73,7 +65,8 @@ def _measurements(run: Run) -> dict[str, Any]:
     out: dict[str, Any] = {
         "run_id": run.run_id,
         "checks": {name: c.to_dict() for name, c in checks.items()},
-        **{key: checks[name].count for key, name in CHECK_KEYS.items()},
+        # Each check's count and figures under its declared keys (flashlab.analysis.checks).
+        **{k: v for name, c in checks.items() for k, v in figures(name, c).items()},
         "sold": len(t.orders),
         "stock_initial": t.stock_initial,
         "stock_remaining": t.stock_remaining,
@@ -148,12 +141,24 @@ def steady_state_reason(before: dict[str, Any] | None) -> str | None:
     return str(before.get("reason") or "not in steady state before the first fault")
 
 
+def unknown_checks(summary: dict[str, Any]) -> dict[str, str]:
+    """summary key -> why its check could not run, for every check whose `ok` is None."""
+    checks = summary.get("checks") or {}
+    return {
+        key: f"check {name} {checks[name].get('detail') or 'could not run'}"
+        for key, name in CHECK_KEYS.items()
+        if name in checks and checks[name].get("ok") is None
+    }
+
+
 def summarize(run: Run) -> dict[str, Any]:
     """Every summary.json key (all of flashlab.analysis.hypothesis.SUMMARY_KEYS among them) plus the verdict."""
     summary = json_safe(_measurements(run))
     summary["isolation"] = json_safe(isolation(run.manifest))
     passed, measured = hypothesis.evaluate(_clauses(run), summary)
-    clauses, verdict, reasons = hypothesis.judge(measured, untrusted_timing(summary))
+    clauses, verdict, reasons = hypothesis.judge(
+        measured, untrusted_timing(summary), unknown_checks(summary)
+    )
     before = (run.manifest.get("steady_state") or {}).get("before")
     summary["steady_state"] = json_safe({"before": before, "after": {"ok": passed}})
     if (not_steady := steady_state_reason(before)) is not None:
@@ -165,9 +170,17 @@ def summarize(run: Run) -> dict[str, Any]:
     summary["hypothesis"] = json_safe(clauses)
     summary["verdict"] = verdict
     summary["verdict_reasons"] = reasons
-    failed = [name for name, c in summary["checks"].items() if not c["ok"]]
-    summary["failed_checks"] = failed
+    summary["failed_checks"] = [n for n, c in summary["checks"].items() if c["ok"] is False]
+    summary["unknown_checks"] = [n for n, c in summary["checks"].items() if c["ok"] is None]
     # Verdict and headline first, for humans reading the file.
-    head_keys = ("run_id", "verdict", "verdict_reasons", "aborted", "hypothesis", "failed_checks")
+    head_keys = (
+        "run_id",
+        "verdict",
+        "verdict_reasons",
+        "aborted",
+        "hypothesis",
+        "failed_checks",
+        "unknown_checks",
+    )
     head = {k: summary.pop(k) for k in head_keys}
     return {"schema_version": SCHEMA_VERSION} | head | summary

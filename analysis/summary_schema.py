@@ -51,12 +51,16 @@ class ClauseResult(_Open):
 
 
 class CheckSummary(_Open):
-    """One consistency check (flashlab.analysis.checker): count and example ids."""
+    """One consistency check (flashlab.analysis.checks): count and example ids; ok/count are
+    None when the check could not run (unknown; `detail` says why)."""
 
-    ok: bool
-    count: int
+    ok: bool | None
+    count: int | None
     examples: list[str] = Field(default_factory=list)
     detail: str = ""
+    figures: dict[str, float | int | None] | None = Field(
+        default=None, description="Further numbers the check measured (e.g. undersold: gave_up)."
+    )
 
 
 class GeneratorHealth(_Open):
@@ -72,6 +76,13 @@ class Fairness(_Open):
     early_half_win_share: float | None = None
     winners: int | None = None
     deciles: list[dict[str, Any]] = Field(default_factory=list)
+    fcfs_inversions: int | None = None
+    fcfs_pairs: int | None = None
+    fcfs_inversion_rate: float | None = None
+    fcfs_patience: str | None = None
+    profiles: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="Per profile: shoppers, units and their shares."
+    )
 
 
 class Isolation(_Open):
@@ -107,13 +118,20 @@ class SummaryModel(_Open):
     )
     hypothesis: list[ClauseResult]
     failed_checks: list[str]
+    unknown_checks: list[str] | None = Field(
+        default=None, description="Checks that raised: their clauses are inconclusive."
+    )
     checks: dict[str, CheckSummary]
-    oversell: int
-    negative_stock: int
-    lost_acknowledged: int
-    duplicate_purchases: int
-    phantom_orders: int
-    conservation_errors: int
+    # The checks' counts (flashlab.analysis.checks; None when the check could not run).
+    oversell: int | None
+    negative_stock: int | None
+    lost_acknowledged: int | None
+    duplicate_purchases: int | None
+    phantom_orders: int | None
+    conservation_errors: int | None
+    undersold: int | None = None
+    gave_up: int | None = None
+    premature_sold_out: int | None = None
     sold: int
     stock_initial: int
     stock_remaining: int

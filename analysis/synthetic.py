@@ -15,6 +15,14 @@ clean sale in one way and return the ids the checker should report among its exa
 - server_errors       k busy/sold-out answers become 500s                                 -> op ids
 - conservation        Redis stock is k higher than initial - orders                       -> []
 - server_overcount    the server's purchases counter reads k higher than its real count   -> []
+- premature_sold_out  k single-attempt `sold_out` answers moved to complete just before the last
+                      sale was sent (a later purchase succeeded)                          -> op ids
+- stock_comes_back    Redis restarts without persistence right after the k-th `sold_out` answer and
+                      comes back re-seeded: the log loses every earlier order (all acknowledged
+                      sales are lost), and the next `stock` sold_out answers become purchases
+                      that commit after the restart but time out (`info`) -> the k answers' op ids
+- undersold           the latest k buyers never bought and nobody hears "sold out": those 200s
+                      and every `sold_out` answer become a final 409 busy; k units stay     -> []
 `generator` is the load generator's recorded health (default healthy; `OVERLOADED` is not; None
 writes no generator data, like a run from before it was recorded).
 An `Outage` makes every attempt sent during [start_s, end_s + tail_s) a 503 and records a fault
@@ -323,6 +331,54 @@ def plant_server_overcount(sale: Sale, k: int) -> list[str]:
     return []
 
 
+def plant_premature_sold_out(sale: Sale, k: int) -> list[str]:
+    h = sale.history
+    sold_out = h[h["code"].eq("sold_out") & h["attempt"].eq(1)]
+    chosen = _pick(sale, sold_out, k, "single-attempt sold_out answers")
+    last_sale = int(_ok_rows(sale)["invoke_ns"].max())
+    for i, idx in enumerate(chosen.index):
+        complete = last_sale - NS_PER_MS - i * 1_000  # told "sold out" before the last sale began
+        h.loc[idx, ["intended_ns", "invoke_ns", "complete_ns"]] = [complete - NS_PER_MS] * 2 + [
+            complete
+        ]
+    return list(chosen["op_id"])
+
+
+def plant_stock_comes_back(sale: Sale, k: int) -> list[str]:
+    h = sale.history
+    sold_out = h[h["code"].eq("sold_out") & ~h["user_id"].isin(sale.touched)]
+    sold_out = sold_out.sort_values(["complete_ns", "op_id"], kind="stable")
+    if len(sold_out) < k + sale.stock_initial or sold_out["user_id"].duplicated().any():
+        raise ValueError(f"plant: stock_comes_back needs {k} + stock sold_out answers")
+    told, resold = sold_out.iloc[:k], sold_out.iloc[k : k + sale.stock_initial]
+    sale.touched.update(told["user_id"])
+    sale.touched.update(resold["user_id"])
+    # The restarted Redis has no log (its order sequence starts at o-1 again) and the product is
+    # re-seeded with its stock.
+    sale.orders = []
+    for n, (idx, row) in enumerate(resold.iterrows(), start=1):
+        ts_ms = int(row["invoke_ns"] + row["complete_ns"]) // 2 // NS_PER_MS
+        sale.orders.append({"order_id": f"o-{n}", "user_id": row["user_id"], "ts_ms": ts_ms})
+        h.loc[idx, [*ACK_FIELDS, "error"]] = ["info", 0, None, None, None, "timeout"]
+    sale.stock_remaining = sale.stock_initial - len(resold)
+    sale.server_purchases += len(resold)
+    return list(told["op_id"])
+
+
+def plant_undersold(sale: Sale, k: int) -> list[str]:
+    h = sale.history
+    chosen = _pick(sale, _ok_rows(sale), k, "acknowledged purchases")
+    lost = set(chosen["order_id"])
+    sale.orders = [o for o in sale.orders if o["order_id"] not in lost]
+    # Nobody hears "sold out": the latest k buyers and every shopper after them get 409 busy on
+    # their last attempt and give up, with k units left (a lock that turns everyone away).
+    turned_away = h.index[h["code"].eq("sold_out")].union(chosen.index)
+    h.loc[turned_away, ACK_FIELDS] = ["fail", 409, "busy", None, None]
+    sale.stock_remaining += k
+    sale.server_purchases -= k
+    return []
+
+
 PLANTERS: dict[str, Callable[[Sale, int], list[str]]] = {
     "oversell": plant_oversell,
     "negative_stock": plant_negative_stock,
@@ -333,6 +389,9 @@ PLANTERS: dict[str, Callable[[Sale, int], list[str]]] = {
     "server_errors": plant_server_errors,
     "conservation": plant_conservation,
     "server_overcount": plant_server_overcount,
+    "premature_sold_out": plant_premature_sold_out,
+    "stock_comes_back": plant_stock_comes_back,
+    "undersold": plant_undersold,
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import xmlschema
 
+from flashlab.analysis.checker import CHECKS
 from flashlab.analysis.junit import Case, Suite, matrix_suites, run_suite, to_xml, write_junit
 from flashlab.analysis.markdown import matrix_markdown, run_markdown
 from flashlab.analysis.summary import summarize
@@ -147,8 +148,9 @@ def test_smoke_run_writes_valid_junit_a_summary_and_the_github_step_summary(tmp_
     assert proc.returncode == 0, proc.stderr[-3000:]
     XSD.validate(str(junit))
     root = ET.fromstring(junit.read_text())
-    # smoke.yaml: 6 clauses + the 7 registered checks, none failing.
-    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("13", "0", "0")
+    # smoke.yaml: 6 clauses + one case per registered check, none failing.
+    expected = str(6 + len(CHECKS))
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == (expected, "0", "0")
     text = summary_md.read_text()
     assert text.startswith("## flashlab `smoke`: ✅ PASS") and "`oversell == 0`" in text
     assert step.read_text() == "earlier step\n" + text + "\n"  # appended, not replaced

@@ -201,3 +201,68 @@ def test_throughput_and_duration(sold_out_run: Run) -> None:
     duration = (m["load_end_ns"] - m["load_start_ns"]) / 1e9
     assert stats.duration_s(sold_out_run) == pytest.approx(duration)
     assert stats.throughput_rps(sold_out_run) == pytest.approx(len(sold_out_run.history) / duration)
+
+
+def _brute_inversions(won: np.ndarray, level: np.ndarray) -> tuple[int, int]:
+    """FCFS inversions spelled out over every pair (the definition, O(n^2))."""
+    inversions = pairs = 0
+    for w in np.flatnonzero(won):
+        for loser in np.flatnonzero(~won):
+            if level[loser] >= level[w]:
+                pairs += 1
+                inversions += int(loser < w)
+    return inversions, pairs
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fcfs_inversions_match_the_pairwise_definition(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    won = rng.random(300) < np.linspace(0.8, 0.2, 300)
+    level = rng.choice([2, 8, 20], size=300)
+    assert stats.fcfs_inversions(won, level) == _brute_inversions(won, level)
+
+
+def test_fairness_inversions_rate_and_profile_shares() -> None:
+    profiles = ["human", "bot"] * 50
+    rows = [_op(i, 410, "sold_out", profile=p) for i, p in enumerate(profiles)]
+    # FCFS: the first 20 arrivals win, whatever their profile.
+    fcfs = stats.fairness(_run(rows, winners=[f"u-{i}" for i in range(20)]))
+    assert fcfs["fcfs_inversions"] == 0 and fcfs["fcfs_inversion_rate"] == 0.0
+    assert fcfs["fcfs_patience"] == "same profile"  # no profiles recorded in this manifest
+    # Bots (odd ranks) take every unit from the back of the queue.
+    bots = [f"u-{i}" for i in range(99, 59, -2)]
+    run = _run(rows, winners=bots)
+    f = stats.fairness(run)
+    assert f["fcfs_pairs"] == 20 * 30  # within the bot profile: 20 winners x 30 losing bots
+    assert f["fcfs_inversions"] == 20 * 30 and f["fcfs_inversion_rate"] == 1.0
+    assert f["profiles"]["bot"] == {
+        "shoppers": 50,
+        "units": 20,
+        "shopper_share": 0.5,
+        "unit_share": 1.0,
+    }
+    assert f["profiles"]["human"]["unit_share"] == 0.0
+    # With patience recorded, humans (max_attempts 2) are less patient than bots (20): a bot
+    # winning after a human lost is no inversion; humans winning after a bot lost would be.
+    run.manifest["experiment"] = {
+        "scenario": {
+            "profiles": [{"name": "human", "max_attempts": 2}, {"name": "bot", "max_attempts": 20}]
+        }
+    }
+    g = stats.fairness(run)
+    assert g["fcfs_patience"] == "max_attempts"
+    assert (g["fcfs_inversions"], g["fcfs_pairs"]) == (20 * 30, 20 * 30)
+
+
+def test_time_to_purchase_by_arrival_decile(sold_out_run: Run) -> None:
+    f = stats.fairness(sold_out_run)
+    h = sold_out_run.history
+    first_ok = h[h["type"].eq("ok")].groupby("shopper")["complete_ns"].min()
+    arrived = h.groupby("shopper")["intended_ns"].min()
+    waits = ((first_ok - arrived[first_ok.index]) / 1e9).to_numpy()
+    top = f["deciles"][0]
+    early = first_ok.index < len(arrived) / 10
+    assert top["time_to_purchase_p50_s"] == pytest.approx(np.quantile(waits[early], 0.5))
+    last = f["deciles"][-1]
+    if last["winners"] == 0:
+        assert last["time_to_purchase_p50_s"] is None

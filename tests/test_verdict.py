@@ -165,3 +165,47 @@ def test_report_banner_is_amber_for_inconclusive(tmp_path: Path) -> None:
     assert "exit 3" in html
     assert "inconclusive: load generator unhealthy" in html
     assert 'class="inconclusive"' in html  # the clause's row
+
+
+def test_a_clause_on_a_check_that_could_not_run_is_inconclusive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jepsen's check-safe: a crashing check is unknown; its clause cannot pass (nor fail)."""
+    from flashlab.analysis.checker import CHECKS
+
+    def boom(self: object, run: object) -> None:
+        raise ValueError("history column missing")
+
+    monkeypatch.setattr(type(CHECKS["lost_acknowledged"]), "run", boom)
+    s = _summary(tmp_path, hypothesis=["oversell == 0", "lost_acknowledged == 0"])
+    assert s["verdict"] == "inconclusive"
+    assert s["lost_acknowledged"] is None and s["checks"]["lost_acknowledged"]["ok"] is None
+    assert s["unknown_checks"] == ["lost_acknowledged"] and s["failed_checks"] == []
+    status = {c["key"]: c["status"] for c in s["hypothesis"]}
+    assert status == {"oversell": "pass", "lost_acknowledged": "inconclusive"}
+    assert s["verdict_reasons"] == [
+        "clause 'lost_acknowledged == 0' inconclusive: check lost_acknowledged could not run: "
+        "ValueError: history column missing"
+    ]
+    assert verdict_exit_code(s["verdict"]) == EXIT_INCONCLUSIVE
+
+
+def test_a_failing_clause_still_fails_beside_an_unknown_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flashlab.analysis.checker import CHECKS
+
+    monkeypatch.setattr(type(CHECKS["undersold"]), "run", lambda self, run: 1 / 0)
+    s = _summary(tmp_path, plant={"oversell": 1}, hypothesis=["oversell == 0", "undersold == 0"])
+    assert s["verdict"] == "fail"
+    assert [c["status"] for c in s["hypothesis"]] == ["fail", "inconclusive"]
+    assert s["gave_up"] is None
+
+
+def test_check_keys_take_the_class_their_check_declares(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flashlab.analysis.checker import CHECK_KEYS, CHECKS
+
+    for key, name in CHECK_KEYS.items():
+        assert clause_class(key) == CHECKS[name].clause_class == "safety"
+    monkeypatch.setattr(type(CHECKS["undersold"]), "clause_class", "timing")
+    assert clause_class("undersold") == "timing" and clause_class("gave_up") == "timing"

@@ -54,9 +54,11 @@ def check(
         emit_json(summary)
     else:
         print_summary(summary, str(run_dir))
-        failed = [name for name, c in summary.get("checks", {}).items() if not c.get("ok")]
+        failed = summary.get("failed_checks") or []
         if failed:
             console.print(f"[red]checks failing:[/] {', '.join(failed)}")
+        if unknown := summary.get("unknown_checks") or []:
+            console.print(f"[yellow]checks that could not run (unknown):[/] {', '.join(unknown)}")
     raise typer.Exit(verdict_exit_code(summary.get("verdict")))
 
 

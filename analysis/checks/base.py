@@ -1,0 +1,105 @@
+"""What a consistency check is: its declaration (name, summary key, description, clause class) and its result.
+
+A check is one `Check` subclass: `name` (the row in checks / the report / JUnit), `key` (the
+summary.json count a hypothesis clause can name, e.g. `conservation_errors`; None: reported
+but not in the clause vocabulary), `figures` (further summary.json numbers the check measures,
+each a clause key too), `description` (one line for docs and the report), `clause_class` (how
+the verdict treats clauses on its key: "safety" always decides) and `run(run) -> CheckResult`.
+Examples are ids a human can look up (op ids `<shopper>:<attempt>`, order ids, user ids), at most
+MAX_EXAMPLES. A check never imports another; shared frames are the helpers below.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+import pandas as pd
+
+from flashlab.core.rundir import Run
+
+MAX_EXAMPLES = 10
+ClauseClass = Literal["safety", "timing"]
+
+
+@dataclass
+class CheckResult:
+    """ok True/False, or None when the check could not run ("unknown", Jepsen's :unknown)."""
+
+    ok: bool | None
+    count: int | None
+    examples: list[str] = field(default_factory=list)
+    detail: str = ""
+    figures: dict[str, float | int | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if not self.figures:  # the summary's `checks.<name>` keeps its shape for figure-less checks
+            out.pop("figures")
+        return out
+
+
+def result(
+    count: int, examples: Iterable[Any], detail: str, figures: dict[str, Any] | None = None
+) -> CheckResult:
+    """A result whose `ok` is `count == 0`, examples capped at MAX_EXAMPLES."""
+    return CheckResult(
+        ok=count == 0,
+        count=int(count),
+        examples=[str(e) for e in list(examples)[:MAX_EXAMPLES]],
+        detail=detail,
+        figures=dict(figures or {}),
+    )
+
+
+def unknown(exc: BaseException) -> CheckResult:
+    """The result of a check that raised: neither pass nor fail, with the error's first line."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return CheckResult(
+        ok=None, count=None, detail=f"could not run: {type(exc).__name__}: {text}".rstrip()
+    )
+
+
+class Check(ABC):
+    name: ClassVar[str]
+    key: ClassVar[str | None]
+    description: ClassVar[str]
+    figures: ClassVar[tuple[str, ...]] = ()
+    clause_class: ClassVar[ClauseClass] = "safety"
+
+    @abstractmethod
+    def run(self, run: Run) -> CheckResult:
+        """Judge one run directory."""
+
+    def summary_keys(self) -> tuple[str, ...]:
+        """Every summary.json key this check fills (its count, then its figures)."""
+        return ((self.key,) if self.key else ()) + self.figures
+
+
+# --- frames several checks share ---------------------------------------------------------------
+
+
+def orders_frame(run: Run) -> pd.DataFrame:
+    """Redis truth's order log as a frame: order_id, user_id, ts_ms (server time)."""
+    orders = run.truth.orders
+    return pd.DataFrame(
+        {
+            "order_id": pd.Series([o.order_id for o in orders], dtype="object"),
+            "user_id": pd.Series([o.user_id for o in orders], dtype="object"),
+            "ts_ms": pd.Series([o.ts_ms for o in orders], dtype="int64"),
+        }
+    )
+
+
+def ok_ops(run: Run) -> pd.DataFrame:
+    h = run.history
+    return h[h["type"].eq("ok")]
+
+
+def excess_order_ids(run: Run) -> set[str]:
+    """Orders beyond stock_initial, latest first by server time: the oversold units."""
+    orders = orders_frame(run).sort_values(["ts_ms", "order_id"], kind="stable")
+    excess = max(0, len(orders) - run.truth.stock_initial)
+    return set(orders["order_id"].iloc[len(orders) - excess :]) if excess else set()

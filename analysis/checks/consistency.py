@@ -1,0 +1,132 @@
+"""The store's consistency checks: oversell, negative stock, lost/duplicate/phantom orders, conservation, 5xx.
+
+- oversell            orders in truth beyond stock_initial; examples: the excess (latest) orders.
+- negative_stock      history ops that observed `remaining` < 0, plus 1 if truth's final stock < 0.
+- lost_acknowledged   `ok` ops whose order id is not in truth (a 200 the store forgot).
+- duplicate_purchases users holding > 1 order in truth or acknowledged > 1 time; count = users.
+- phantom_orders      truth orders acknowledged by no `ok` op whose user has no `info` op that
+                      could explain them (an indeterminate attempt may well have committed).
+- conservation        stock_initial == stock_remaining + orders; count = |difference|.
+- server_errors       attempts answered 5xx other than 502/503/504 (a 500 is always a bug).
+"""
+
+from __future__ import annotations
+
+from flashlab.analysis.checks.base import Check, CheckResult, ok_ops, orders_frame, result
+from flashlab.analysis.stats import classify
+from flashlab.core.rundir import Run
+
+
+class Oversell(Check):
+    name = "oversell"
+    key = "oversell"
+    description = "orders in Redis beyond the initial stock (examples: the latest, excess orders)"
+
+    def run(self, run: Run) -> CheckResult:
+        orders = orders_frame(run).sort_values(["ts_ms", "order_id"], kind="stable")
+        excess = max(0, len(orders) - run.truth.stock_initial)
+        examples = orders["order_id"].iloc[len(orders) - excess :] if excess else []
+        return result(
+            excess, examples, f"{len(orders)} orders in Redis for {run.truth.stock_initial} units"
+        )
+
+
+class NegativeStock(Check):
+    name = "negative_stock"
+    key = "negative_stock"
+    description = "answers that reported remaining < 0, plus 1 if the final stock is negative"
+
+    def run(self, run: Run) -> CheckResult:
+        h = run.history
+        negative = h.loc[h["remaining"].notna() & h["remaining"].lt(0), "op_id"]
+        final = run.truth.stock_remaining
+        count = len(negative) + (1 if final < 0 else 0)
+        examples = ([f"truth:stock_remaining={final}"] if final < 0 else []) + list(negative)
+        return result(
+            count, examples, f"{len(negative)} answers reported remaining < 0; final stock {final}"
+        )
+
+
+class LostAcknowledged(Check):
+    name = "lost_acknowledged"
+    key = "lost_acknowledged"
+    description = (
+        "200 answers whose order id is not in Redis (an acknowledged sale the store forgot)"
+    )
+
+    def run(self, run: Run) -> CheckResult:
+        ok = ok_ops(run)
+        known = set(orders_frame(run)["order_id"])
+        lost = ok[~ok["order_id"].isin(known)]  # a null order id cannot be found either
+        return result(
+            len(lost),
+            lost["op_id"],
+            f"{len(lost)} of {len(ok)} acknowledged purchases not in Redis",
+        )
+
+
+class DuplicatePurchases(Check):
+    name = "duplicate_purchases"
+    key = "duplicate_purchases"
+    description = "users holding more than one order in Redis or acknowledged more than once"
+
+    def run(self, run: Run) -> CheckResult:
+        per_truth = orders_frame(run)["user_id"].value_counts()
+        per_acked = ok_ops(run)["user_id"].value_counts()
+        users = sorted(set(per_truth.index[per_truth > 1]) | set(per_acked.index[per_acked > 1]))
+        return result(
+            len(users),
+            users,
+            f"{int((per_truth > 1).sum())} users hold > 1 order in Redis, "
+            f"{int((per_acked > 1).sum())} were acknowledged > 1 time",
+        )
+
+
+class PhantomOrders(Check):
+    name = "phantom_orders"
+    key = "phantom_orders"
+    description = "orders in Redis nobody was told about and no indeterminate attempt explains"
+
+    def run(self, run: Run) -> CheckResult:
+        h = run.history
+        orders = orders_frame(run)
+        acked = set(ok_ops(run)["order_id"].dropna())
+        explained_users = set(h.loc[h["type"].eq("info"), "user_id"])
+        unacked = ~orders["order_id"].isin(acked)
+        phantom = orders[unacked & ~orders["user_id"].isin(explained_users)]
+        n_unacked = int(unacked.sum())
+        return result(
+            len(phantom),
+            phantom["order_id"],
+            f"{n_unacked} orders unacknowledged, {n_unacked - len(phantom)} explained by "
+            "indeterminate ops",
+        )
+
+
+class Conservation(Check):
+    name = "conservation"
+    key = "conservation_errors"
+    description = "stock_initial == stock_remaining + orders; count = |difference|"
+
+    def run(self, run: Run) -> CheckResult:
+        t = run.truth
+        diff = t.stock_initial - (t.stock_remaining + len(t.orders))
+        return result(
+            abs(diff),
+            [],
+            f"stock_initial {t.stock_initial} vs remaining {t.stock_remaining} + orders "
+            f"{len(t.orders)} (difference {diff:+d})",
+        )
+
+
+class ServerErrors(Check):
+    name = "server_errors"
+    key = None  # the clause vocabulary has `server_error_rate` (flashlab.analysis.stats) instead
+    description = "answers 5xx other than 502/503/504 (a 500 is always a bug)"
+
+    def run(self, run: Run) -> CheckResult:
+        h = run.history
+        bad = h[classify(h)["server_error"]]
+        counts = bad["status"].value_counts().sort_index().items()
+        statuses = ", ".join(f"{s}: {n}" for s, n in counts)
+        return result(len(bad), bad["op_id"], f"5xx other than 502/503/504 ({statuses or 'none'})")
