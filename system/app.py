@@ -497,19 +497,17 @@ def _install_handlers(app: FastAPI) -> None:
 
 
 def _install_routes(app: FastAPI, api: Api) -> None:
-    worker = api.settings.worker_id
-    health = orjson.dumps({"status": "ok", "worker": worker})
+    """The shop's routes, then the operator's (health, metrics, reset): the OpenAPI order."""
+    _install_shop_routes(app, api)
+    _install_operator_routes(app, api)
+
+
+def _install_shop_routes(app: FastAPI, api: Api) -> None:
     user_param = {
         "name": USER_HEADER,
         "in": "header",
         "required": True,
         "schema": {"type": "string", "pattern": ID_PATTERN},
-    }
-    admin_param = {
-        "name": ADMIN_HEADER,
-        "in": "header",
-        "required": True,
-        "schema": {"type": "string"},
     }
 
     @app.post(
@@ -539,6 +537,16 @@ def _install_routes(app: FastAPI, api: Api) -> None:
     )
     async def product(request: Request, product_id: str = Path(pattern=ID_PATTERN)) -> Response:
         return await api.product(request, product_id)
+
+
+def _install_operator_routes(app: FastAPI, api: Api) -> None:
+    health = orjson.dumps({"status": "ok", "worker": api.settings.worker_id})
+    admin_param = {
+        "name": ADMIN_HEADER,
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+    }
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Response:

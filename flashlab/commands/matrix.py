@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -79,7 +79,7 @@ def matrix(
     from flashlab.commands.run import load_with_overrides
     from flashlab.core.contract import Strategy
     from flashlab.core.platform import DURABILITY_MODES
-    from flashlab.lab.matrix import NO_FAULT, matrix_exit_code, run_matrix
+    from flashlab.lab.matrix import NO_FAULT
     from flashlab.lab.trials import check_repeat
 
     if repeat is not None:
@@ -102,10 +102,24 @@ def matrix(
     out_dir = out or Path("reports") / f"matrix-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"--out: {out_dir} already exists and is not empty")
+    axes = (strategy_list, fault_list, durability_list)
+    _run_and_print(base_exp, axes, out_dir, json_output, (junit, summary_md))
 
-    total = len(strategy_list) * len(fault_list) * len(durability_list)
+
+def _run_and_print(
+    base_exp: Any,
+    axes: tuple[list[str], list[str], list[str]],
+    out_dir: Path,
+    json_output: bool,
+    ci_outputs: tuple[Path | None, Path | None],
+) -> None:
+    """Run the cells under a progress bar, write the matrix report, print, exit by the cells."""
     from rich.progress import Progress
 
+    from flashlab.analysis.report import write_matrix_report
+    from flashlab.lab.matrix import matrix_exit_code, run_matrix
+
+    total = len(axes[0]) * len(axes[1]) * len(axes[2])
     with Progress(console=console, transient=True, disable=json_output) as bar:
         task = bar.add_task("matrix", total=total)
 
@@ -116,12 +130,8 @@ def matrix(
                 description=f"{cell.strategy} × {cell.fault} × {cell.durability}",
             )
 
-        cells = run_matrix(
-            base_exp, strategy_list, fault_list, durability_list, out_dir, on_cell, base_exp.repeat
-        )
+        cells = run_matrix(base_exp, *axes, out_dir, on_cell, base_exp.repeat)
         bar.update(task, completed=total)
-
-    from flashlab.analysis.report import write_matrix_report
 
     html = write_matrix_report(out_dir)
     rows = [c.__dict__ | {"unexpected": c.unexpected} for c in cells]
@@ -130,7 +140,7 @@ def matrix(
     else:
         _print_cells(cells)
         console.print(f"matrix: [bold]{out_dir / 'matrix.json'}[/]  report: [bold]{html}[/]")
-    _write_matrix_ci_outputs(out_dir, rows, str(html), junit, summary_md, json_output)
+    _write_matrix_ci_outputs(out_dir, rows, str(html), *ci_outputs, json_output)
     raise typer.Exit(matrix_exit_code(cells))
 
 

@@ -81,10 +81,12 @@ def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
 
     exp = request.experiment
     live = LiveRun(
-        exp.scenario.shoppers, exp.product.stock, enabled=console.is_terminal and not json_output
+        exp.scenario.shoppers,
+        exp.product.stock,
+        enabled=console.is_terminal and not json_output,
+        show_phases=not (json_output or quiet),
     )
-    request.on_progress = live.update
-    request.on_phase = live.set_phase if not (json_output or quiet) else (lambda _p: None)
+    request.events.append(live)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` reaps like a hard stop
     previous_int = signal.signal(signal.SIGINT, _interrupt_handler(request))
     try:
@@ -154,12 +156,10 @@ def run(
     summary_md: SummaryMdOption = None,
 ) -> None:
     """Run a flash sale from an experiment file and judge it (once, or as N trials with --repeat)."""
-    from flashlab.lab.run import RunRequest, Target
     from flashlab.lab.trials import check_repeat
 
     check_output_path(junit, "--junit")
     check_output_path(summary_md, "--summary-md")
-
     overrides = {
         "scenario.shoppers": shoppers,
         "product.stock": stock,
@@ -174,13 +174,39 @@ def run(
     }
     if repeat is not None:
         check_repeat(repeat)  # before the file: `--repeat 0` names the flag, not the field
+    target_args = (target, redis, admin_token)
+    ci_outputs = (junit, summary_md)
+    overrides["repeat"] = repeat
+    _run_file(experiment, overrides, out, target_args, report, json_output, ci_outputs)
+
+
+def _external_target(target: str | None, redis: str | None, admin_token: str | None) -> Any:
+    """`--target/--redis/--admin-token` as a Target (all three or none)."""
+    from flashlab.lab.run import Target
+
+    if not (target or redis or admin_token):
+        return None
+    if not (target and redis and admin_token):
+        raise UserError("--target, --redis and --admin-token go together")
+    return Target(target, redis, admin_token)
+
+
+def _run_file(
+    experiment: Path,
+    overrides: dict[str, Any],
+    out: Path | None,
+    target_args: tuple[str | None, str | None, str | None],
+    report: bool,
+    json_output: bool,
+    ci_outputs: tuple[Path | None, Path | None],
+) -> None:
+    """Load the experiment, run it (or its trial set), write the CI outputs, exit by verdict."""
+    from flashlab.lab.run import RunRequest
+
+    junit, summary_md = ci_outputs
     try:
-        exp = load_with_overrides(experiment, overrides | {"repeat": repeat})
-        tgt = None
-        if target or redis or admin_token:
-            if not (target and redis and admin_token):
-                raise UserError("--target, --redis and --admin-token go together")
-            tgt = Target(target, redis, admin_token)
+        exp = load_with_overrides(experiment, overrides)
+        tgt = _external_target(*target_args)
         if exp.repeat > 1:
             outcome = run_trials_and_report(exp, out, tgt, report, json_output)
         else:
@@ -229,11 +255,15 @@ def run_trials_and_report(
     exp: Any, out: Path | None, target: Any, write_report: bool, json_output: bool
 ) -> Any:
     """`run --repeat N`: the trial set with a live display per trial; the TrialSetOutcome."""
-    from flashlab.commands.display import LiveRun, print_trial_done, print_trial_set
+    from flashlab.commands.display import LiveRun, print_trial_set
     from flashlab.lab.trials import TrialSetRequest, run_trials
 
     live = LiveRun(
-        exp.scenario.shoppers, exp.product.stock, enabled=console.is_terminal and not json_output
+        exp.scenario.shoppers,
+        exp.product.stock,
+        enabled=console.is_terminal and not json_output,
+        show_phases=not json_output,
+        trial_lines=not json_output,
     )
     request = TrialSetRequest(
         experiment=exp,
@@ -241,13 +271,8 @@ def run_trials_and_report(
         set_dir=out,
         target=target,
         write_report=write_report,
-        on_progress=live.update,
-        on_phase=live.set_phase if not json_output else (lambda _p: None),
-        on_trial_start=(lambda *_: None)
-        if json_output
-        else (lambda i, n, seed: live.restart(f"trial {i}/{n} (seed {seed})")),
-        on_trial_done=(lambda i, o: None) if json_output else print_trial_done,
     )
+    request.events.append(live)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with live:

@@ -46,6 +46,8 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from flashlab.lab.events import RunEvents
+
 GUARD_EVERY_S = 1.0
 MAX_WINDOW_S = 300
 PROBE_TIMEOUT_S = 2.0
@@ -416,8 +418,10 @@ def _get_status(url: str) -> tuple[int | None, str | None]:
 # --- one run's watch: what flashlab.lab.run wires around engine.run -----------------------------------
 
 
-class RunWatch:
-    """The guards, the abort switch and the pre-fault steady-state check of one run."""
+class RunWatch(RunEvents):
+    """The guards, the abort switch and the pre-fault steady-state check of one run.
+
+    It listens to the run's events (flashlab.lab.events): the guards arm at `load_started`."""
 
     def __init__(
         self,
@@ -446,6 +450,9 @@ class RunWatch:
         """The load starts: Ctrl-C now aborts (instead of hard-stopping); guards run."""
         self.switch.arm(t0_ns)
         self.monitor.start()
+
+    def load_started(self, t0_ns: int) -> None:
+        self.start(t0_ns)
 
     def steady_state_gate(self, t0_ns: int) -> SteadyStateCheck:
         self.steady = SteadyStateCheck(self.hypothesis, self.monitor, self.base_url, t0_ns)

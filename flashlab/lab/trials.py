@@ -11,7 +11,7 @@ interrupted set never looks complete. Judging the set is flashlab.analysis.trial
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,8 @@ from flashlab.analysis import trials as set_format
 from flashlab.core import meta, rundir
 from flashlab.core.errors import UserError, verdict_exit_code
 from flashlab.lab.experiment import Experiment
-from flashlab.lab.run import RunOutcome, RunRequest, Target, execute, require_loopback, shared_stack
+from flashlab.lab.events import Announcer, NotesToStderr, Phase, RunEvents
+from flashlab.lab.run import RunOutcome, RunRequest, Target, check_target, execute, shared_stack
 
 MAX_REPEAT = 100
 
@@ -34,10 +35,8 @@ class TrialSetRequest:
     set_dir: Path | None = None  # exact directory (--out); default out_root/<set-id>
     target: Target | None = None
     write_report: bool = True
-    on_progress: Callable[[Any], None] | None = None
-    on_phase: Callable[[str], None] = lambda _phase: None
-    on_trial_start: Callable[[int, int, int], None] = lambda _i, _n, _seed: None
-    on_trial_done: Callable[[int, RunOutcome], None] = lambda _i, _outcome: None
+    # Listeners of the set and of every trial's run (flashlab.lab.events).
+    events: list[RunEvents] = field(default_factory=lambda: [NotesToStderr()])
 
 
 @dataclass
@@ -94,20 +93,17 @@ def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
     leaving trialset.json `complete: false` with the error."""
     check_repeat(req.repeat)
     exp = req.experiment
-    if req.target is not None:
-        require_loopback(req.target.base_url, "--target")
-        require_loopback(req.target.redis_url, "--redis")
-        if exp.faults:
-            raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+    check_target(exp, req.target)
+    events = Announcer(req.events)
     set_id = new_set_id(exp, req.repeat)
     set_dir = _prepare(req, set_id)
     manifest = _set_manifest(req, set_id)
     path = set_dir / set_format.SET_MANIFEST
     rundir.write_json_atomic(path, manifest)
     try:
-        outcomes = _run_all(req, set_dir, manifest)
-        req.on_phase("judging the trial set")
-        result = set_format.write_set_outputs(set_dir)
+        outcomes = _run_all(req, events, set_dir, manifest)
+        with events.phase(Phase("judge-set", "judging the trial set")):
+            result = set_format.write_set_outputs(set_dir)
     except BaseException as exc:
         manifest["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         manifest["finished_at"] = datetime.now(UTC).isoformat()
@@ -120,23 +116,25 @@ def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
     return TrialSetOutcome(set_dir, result, verdict_exit_code(result["verdict"]), outcomes)
 
 
-def _run_all(req: TrialSetRequest, set_dir: Path, manifest: dict[str, Any]) -> list[RunOutcome]:
+def _run_all(
+    req: TrialSetRequest, events: Announcer, set_dir: Path, manifest: dict[str, Any]
+) -> list[RunOutcome]:
     exp = req.experiment
     outcomes = []
-    req.on_phase("starting stack (shared by every trial)")
-    with shared_stack(exp, req.target, set_dir) as stack:
+    with ExitStack() as scope:
+        with events.phase(Phase("shared-stack", "starting stack (shared by every trial)")):
+            stack = scope.enter_context(shared_stack(exp, req.target))
         manifest["stack"] = stack.public
         for index in range(1, req.repeat + 1):
             trial = trial_experiment(exp, index)
-            req.on_trial_start(index, req.repeat, trial.seed)
+            events.trial_started(index, req.repeat, trial.seed)
             name = set_format.trial_name(index)
             run_req = RunRequest(
                 experiment=trial,
                 run_dir=set_dir / name,
                 target=req.target,
                 write_report=req.write_report,
-                on_progress=req.on_progress,
-                on_phase=req.on_phase,
+                events=req.events,
                 manifest_extra={
                     "trial": {"set_id": manifest["set_id"], "index": index, "of": req.repeat}
                 },
@@ -145,5 +143,5 @@ def _run_all(req: TrialSetRequest, set_dir: Path, manifest: dict[str, Any]) -> l
             outcomes.append(outcome)
             manifest["trials"].append(name)
             rundir.write_json_atomic(set_dir / set_format.SET_MANIFEST, manifest)
-            req.on_trial_done(index, outcome)
+            events.trial_finished(index, outcome)
     return outcomes
