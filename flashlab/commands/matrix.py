@@ -42,16 +42,15 @@ def _split(value: str, flag: str, allowed: list[str]) -> list[str]:
     return items
 
 
+StrategiesOpt = Annotated[str, typer.Option(help="Comma-separated strategies.")]
+FaultsOpt = Annotated[str, typer.Option(help="Comma-separated faults; 'none' = no fault.")]
+DurabilitiesOpt = Annotated[str, typer.Option(help="Comma-separated durability modes.")]
+
+
 def matrix(
-    strategies: Annotated[
-        str, typer.Option(help="Comma-separated strategies.")
-    ] = "naive,lock,optimistic,lua",
-    faults: Annotated[
-        str, typer.Option(help="Comma-separated faults; 'none' = no fault.")
-    ] = "none,redis-kill,worker-kill",
-    durability: Annotated[
-        str, typer.Option(help="Comma-separated durability modes.")
-    ] = "none,aof-always",
+    strategies: StrategiesOpt = "naive,lock,optimistic,lua",
+    faults: FaultsOpt = "none,redis-kill,worker-kill",
+    durability: DurabilitiesOpt = "none,aof-always",
     base: Annotated[Path, typer.Option(help="Experiment file every cell starts from.")] = Path(
         "experiments/matrix-base.yaml"
     ),

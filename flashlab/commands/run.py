@@ -108,48 +108,53 @@ def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
     return outcome
 
 
+# `run`'s options (module level, so the command reads as one short function).
+ShoppersOpt = Annotated[int | None, typer.Option(help="Override scenario.shoppers.")]
+StockOpt = Annotated[int | None, typer.Option(help="Override product.stock.")]
+StrategyOpt = Annotated[
+    str | None, typer.Option(help="Override product.strategy: naive|lock|optimistic|lua.")
+]
+EngineOpt = Annotated[str | None, typer.Option(help="Override engine.kind: ray|process|inline.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Override the seed (same seed, same shoppers).")]
+PlatformOpt = Annotated[str | None, typer.Option(help="Override stack.platform: local|compose.")]
+DurabilityOpt = Annotated[str | None, typer.Option(help="Override stack.durability.")]
+ClientOpt = Annotated[str | None, typer.Option(help="Shopper HTTP client: aiohttp|httpx|raw.")]
+RayAddressOpt = Annotated[str | None, typer.Option(help="Attach to an existing Ray cluster.")]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(help="Run directory (default reports/<run-id>); with --repeat the set's."),
+]
+TargetOpt = Annotated[
+    str | None, typer.Option(help="Use a running stack at this loopback base URL.")
+]
+RedisOpt = Annotated[str | None, typer.Option(help="With --target: its Redis URL (truth channel).")]
+AdminTokenOpt = Annotated[str | None, typer.Option(help="With --target: its admin token.")]
+RepeatOpt = Annotated[
+    int | None,
+    typer.Option(help="Trials on one stack (overrides `repeat:`); > 1 writes a trial set."),
+]
+ReportOpt = Annotated[bool, typer.Option(help="Write report.html.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")]
+
+
 def run(
     experiment: Annotated[Path, typer.Argument(help="Experiment YAML file (see experiments/).")],
-    shoppers: Annotated[int | None, typer.Option(help="Override scenario.shoppers.")] = None,
-    stock: Annotated[int | None, typer.Option(help="Override product.stock.")] = None,
-    strategy: Annotated[
-        str | None, typer.Option(help="Override product.strategy: naive|lock|optimistic|lua.")
-    ] = None,
-    engine: Annotated[
-        str | None, typer.Option(help="Override engine.kind: ray|process|inline.")
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Override the seed (same seed, same shoppers).")
-    ] = None,
-    platform: Annotated[
-        str | None, typer.Option(help="Override stack.platform: local|compose.")
-    ] = None,
-    durability: Annotated[str | None, typer.Option(help="Override stack.durability.")] = None,
-    client: Annotated[
-        str | None, typer.Option(help="Shopper HTTP client: aiohttp|httpx|raw.")
-    ] = None,
-    ray_address: Annotated[
-        str | None, typer.Option(help="Attach to an existing Ray cluster.")
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Run directory (default reports/<run-id>); with --repeat the set's."),
-    ] = None,
-    target: Annotated[
-        str | None, typer.Option(help="Use a running stack at this loopback base URL.")
-    ] = None,
-    redis: Annotated[
-        str | None, typer.Option(help="With --target: its Redis URL (truth channel).")
-    ] = None,
-    admin_token: Annotated[str | None, typer.Option(help="With --target: its admin token.")] = None,
-    repeat: Annotated[
-        int | None,
-        typer.Option(help="Trials on one stack (overrides `repeat:`); > 1 writes a trial set."),
-    ] = None,
-    report: Annotated[bool, typer.Option(help="Write report.html.")] = True,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print summary.json to stdout.")
-    ] = False,
+    shoppers: ShoppersOpt = None,
+    stock: StockOpt = None,
+    strategy: StrategyOpt = None,
+    engine: EngineOpt = None,
+    seed: SeedOpt = None,
+    platform: PlatformOpt = None,
+    durability: DurabilityOpt = None,
+    client: ClientOpt = None,
+    ray_address: RayAddressOpt = None,
+    out: OutOpt = None,
+    target: TargetOpt = None,
+    redis: RedisOpt = None,
+    admin_token: AdminTokenOpt = None,
+    repeat: RepeatOpt = None,
+    report: ReportOpt = True,
+    json_output: JsonOpt = False,
     isolation: IsolationOpt = None,
     cpus: CpusOpt = None,
     junit: JunitOption = None,
