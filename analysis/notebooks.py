@@ -33,6 +33,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
+from flashlab.core.rundir import write_text_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = ROOT / "notebooks"
 KERNEL_NAME = "flashlab-venv"
@@ -163,10 +165,7 @@ def write_html(nb: NotebookNode, out_html: Path) -> Path:
     )
     html, _ = exporter.from_notebook_node(nb)
     out_html.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_html.with_suffix(out_html.suffix + ".partial")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out_html)
-    return out_html
+    return write_text_atomic(out_html, html)
 
 
 def notebook_paths(only: Sequence[str] = ()) -> list[Path]:

@@ -22,7 +22,15 @@ from flashlab.analysis import plots
 from flashlab.analysis.trials import TRIALS_HTML
 from flashlab.core.errors import verdict_exit_code  # the exit code the banner shows
 from flashlab.core.isolation import describe as describe_isolation
-from flashlab.core.rundir import REPORT, SUMMARY, Run, RunDirError, load_run, write_json_atomic
+from flashlab.core.rundir import (
+    REPORT,
+    SUMMARY,
+    Run,
+    RunDirError,
+    load_run,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 MATRIX_JSON = "matrix.json"
 MATRIX_HTML = "matrix.html"
@@ -302,14 +310,9 @@ def write_report(run_dir: Path | str) -> Path:
     summary = ensure_summary(run_dir)
     # The orchestrator writes the report before it flips `complete`, so do not require it here.
     run = load_run(run_dir, require_complete=False)
-    return _write_atomic(run_dir / REPORT, render_report(run, summary))
+    return write_text_atomic(run_dir / REPORT, render_report(run, summary))
 
 
-def _write_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_suffix(path.suffix + ".partial")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 # --- matrix report ------------------------------------------------------------------------------
@@ -390,7 +393,7 @@ def write_matrix_report(matrix_dir: Path | str) -> Path:
     """Write `<matrix_dir>/matrix.html` from its matrix.json and return its path."""
     matrix_dir = Path(matrix_dir)
     cells = load_matrix(matrix_dir)
-    return _write_atomic(matrix_dir / MATRIX_HTML, render_matrix(cells, matrix_dir))
+    return write_text_atomic(matrix_dir / MATRIX_HTML, render_matrix(cells, matrix_dir))
 
 
 # --- trial-set report ---------------------------------------------------------------------------
@@ -435,7 +438,7 @@ def render_trials(result: dict[str, Any], set_dir: Path) -> str:
 def write_trials_report(set_dir: Path | str, result: dict[str, Any]) -> Path:
     """Write `<set_dir>/trials.html` from the set's trials.json content and return its path."""
     set_dir = Path(set_dir)
-    return _write_atomic(set_dir / TRIALS_HTML, render_trials(result, set_dir))
+    return write_text_atomic(set_dir / TRIALS_HTML, render_trials(result, set_dir))
 
 
 # --- comparison page ----------------------------------------------------------------------------
@@ -460,4 +463,4 @@ def render_comparison(comparison: Any) -> str:
 
 def write_comparison_report(comparison: Any, path: Path | str) -> Path:
     """Write the comparison's HTML page at `path` (atomically) and return it."""
-    return _write_atomic(Path(path), render_comparison(comparison))
+    return write_text_atomic(Path(path), render_comparison(comparison))

@@ -36,6 +36,8 @@ import httpx
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flashlab.core.validation import first_error
+
 Direction = Literal["up", "down", "both"]
 CHUNK = 65_536
 
@@ -110,22 +112,16 @@ class Toxic:
         }
 
 
-def _first_error(exc: ValidationError, prefix: str = "") -> str:
-    err = exc.errors()[0]
-    where = prefix + ".".join(str(p) for p in err["loc"])
-    return f"{where.rstrip('.') or 'body'}: {err['msg']}"
-
-
 def parse_toxic(body: Any) -> Toxic:
     """Validate a POST body; raises ValueError with one line naming the bad field."""
     try:
         spec = ToxicSpec.model_validate(body)
     except ValidationError as exc:
-        raise ValueError(_first_error(exc)) from None
+        raise ValueError(first_error(exc, empty="body")) from None
     try:
         params = TOXIC_PARAMS[spec.type].model_validate(spec.params)
     except ValidationError as exc:
-        raise ValueError(_first_error(exc, "params.")) from None
+        raise ValueError(first_error(exc, prefix="params.", empty="body")) from None
     seed = getattr(params, "seed", 0)
     return Toxic(spec.name, spec.type, spec.direction, params, random.Random(seed))
 

@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from flashlab.core.validation import first_error
 from flashlab.core.contract import (
     ADMIN_HEADER,
     BUY_PATH,
@@ -364,9 +365,7 @@ class Api:
 
 
 def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "body"
-    return f"{where}: {err.get('msg', 'invalid')}"[:300]
+    return first_error(exc, empty="body")[:300]
 
 
 # --------------------------------------------------------------------------- edge middleware

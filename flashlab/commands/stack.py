@@ -27,6 +27,7 @@ from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
 from flashlab.commands.errors import FlashlabGroup
 from flashlab.console import console, die, emit_json
 from flashlab.core.errors import EXIT_BAD_INPUT, EXIT_INFRA
+from flashlab.core.rundir import write_text_atomic
 from flashlab.core.isolation import Isolation, IsolationError, resolve
 from flashlab.core.platform import (
     DURABILITY_MODES,
@@ -86,9 +87,7 @@ def write_state(state_dir: Path, info: StackInfo) -> None:
         **data.get("extra", {}),
         "supervisor_create_time": psutil.Process().create_time(),
     }
-    tmp = state_dir / f".{STATE_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(state_path(state_dir))
+    write_text_atomic(state_path(state_dir), json.dumps(data, indent=2), per_process=True)
 
 
 def read_state(state_dir: Path) -> StackInfo | None:
