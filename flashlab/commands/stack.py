@@ -30,18 +30,18 @@ from flashlab.core.errors import EXIT_BAD_INPUT, EXIT_INFRA
 from flashlab.core.rundir import write_text_atomic
 from flashlab.core.isolation import Isolation, IsolationError, resolve
 from flashlab.core.platform import (
-    DURABILITY_MODES,
+    PLATFORM_NAMES,
     Platform,
     PlatformConfigError,
     StackConfig,
     StackInfo,
+    durability_problem,
 )
 
 STATE_ENV = "FLASHLAB_STATE_DIR"
 DEFAULT_STATE_DIR = ".flashlab"
 STATE_FILE = "stack.json"
 SUPERVISOR_LOG = "supervisor.log"
-PLATFORM_NAMES = ("local", "compose")
 DETACH_TIMEOUT_S = 180.0  # compose may build images on first use
 DOWN_TIMEOUT_S = 60.0
 REFRESH_S = 1.0  # how often a supervisor rewrites the state file (respawned worker PIDs)
@@ -134,8 +134,9 @@ def _remove_state_if_ours(state_dir: Path) -> None:
 def build_config(
     workers: int, durability: str, prometheus: bool, proxy: bool, cpus: list[int] | None = None
 ) -> StackConfig:
-    if durability not in DURABILITY_MODES:
-        die(f"--durability: {durability!r} is not one of {', '.join(DURABILITY_MODES)}")
+    problem = durability_problem(durability)
+    if problem:
+        die(f"--durability: {problem}")
     if not 1 <= workers <= MAX_WORKERS:
         die(f"--workers: {workers} is out of range [1, {MAX_WORKERS}]")
     return StackConfig(

@@ -25,7 +25,7 @@ from flashlab.core.validation import first_error
 from flashlab.analysis.hypothesis import HypothesisError, parse_clause
 from flashlab.chaos.spec import FaultSpec
 from flashlab.core.contract import ID_PATTERN, ResetRequest, Strategy
-from flashlab.core.platform import Durability
+from flashlab.core.platform import Durability, PlatformName
 from flashlab.lab.guards import GuardError, parse_guard
 from flashlab.simulator.scenario import Scenario
 from flashlab.system.strategies import settings_model
@@ -36,7 +36,7 @@ class _Model(BaseModel):
 
 
 class StackSpec(_Model):
-    platform: Literal["local", "compose"] = "local"
+    platform: PlatformName = "local"
     workers: int = Field(default=2, ge=1, le=64)
     durability: Durability = "none"
     redis_timeout_ms: int = Field(default=500, ge=10, le=60_000)

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from flashlab.core.platform import (
-    DURABILITY_MODES,
     Component,
     ComponentNotRunning,
     DockerUnavailable,
@@ -48,6 +47,7 @@ from flashlab.core.platform import (
     StackConfig,
     StackInfo,
     StackStartError,
+    check_durability,
 )
 
 if TYPE_CHECKING:  # the Docker SDK is a host-only dependency; containers never import it
@@ -224,10 +224,7 @@ class ComposePlatform(Platform):
         super().__init__(config)
         if config.workers < 1:
             raise PlatformConfigError(f"workers must be >= 1 (got {config.workers})")
-        if config.durability not in DURABILITY_MODES:
-            raise PlatformConfigError(
-                f"durability must be one of {', '.join(DURABILITY_MODES)} (got {config.durability!r})"
-            )
+        check_durability(config.durability)
         policy = build or os.environ.get("FLASHLAB_COMPOSE_BUILD", "auto")
         if policy not in BUILD_POLICIES:
             raise PlatformConfigError(

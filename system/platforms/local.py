@@ -27,7 +27,6 @@ import httpx
 import redis
 
 from flashlab.core.platform import (
-    DURABILITY_MODES,
     Component,
     ComponentNotRunning,
     Platform,
@@ -36,6 +35,7 @@ from flashlab.core.platform import (
     StackConfig,
     StackInfo,
     StackStartError,
+    check_durability,
 )
 from flashlab.system import procs
 from flashlab.system.config import uvicorn_argv
@@ -149,10 +149,7 @@ class LocalPlatform(Platform):
     name = "local"
 
     def __init__(self, config: StackConfig) -> None:
-        if config.durability not in DURABILITY_MODES:
-            raise PlatformConfigError(
-                f"durability {config.durability!r} is not one of: {', '.join(DURABILITY_MODES)}"
-            )
+        check_durability(config.durability)
         if config.workers < 1:
             raise PlatformConfigError(f"workers must be >= 1 (got {config.workers})")
         super().__init__(config)
