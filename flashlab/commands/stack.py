@@ -33,6 +33,7 @@ from flashlab.core.platform import (
     PLATFORM_NAMES,
     Platform,
     PlatformConfigError,
+    PlatformError,
     StackConfig,
     StackInfo,
     durability_problem,
@@ -46,7 +47,6 @@ DETACH_TIMEOUT_S = 180.0  # compose may build images on first use
 DOWN_TIMEOUT_S = 60.0
 REFRESH_S = 1.0  # how often a supervisor rewrites the state file (respawned worker PIDs)
 MAX_WORKERS = 64
-_HINTS = {"redis-server": "apt-get install redis-server", "nginx": "apt-get install nginx-light"}
 
 app = typer.Typer(
     name="stack",
@@ -161,11 +161,13 @@ def check_platform(name: str) -> None:
     if name not in PLATFORM_NAMES:
         die(f"--platform: {name!r} is not one of {', '.join(PLATFORM_NAMES)}")
     if name == "local":
-        import shutil
+        from flashlab.system.platforms.local import REQUIRED_BINARIES, require_binary
 
-        for binary, hint in _HINTS.items():
-            if shutil.which(binary) is None:
-                die(f"{binary} not found on PATH; install it with: {hint}", EXIT_INFRA)
+        for binary in REQUIRED_BINARIES:
+            try:
+                require_binary(binary)
+            except PlatformError as exc:  # StackStartError, with the install hint
+                die(str(exc), EXIT_INFRA)
 
 
 def make_platform(name: str, config: StackConfig) -> Platform:

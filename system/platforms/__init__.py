@@ -21,6 +21,15 @@ PLATFORMS: dict[str, str] = {
 }
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A currently free loopback TCP port (bind port 0, read it, close); the platforms' only way."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def get_platform(name: str, config: StackConfig) -> Platform:
     import importlib
 
@@ -36,6 +45,7 @@ def get_platform(name: str, config: StackConfig) -> Platform:
 
 __all__ = [
     "PLATFORMS",
+    "free_port",
     "Component",
     "ComponentNotRunning",
     "DockerUnavailable",

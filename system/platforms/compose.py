@@ -27,7 +27,6 @@ import os
 import secrets
 import shutil
 import signal as _signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from flashlab.core.platform import (
     StackStartError,
     check_durability,
 )
+from flashlab.system.platforms import free_port
 
 if TYPE_CHECKING:  # the Docker SDK is a host-only dependency; containers never import it
     import docker
@@ -174,12 +174,6 @@ def derive_compose(
         services = {name: {**spec, "cpuset": cpuset} for name, spec in services.items()}
     doc["services"] = services
     return doc
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _kind(service: str) -> str:
@@ -344,7 +338,7 @@ class ComposePlatform(Platform):
             else "redis://redis:6379/0",
         }
         for var in ("HTTP", "REDIS", "PROMETHEUS", "PROXY_CONTROL", "GRAFANA"):
-            self._env[f"FLASHLAB_{var}_PORT"] = str(_free_port())
+            self._env[f"FLASHLAB_{var}_PORT"] = str(free_port())
         doc = derive_compose(
             yaml.safe_load(COMPOSE_FILE.read_text()), self.config.workers, self.config.cpus
         )

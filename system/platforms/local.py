@@ -38,6 +38,7 @@ from flashlab.core.platform import (
     check_durability,
 )
 from flashlab.system import procs
+from flashlab.system.platforms import free_port
 from flashlab.system.config import uvicorn_argv
 from flashlab.system.config import write as write_config
 
@@ -51,11 +52,12 @@ MONITOR_INTERVAL_S = 0.1
 UPSTREAM_KEEPALIVE = 64
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-APT_HINTS = {
+APT_HINTS = {  # binary -> how to install it (Debian); scripts/bootstrap.sh installs the same
     "redis-server": "apt-get install redis-server",
     "nginx": "apt-get install nginx-light",
     "prometheus": "apt-get install prometheus",
 }
+REQUIRED_BINARIES = ("redis-server", "nginx")  # prometheus is optional (skipped with a note)
 
 
 # The local platform's earlier name for its errors; every one it raises is a PlatformError kind
@@ -65,13 +67,6 @@ StackError = PlatformError
 
 def _port_clash(message: str) -> bool:
     return "in use" in message.lower()
-
-
-def free_port() -> int:
-    """A currently free loopback TCP port (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def require_binary(name: str) -> str:
