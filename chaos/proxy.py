@@ -49,15 +49,23 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The one home of the toxics' bounds and defaults: the network faults
+# (flashlab.chaos.faults.network) build their Params on these models.
+MAX_DELAY_MS = 60_000
+
+
 class LatencyParams(_Params):
-    ms: float = Field(default=100.0, ge=0, le=60_000)
-    jitter_ms: float = Field(default=0.0, ge=0, le=60_000)  # uniform in [-jitter, +jitter], floor 0
-    seed: int = 0
+    ms: float = Field(default=100.0, ge=0, le=MAX_DELAY_MS, description="delay added per chunk")
+    # uniform in [-jitter, +jitter], floor 0
+    jitter_ms: float = Field(default=0.0, ge=0, le=MAX_DELAY_MS, description="uniform +/- spread")
+    seed: int = Field(default=0, description="seed of the jitter's random stream")
 
 
 class ResetParams(_Params):
-    probability: float = Field(default=1.0, ge=0, le=1)  # new connections reset with this chance
-    seed: int = 0
+    probability: float = Field(
+        default=1.0, ge=0, le=1, description="chance each new connection is reset"
+    )
+    seed: int = Field(default=0, description="seed of the reset draw")
 
 
 class BlackholeParams(_Params):
@@ -65,7 +73,9 @@ class BlackholeParams(_Params):
 
 
 class BandwidthParams(_Params):
-    kb_per_s: float = Field(default=64.0, gt=0, le=10_000_000)
+    # 16 KiB/s, the fault's long-standing default (what experiments ran with): a link that
+    # slow visibly delays Redis replies; the proxy's former 64 was only ever its own fallback.
+    kb_per_s: float = Field(default=16.0, gt=0, le=10_000_000, description="KiB/s limit")
 
 
 class TimeoutParams(_Params):
