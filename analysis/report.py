@@ -20,7 +20,10 @@ from markupsafe import Markup, escape
 
 from flashlab.analysis import plots
 from flashlab.analysis.trials import TRIALS_HTML
-from flashlab.core.errors import verdict_exit_code  # the exit code the banner shows
+from flashlab.core.errors import (  # the exit code the banner shows; the matrix rule
+    verdict_exit_code,
+    verdict_unexpected,
+)
 from flashlab.core.isolation import describe as describe_isolation
 from flashlab.core.rundir import (
     REPORT,
@@ -341,10 +344,7 @@ def is_unexpected(cell: dict[str, Any]) -> bool:
     """An error, or a verdict other than the expected one ("any" accepts both)."""
     if "unexpected" in cell:
         return bool(cell["unexpected"])
-    expected = cell.get("expected", "any")
-    return cell["verdict"] not in ("pass", "fail", "inconclusive") or (
-        expected != "any" and cell["verdict"] != expected
-    )
+    return verdict_unexpected(cell["verdict"], cell.get("expected", "any"))
 
 
 def _ordered(cells: list[dict[str, Any]], key: str) -> list[str]:
