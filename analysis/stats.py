@@ -45,7 +45,7 @@ NS_PER_MS = 1_000_000
 # --- outcome classes ---------------------------------------------------------------------------
 
 
-def classify(history: pd.DataFrame) -> pd.DataFrame:
+def outcome_flags(history: pd.DataFrame) -> pd.DataFrame:
     """Boolean outcome columns, one row per attempt (same index as `history`)."""
     status = history["status"].astype("int64")
     code = history["code"].astype("object")
@@ -66,6 +66,11 @@ def classify(history: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+# The former name, kept only while analysis/checker.py (restructured on another branch) still
+# imports it; `outcome_flags` is the name. The simulator's `behaviour.classify` judges ONE answer.
+classify = outcome_flags
+
+
 def code_labels(history: pd.DataFrame) -> pd.Series:
     """The body `code`, or `http_<status>` / `no_answer` when there was none."""
     status = history["status"].astype("int64")
@@ -83,7 +88,7 @@ def _rate(count: int | float, total: int) -> float | None:
 
 
 def rates(history: pd.DataFrame) -> dict[str, float | None]:
-    flags = classify(history)
+    flags = outcome_flags(history)
     n = len(history)
     return {
         "success_rate": _rate(flags["ok"].sum(), n),
@@ -280,7 +285,7 @@ GENERATOR_STALLED_S_MAX = 0.5
 GENERATOR_KEYS = ("lag_ms_p99", "lag_ms_max", "stalled_s", "cpu_pct_max")
 
 
-def generator(manifest: dict[str, Any]) -> dict[str, Any]:
+def load_generator_health(manifest: dict[str, Any]) -> dict[str, Any]:
     """{lag_ms_p99, lag_ms_max, stalled_s, cpu_pct_max, healthy} from manifest.engine.generator.
 
     healthy = lag p99 < GENERATOR_LAG_P99_MS_MAX and stalled_s < GENERATOR_STALLED_S_MAX; every
@@ -302,3 +307,8 @@ def generator(manifest: dict[str, Any]) -> dict[str, Any]:
         else lag < GENERATOR_LAG_P99_MS_MAX and stalled < GENERATOR_STALLED_S_MAX
     )
     return out
+
+
+# The former name, kept only while analysis/summary.py (restructured on another branch) still
+# calls it; the summary key stays `generator` (the output contract).
+generator = load_generator_health

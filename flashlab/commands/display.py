@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flashlab.analysis.markdown import fmt, generator_text, headline_rows
+from flashlab.analysis.markdown import fmt, load_generator_text, headline_rows
 from flashlab.console import console
 from flashlab.lab.events import Phase, RunEvents
 
@@ -182,7 +182,7 @@ def print_trial_done(index: int, outcome: Any) -> None:
         f"trial {index}: [{style}]{str(s.get('verdict', '?')).upper()}[/]"
         f"  p99 {fmt(lat.get('p99'), ' ms')}  throughput {fmt(s.get('throughput_rps'), ' req/s')}"
         f"  sold {fmt(s.get('sold'))}/{fmt(s.get('stock_initial'))}"
-        f"  generator {generator_text(s.get('generator') or {})}"
+        f"  generator {load_generator_text(s.get('generator') or {})}"
     )
 
 

@@ -72,7 +72,7 @@ _WINDOWED = re.compile(
     r"|p50|p90|p95|p99)_(?P<n>[0-9]+)s(?P<ms>_ms)?$"
 )
 _PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
-# windowed rate -> its outcome column in flashlab.analysis.stats.classify (one definition of each)
+# windowed rate -> its outcome column in flashlab.analysis.stats.outcome_flags (one definition of each)
 _RATE_COLUMNS = {
     "error_rate": "error",
     "availability": "available",
@@ -264,14 +264,14 @@ class GuardMonitor:
     def _absorb(self, now_ns: int) -> None:
         import pandas as pd
 
-        from flashlab.analysis.stats import classify, response_ms
+        from flashlab.analysis.stats import outcome_flags, response_ms
 
         with self._lock:
             new = self.batches[self._absorbed :]
             self._absorbed = len(self.batches)
         if new:
             h = pa.Table.from_batches(new, schema=_schema()).to_pandas()
-            flags = classify(h)
+            flags = outcome_flags(h)
             flags["complete_ns"] = h["complete_ns"]
             flags["response_ms"] = response_ms(h)
             frames = [f for f in (self._recent, flags) if f is not None]
