@@ -502,18 +502,19 @@ def _install_routes(app: FastAPI, api: Api) -> None:
     _install_operator_routes(app, api)
 
 
+def _body_and_header(model: type[Any], header: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI extra of a POST route: its JSON body model and its one required header."""
+    param = {"name": header, "in": "header", "required": True, "schema": schema}
+    return {**_openapi_body(model), "parameters": [param]}
+
+
 def _install_shop_routes(app: FastAPI, api: Api) -> None:
-    user_param = {
-        "name": USER_HEADER,
-        "in": "header",
-        "required": True,
-        "schema": {"type": "string", "pattern": ID_PATTERN},
-    }
+    user_schema = {"type": "string", "pattern": ID_PATTERN}
 
     @app.post(
         BUY_PATH,
         response_model=BuyOk,
-        openapi_extra={**_openapi_body(BuyRequest), "parameters": [user_param]},
+        openapi_extra=_body_and_header(BuyRequest, USER_HEADER, user_schema),
         responses=_errors(
             ErrorCode.unauthenticated,
             ErrorCode.bad_request,
@@ -541,12 +542,6 @@ def _install_shop_routes(app: FastAPI, api: Api) -> None:
 
 def _install_operator_routes(app: FastAPI, api: Api) -> None:
     health = orjson.dumps({"status": "ok", "worker": api.settings.worker_id})
-    admin_param = {
-        "name": ADMIN_HEADER,
-        "in": "header",
-        "required": True,
-        "schema": {"type": "string"},
-    }
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Response:
@@ -565,7 +560,7 @@ def _install_operator_routes(app: FastAPI, api: Api) -> None:
     @app.post(
         RESET_PATH,
         response_model=ResetOk,
-        openapi_extra={**_openapi_body(ResetRequest), "parameters": [admin_param]},
+        openapi_extra=_body_and_header(ResetRequest, ADMIN_HEADER, {"type": "string"}),
         responses=_errors(
             ErrorCode.forbidden,
             ErrorCode.bad_request,

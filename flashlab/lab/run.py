@@ -76,17 +76,21 @@ def require_loopback(url: str, flag: str) -> None:
         raise UserError(f"{flag}: {url!r} is not a loopback address (127.0.0.0/8, ::1, localhost)")
 
 
-def new_run_id(experiment: Experiment) -> str:
+def new_run_id(experiment: Experiment, tag: str = "") -> str:
+    """`<UTC time>-<experiment>[-<tag>]-<4 hex>`: sortable, readable, unique enough."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{experiment.name}-{secrets.token_hex(2)}"
+    middle = f"{experiment.name}-{tag}" if tag else experiment.name
+    return f"{stamp}-{middle}-{secrets.token_hex(2)}"
 
 
-def _prepare_dir(req: RunRequest, run_id: str) -> Path:
-    run_dir = req.run_dir or (req.out_root / run_id)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(f"--out: {run_dir} already exists and is not empty")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+def prepare_out_dir(exact: Path | None, root: Path, name: str) -> Path:
+    """The directory a run or trial set writes: `exact` (--out) or root/name; refused (naming
+    --out) when it already holds something, so an earlier result is never mixed in."""
+    out = exact or (root / name)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"--out: {out} already exists and is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 class MetricsScraper:
@@ -273,6 +277,13 @@ def _write_faults(path: Path, table: Any) -> None:
     pq.write_table(table.cast(rundir.FAULTS_SCHEMA), path, write_page_checksum=True)
 
 
+def record_failure(path: Path, manifest: dict[str, Any], exc: BaseException) -> None:
+    """Leave an honest trace: the manifest stays `complete: false` and says why and when."""
+    manifest["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    manifest["finished_at"] = datetime.now(UTC).isoformat()
+    rundir.write_json_atomic(path, manifest)
+
+
 def check_target(exp: Experiment, target: Target | None) -> None:
     """An external stack (--target/--redis) must be on loopback, and cannot take faults."""
     if target is None:
@@ -298,7 +309,7 @@ def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
         # Stderr by default, so `--json` stays one document; the record says the same (applied: false).
         events.note(isolation.describe())
     run_id = new_run_id(exp)
-    run_dir = _prepare_dir(req, run_id)
+    run_dir = prepare_out_dir(req.run_dir, req.out_root, run_id)
     manifest = _initial_manifest(exp, run_id) | req.manifest_extra
     manifest["isolation"] = isolation.to_dict()
     rundir.write_json_atomic(run_dir / rundir.MANIFEST, manifest)
@@ -306,10 +317,7 @@ def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
     try:
         outcome = _execute(run)
     except BaseException as exc:
-        # Leave an honest trace: the directory stays `complete: false` and says why.
-        manifest["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        manifest["finished_at"] = datetime.now(UTC).isoformat()
-        rundir.write_json_atomic(run_dir / rundir.MANIFEST, manifest)
+        record_failure(run_dir / rundir.MANIFEST, manifest, exc)
         events.failed(exc)
         raise
     events.finished(outcome)

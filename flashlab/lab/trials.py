@@ -22,7 +22,17 @@ from flashlab.core import meta, rundir
 from flashlab.core.errors import UserError, verdict_exit_code
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.events import Announcer, NotesToStderr, Phase, RunEvents
-from flashlab.lab.run import RunOutcome, RunRequest, Target, check_target, execute, shared_stack
+from flashlab.lab.run import (
+    RunOutcome,
+    RunRequest,
+    Target,
+    check_target,
+    execute,
+    new_run_id,
+    prepare_out_dir,
+    record_failure,
+    shared_stack,
+)
 
 MAX_REPEAT = 100
 
@@ -53,16 +63,7 @@ def check_repeat(repeat: int, flag: str = "--repeat") -> None:
 
 
 def new_set_id(experiment: Experiment, repeat: int) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{experiment.name}-x{repeat}-{secrets.token_hex(2)}"
-
-
-def _prepare(req: TrialSetRequest, set_id: str) -> Path:
-    set_dir = req.set_dir or (req.out_root / set_id)
-    if set_dir.exists() and any(set_dir.iterdir()):
-        raise UserError(f"--out: {set_dir} already exists and is not empty")
-    set_dir.mkdir(parents=True, exist_ok=True)
-    return set_dir
+    return new_run_id(experiment, tag=f"x{repeat}")
 
 
 def _set_manifest(req: TrialSetRequest, set_id: str) -> dict[str, Any]:
@@ -96,7 +97,7 @@ def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
     check_target(exp, req.target)
     events = Announcer(req.events)
     set_id = new_set_id(exp, req.repeat)
-    set_dir = _prepare(req, set_id)
+    set_dir = prepare_out_dir(req.set_dir, req.out_root, set_id)
     manifest = _set_manifest(req, set_id)
     path = set_dir / set_format.SET_MANIFEST
     rundir.write_json_atomic(path, manifest)
@@ -105,9 +106,7 @@ def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
         with events.phase(Phase("judge-set", "judging the trial set")):
             result = set_format.write_set_outputs(set_dir)
     except BaseException as exc:
-        manifest["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        manifest["finished_at"] = datetime.now(UTC).isoformat()
-        rundir.write_json_atomic(path, manifest)
+        record_failure(path, manifest, exc)
         raise
     manifest["finished_at"] = datetime.now(UTC).isoformat()
     manifest["verdict"] = result["verdict"]
