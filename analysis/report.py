@@ -73,6 +73,10 @@ def kind_of(path: str) -> str:
     return "num"
 
 
+# How each unit-bearing kind is written (the suffix from KIND_SUFFIX follows).
+KIND_FORMAT = {"pct": ".2f", "cpu": ",.1f", "ms": ",.1f", "s": ",.2f", "rps": ",.1f", "corr": "+.3f"}
+
+
 def fmt(value: Any, kind: str = "num") -> tuple[str, str]:
     """(text, effective kind) for a summary value; None is an em dash, never 0."""
     if value is None:
@@ -87,17 +91,9 @@ def fmt(value: Any, kind: str = "num") -> tuple[str, str]:
         return json.dumps(value), "json"
     number = float(value)
     if kind == "pct":
-        return f"{number * 100:.2f}{KIND_SUFFIX['pct']}", "pct"
-    if kind == "cpu":
-        return f"{number:,.1f}{KIND_SUFFIX['cpu']}", "cpu"
-    if kind == "ms":
-        return f"{number:,.1f}{KIND_SUFFIX['ms']}", "ms"
-    if kind == "s":
-        return f"{number:,.2f}{KIND_SUFFIX['s']}", "s"
-    if kind == "rps":
-        return f"{number:,.1f}{KIND_SUFFIX['rps']}", "rps"
-    if kind == "corr":
-        return f"{number:+.3f}", "corr"
+        number *= 100
+    if kind in KIND_FORMAT:
+        return f"{number:{KIND_FORMAT[kind]}}{KIND_SUFFIX.get(kind, '')}", kind
     # Integral floats (a hypothesis threshold like `oversell == 0`) read as integers.
     return (f"{int(number):,}", "int") if number.is_integer() else (f"{number:,.3f}", "num")
 
