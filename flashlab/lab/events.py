@@ -95,6 +95,11 @@ class Announcer:
     def add(self, handler: RunEvents) -> None:
         self.handlers.append(handler)
 
+    def listens(self, event: str) -> bool:
+        """Whether any handler overrides `event` (the engines skip progress nobody reads)."""
+        base = getattr(RunEvents, event)
+        return any(getattr(type(h), event, base) is not base for h in self.handlers)
+
     def __getattr__(self, event: str) -> Any:
         if not hasattr(RunEvents, event):
             raise AttributeError(event)

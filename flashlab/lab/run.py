@@ -188,7 +188,8 @@ def _stack(
         )
         return
     from flashlab.chaos.faults import needs_proxy
-    from flashlab.system.platforms import StackConfig, get_platform
+    from flashlab.core.platform import StackConfig
+    from flashlab.system.platforms import get_platform
 
     config = StackConfig(
         workers=exp.stack.workers,
@@ -469,7 +470,7 @@ def _drive_load(run: _Run) -> None:
         result = engine.run(
             _load_plan(run),
             on_batch=run.watch.tee(writer.write),
-            on_progress=load_events.progress,
+            on_progress=load_events.progress if load_events.listens("progress") else None,
             on_start=load_events.load_started,
             stop=run.req.abort.event,
         )

@@ -1,18 +1,11 @@
-"""Stack platforms behind one interface (`start`, `stop`, `status`, `components`, `signal`), by name."""
+"""Stack platforms behind one interface (`start`, `stop`, `status`, `components`, `signal`), by name.
+
+The interface, its config and its error tree live in flashlab.core.platform; import them from there.
+"""
 
 from __future__ import annotations
 
-from flashlab.core.platform import (
-    Component,
-    ComponentNotRunning,
-    DockerUnavailable,
-    Platform,
-    PlatformConfigError,
-    PlatformError,
-    StackConfig,
-    StackInfo,
-    StackStartError,
-)
+from flashlab.core.platform import Platform, PlatformConfigError, StackConfig
 
 PLATFORMS: dict[str, str] = {
     # name -> "module:Class"; imported lazily so `local` never needs the Docker SDK.
@@ -43,17 +36,4 @@ def get_platform(name: str, config: StackConfig) -> Platform:
     return getattr(importlib.import_module(module), cls)(config)
 
 
-__all__ = [
-    "PLATFORMS",
-    "free_port",
-    "Component",
-    "ComponentNotRunning",
-    "DockerUnavailable",
-    "Platform",
-    "PlatformConfigError",
-    "PlatformError",
-    "StackConfig",
-    "StackInfo",
-    "StackStartError",
-    "get_platform",
-]
+__all__ = ["PLATFORMS", "free_port", "get_platform"]
