@@ -15,7 +15,7 @@ from flashlab.commands.ci import (
     write_ci_outputs,
 )
 from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
-from flashlab.console import console, emit_json
+from flashlab.console import console, emit_json, titled_table
 from flashlab.core.errors import EXIT_CODES_HELP, UserError
 
 EPILOG = (
@@ -159,20 +159,9 @@ def _write_matrix_ci_outputs(
 
 
 def _print_cells(cells) -> None:
-    from rich.table import Table
-
-    table = Table(title="strategy × fault × durability", title_justify="left")
-    for col in (
-        "strategy",
-        "fault",
-        "durability",
-        "verdict",
-        "expected",
-        "oversell",
-        "lost",
-        "p99 ms",
-    ):
-        table.add_column(col, justify="right" if col in ("oversell", "lost", "p99 ms") else "left")
+    numbers = ("oversell", "lost", "p99 ms")
+    columns = ("strategy", "fault", "durability", "verdict", "expected", *numbers)
+    table = titled_table("strategy × fault × durability", columns, right=numbers)
     for c in cells:
         style = "red" if c.unexpected else ("green" if c.verdict == "pass" else "yellow")
         if c.inconclusive:

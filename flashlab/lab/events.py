@@ -113,8 +113,8 @@ class Announcer:
     @contextlib.contextmanager
     def phase(self, phase: Phase) -> Any:
         """`with events.phase(p):` announces the start, then the finish with its error (if any)."""
-        self.phase_started(phase)
         try:
+            self.phase_started(phase)
             yield phase
         except BaseException as exc:
             self.phase_finished(phase, exc)
