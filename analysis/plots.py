@@ -24,9 +24,9 @@ from matplotlib.figure import Figure
 
 from flashlab.analysis.stats import (
     NS_PER_S,
-    outcome_flags,
     code_labels,
     load_window,
+    outcome_flags,
     response_ms,
     service_ms,
 )

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from flashlab.analysis.stats import NS_PER_S, outcome_flags, latency, load_window, rates
+from flashlab.analysis.stats import NS_PER_S, latency, load_window, outcome_flags, rates
 from flashlab.core.rundir import Run
 
 RECOVERY_BIN_S = 0.25

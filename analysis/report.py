@@ -74,7 +74,14 @@ def kind_of(path: str) -> str:
 
 
 # How each unit-bearing kind is written (the suffix from KIND_SUFFIX follows).
-KIND_FORMAT = {"pct": ".2f", "cpu": ",.1f", "ms": ",.1f", "s": ",.2f", "rps": ",.1f", "corr": "+.3f"}
+KIND_FORMAT = {
+    "pct": ".2f",
+    "cpu": ",.1f",
+    "ms": ",.1f",
+    "s": ",.2f",
+    "rps": ",.1f",
+    "corr": "+.3f",
+}
 
 
 def fmt(value: Any, kind: str = "num") -> tuple[str, str]:
@@ -310,8 +317,6 @@ def write_report(run_dir: Path | str) -> Path:
     # The orchestrator writes the report before it flips `complete`, so do not require it here.
     run = load_run(run_dir, require_complete=False)
     return write_text_atomic(run_dir / REPORT, render_report(run, summary))
-
-
 
 
 # --- matrix report ------------------------------------------------------------------------------

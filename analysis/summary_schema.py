@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flashlab.core.validation import first_error
 from flashlab.core.rundir import SCHEMA_VERSION, RunDirError, read_json
+from flashlab.core.validation import first_error
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-
 Size = Literal["tiny", "full"]
 SIZES: tuple[str, ...] = ("tiny", "full")
 REPO_ROOT = Path(__file__).resolve().parent.parent

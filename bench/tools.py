@@ -23,7 +23,6 @@ from flashlab.system import procs
 SAMPLE_S = 0.05  # process-tree sampling period (CPU/RSS)
 
 
-
 @dataclass
 class TreeSample:
     t: float  # time.time()

@@ -12,7 +12,6 @@ from typing import Any
 
 from flashlab.bench.tools import ToolError, ToolRun, run_tool, tail
 
-
 # One script for every wrk run, so the client does the same work for GET /healthz and POST /buy:
 # a unique x-user-id per request (thread id + counter), status counting, and a JSON summary line.
 # `delay()` paces each connection when a target rate is given (wrk's closed loop, throttled,

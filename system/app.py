@@ -32,7 +32,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from flashlab.core.validation import first_error
 from flashlab.core.contract import (
     ADMIN_HEADER,
     BUY_PATH,
@@ -51,6 +50,7 @@ from flashlab.core.contract import (
     ResetOk,
     ResetRequest,
 )
+from flashlab.core.validation import first_error
 from flashlab.system import metrics
 from flashlab.system.backend import (
     BACKEND_ERRORS,

@@ -29,7 +29,8 @@ def long_functions(root: Path = ROOT, limit: int = MAX_FUNCTION_LINES) -> list[s
 def test_no_function_exceeds_the_limit() -> None:
     too_long = long_functions()
     assert not too_long, (
-        f"functions longer than {MAX_FUNCTION_LINES} lines (split them):\n  " + "\n  ".join(too_long)
+        f"functions longer than {MAX_FUNCTION_LINES} lines (split them):\n  "
+        + "\n  ".join(too_long)
     )
 
 

@@ -395,8 +395,8 @@ def test_a_component_dying_outside_a_fault_is_an_infrastructure_error(tmp_path: 
     import psutil
 
     from flashlab.core.platform import ComponentNotRunning
-    from flashlab.lab.experiment import load_experiment
     from flashlab.lab.events import RunEvents
+    from flashlab.lab.experiment import load_experiment
     from flashlab.lab.run import RunRequest, execute
     from flashlab.system import procs
 

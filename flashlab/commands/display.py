@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flashlab.analysis.markdown import fmt, load_generator_text, headline_rows
+from flashlab.analysis.markdown import fmt, headline_rows, load_generator_text
 from flashlab.console import console
 from flashlab.lab.events import Phase, RunEvents
 

@@ -27,7 +27,6 @@ from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
 from flashlab.commands.errors import FlashlabGroup
 from flashlab.console import console, die, emit_json
 from flashlab.core.errors import EXIT_BAD_INPUT, EXIT_INFRA
-from flashlab.core.rundir import write_text_atomic
 from flashlab.core.isolation import Isolation, IsolationError, resolve
 from flashlab.core.platform import (
     PLATFORM_NAMES,
@@ -38,6 +37,7 @@ from flashlab.core.platform import (
     StackInfo,
     durability_problem,
 )
+from flashlab.core.rundir import write_text_atomic
 
 STATE_ENV = "FLASHLAB_STATE_DIR"
 DEFAULT_STATE_DIR = ".flashlab"

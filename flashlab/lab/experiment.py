@@ -21,11 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-from flashlab.core.validation import first_error
 from flashlab.analysis.hypothesis import HypothesisError, parse_clause
 from flashlab.chaos.spec import FaultSpec
 from flashlab.core.contract import ID_PATTERN, ResetRequest, Strategy
 from flashlab.core.platform import Durability, PlatformName
+from flashlab.core.validation import first_error
 from flashlab.lab.guards import GuardError, parse_guard
 from flashlab.simulator.scenario import Scenario
 from flashlab.system.strategies import settings_model
@@ -178,7 +178,9 @@ def parse_experiment(data: Any, source: str = "<experiment>") -> Experiment:
     try:
         return Experiment.model_validate(data)
     except ValidationError as exc:
-        raise ExperimentError(f"{source}: {first_error(exc, friendly=True, choices=True, count_more=True)}") from None
+        raise ExperimentError(
+            f"{source}: {first_error(exc, friendly=True, choices=True, count_more=True)}"
+        ) from None
 
 
 def load_experiment(path: Path | str, overrides: dict[str, Any] | None = None) -> Experiment:

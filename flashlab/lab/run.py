@@ -394,9 +394,7 @@ def _judging_phases(write_report: bool) -> list[tuple[Phase, _Step]]:
 
 def _start_stack(run: _Run) -> None:
     if run.stack is None:
-        run.stack = run.cleanup.enter_context(
-            _stack(run.exp, run.req.target, run.isolation.stack)
-        )
+        run.stack = run.cleanup.enter_context(_stack(run.exp, run.req.target, run.isolation.stack))
     run.manifest["stack"] = run.on_stack.public
 
 
@@ -461,7 +459,9 @@ def _drive_load(run: _Run) -> None:
     exp, stack = run.exp, run.on_stack
     engine = get_engine(exp.engine.kind)
     writer = HistoryWriter(run.run_dir / rundir.HISTORY)
-    run.watch = RunWatch(exp.guards, exp.hypothesis, exp.product.stock, stack.base_url, run.req.abort)
+    run.watch = RunWatch(
+        exp.guards, exp.hypothesis, exp.product.stock, stack.base_url, run.req.abort
+    )
     run.cleanup.callback(run.watch.stop)
     # The guards arm first (the steady-state gate the scheduler takes is theirs).
     load_events = Announcer([run.watch, _FaultsAtStart(run, engine), *run.events.handlers])

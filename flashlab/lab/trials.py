@@ -10,7 +10,6 @@ interrupted set never looks complete. Judging the set is flashlab.analysis.trial
 
 from __future__ import annotations
 
-import secrets
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,8 +19,8 @@ from typing import Any
 from flashlab.analysis import trials as set_format
 from flashlab.core import meta, rundir
 from flashlab.core.errors import UserError, verdict_exit_code
-from flashlab.lab.experiment import Experiment
 from flashlab.lab.events import Announcer, NotesToStderr, Phase, RunEvents
+from flashlab.lab.experiment import Experiment
 from flashlab.lab.run import (
     RunOutcome,
     RunRequest,

@@ -38,9 +38,9 @@ from flashlab.core.platform import (
     check_durability,
 )
 from flashlab.system import procs
-from flashlab.system.platforms import free_port
 from flashlab.system.config import uvicorn_argv
 from flashlab.system.config import write as write_config
+from flashlab.system.platforms import free_port
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0  # per component; uvicorn imports take ~1-2 s each on 2 busy cores
