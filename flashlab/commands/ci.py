@@ -40,6 +40,12 @@ SummaryMdOption = Annotated[
 ]
 
 
+def check_ci_outputs(junit: Path | None, summary_md: Path | None) -> None:
+    """`--junit` and `--summary-md` checked before a long run (exit 2 naming the flag)."""
+    check_output_path(junit, "--junit")
+    check_output_path(summary_md, "--summary-md")
+
+
 def check_output_path(path: Path | None, flag: str) -> None:
     """Refuse an output path that cannot be written, before a long run (exit 2)."""
     if path is None:

@@ -11,7 +11,7 @@ import typer
 from flashlab.commands.ci import (
     JunitOption,
     SummaryMdOption,
-    check_output_path,
+    check_ci_outputs,
     write_ci_outputs,
 )
 from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
@@ -72,8 +72,7 @@ def matrix(
     summary_md: SummaryMdOption = None,
 ) -> None:
     """Run every strategy through every fault under every durability mode."""
-    check_output_path(junit, "--junit")
-    check_output_path(summary_md, "--summary-md")
+    check_ci_outputs(junit, summary_md)
     from flashlab.chaos.faults import fault_names
     from flashlab.commands.run import load_with_overrides
     from flashlab.core.contract import Strategy

@@ -12,7 +12,7 @@ import typer
 from flashlab.commands.ci import (
     JunitOption,
     SummaryMdOption,
-    check_output_path,
+    check_ci_outputs,
     write_ci_outputs,
     write_error_outputs,
 )
@@ -163,8 +163,7 @@ def run(
     """Run a flash sale from an experiment file and judge it (once, or as N trials with --repeat)."""
     from flashlab.lab.trials import check_repeat
 
-    check_output_path(junit, "--junit")
-    check_output_path(summary_md, "--summary-md")
+    check_ci_outputs(junit, summary_md)
     overrides = {
         "scenario.shoppers": shoppers,
         "product.stock": stock,
