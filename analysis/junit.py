@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from flashlab.analysis.checker import CHECK_KEYS
+from flashlab.core.rundir import write_text_atomic
 
 Outcome = Literal["passed", "failure", "error", "skipped"]
 MAX_EXAMPLES_IN_MESSAGE = 5
@@ -118,11 +119,7 @@ def to_xml(suites: Iterable[Suite], name: str = "flashlab") -> str:
 
 def write_junit(path: Path, suites: Iterable[Suite], name: str = "flashlab") -> Path:
     """Write the document atomically (temp file + rename): a CI never reads half a file."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".partial")
-    tmp.write_text(to_xml(suites, name), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(Path(path), to_xml(suites, name))
 
 
 # --- a run's summary.json as a suite ----------------------------------------------------------

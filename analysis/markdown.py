@@ -30,7 +30,7 @@ def pct(value: Any) -> float | None:
     return None if value is None else 100.0 * float(value)
 
 
-def generator_text(gen: dict[str, Any]) -> str:
+def load_generator_text(gen: dict[str, Any]) -> str:
     """Load-generator health: an overloaded client inflates every latency."""
     healthy = gen.get("healthy")
     if healthy is None:
@@ -59,7 +59,7 @@ def headline_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("throughput", fmt(summary.get("throughput_rps"), " req/s")),
         ("sell-out", fmt(summary.get("sellout_s"), " s", 2)),
         ("load duration", fmt(summary.get("duration_s"), " s", 2)),
-        ("load generator", generator_text(summary.get("generator") or {})),
+        ("load generator", load_generator_text(summary.get("generator") or {})),
         ("CPU split", describe_isolation(summary.get("isolation")).removeprefix("CPU split: ")),
     ]
 

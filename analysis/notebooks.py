@@ -29,6 +29,7 @@ import jinja2
 
 from flashlab.core.extras import MissingExtra
 from flashlab.core.meta import checkout_root
+from flashlab.core.rundir import write_text_atomic
 
 try:  # the `notebooks` extra (pip install 'flashlab[notebooks]'); the core runs without it
     import nbformat
@@ -175,10 +176,7 @@ def write_html(nb: NotebookNode, out_html: Path) -> Path:
     )
     html, _ = exporter.from_notebook_node(nb)
     out_html.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_html.with_suffix(out_html.suffix + ".partial")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out_html)
-    return out_html
+    return write_text_atomic(out_html, html)
 
 
 def notebook_paths(only: Sequence[str] = ()) -> list[Path]:

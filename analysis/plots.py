@@ -24,9 +24,9 @@ from matplotlib.figure import Figure
 
 from flashlab.analysis.stats import (
     NS_PER_S,
-    classify,
     code_labels,
     load_window,
+    outcome_flags,
     response_ms,
     service_ms,
 )
@@ -105,7 +105,7 @@ def binned(run: Run, width_s: float | None = None) -> pd.DataFrame:
     width = width_s or bin_width_s(span)
     bins = np.floor(rel_s.clip(lower=0) / width).astype("int64")
     index = pd.RangeIndex(int(bins.max()) + 1 if len(h) else 1)
-    flags = classify(h)
+    flags = outcome_flags(h)
     frame = pd.DataFrame(index=index)
     frame["attempts"] = bins.value_counts().reindex(index, fill_value=0)
     for col in ("ok", "busy", "available"):

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from flashlab.analysis.stats import NS_PER_S, classify, latency, load_window, rates
+from flashlab.analysis.stats import NS_PER_S, latency, load_window, outcome_flags, rates
 from flashlab.core.rundir import Run
 
 RECOVERY_BIN_S = 0.25
@@ -99,7 +99,7 @@ def recovery(run: Run) -> list[dict[str, Any]]:
     if faults.empty:
         return []
     h = run.history
-    available = classify(h)["available"]
+    available = outcome_flags(h)["available"]
     start, end = load_window(run)
     rows = faults.sort_values(["inject_ns", "index"], kind="stable")
     return [_one(row, h, available, start, end) for _, row in rows.iterrows()]

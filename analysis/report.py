@@ -21,9 +21,20 @@ from markupsafe import Markup, escape
 from flashlab.analysis import plots
 from flashlab.analysis.checker import CHECKS
 from flashlab.analysis.trials import TRIALS_HTML
-from flashlab.core.errors import verdict_exit_code  # the exit code the banner shows
+from flashlab.core.errors import (  # the exit code the banner shows; the matrix rule
+    verdict_exit_code,
+    verdict_unexpected,
+)
 from flashlab.core.isolation import describe as describe_isolation
-from flashlab.core.rundir import REPORT, SUMMARY, Run, RunDirError, load_run, write_json_atomic
+from flashlab.core.rundir import (
+    REPORT,
+    SUMMARY,
+    Run,
+    RunDirError,
+    load_run,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 MATRIX_JSON = "matrix.json"
 MATRIX_HTML = "matrix.html"
@@ -63,6 +74,17 @@ def kind_of(path: str) -> str:
     return "num"
 
 
+# How each unit-bearing kind is written (the suffix from KIND_SUFFIX follows).
+KIND_FORMAT = {
+    "pct": ".2f",
+    "cpu": ",.1f",
+    "ms": ",.1f",
+    "s": ",.2f",
+    "rps": ",.1f",
+    "corr": "+.3f",
+}
+
+
 def fmt(value: Any, kind: str = "num") -> tuple[str, str]:
     """(text, effective kind) for a summary value; None is an em dash, never 0."""
     if value is None:
@@ -77,17 +99,9 @@ def fmt(value: Any, kind: str = "num") -> tuple[str, str]:
         return json.dumps(value), "json"
     number = float(value)
     if kind == "pct":
-        return f"{number * 100:.2f}{KIND_SUFFIX['pct']}", "pct"
-    if kind == "cpu":
-        return f"{number:,.1f}{KIND_SUFFIX['cpu']}", "cpu"
-    if kind == "ms":
-        return f"{number:,.1f}{KIND_SUFFIX['ms']}", "ms"
-    if kind == "s":
-        return f"{number:,.2f}{KIND_SUFFIX['s']}", "s"
-    if kind == "rps":
-        return f"{number:,.1f}{KIND_SUFFIX['rps']}", "rps"
-    if kind == "corr":
-        return f"{number:+.3f}", "corr"
+        number *= 100
+    if kind in KIND_FORMAT:
+        return f"{number:{KIND_FORMAT[kind]}}{KIND_SUFFIX.get(kind, '')}", kind
     # Integral floats (a hypothesis threshold like `oversell == 0`) read as integers.
     return (f"{int(number):,}", "int") if number.is_integer() else (f"{number:,.3f}", "num")
 
@@ -307,14 +321,7 @@ def write_report(run_dir: Path | str) -> Path:
     summary = ensure_summary(run_dir)
     # The orchestrator writes the report before it flips `complete`, so do not require it here.
     run = load_run(run_dir, require_complete=False)
-    return _write_atomic(run_dir / REPORT, render_report(run, summary))
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_suffix(path.suffix + ".partial")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(run_dir / REPORT, render_report(run, summary))
 
 
 # --- matrix report ------------------------------------------------------------------------------
@@ -343,10 +350,7 @@ def is_unexpected(cell: dict[str, Any]) -> bool:
     """An error, or a verdict other than the expected one ("any" accepts both)."""
     if "unexpected" in cell:
         return bool(cell["unexpected"])
-    expected = cell.get("expected", "any")
-    return cell["verdict"] not in ("pass", "fail", "inconclusive") or (
-        expected != "any" and cell["verdict"] != expected
-    )
+    return verdict_unexpected(cell["verdict"], cell.get("expected", "any"))
 
 
 def _ordered(cells: list[dict[str, Any]], key: str) -> list[str]:
@@ -395,7 +399,7 @@ def write_matrix_report(matrix_dir: Path | str) -> Path:
     """Write `<matrix_dir>/matrix.html` from its matrix.json and return its path."""
     matrix_dir = Path(matrix_dir)
     cells = load_matrix(matrix_dir)
-    return _write_atomic(matrix_dir / MATRIX_HTML, render_matrix(cells, matrix_dir))
+    return write_text_atomic(matrix_dir / MATRIX_HTML, render_matrix(cells, matrix_dir))
 
 
 # --- trial-set report ---------------------------------------------------------------------------
@@ -440,7 +444,7 @@ def render_trials(result: dict[str, Any], set_dir: Path) -> str:
 def write_trials_report(set_dir: Path | str, result: dict[str, Any]) -> Path:
     """Write `<set_dir>/trials.html` from the set's trials.json content and return its path."""
     set_dir = Path(set_dir)
-    return _write_atomic(set_dir / TRIALS_HTML, render_trials(result, set_dir))
+    return write_text_atomic(set_dir / TRIALS_HTML, render_trials(result, set_dir))
 
 
 # --- comparison page ----------------------------------------------------------------------------
@@ -465,4 +469,4 @@ def render_comparison(comparison: Any) -> str:
 
 def write_comparison_report(comparison: Any, path: Path | str) -> Path:
     """Write the comparison's HTML page at `path` (atomically) and return it."""
-    return _write_atomic(Path(path), render_comparison(comparison))
+    return write_text_atomic(Path(path), render_comparison(comparison))

@@ -51,7 +51,7 @@ NS_PER_MS = 1_000_000
 # --- outcome classes ---------------------------------------------------------------------------
 
 
-def classify(history: pd.DataFrame) -> pd.DataFrame:
+def outcome_flags(history: pd.DataFrame) -> pd.DataFrame:
     """Boolean outcome columns, one row per attempt (same index as `history`)."""
     status = history["status"].astype("int64")
     code = history["code"].astype("object")
@@ -89,7 +89,7 @@ def _rate(count: int | float, total: int) -> float | None:
 
 
 def rates(history: pd.DataFrame) -> dict[str, float | None]:
-    flags = classify(history)
+    flags = outcome_flags(history)
     n = len(history)
     return {
         "success_rate": _rate(flags["ok"].sum(), n),
@@ -377,7 +377,7 @@ GENERATOR_STALLED_S_MAX = 0.5
 GENERATOR_KEYS = ("lag_ms_p99", "lag_ms_max", "stalled_s", "cpu_pct_max")
 
 
-def generator(manifest: dict[str, Any]) -> dict[str, Any]:
+def load_generator_health(manifest: dict[str, Any]) -> dict[str, Any]:
     """{lag_ms_p99, lag_ms_max, stalled_s, cpu_pct_max, healthy} from manifest.engine.generator.
 
     healthy = lag p99 < GENERATOR_LAG_P99_MS_MAX and stalled_s < GENERATOR_STALLED_S_MAX; every

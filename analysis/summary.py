@@ -60,7 +60,7 @@ def _clauses(run: Run) -> list[str]:
 def _measurements(run: Run) -> dict[str, Any]:
     h, t = run.history, run.truth
     checks = check(run)
-    generator = stats.generator(run.manifest)
+    generator = stats.load_generator_health(run.manifest)
     per_fault = recovery(run)
     out: dict[str, Any] = {
         "run_id": run.run_id,

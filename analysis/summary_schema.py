@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flashlab.core.rundir import SCHEMA_VERSION, RunDirError, read_json
+from flashlab.core.validation import first_error
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 
@@ -187,10 +188,8 @@ def summary_json_schema() -> dict[str, Any]:
 
 
 def _validation_line(path: Path, exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{path}: {where}: {err['msg']}{more} (`flashlab check` rewrites it from the evidence)"
+    line = first_error(exc, count_more=True)
+    return f"{path}: {line} (`flashlab check` rewrites it from the evidence)"
 
 
 def read_summary(path: Path) -> dict[str, Any]:

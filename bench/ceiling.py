@@ -18,21 +18,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from flashlab.bench.common import (
-    BenchContext,
-    ToolError,
-    buy_body,
-    local_stack,
-    now_iso,
-    pyplot,
-    ratio,
-    reset_product,
-    result_line,
-    run_tool,
-    save_plot,
-    target,
-    wrk,
-)
+from flashlab.bench.context import BenchContext
+from flashlab.bench.plotting import pyplot, save_plot
+from flashlab.bench.results import now_iso, ratio, result_line, target
+from flashlab.bench.stack import buy_body, local_stack, reset_product
+from flashlab.bench.tools import ToolError, run_tool
+from flashlab.bench.wrk import wrk
 from flashlab.core.contract import BUY_PATH, Strategy
 
 NAME = "ceiling"

@@ -17,16 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flashlab.bench.common import (
-    REPO_ROOT,
-    BenchContext,
-    now_iso,
-    pct_ms,
-    pyplot,
-    ratio,
-    result_line,
-    save_plot,
-)
+from flashlab.bench.context import REPO_ROOT, BenchContext
+from flashlab.bench.engine_runs import pct_ms
+from flashlab.bench.plotting import pyplot, save_plot
+from flashlab.bench.results import now_iso, ratio, result_line
 from flashlab.bench.runs import LabRun, execute, experiment_from, scratch
 
 NAME = "chaos"

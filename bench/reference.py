@@ -15,16 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from flashlab.bench.common import (
-    REPO_ROOT,
-    BenchContext,
-    now_iso,
-    pyplot,
-    ratio,
-    result_line,
-    save_plot,
-    target,
-)
+from flashlab.bench.context import REPO_ROOT, BenchContext
+from flashlab.bench.plotting import pyplot, save_plot
+from flashlab.bench.results import now_iso, ratio, result_line, target
 from flashlab.bench.runs import LabRun, execute, experiment_from, scratch
 
 NAME = "reference"

@@ -13,18 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flashlab.bench.common import (
-    BenchContext,
-    local_stack,
-    now_iso,
-    pyplot,
-    ratio,
-    reset_product,
-    result_line,
-    run_engine,
-    save_plot,
-    target,
-)
+from flashlab.bench.context import BenchContext
+from flashlab.bench.engine_runs import run_engine
+from flashlab.bench.plotting import pyplot, save_plot
+from flashlab.bench.results import now_iso, ratio, result_line, target
+from flashlab.bench.stack import local_stack, reset_product
 from flashlab.simulator.scenario import Scenario, Spike
 
 NAME = "scale"

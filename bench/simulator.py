@@ -23,22 +23,13 @@ from typing import Any
 import numpy as np
 
 from flashlab.bench.ceiling import summarize_folded
-from flashlab.bench.common import (
-    REPO_ROOT,
-    BenchContext,
-    local_stack,
-    now_iso,
-    pyplot,
-    python,
-    ratio,
-    reset_product,
-    result_line,
-    run_engine,
-    run_tool,
-    save_plot,
-    target,
-    wrk,
-)
+from flashlab.bench.context import REPO_ROOT, BenchContext
+from flashlab.bench.engine_runs import run_engine
+from flashlab.bench.plotting import pyplot, save_plot
+from flashlab.bench.results import now_iso, ratio, result_line, target
+from flashlab.bench.stack import local_stack, reset_product
+from flashlab.bench.tools import python, run_tool
+from flashlab.bench.wrk import wrk
 from flashlab.core.contract import BUY_PATH
 from flashlab.simulator.scenario import Poisson, Profile, Scenario
 

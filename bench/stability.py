@@ -16,16 +16,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from flashlab.bench.common import (
-    REPO_ROOT,
-    BenchContext,
-    now_iso,
-    pyplot,
-    ratio,
-    result_line,
-    save_plot,
-    target,
-)
+from flashlab.bench.context import REPO_ROOT, BenchContext
+from flashlab.bench.plotting import pyplot, save_plot
+from flashlab.bench.results import now_iso, ratio, result_line, target
 from flashlab.bench.runs import execute, experiment_from, scratch
 
 NAME = "stability"

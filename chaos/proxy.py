@@ -36,6 +36,8 @@ import httpx
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flashlab.core.validation import first_error
+
 Direction = Literal["up", "down", "both"]
 CHUNK = 65_536
 
@@ -47,15 +49,23 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The one home of the toxics' bounds and defaults: the network faults
+# (flashlab.chaos.faults.network) build their Params on these models.
+MAX_DELAY_MS = 60_000
+
+
 class LatencyParams(_Params):
-    ms: float = Field(default=100.0, ge=0, le=60_000)
-    jitter_ms: float = Field(default=0.0, ge=0, le=60_000)  # uniform in [-jitter, +jitter], floor 0
-    seed: int = 0
+    ms: float = Field(default=100.0, ge=0, le=MAX_DELAY_MS, description="delay added per chunk")
+    # uniform in [-jitter, +jitter], floor 0
+    jitter_ms: float = Field(default=0.0, ge=0, le=MAX_DELAY_MS, description="uniform +/- spread")
+    seed: int = Field(default=0, description="seed of the jitter's random stream")
 
 
 class ResetParams(_Params):
-    probability: float = Field(default=1.0, ge=0, le=1)  # new connections reset with this chance
-    seed: int = 0
+    probability: float = Field(
+        default=1.0, ge=0, le=1, description="chance each new connection is reset"
+    )
+    seed: int = Field(default=0, description="seed of the reset draw")
 
 
 class BlackholeParams(_Params):
@@ -63,7 +73,9 @@ class BlackholeParams(_Params):
 
 
 class BandwidthParams(_Params):
-    kb_per_s: float = Field(default=64.0, gt=0, le=10_000_000)
+    # 16 KiB/s, the fault's long-standing default (what experiments ran with): a link that
+    # slow visibly delays Redis replies; the proxy's former 64 was only ever its own fallback.
+    kb_per_s: float = Field(default=16.0, gt=0, le=10_000_000, description="KiB/s limit")
 
 
 class TimeoutParams(_Params):
@@ -110,22 +122,16 @@ class Toxic:
         }
 
 
-def _first_error(exc: ValidationError, prefix: str = "") -> str:
-    err = exc.errors()[0]
-    where = prefix + ".".join(str(p) for p in err["loc"])
-    return f"{where.rstrip('.') or 'body'}: {err['msg']}"
-
-
 def parse_toxic(body: Any) -> Toxic:
     """Validate a POST body; raises ValueError with one line naming the bad field."""
     try:
         spec = ToxicSpec.model_validate(body)
     except ValidationError as exc:
-        raise ValueError(_first_error(exc)) from None
+        raise ValueError(first_error(exc, empty="body")) from None
     try:
         params = TOXIC_PARAMS[spec.type].model_validate(spec.params)
     except ValidationError as exc:
-        raise ValueError(_first_error(exc, "params.")) from None
+        raise ValueError(first_error(exc, prefix="params.", empty="body")) from None
     seed = getattr(params, "seed", 0)
     return Toxic(spec.name, spec.type, spec.direction, params, random.Random(seed))
 

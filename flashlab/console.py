@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Collection, Sequence
 from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from flashlab.core.errors import EXIT_BAD_INPUT
 
@@ -34,6 +36,14 @@ def print_error(message: str) -> None:
 def die(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     print_error(message)
     raise SystemExit(code)
+
+
+def titled_table(title: str, columns: Sequence[str], right: Collection[str] = ()) -> Table:
+    """A rich table titled on the left with `columns` (those in `right` right-aligned)."""
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, justify="right" if col in right else "left")
+    return table
 
 
 def emit_json(data: Any) -> None:

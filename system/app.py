@@ -50,6 +50,7 @@ from flashlab.core.contract import (
     ResetOk,
     ResetRequest,
 )
+from flashlab.core.validation import first_error
 from flashlab.system import metrics
 from flashlab.system.backend import (
     BACKEND_ERRORS,
@@ -103,12 +104,13 @@ class BadInput(Exception):
         self.message = message
 
 
-# --------------------------------------------------------------------------- answers
+# --------------------------------------------------------------------------- replies
 
 
 @dataclass(frozen=True, slots=True)
-class Answer:
-    """One HTTP answer, independent of how it is sent (FastAPI Response or raw ASGI)."""
+class Reply:
+    """The server's reply to one request, independent of how it is sent (FastAPI Response or
+    raw ASGI). Not the shopper's `flashlab.simulator.client.Answer` (what a client received)."""
 
     status: int
     body: bytes
@@ -119,27 +121,27 @@ class Answer:
         return {"Retry-After": RETRY_AFTER_S} if self.retry_after else None
 
 
-def error_answer(
+def error_reply(
     code: ErrorCode, message: str, *, committed: bool | None = None, status: int | None = None
-) -> Answer:
+) -> Reply:
     body: dict[str, Any] = {"code": code.value, "message": message}
     if committed is not None:
         body["maybeCommitted"] = committed
     # 409 busy and 503 say "try again": both carry Retry-After.
     retry = code in (ErrorCode.busy, ErrorCode.backend_unavailable)
-    return Answer(status or STATUS_OF[code], orjson.dumps(body), code.value, retry)
+    return Reply(status or STATUS_OF[code], orjson.dumps(body), code.value, retry)
 
 
-def backend_answer(exc: BaseException) -> Answer:
+def backend_reply(exc: BaseException) -> Reply:
     kind = error_kind(exc)
     metrics.redis_error(kind)
     message = f"redis unavailable ({kind})"
-    return error_answer(ErrorCode.backend_unavailable, message, committed=maybe_committed())
+    return error_reply(ErrorCode.backend_unavailable, message, committed=maybe_committed())
 
 
-def to_response(scope: MutableMapping[str, Any], answer: Answer) -> Response:
-    scope[CODE_KEY] = answer.code
-    return Response(answer.body, answer.status, headers=answer.headers(), media_type=JSON)
+def to_response(scope: MutableMapping[str, Any], reply: Reply) -> Response:
+    scope[CODE_KEY] = reply.code
+    return Response(reply.body, reply.status, headers=reply.headers(), media_type=JSON)
 
 
 def error_response(
@@ -150,7 +152,7 @@ def error_response(
     headers: dict[str, str] | None = None,
     status: int | None = None,
 ) -> Response:
-    response = to_response(scope, error_answer(code, message, status=status))
+    response = to_response(scope, error_reply(code, message, status=status))
     if headers:
         response.headers.update(headers)
     return response
@@ -160,16 +162,16 @@ def json_response(data: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type=JSON)
 
 
-async def send_answer(send: Any, answer: Answer) -> None:
+async def send_reply(send: Any, reply: Reply) -> None:
     """Raw ASGI send, for the buy fast lane."""
     headers = [
         (b"content-type", b"application/json"),
-        (b"content-length", b"%d" % len(answer.body)),
+        (b"content-length", b"%d" % len(reply.body)),
     ]
-    if answer.retry_after:
+    if reply.retry_after:
         headers.append((b"retry-after", RETRY_AFTER_S.encode()))
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": answer.body})
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
 
 
 # --------------------------------------------------------------------------- input
@@ -277,7 +279,7 @@ class Api:
             meta = await self.load_meta(keys)
         return "", Purchase(Outcome.not_found)
 
-    async def buy(self, user_header: str | None, read: Callable[[], Awaitable[bytes]]) -> Answer:
+    async def buy(self, user_header: str | None, read: Callable[[], Awaitable[bytes]]) -> Reply:
         """The purchase endpoint's logic, shared by the fast lane and the FastAPI route."""
         begin_request()
         try:
@@ -285,20 +287,20 @@ class Api:
             product_id = parse_buy(await read())
             strategy, result = await self.purchase(ProductKeys(product_id), user_id)
         except BadInput as exc:
-            return error_answer(exc.code, exc.message)
+            return error_reply(exc.code, exc.message)
         except BACKEND_ERRORS as exc:
-            return backend_answer(exc)
+            return backend_reply(exc)
         outcome = result.outcome
         if outcome is Outcome.ok:
             metrics.purchase(strategy)
             metrics.stock(product_id, result.remaining or 0)
             body = orjson.dumps({"orderId": result.order_id, "remaining": result.remaining})
-            return Answer(200, body, "ok")
+            return Reply(200, body, "ok")
         if outcome is Outcome.not_found:
-            return error_answer(ErrorCode.not_found, f"unknown product {product_id}")
+            return error_reply(ErrorCode.not_found, f"unknown product {product_id}")
         code = _CONFLICTS[outcome]
         metrics.conflict(code.value)
-        return error_answer(code, code.value.replace("_", " "))
+        return error_reply(code, code.value.replace("_", " "))
 
     async def product(self, request: Request, product_id: str) -> Response:
         keys = ProductKeys(product_id)
@@ -383,9 +385,7 @@ def _reset_body() -> dict[str, Any]:
 
 
 def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "body"
-    return f"{where}: {err.get('msg', 'invalid')}"[:300]
+    return first_error(exc, empty="body")[:300]
 
 
 # --------------------------------------------------------------------------- edge middleware
@@ -411,12 +411,12 @@ class EdgeMiddleware:
             return
         start = time.perf_counter()
         if scope["path"] == BUY_PATH and scope["method"] == "POST":
-            answer = await self._buy(scope, receive)
+            reply = await self._buy(scope, receive)
             try:
-                await send_answer(send, answer)
+                await send_reply(send, reply)
             finally:
                 metrics.observe_request(
-                    BUY_PATH, answer.status, answer.code, time.perf_counter() - start
+                    BUY_PATH, reply.status, reply.code, time.perf_counter() - start
                 )
             return
         status = 500
@@ -436,7 +436,7 @@ class EdgeMiddleware:
             code = scope.get(CODE_KEY) or ("ok" if status < 400 else str(status))
             metrics.observe_request(label, status, code, time.perf_counter() - start)
 
-    def _buy(self, scope: MutableMapping[str, Any], receive: Any) -> Awaitable[Answer]:
+    def _buy(self, scope: MutableMapping[str, Any], receive: Any) -> Awaitable[Reply]:
         user: str | None = None
         declared: bytes | None = None
         for name, value in scope["headers"]:
@@ -495,7 +495,7 @@ def _install_handlers(app: FastAPI) -> None:
         )
 
     async def on_backend(request: Request, exc: Exception) -> Response:
-        return to_response(request.scope, backend_answer(exc))
+        return to_response(request.scope, backend_reply(exc))
 
     async def on_disconnect(request: Request, exc: Exception) -> Response:
         return error_response(request.scope, ErrorCode.bad_request, "client disconnected")
@@ -516,25 +516,26 @@ def _install_handlers(app: FastAPI) -> None:
 
 
 def _install_routes(app: FastAPI, api: Api) -> None:
-    worker = api.settings.worker_id
-    health = orjson.dumps({"status": "ok", "worker": worker})
-    user_param = {
-        "name": USER_HEADER,
-        "in": "header",
-        "required": True,
-        "schema": {"type": "string", "pattern": ID_PATTERN},
-    }
-    admin_param = {
-        "name": ADMIN_HEADER,
-        "in": "header",
-        "required": True,
-        "schema": {"type": "string"},
-    }
+    """The shop's routes, then the operator's (health, metrics, reset): the OpenAPI order."""
+    _install_shop_routes(app, api)
+    _install_operator_routes(app, api)
+
+
+def _body_and_header(
+    model: type[Any], header: str, schema: dict[str, Any], body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """OpenAPI extra of a POST route: its JSON body (the model's, unless given) and its header."""
+    param = {"name": header, "in": "header", "required": True, "schema": schema}
+    return {**(body or _openapi_body(model)), "parameters": [param]}
+
+
+def _install_shop_routes(app: FastAPI, api: Api) -> None:
+    user_schema = {"type": "string", "pattern": ID_PATTERN}
 
     @app.post(
         BUY_PATH,
         response_model=BuyOk,
-        openapi_extra={**_openapi_body(BuyRequest), "parameters": [user_param]},
+        openapi_extra=_body_and_header(BuyRequest, USER_HEADER, user_schema),
         responses=_errors(
             ErrorCode.unauthenticated,
             ErrorCode.bad_request,
@@ -546,8 +547,8 @@ def _install_routes(app: FastAPI, api: Api) -> None:
         ),
     )
     async def buy(request: Request) -> Response:
-        answer = await api.buy(request.headers.get(USER_HEADER), lambda: read_body(request))
-        return to_response(request.scope, answer)
+        reply = await api.buy(request.headers.get(USER_HEADER), lambda: read_body(request))
+        return to_response(request.scope, reply)
 
     @app.get(
         PRODUCT_PATH,
@@ -558,6 +559,10 @@ def _install_routes(app: FastAPI, api: Api) -> None:
     )
     async def product(request: Request, product_id: str = Path(pattern=ID_PATTERN)) -> Response:
         return await api.product(request, product_id)
+
+
+def _install_operator_routes(app: FastAPI, api: Api) -> None:
+    health = orjson.dumps({"status": "ok", "worker": api.settings.worker_id})
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Response:
@@ -576,7 +581,9 @@ def _install_routes(app: FastAPI, api: Api) -> None:
     @app.post(
         RESET_PATH,
         response_model=ResetOk,
-        openapi_extra={**_reset_body(), "parameters": [admin_param]},
+        openapi_extra=_body_and_header(
+            ResetRequest, ADMIN_HEADER, {"type": "string"}, body=_reset_body()
+        ),
         responses=_errors(
             ErrorCode.forbidden,
             ErrorCode.bad_request,

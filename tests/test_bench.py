@@ -22,7 +22,8 @@ _import_bench()  # bench/ is not an installed package: make the repository root 
 
 from flashlab.bench import bench_names, get_bench  # noqa: E402
 from flashlab.bench.ceiling import summarize_folded  # noqa: E402
-from flashlab.bench.common import REPO_ROOT, RESULTS_FULL, BenchContext, append_result, target  # noqa: E402
+from flashlab.bench.context import REPO_ROOT, RESULTS_FULL, BenchContext  # noqa: E402
+from flashlab.bench.results import append_result, target  # noqa: E402
 
 REQUIRED_KEYS = {
     "bench", "command", "git_revision", "machine", "started_at", "params", "raw", "ratios",

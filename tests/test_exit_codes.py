@@ -395,6 +395,7 @@ def test_a_component_dying_outside_a_fault_is_an_infrastructure_error(tmp_path: 
     import psutil
 
     from flashlab.core.platform import ComponentNotRunning
+    from flashlab.lab.events import RunEvents
     from flashlab.lab.experiment import load_experiment
     from flashlab.lab.run import RunRequest, execute
     from flashlab.system import procs
@@ -413,12 +414,14 @@ def test_a_component_dying_outside_a_fault_is_an_infrastructure_error(tmp_path: 
                 killed.append(pid)
                 return
 
+    class KillAWorker(RunEvents):
+        def progress(self, snapshot: object) -> None:
+            kill_a_worker(snapshot)
+
     request = RunRequest(
-        experiment=load_experiment(SMOKE),
-        run_dir=tmp_path / "run",
-        write_report=False,
-        on_progress=kill_a_worker,
+        experiment=load_experiment(SMOKE), run_dir=tmp_path / "run", write_report=False
     )
+    request.events.append(KillAWorker())
     with pytest.raises(ComponentNotRunning, match="api-"):
         execute(request)
     assert killed, "no API worker was found to kill"

@@ -35,3 +35,12 @@ def test_bad_settings_are_refused_naming_the_key(settings: dict, needle: str) ->
     with pytest.raises(ExperimentError, match=r"product\.settings") as err:
         parse_experiment({"product": {"strategy": "lock", "settings": settings}})
     assert needle in str(err.value)
+
+
+def test_platform_names_are_the_platform_registry() -> None:
+    # One list of names (flashlab.core.platform) for experiments and the CLI; one registry of
+    # classes (flashlab.system.platforms): they must name the same platforms.
+    from flashlab.core.platform import PLATFORM_NAMES
+    from flashlab.system.platforms import PLATFORMS
+
+    assert set(PLATFORM_NAMES) == set(PLATFORMS)

@@ -207,10 +207,10 @@ def test_generator_health_comes_from_the_manifest(tmp_path: Path) -> None:
     [(49.9, 0.49, True), (50.0, 0.0, False), (1.0, 0.5, False), (None, 0.0, None)],
 )
 def test_generator_health_thresholds(lag: Any, stalled: Any, healthy: Any) -> None:
-    from flashlab.analysis.stats import generator
+    from flashlab.analysis.stats import load_generator_health
 
     engine = {"generator": {"lag_ms_p99": lag, "stalled_s": stalled, "cpu_pct_max": 90}}
-    assert generator({"engine": engine})["healthy"] is healthy
+    assert load_generator_health({"engine": engine})["healthy"] is healthy
 
 
 def test_runs_without_generator_data_summarise_to_nones(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from flashlab.analysis.checks.base import Check, CheckResult, ok_ops, orders_frame, result
-from flashlab.analysis.stats import classify
+from flashlab.analysis.stats import outcome_flags
 from flashlab.core.rundir import Run
 
 
@@ -126,7 +126,7 @@ class ServerErrors(Check):
 
     def run(self, run: Run) -> CheckResult:
         h = run.history
-        bad = h[classify(h)["server_error"]]
+        bad = h[outcome_flags(h)["server_error"]]
         counts = bad["status"].value_counts().sort_index().items()
         statuses = ", ".join(f"{s}: {n}" for s, n in counts)
         return result(len(bad), bad["op_id"], f"5xx other than 502/503/504 ({statuses or 'none'})")

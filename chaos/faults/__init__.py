@@ -52,16 +52,19 @@ def fault_param_error(name: str, params: dict[str, Any]) -> str | None:
     """Validate a fault's params; returns an error message or None. Unknown names are caught earlier."""
     from pydantic import ValidationError
 
+    from flashlab.core.validation import first_error
+
     fault_cls = fault_class(name)
     try:
         fault_cls.Params.model_validate(params)
     except ValidationError as exc:  # first error only, as "field: what is wrong"
-        err = exc.errors()[0]
+        allowed = ", ".join(fault_cls.Params.model_fields) or "none"
         # The first loc part is the field; later parts are union branches ("count.int").
-        where = str(err["loc"][0]) if err["loc"] else "params"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            allowed = ", ".join(fault_cls.Params.model_fields) or "none"
-            msg = f"unknown field (allowed: {allowed})"
-        return f"{where}: {msg}"
+        return first_error(
+            exc,
+            empty="params",
+            field_only=True,
+            friendly=True,
+            unknown_field=f"unknown field (allowed: {allowed})",
+        )
     return None

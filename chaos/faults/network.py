@@ -6,13 +6,14 @@ probe through the proxy before and after shows what the API saw (added latency, 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import Field
 
+from flashlab.chaos import proxy as toxics
 from flashlab.chaos.faults.base import Fault, FaultContext, FaultParams, host_port, tcp_ping
 
-Direction = Literal["up", "down", "both"]
+Direction = toxics.Direction
 _DIRECTION_HELP = "up = API->Redis, down = Redis->API, both"
 PROXY = "proxy"
 
@@ -60,7 +61,7 @@ class NetworkFault(Fault):
 
 
 class LatencyParams(FaultParams):
-    ms: float = Field(default=100.0, ge=0, le=60_000, description="delay added per chunk")
+    ms: float = toxics.LatencyParams.model_fields["ms"]
     direction: Direction = Field(default="down", description=_DIRECTION_HELP)
 
 
@@ -71,11 +72,13 @@ class Latency(NetworkFault):
     toxic_type = "latency"
 
 
-class JitterParams(FaultParams):
-    ms: float = Field(default=20.0, ge=0, le=60_000, description="base delay")
-    jitter_ms: float = Field(default=50.0, ge=0, le=60_000, description="uniform +/- spread")
+class JitterParams(toxics.LatencyParams, FaultParams):
+    # The latency toxic's fields, with a smaller base delay and a spread by default.
+    ms: float = Field(default=20.0, ge=0, le=toxics.MAX_DELAY_MS, description="base delay")
+    jitter_ms: float = Field(
+        default=50.0, ge=0, le=toxics.MAX_DELAY_MS, description="uniform +/- spread"
+    )
     direction: Direction = Field(default="down", description=_DIRECTION_HELP)
-    seed: int = Field(default=0, description="seed of the jitter's random stream")
 
 
 class Jitter(NetworkFault):
@@ -85,11 +88,8 @@ class Jitter(NetworkFault):
     toxic_type = "latency"
 
 
-class ResetParams(FaultParams):
-    probability: float = Field(
-        default=1.0, ge=0, le=1, description="chance each new connection is reset"
-    )
-    seed: int = Field(default=0, description="seed of the reset draw")
+class ResetParams(toxics.ResetParams, FaultParams):
+    pass
 
 
 class Reset(NetworkFault):
@@ -102,7 +102,7 @@ class Reset(NetworkFault):
     toxic_type = "reset"
 
 
-class BlackholeParams(FaultParams):
+class BlackholeParams(toxics.BlackholeParams, FaultParams):
     direction: Direction = Field(default="both", description=_DIRECTION_HELP)
 
 
@@ -116,8 +116,7 @@ class Blackhole(NetworkFault):
     toxic_type = "blackhole"
 
 
-class BandwidthParams(FaultParams):
-    kb_per_s: float = Field(default=16.0, gt=0, le=10_000_000, description="KiB/s limit")
+class BandwidthParams(toxics.BandwidthParams, FaultParams):
     direction: Direction = Field(default="down", description=_DIRECTION_HELP)
 
 

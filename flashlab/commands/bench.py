@@ -51,7 +51,7 @@ def bench(
 ) -> None:
     """Measure the stack, the simulator and chaos cost as ratios; append one JSON line per benchmark."""
     mod = _import_bench()
-    from flashlab.bench.common import SIZES, BenchContext, default_paths
+    from flashlab.bench.context import SIZES, BenchContext, default_paths
 
     if size not in SIZES:
         raise UserError(f"--size: {size!r} is not one of: {', '.join(SIZES)}")
@@ -87,7 +87,8 @@ def bench(
 
 
 def _run_all(mod: Any, names: list[str], ctx: Any) -> tuple[list[dict[str, Any]], list[str]]:
-    from flashlab.bench.common import ToolError, append_result
+    from flashlab.bench.results import append_result
+    from flashlab.bench.tools import ToolError
 
     lines: list[dict[str, Any]] = []
     failed: list[str] = []

@@ -15,6 +15,7 @@ import typer
 
 from flashlab.console import err_console
 from flashlab.core.errors import UserError
+from flashlab.core.rundir import write_text_atomic
 
 if TYPE_CHECKING:  # the analysis layer pulls pandas in; imported when a file is written
     from flashlab.analysis.junit import Suite
@@ -39,6 +40,12 @@ SummaryMdOption = Annotated[
 ]
 
 
+def check_ci_outputs(junit: Path | None, summary_md: Path | None) -> None:
+    """`--junit` and `--summary-md` checked before a long run (exit 2 naming the flag)."""
+    check_output_path(junit, "--junit")
+    check_output_path(summary_md, "--summary-md")
+
+
 def check_output_path(path: Path | None, flag: str) -> None:
     """Refuse an output path that cannot be written, before a long run (exit 2)."""
     if path is None:
@@ -51,12 +58,6 @@ def check_output_path(path: Path | None, flag: str) -> None:
         raise UserError(f"{flag}: directory {path.parent} is not writable")
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".partial")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def write_ci_outputs(
     suites: list[Suite], markdown: str, junit: Path | None, summary_md: Path | None, quiet: bool
 ) -> None:
@@ -66,7 +67,7 @@ def write_ci_outputs(
     if junit is not None:
         write_junit(junit, suites)
     if summary_md is not None:
-        _write_text_atomic(summary_md, markdown)
+        write_text_atomic(summary_md, markdown)
     step_summary = os.environ.get(GITHUB_STEP_SUMMARY)
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as out:

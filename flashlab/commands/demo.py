@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
-from flashlab.console import console
+from flashlab.console import console, titled_table
 
 DEMO_RUNS = (
     # (shipped experiment name, what a correct lab shows, expected exit code)
@@ -63,20 +63,8 @@ def demo(
 
 
 def _print_demo_table(rows: list) -> int:  # list[(Experiment, RunOutcome, expected exit code)]
-    from rich.table import Table
-
-    table = Table(title="demo: what each strategy sold", title_justify="left")
-    for col in (
-        "run",
-        "strategy",
-        "faults",
-        "sold / stock",
-        "oversell",
-        "lost",
-        "verdict",
-        "as expected",
-    ):
-        table.add_column(col)
+    columns = ("run", "strategy", "faults", "sold / stock", "oversell", "lost", "verdict")
+    table = titled_table("demo: what each strategy sold", (*columns, "as expected"))
     surprises = 0
     for exp, outcome, expected in rows:
         s = outcome.summary

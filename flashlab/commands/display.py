@@ -11,8 +11,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flashlab.analysis.markdown import fmt, generator_text, headline_rows
+from flashlab.analysis.markdown import fmt, headline_rows, load_generator_text
 from flashlab.console import console
+from flashlab.lab.events import Phase, RunEvents
 
 VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
 _STATUS_MARK = {"pass": "[green]✔[/]", "fail": "[red]✘[/]", "inconclusive": "[yellow]?[/]"}
@@ -28,11 +29,23 @@ def verdict_line(verdict: str, reasons: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
-class LiveRun:
-    """Live panel: phase, shoppers launched, in flight, sold/stock, answers by code."""
+class LiveRun(RunEvents):
+    """Live panel: phase, shoppers launched, in flight, sold/stock, answers by code.
 
-    def __init__(self, shoppers: int, stock: int, enabled: bool = True) -> None:
+    A listener of the run's events (flashlab.lab.events): register it on `RunRequest.events`.
+    `show_phases=False` (--json, --quiet) keeps the phases off the screen; `trial_lines` prints
+    one line per finished trial of a set."""
+
+    def __init__(
+        self,
+        shoppers: int,
+        stock: int,
+        enabled: bool = True,
+        show_phases: bool = True,
+        trial_lines: bool = False,
+    ) -> None:
         self.shoppers, self.stock = shoppers, stock
+        self.show_phases, self.trial_lines = show_phases, trial_lines
         self.phase = "starting"
         self.snapshot: Any = None
         self.bar = Progress(
@@ -79,6 +92,23 @@ class LiveRun:
             self._last = now
             self.bar.update(self.task, completed=getattr(progress, "launched", 0))
             self.live.update(self._render())
+
+    # --- run events ---
+
+    def phase_started(self, phase: Phase) -> None:
+        if self.show_phases:
+            self.set_phase(phase.label)
+
+    def progress(self, snapshot: Any) -> None:
+        self.update(snapshot)
+
+    def trial_started(self, index: int, of: int, seed: int) -> None:
+        if self.show_phases:
+            self.restart(f"trial {index}/{of} (seed {seed})")
+
+    def trial_finished(self, index: int, outcome: Any) -> None:
+        if self.trial_lines:
+            print_trial_done(index, outcome)
 
     def _render(self) -> Group:
         table = Table.grid(padding=(0, 2))
@@ -152,7 +182,7 @@ def print_trial_done(index: int, outcome: Any) -> None:
         f"trial {index}: [{style}]{str(s.get('verdict', '?')).upper()}[/]"
         f"  p99 {fmt(lat.get('p99'), ' ms')}  throughput {fmt(s.get('throughput_rps'), ' req/s')}"
         f"  sold {fmt(s.get('sold'))}/{fmt(s.get('stock_initial'))}"
-        f"  generator {generator_text(s.get('generator') or {})}"
+        f"  generator {load_generator_text(s.get('generator') or {})}"
     )
 
 

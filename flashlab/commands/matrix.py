@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from flashlab.commands.ci import (
     JunitOption,
     SummaryMdOption,
-    check_output_path,
+    check_ci_outputs,
     write_ci_outputs,
 )
 from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
-from flashlab.console import console, emit_json
+from flashlab.console import console, emit_json, titled_table
 from flashlab.core.errors import EXIT_CODES_HELP, UserError
 
 EPILOG = (
@@ -42,16 +42,15 @@ def _split(value: str, flag: str, allowed: list[str]) -> list[str]:
     return items
 
 
+StrategiesOpt = Annotated[str, typer.Option(help="Comma-separated strategies.")]
+FaultsOpt = Annotated[str, typer.Option(help="Comma-separated faults; 'none' = no fault.")]
+DurabilitiesOpt = Annotated[str, typer.Option(help="Comma-separated durability modes.")]
+
+
 def matrix(
-    strategies: Annotated[
-        str, typer.Option(help="Comma-separated strategies.")
-    ] = "naive,lock,optimistic,lua",
-    faults: Annotated[
-        str, typer.Option(help="Comma-separated faults; 'none' = no fault.")
-    ] = "none,redis-kill,worker-kill",
-    durability: Annotated[
-        str, typer.Option(help="Comma-separated durability modes.")
-    ] = "none,aof-always",
+    strategies: StrategiesOpt = "naive,lock,optimistic,lua",
+    faults: FaultsOpt = "none,redis-kill,worker-kill",
+    durability: DurabilitiesOpt = "none,aof-always",
     base: Annotated[
         Path, typer.Option(help="Experiment file or shipped name every cell starts from.")
     ] = Path("matrix-base"),
@@ -73,13 +72,12 @@ def matrix(
     summary_md: SummaryMdOption = None,
 ) -> None:
     """Run every strategy through every fault under every durability mode."""
-    check_output_path(junit, "--junit")
-    check_output_path(summary_md, "--summary-md")
+    check_ci_outputs(junit, summary_md)
     from flashlab.chaos.faults import fault_names
     from flashlab.commands.run import load_with_overrides
     from flashlab.core.contract import Strategy
     from flashlab.core.platform import DURABILITY_MODES
-    from flashlab.lab.matrix import NO_FAULT, matrix_exit_code, run_matrix
+    from flashlab.lab.matrix import NO_FAULT
     from flashlab.lab.trials import check_repeat
 
     if repeat is not None:
@@ -102,10 +100,24 @@ def matrix(
     out_dir = out or Path("reports") / f"matrix-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"--out: {out_dir} already exists and is not empty")
+    axes = (strategy_list, fault_list, durability_list)
+    _run_and_print(base_exp, axes, out_dir, json_output, (junit, summary_md))
 
-    total = len(strategy_list) * len(fault_list) * len(durability_list)
+
+def _run_and_print(
+    base_exp: Any,
+    axes: tuple[list[str], list[str], list[str]],
+    out_dir: Path,
+    json_output: bool,
+    ci_outputs: tuple[Path | None, Path | None],
+) -> None:
+    """Run the cells under a progress bar, write the matrix report, print, exit by the cells."""
     from rich.progress import Progress
 
+    from flashlab.analysis.report import write_matrix_report
+    from flashlab.lab.matrix import matrix_exit_code, run_matrix
+
+    total = len(axes[0]) * len(axes[1]) * len(axes[2])
     with Progress(console=console, transient=True, disable=json_output) as bar:
         task = bar.add_task("matrix", total=total)
 
@@ -116,12 +128,8 @@ def matrix(
                 description=f"{cell.strategy} × {cell.fault} × {cell.durability}",
             )
 
-        cells = run_matrix(
-            base_exp, strategy_list, fault_list, durability_list, out_dir, on_cell, base_exp.repeat
-        )
+        cells = run_matrix(base_exp, *axes, out_dir, on_cell, base_exp.repeat)
         bar.update(task, completed=total)
-
-    from flashlab.analysis.report import write_matrix_report
 
     html = write_matrix_report(out_dir)
     rows = [c.__dict__ | {"unexpected": c.unexpected} for c in cells]
@@ -130,7 +138,7 @@ def matrix(
     else:
         _print_cells(cells)
         console.print(f"matrix: [bold]{out_dir / 'matrix.json'}[/]  report: [bold]{html}[/]")
-    _write_matrix_ci_outputs(out_dir, rows, str(html), junit, summary_md, json_output)
+    _write_matrix_ci_outputs(out_dir, rows, str(html), *ci_outputs, json_output)
     raise typer.Exit(matrix_exit_code(cells))
 
 
@@ -150,20 +158,9 @@ def _write_matrix_ci_outputs(
 
 
 def _print_cells(cells) -> None:
-    from rich.table import Table
-
-    table = Table(title="strategy × fault × durability", title_justify="left")
-    for col in (
-        "strategy",
-        "fault",
-        "durability",
-        "verdict",
-        "expected",
-        "oversell",
-        "lost",
-        "p99 ms",
-    ):
-        table.add_column(col, justify="right" if col in ("oversell", "lost", "p99 ms") else "left")
+    numbers = ("oversell", "lost", "p99 ms")
+    columns = ("strategy", "fault", "durability", "verdict", "expected", *numbers)
+    table = titled_table("strategy × fault × durability", columns, right=numbers)
     for c in cells:
         style = "red" if c.unexpected else ("green" if c.verdict == "pass" else "yellow")
         if c.inconclusive:

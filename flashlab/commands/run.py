@@ -12,7 +12,7 @@ import typer
 from flashlab.commands.ci import (
     JunitOption,
     SummaryMdOption,
-    check_output_path,
+    check_ci_outputs,
     write_ci_outputs,
     write_error_outputs,
 )
@@ -82,10 +82,12 @@ def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
 
     exp = request.experiment
     live = LiveRun(
-        exp.scenario.shoppers, exp.product.stock, enabled=console.is_terminal and not json_output
+        exp.scenario.shoppers,
+        exp.product.stock,
+        enabled=console.is_terminal and not json_output,
+        show_phases=not (json_output or quiet),
     )
-    request.on_progress = live.update
-    request.on_phase = live.set_phase if not (json_output or quiet) else (lambda _p: None)
+    request.events.append(live)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` reaps like a hard stop
     previous_int = signal.signal(signal.SIGINT, _interrupt_handler(request))
     try:
@@ -107,6 +109,35 @@ def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
     return outcome
 
 
+# `run`'s options (module level, so the command reads as one short function).
+ShoppersOpt = Annotated[int | None, typer.Option(help="Override scenario.shoppers.")]
+StockOpt = Annotated[int | None, typer.Option(help="Override product.stock.")]
+StrategyOpt = Annotated[
+    str | None, typer.Option(help="Override product.strategy: naive|lock|optimistic|lua.")
+]
+EngineOpt = Annotated[str | None, typer.Option(help="Override engine.kind: ray|process|inline.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Override the seed (same seed, same shoppers).")]
+PlatformOpt = Annotated[str | None, typer.Option(help="Override stack.platform: local|compose.")]
+DurabilityOpt = Annotated[str | None, typer.Option(help="Override stack.durability.")]
+ClientOpt = Annotated[str | None, typer.Option(help="Shopper HTTP client: aiohttp|httpx|raw.")]
+RayAddressOpt = Annotated[str | None, typer.Option(help="Attach to an existing Ray cluster.")]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(help="Run directory (default reports/<run-id>); with --repeat the set's."),
+]
+TargetOpt = Annotated[
+    str | None, typer.Option(help="Use a running stack at this loopback base URL.")
+]
+RedisOpt = Annotated[str | None, typer.Option(help="With --target: its Redis URL (truth channel).")]
+AdminTokenOpt = Annotated[str | None, typer.Option(help="With --target: its admin token.")]
+RepeatOpt = Annotated[
+    int | None,
+    typer.Option(help="Trials on one stack (overrides `repeat:`); > 1 writes a trial set."),
+]
+ReportOpt = Annotated[bool, typer.Option(help="Write report.html.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")]
+
+
 def run(
     experiment: Annotated[
         Path,
@@ -114,58 +145,31 @@ def run(
             help="Experiment YAML file, or the name of a shipped one (see `flashlab experiments`)."
         ),
     ],
-    shoppers: Annotated[int | None, typer.Option(help="Override scenario.shoppers.")] = None,
-    stock: Annotated[int | None, typer.Option(help="Override product.stock.")] = None,
-    strategy: Annotated[
-        str | None, typer.Option(help="Override product.strategy: naive|lock|optimistic|lua.")
-    ] = None,
-    engine: Annotated[
-        str | None, typer.Option(help="Override engine.kind: ray|process|inline.")
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Override the seed (same seed, same shoppers).")
-    ] = None,
-    platform: Annotated[
-        str | None, typer.Option(help="Override stack.platform: local|compose.")
-    ] = None,
-    durability: Annotated[str | None, typer.Option(help="Override stack.durability.")] = None,
-    client: Annotated[
-        str | None, typer.Option(help="Shopper HTTP client: aiohttp|httpx|raw.")
-    ] = None,
-    ray_address: Annotated[
-        str | None, typer.Option(help="Attach to an existing Ray cluster.")
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Run directory (default reports/<run-id>); with --repeat the set's."),
-    ] = None,
-    target: Annotated[
-        str | None, typer.Option(help="Use a running stack at this loopback base URL.")
-    ] = None,
-    redis: Annotated[
-        str | None, typer.Option(help="With --target: its Redis URL (truth channel).")
-    ] = None,
-    admin_token: Annotated[str | None, typer.Option(help="With --target: its admin token.")] = None,
-    repeat: Annotated[
-        int | None,
-        typer.Option(help="Trials on one stack (overrides `repeat:`); > 1 writes a trial set."),
-    ] = None,
-    report: Annotated[bool, typer.Option(help="Write report.html.")] = True,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print summary.json to stdout.")
-    ] = False,
+    shoppers: ShoppersOpt = None,
+    stock: StockOpt = None,
+    strategy: StrategyOpt = None,
+    engine: EngineOpt = None,
+    seed: SeedOpt = None,
+    platform: PlatformOpt = None,
+    durability: DurabilityOpt = None,
+    client: ClientOpt = None,
+    ray_address: RayAddressOpt = None,
+    out: OutOpt = None,
+    target: TargetOpt = None,
+    redis: RedisOpt = None,
+    admin_token: AdminTokenOpt = None,
+    repeat: RepeatOpt = None,
+    report: ReportOpt = True,
+    json_output: JsonOpt = False,
     isolation: IsolationOpt = None,
     cpus: CpusOpt = None,
     junit: JunitOption = None,
     summary_md: SummaryMdOption = None,
 ) -> None:
     """Run a flash sale from an experiment file and judge it (once, or as N trials with --repeat)."""
-    from flashlab.lab.run import RunRequest, Target
     from flashlab.lab.trials import check_repeat
 
-    check_output_path(junit, "--junit")
-    check_output_path(summary_md, "--summary-md")
-
+    check_ci_outputs(junit, summary_md)
     overrides = {
         "scenario.shoppers": shoppers,
         "product.stock": stock,
@@ -180,13 +184,39 @@ def run(
     }
     if repeat is not None:
         check_repeat(repeat)  # before the file: `--repeat 0` names the flag, not the field
+    target_args = (target, redis, admin_token)
+    ci_outputs = (junit, summary_md)
+    overrides["repeat"] = repeat
+    _run_file(experiment, overrides, out, target_args, report, json_output, ci_outputs)
+
+
+def _external_target(target: str | None, redis: str | None, admin_token: str | None) -> Any:
+    """`--target/--redis/--admin-token` as a Target (all three or none)."""
+    from flashlab.lab.run import Target
+
+    if not (target or redis or admin_token):
+        return None
+    if not (target and redis and admin_token):
+        raise UserError("--target, --redis and --admin-token go together")
+    return Target(target, redis, admin_token)
+
+
+def _run_file(
+    experiment: Path,
+    overrides: dict[str, Any],
+    out: Path | None,
+    target_args: tuple[str | None, str | None, str | None],
+    report: bool,
+    json_output: bool,
+    ci_outputs: tuple[Path | None, Path | None],
+) -> None:
+    """Load the experiment, run it (or its trial set), write the CI outputs, exit by verdict."""
+    from flashlab.lab.run import RunRequest
+
+    junit, summary_md = ci_outputs
     try:
-        exp = load_with_overrides(experiment, overrides | {"repeat": repeat})
-        tgt = None
-        if target or redis or admin_token:
-            if not (target and redis and admin_token):
-                raise UserError("--target, --redis and --admin-token go together")
-            tgt = Target(target, redis, admin_token)
+        exp = load_with_overrides(experiment, overrides)
+        tgt = _external_target(*target_args)
         if exp.repeat > 1:
             outcome = run_trials_and_report(exp, out, tgt, report, json_output)
         else:
@@ -235,11 +265,15 @@ def run_trials_and_report(
     exp: Any, out: Path | None, target: Any, write_report: bool, json_output: bool
 ) -> Any:
     """`run --repeat N`: the trial set with a live display per trial; the TrialSetOutcome."""
-    from flashlab.commands.display import LiveRun, print_trial_done, print_trial_set
+    from flashlab.commands.display import LiveRun, print_trial_set
     from flashlab.lab.trials import TrialSetRequest, run_trials
 
     live = LiveRun(
-        exp.scenario.shoppers, exp.product.stock, enabled=console.is_terminal and not json_output
+        exp.scenario.shoppers,
+        exp.product.stock,
+        enabled=console.is_terminal and not json_output,
+        show_phases=not json_output,
+        trial_lines=not json_output,
     )
     request = TrialSetRequest(
         experiment=exp,
@@ -247,13 +281,8 @@ def run_trials_and_report(
         set_dir=out,
         target=target,
         write_report=write_report,
-        on_progress=live.update,
-        on_phase=live.set_phase if not json_output else (lambda _p: None),
-        on_trial_start=(lambda *_: None)
-        if json_output
-        else (lambda i, n, seed: live.restart(f"trial {i}/{n} (seed {seed})")),
-        on_trial_done=(lambda i, o: None) if json_output else print_trial_done,
     )
+    request.events.append(live)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with live:

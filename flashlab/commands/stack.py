@@ -29,23 +29,24 @@ from flashlab.console import console, die, emit_json
 from flashlab.core.errors import EXIT_BAD_INPUT, EXIT_INFRA
 from flashlab.core.isolation import Isolation, IsolationError, resolve
 from flashlab.core.platform import (
-    DURABILITY_MODES,
+    PLATFORM_NAMES,
     Platform,
     PlatformConfigError,
+    PlatformError,
     StackConfig,
     StackInfo,
+    durability_problem,
 )
+from flashlab.core.rundir import write_text_atomic
 
 STATE_ENV = "FLASHLAB_STATE_DIR"
 DEFAULT_STATE_DIR = ".flashlab"
 STATE_FILE = "stack.json"
 SUPERVISOR_LOG = "supervisor.log"
-PLATFORM_NAMES = ("local", "compose")
 DETACH_TIMEOUT_S = 180.0  # compose may build images on first use
 DOWN_TIMEOUT_S = 60.0
 REFRESH_S = 1.0  # how often a supervisor rewrites the state file (respawned worker PIDs)
 MAX_WORKERS = 64
-_HINTS = {"redis-server": "apt-get install redis-server", "nginx": "apt-get install nginx-light"}
 
 app = typer.Typer(
     name="stack",
@@ -86,9 +87,7 @@ def write_state(state_dir: Path, info: StackInfo) -> None:
         **data.get("extra", {}),
         "supervisor_create_time": psutil.Process().create_time(),
     }
-    tmp = state_dir / f".{STATE_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(state_path(state_dir))
+    write_text_atomic(state_path(state_dir), json.dumps(data, indent=2), per_process=True)
 
 
 def read_state(state_dir: Path) -> StackInfo | None:
@@ -135,8 +134,9 @@ def _remove_state_if_ours(state_dir: Path) -> None:
 def build_config(
     workers: int, durability: str, prometheus: bool, proxy: bool, cpus: list[int] | None = None
 ) -> StackConfig:
-    if durability not in DURABILITY_MODES:
-        die(f"--durability: {durability!r} is not one of {', '.join(DURABILITY_MODES)}")
+    problem = durability_problem(durability)
+    if problem:
+        die(f"--durability: {problem}")
     if not 1 <= workers <= MAX_WORKERS:
         die(f"--workers: {workers} is out of range [1, {MAX_WORKERS}]")
     return StackConfig(
@@ -161,11 +161,13 @@ def check_platform(name: str) -> None:
     if name not in PLATFORM_NAMES:
         die(f"--platform: {name!r} is not one of {', '.join(PLATFORM_NAMES)}")
     if name == "local":
-        import shutil
+        from flashlab.system.platforms.local import REQUIRED_BINARIES, require_binary
 
-        for binary, hint in _HINTS.items():
-            if shutil.which(binary) is None:
-                die(f"{binary} not found on PATH; install it with: {hint}", EXIT_INFRA)
+        for binary in REQUIRED_BINARIES:
+            try:
+                require_binary(binary)
+            except PlatformError as exc:  # StackStartError, with the install hint
+                die(str(exc), EXIT_INFRA)
 
 
 def make_platform(name: str, config: StackConfig) -> Platform:

@@ -32,6 +32,14 @@ def verdict_exit_code(verdict: str | None) -> int:
     return VERDICT_EXIT.get(str(verdict), EXIT_VERDICT_FAIL)
 
 
+def verdict_unexpected(verdict: str, expected: str) -> bool:
+    """A matrix cell's rule: an error (no real verdict), or a verdict other than the expected
+    one ("any" accepts every verdict)."""
+    if verdict not in ("pass", "fail", "inconclusive"):
+        return True
+    return expected != "any" and verdict != expected
+
+
 class UserError(Exception):
     """Bad input or environment: printed as one line, exit 2 (or `code`), never a traceback."""
 

@@ -23,9 +23,13 @@ from __future__ import annotations
 import signal as _signal
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Durability = Literal["none", "rdb", "aof-everysec", "aof-always"]
+# The platforms' names; flashlab.system.platforms.PLATFORMS maps each to its class (a test
+# keeps the two equal).
+PlatformName = Literal["local", "compose"]
+PLATFORM_NAMES: tuple[str, ...] = get_args(PlatformName)
 DURABILITY_MODES: tuple[str, ...] = ("none", "rdb", "aof-everysec", "aof-always")
 
 
@@ -47,6 +51,23 @@ class StackStartError(PlatformError):
 
 class ComponentNotRunning(PlatformError):
     """A component is down (or the stack not started) when it should be running."""
+
+
+def durability_problem(mode: str) -> str | None:
+    """None for a known durability mode; else the one line saying what is allowed.
+
+    The platforms, the container entrypoint and `flashlab stack up` put their own field name
+    before it (`durability`, `FLASHLAB_DURABILITY`, `--durability`)."""
+    if mode in DURABILITY_MODES:
+        return None
+    return f"{mode!r} is not one of {', '.join(DURABILITY_MODES)}"
+
+
+def check_durability(mode: str, field: str = "durability") -> None:
+    """PlatformConfigError naming `field` unless `mode` is a durability mode."""
+    problem = durability_problem(mode)
+    if problem:
+        raise PlatformConfigError(f"{field}: {problem}")
 
 
 @dataclass

@@ -11,6 +11,7 @@ a pyarrow or JSON traceback. `SCHEMA_VERSION` is the version of this output cont
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flashlab.core.validation import first_error
 
 MANIFEST = "manifest.json"
 HISTORY = "history.parquet"
@@ -166,9 +169,7 @@ def _validated(path: Path, model: type[BaseModel], data: dict[str, Any] | None =
     try:
         return model.model_validate(read_json(path) if data is None else data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise RunDirError(f"{path}: {field}: {err['msg']}") from None
+        raise RunDirError(f"{path}: {first_error(exc)}") from None
 
 
 def load_run(path: Path | str, *, require_complete: bool = True) -> Run:
@@ -185,8 +186,21 @@ def load_run(path: Path | str, *, require_complete: bool = True) -> Run:
     return Run(path=path, manifest=manifest, history=history, faults=faults, truth=truth)
 
 
+def write_text_atomic(path: Path, text: str, *, per_process: bool = False) -> Path:
+    """Write via a temp file + rename so readers never see half a file (the lab's only way).
+
+    per_process: name the temp file after this process, for a file several processes may
+    rewrite at once (the stack state file)."""
+    path = Path(path)
+    if per_process:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    else:
+        tmp = path.with_suffix(path.suffix + ".partial")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON via a temp file + rename so readers never see half a file."""
-    tmp = path.with_suffix(path.suffix + ".partial")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str))

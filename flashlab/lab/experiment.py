@@ -27,7 +27,8 @@ from pydantic import (
 from flashlab.analysis.hypothesis import HypothesisError, parse_clause
 from flashlab.chaos.spec import FaultSpec
 from flashlab.core.contract import ID_PATTERN, ResetRequest, Strategy
-from flashlab.core.platform import Durability
+from flashlab.core.platform import Durability, PlatformName
+from flashlab.core.validation import first_error
 from flashlab.lab.guards import GuardError, parse_guard
 from flashlab.simulator.scenario import Scenario
 from flashlab.system.strategies import settings_model
@@ -38,7 +39,7 @@ class _Model(BaseModel):
 
 
 class StackSpec(_Model):
-    platform: Literal["local", "compose"] = "local"
+    platform: PlatformName = "local"
     workers: int = Field(default=2, ge=1, le=64)
     durability: Durability = "none"
     redis_timeout_ms: int = Field(default=500, ge=10, le=60_000)
@@ -174,25 +175,15 @@ class ExperimentError(ValueError):
     """One line, naming the file and the field: what the CLI prints before exiting 2."""
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] in ("literal_error", "enum") and "expected" in err.get("ctx", {}):
-        msg = f"must be one of {err['ctx']['expected']}"
-    if err["type"] == "extra_forbidden":
-        msg = "unknown field"
-    extra = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{path}: {msg}{extra}"
-
-
 def parse_experiment(data: Any, source: str = "<experiment>") -> Experiment:
     if not isinstance(data, dict):
         raise ExperimentError(f"{source}: top level must be a mapping of fields")
     try:
         return Experiment.model_validate(data)
     except ValidationError as exc:
-        raise ExperimentError(f"{source}: {_first_error(exc)}") from None
+        raise ExperimentError(
+            f"{source}: {first_error(exc, friendly=True, choices=True, count_more=True)}"
+        ) from None
 
 
 SHIPPED_PACKAGE = "flashlab.experiments"  # the repository's experiments/ folder, as package data

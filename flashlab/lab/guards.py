@@ -46,6 +46,8 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from flashlab.lab.events import RunEvents
+
 GUARD_EVERY_S = 1.0
 MAX_WINDOW_S = 300
 PROBE_TIMEOUT_S = 2.0
@@ -70,7 +72,7 @@ _WINDOWED = re.compile(
     r"|p50|p90|p95|p99)_(?P<n>[0-9]+)s(?P<ms>_ms)?$"
 )
 _PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
-# windowed rate -> its outcome column in flashlab.analysis.stats.classify (one definition of each)
+# windowed rate -> its outcome column in flashlab.analysis.stats.outcome_flags (one definition of each)
 _RATE_COLUMNS = {
     "error_rate": "error",
     "availability": "available",
@@ -262,14 +264,14 @@ class GuardMonitor:
     def _absorb(self, now_ns: int) -> None:
         import pandas as pd
 
-        from flashlab.analysis.stats import classify, response_ms
+        from flashlab.analysis.stats import outcome_flags, response_ms
 
         with self._lock:
             new = self.batches[self._absorbed :]
             self._absorbed = len(self.batches)
         if new:
             h = pa.Table.from_batches(new, schema=_schema()).to_pandas()
-            flags = classify(h)
+            flags = outcome_flags(h)
             flags["complete_ns"] = h["complete_ns"]
             flags["response_ms"] = response_ms(h)
             frames = [f for f in (self._recent, flags) if f is not None]
@@ -416,8 +418,10 @@ def _get_status(url: str) -> tuple[int | None, str | None]:
 # --- one run's watch: what flashlab.lab.run wires around engine.run -----------------------------------
 
 
-class RunWatch:
-    """The guards, the abort switch and the pre-fault steady-state check of one run."""
+class RunWatch(RunEvents):
+    """The guards, the abort switch and the pre-fault steady-state check of one run.
+
+    It listens to the run's events (flashlab.lab.events): the guards arm at `load_started`."""
 
     def __init__(
         self,
@@ -446,6 +450,9 @@ class RunWatch:
         """The load starts: Ctrl-C now aborts (instead of hard-stopping); guards run."""
         self.switch.arm(t0_ns)
         self.monitor.start()
+
+    def load_started(self, t0_ns: int) -> None:
+        self.start(t0_ns)
 
     def steady_state_gate(self, t0_ns: int) -> SteadyStateCheck:
         self.steady = SteadyStateCheck(self.hypothesis, self.monitor, self.base_url, t0_ns)

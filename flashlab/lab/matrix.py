@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from flashlab.chaos.spec import FaultSpec
-from flashlab.core.errors import EXIT_INCONCLUSIVE, EXIT_INFRA, EXIT_OK, EXIT_VERDICT_FAIL
+from flashlab.core.errors import (
+    EXIT_INCONCLUSIVE,
+    EXIT_INFRA,
+    EXIT_OK,
+    EXIT_VERDICT_FAIL,
+    verdict_unexpected,
+)
 from flashlab.core.rundir import write_json_atomic
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.run import RunRequest, execute
@@ -49,7 +55,7 @@ class Cell:
 
     @property
     def unexpected(self) -> bool:
-        return self.verdict == "error" or (self.expected != "any" and self.verdict != self.expected)
+        return verdict_unexpected(self.verdict, self.expected)
 
     @property
     def inconclusive(self) -> bool:

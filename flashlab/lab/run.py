@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,8 @@ import pyarrow.parquet as pq
 from flashlab.core import meta, rundir
 from flashlab.core.errors import UserError, verdict_exit_code
 from flashlab.core.isolation import Isolation, IsolationError, resolve
-from flashlab.core.platform import ComponentNotRunning
+from flashlab.core.platform import ComponentNotRunning, Platform, StackInfo
+from flashlab.lab.events import Announcer, NotesToStderr, Phase, RunEvents
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.guards import AbortSwitch, RunWatch
 
@@ -48,10 +48,9 @@ class RunRequest:
     run_dir: Path | None = None  # exact directory (--out); default out_root/<run-id>
     target: Target | None = None
     write_report: bool = True
-    on_progress: Callable[[Any], None] | None = None
-    on_phase: Callable[[str], None] = lambda _phase: None
-    # One-line notes for the user (e.g. isolation not applied); the CLI prints them on stderr.
-    on_note: Callable[[str], None] = lambda note: print(f"note: {note}", file=sys.stderr)
+    # Who listens to the run's phases and events (flashlab.lab.events); notes go to stderr
+    # unless the list is replaced. Add a handler with `req.events.append(handler)`.
+    events: list[RunEvents] = field(default_factory=lambda: [NotesToStderr()])
     manifest_extra: dict[str, Any] = field(default_factory=dict)  # e.g. {"trial": {...}}
     # The run's cooperative stop: guards trip it, and so does the CLI's first Ctrl-C (while armed).
     abort: AbortSwitch = field(default_factory=AbortSwitch)
@@ -77,17 +76,21 @@ def require_loopback(url: str, flag: str) -> None:
         raise UserError(f"{flag}: {url!r} is not a loopback address (127.0.0.0/8, ::1, localhost)")
 
 
-def new_run_id(experiment: Experiment) -> str:
+def new_run_id(experiment: Experiment, tag: str = "") -> str:
+    """`<UTC time>-<experiment>[-<tag>]-<4 hex>`: sortable, readable, unique enough."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{experiment.name}-{secrets.token_hex(2)}"
+    middle = f"{experiment.name}-{tag}" if tag else experiment.name
+    return f"{stamp}-{middle}-{secrets.token_hex(2)}"
 
 
-def _prepare_dir(req: RunRequest, run_id: str) -> Path:
-    run_dir = req.run_dir or (req.out_root / run_id)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(f"--out: {run_dir} already exists and is not empty")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+def prepare_out_dir(exact: Path | None, root: Path, name: str) -> Path:
+    """The directory a run or trial set writes: `exact` (--out) or root/name; refused (naming
+    --out) when it already holds something, so an earlier result is never mixed in."""
+    out = exact or (root / name)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"--out: {out} already exists and is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 class MetricsScraper:
@@ -139,8 +142,8 @@ class _Stack:
     base_url: str
     redis_url: str
     admin_token: str
-    platform: Any = None  # flashlab.core.platform.Platform when the lab started it
-    info: Any = None  # StackInfo
+    platform: Platform | None = None  # when the lab started it (None: an external --target)
+    info: StackInfo | None = None
     public: dict[str, Any] = field(default_factory=dict)  # for the manifest (no token)
 
 
@@ -159,18 +162,22 @@ def resolve_isolation(exp: Experiment, target: Target | None) -> Isolation:
 
 
 @contextmanager
-def shared_stack(exp: Experiment, target: Target | None, workdir: Path) -> Iterator[_Stack]:
+def shared_stack(
+    exp: Experiment, target: Target | None, workdir: Path | None = None
+) -> Iterator[_Stack]:
     """One stack for several runs (repeated trials): pass it to `execute(req, stack=...)`.
 
     Each run still resets the product first; the stack is stopped when the block ends.
+    `workdir` is accepted for callers that pass it; the platforms keep their own directories.
     """
-    with _stack(exp, target, workdir, resolve_isolation(exp, target).stack) as stack:
+    del workdir
+    with _stack(exp, target, resolve_isolation(exp, target).stack) as stack:
         yield stack
 
 
 @contextmanager
 def _stack(
-    exp: Experiment, target: Target | None, workdir: Path, cpus: list[int] | None = None
+    exp: Experiment, target: Target | None, cpus: list[int] | None = None
 ) -> Iterator[_Stack]:
     if target is not None:
         yield _Stack(
@@ -181,7 +188,8 @@ def _stack(
         )
         return
     from flashlab.chaos.faults import needs_proxy
-    from flashlab.system.platforms import StackConfig, get_platform
+    from flashlab.core.platform import StackConfig
+    from flashlab.system.platforms import get_platform
 
     config = StackConfig(
         workers=exp.stack.workers,
@@ -280,145 +288,242 @@ def _require_extras(exp: Experiment, target: Target | None) -> None:
         require_platform(exp.stack.platform)
 
 
+def record_failure(path: Path, manifest: dict[str, Any], exc: BaseException) -> None:
+    """Leave an honest trace: the manifest stays `complete: false` and says why and when."""
+    manifest["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    manifest["finished_at"] = datetime.now(UTC).isoformat()
+    rundir.write_json_atomic(path, manifest)
+
+
+def check_target(exp: Experiment, target: Target | None) -> None:
+    """An external stack (--target/--redis) must be on loopback, and cannot take faults."""
+    if target is None:
+        return
+    require_loopback(target.base_url, "--target")
+    require_loopback(target.redis_url, "--redis")
+    if exp.faults:
+        raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+
+
 def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
     """Run one experiment end to end. Raises UserError for bad input; anything else propagates.
 
     `stack`: a stack from `shared_stack` to run on (left running afterwards); default: start
-    one for this run (or use req.target) and stop it at the end.
+    one for this run (or use req.target) and stop it at the end. Every phase and event is
+    announced to `req.events` (flashlab.lab.events).
     """
     exp = req.experiment
-    if req.target is not None:
-        require_loopback(req.target.base_url, "--target")
-        require_loopback(req.target.redis_url, "--redis")
-        if exp.faults:
-            raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+    check_target(exp, req.target)
     _require_extras(exp, req.target)
+    events = Announcer(req.events)
     isolation = resolve_isolation(exp, req.target)
     if isolation.requested and not isolation.applied:
-        # Stderr, so `--json` stays one document; the record says the same (applied: false).
-        req.on_note(isolation.describe())
+        # Stderr by default, so `--json` stays one document; the record says the same (applied: false).
+        events.note(isolation.describe())
     run_id = new_run_id(exp)
-    run_dir = _prepare_dir(req, run_id)
+    run_dir = prepare_out_dir(req.run_dir, req.out_root, run_id)
     manifest = _initial_manifest(exp, run_id) | req.manifest_extra
     manifest["isolation"] = isolation.to_dict()
     rundir.write_json_atomic(run_dir / rundir.MANIFEST, manifest)
+    run = _Run(req, events, run_id, run_dir, manifest, isolation, stack)
     try:
-        return _execute(req, exp, run_id, run_dir, manifest, isolation, stack)
+        outcome = _execute(run)
     except BaseException as exc:
-        # Leave an honest trace: the directory stays `complete: false` and says why.
-        manifest["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        manifest["finished_at"] = datetime.now(UTC).isoformat()
-        rundir.write_json_atomic(run_dir / rundir.MANIFEST, manifest)
+        record_failure(run_dir / rundir.MANIFEST, manifest, exc)
+        events.failed(exc)
         raise
+    events.finished(outcome)
+    return outcome
 
 
-def _execute(
-    req: RunRequest,
-    exp: Experiment,
-    run_id: str,
-    run_dir: Path,
-    manifest: dict[str, Any],
-    isolation: Isolation,
-    shared: _Stack | None = None,
-) -> RunOutcome:
-    from flashlab.analysis.summary import summarize
-    from flashlab.chaos.scheduler import FaultScheduler
-    from flashlab.simulator.engines import LoadPlan, get_engine
+@dataclass
+class _Run:
+    """One run's state, handed from phase to phase."""
+
+    req: RunRequest
+    events: Announcer
+    run_id: str
+    run_dir: Path
+    manifest: dict[str, Any]
+    isolation: Isolation
+    stack: _Stack | None = None  # shared (from shared_stack) until the stack phase sets it
+    cleanup: ExitStack = field(default_factory=ExitStack)
+    scraper: MetricsScraper | None = None
+    watch: RunWatch | None = None
+    scheduler: Any = None  # flashlab.chaos.scheduler.FaultScheduler, made at t0 with faults
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exp(self) -> Experiment:
+        return self.req.experiment
+
+    @property
+    def on_stack(self) -> _Stack:
+        assert self.stack is not None, "the stack phase runs first"
+        return self.stack
+
+
+def _execute(run: _Run) -> RunOutcome:
+    """The phases in order: those that need the stack inside its lifetime, judging after it."""
+    shared = run.stack is not None
+    with run.cleanup:
+        for phase, step in _stack_phases(run.exp, shared):
+            with run.events.phase(phase):
+                step(run)
+    for phase, step in _judging_phases(run.req.write_report):
+        with run.events.phase(phase):
+            step(run)
+    run.manifest["finished_at"] = datetime.now(UTC).isoformat()
+    run.manifest["complete"] = True
+    rundir.write_json_atomic(run.run_dir / rundir.MANIFEST, run.manifest)
+    return RunOutcome(
+        run_dir=run.run_dir,
+        summary=run.summary,
+        exit_code=verdict_exit_code(run.summary["verdict"]),
+    )
+
+
+_Step = Callable[[_Run], None]
+
+
+def _stack_phases(exp: Experiment, shared: bool) -> list[tuple[Phase, _Step]]:
+    shoppers = f"running {exp.scenario.shoppers} shoppers on {exp.engine.kind}"
+    return [
+        (Phase("stack", "on the shared stack" if shared else "starting stack"), _start_stack),
+        (Phase("reset", "resetting product"), _reset),
+        (Phase("load", shoppers), _drive_load),
+        (Phase("evidence", "collecting evidence"), _collect_evidence),
+    ]
+
+
+def _judging_phases(write_report: bool) -> list[tuple[Phase, _Step]]:
+    phases: list[tuple[Phase, _Step]] = [(Phase("judge", "judging"), _judge)]
+    if write_report:
+        phases.append((Phase("report", "writing report"), _write_report))
+    return phases
+
+
+def _start_stack(run: _Run) -> None:
+    if run.stack is None:
+        run.stack = run.cleanup.enter_context(_stack(run.exp, run.req.target, run.isolation.stack))
+    run.manifest["stack"] = run.on_stack.public
+
+
+def _reset(run: _Run) -> None:
+    _reset_product(run.on_stack, run.exp)
+    run.scraper = MetricsScraper(run.on_stack.base_url).start()
+    run.cleanup.callback(run.scraper.stop)
+
+
+def _load_plan(run: _Run) -> Any:
+    from flashlab.simulator.engines import LoadPlan
+
+    exp = run.exp
+    return LoadPlan(
+        run_id=run.run_id,
+        base_url=run.on_stack.base_url,
+        product_id=exp.product.id,
+        scenario=exp.scenario,
+        seed=exp.seed,
+        client=exp.engine.client,
+        workers=exp.engine.workers,
+        connections=exp.engine.connections,
+        ray_address=exp.engine.ray_address,
+        tmp_dir=str(run.run_dir / ".tmp"),
+        cpus=run.isolation.load,
+    )
+
+
+class _FaultsAtStart(RunEvents):
+    """At t0: the load window opens in the manifest, and the fault schedule starts (if any)."""
+
+    def __init__(self, run: _Run, engine: Any) -> None:
+        self.run, self.engine = run, engine
+
+    def load_started(self, t0_ns: int) -> None:
+        run = self.run
+        run.manifest["load_start_ns"] = t0_ns
+        if not run.exp.faults:
+            return
+        from flashlab.chaos.scheduler import FaultScheduler
+
+        assert run.watch is not None
+        run.scheduler = FaultScheduler.for_run(
+            run.exp.faults,
+            run.on_stack.platform,
+            run.on_stack.info,
+            self.engine,
+            t0_ns,
+            gate=run.watch.steady_state_gate(t0_ns),
+        )
+        # On any failure from here on, the ExitStack recovers every fault (idempotent stop)
+        # before it stops the stack: LIFO, and registered after the stack.
+        run.cleanup.callback(run.scheduler.stop)
+        run.req.abort.on_trip(run.scheduler.halt)  # an abort recovers every fault at once
+        run.scheduler.start()
+
+
+def _drive_load(run: _Run) -> None:
+    from flashlab.simulator.engines import get_engine
     from flashlab.simulator.history import HistoryWriter
 
-    with ExitStack() as cleanup:
-        req.on_phase("starting stack" if shared is None else "on the shared stack")
-        stack = shared or cleanup.enter_context(_stack(exp, req.target, run_dir, isolation.stack))
-        manifest["stack"] = stack.public
-        req.on_phase("resetting product")
-        _reset_product(stack, exp)
-        scraper = MetricsScraper(stack.base_url).start()
-        cleanup.callback(scraper.stop)
-
-        engine = get_engine(exp.engine.kind)
-        plan = LoadPlan(
-            run_id=run_id,
-            base_url=stack.base_url,
-            product_id=exp.product.id,
-            scenario=exp.scenario,
-            seed=exp.seed,
-            client=exp.engine.client,
-            workers=exp.engine.workers,
-            connections=exp.engine.connections,
-            ray_address=exp.engine.ray_address,
-            tmp_dir=str(run_dir / ".tmp"),
-            cpus=isolation.load,
+    exp, stack = run.exp, run.on_stack
+    engine = get_engine(exp.engine.kind)
+    writer = HistoryWriter(run.run_dir / rundir.HISTORY)
+    run.watch = RunWatch(
+        exp.guards, exp.hypothesis, exp.product.stock, stack.base_url, run.req.abort
+    )
+    run.cleanup.callback(run.watch.stop)
+    # The guards arm first (the steady-state gate the scheduler takes is theirs).
+    load_events = Announcer([run.watch, _FaultsAtStart(run, engine), *run.events.handlers])
+    restarts_before = _restarts(stack)
+    try:
+        result = engine.run(
+            _load_plan(run),
+            on_batch=run.watch.tee(writer.write),
+            on_progress=load_events.progress if load_events.listens("progress") else None,
+            on_start=load_events.load_started,
+            stop=run.req.abort.event,
         )
-        writer = HistoryWriter(run_dir / rundir.HISTORY)
-        scheduler: FaultScheduler | None = None  # made at t0, when the experiment has faults
-        watch = RunWatch(exp.guards, exp.hypothesis, exp.product.stock, stack.base_url, req.abort)
-        cleanup.callback(watch.stop)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        run.watch.stop()
+    run.manifest["load_end_ns"] = time.time_ns()
+    run.manifest.setdefault("load_start_ns", run.manifest["load_end_ns"])
+    run.manifest["engine"] = result.to_dict()
+    writer.close()
+    _check_components(stack, exp, restarts_before)
+    if run.req.abort.abort is not None:
+        run.events.aborted(run.req.abort.abort)
 
-        def on_start(t0_ns: int) -> None:
-            nonlocal scheduler
-            manifest["load_start_ns"] = t0_ns
-            watch.start(t0_ns)
-            if exp.faults:
-                scheduler = FaultScheduler.for_run(
-                    exp.faults,
-                    stack.platform,
-                    stack.info,
-                    engine,
-                    t0_ns,
-                    gate=watch.steady_state_gate(t0_ns),
-                )
-                # On any failure from here on, the ExitStack recovers every fault (idempotent
-                # stop) before it stops the stack: LIFO, and registered after the stack.
-                cleanup.callback(scheduler.stop)
-                req.abort.on_trip(scheduler.halt)  # an abort recovers every fault at once
-                scheduler.start()
 
-        restarts_before = _restarts(stack)
-        req.on_phase(f"running {exp.scenario.shoppers} shoppers on {exp.engine.kind}")
-        try:
-            result = engine.run(
-                plan,
-                on_batch=watch.tee(writer.write),
-                on_progress=req.on_progress,
-                on_start=on_start,
-                stop=req.abort.event,
-            )
-        except BaseException:
-            writer.abort()
-            raise
-        finally:
-            watch.stop()
-        manifest["load_end_ns"] = time.time_ns()
-        manifest.setdefault("load_start_ns", manifest["load_end_ns"])
-        manifest["engine"] = getattr(result, "to_dict", lambda: {})()
-        writer.close()
-        _check_components(stack, exp, restarts_before)
+def _collect_evidence(run: _Run) -> None:
+    scheduler = run.scheduler
+    if scheduler is not None:
+        scheduler.stop()
+    faults = scheduler.table() if scheduler is not None else rundir.FAULTS_SCHEMA.empty_table()
+    assert run.watch is not None and run.scraper is not None
+    run.watch.record(run.manifest, gated=scheduler is not None and scheduler.gated)
+    _write_faults(run.run_dir / rundir.FAULTS, faults)
+    truth = _read_truth(run.on_stack, run.exp)
+    rundir.write_json_atomic(run.run_dir / rundir.TRUTH, truth.model_dump(mode="json"))
+    rundir.write_json_atomic(run.run_dir / rundir.METRICS, run.scraper.evidence())
 
-        req.on_phase("collecting evidence")
-        if scheduler is not None:
-            scheduler.stop()
-        faults = scheduler.table() if scheduler is not None else rundir.FAULTS_SCHEMA.empty_table()
-        watch.record(manifest, gated=scheduler is not None and scheduler.gated)
-        _write_faults(run_dir / rundir.FAULTS, faults)
-        truth = _read_truth(stack, exp)
-        rundir.write_json_atomic(run_dir / rundir.TRUTH, truth.model_dump(mode="json"))
-        rundir.write_json_atomic(run_dir / rundir.METRICS, scraper.evidence())
 
-    req.on_phase("judging")
+def _judge(run: _Run) -> None:
+    from flashlab.analysis.summary import summarize
+
     # Summary and report come from the files alone; `complete` is flipped only after both exist.
     # So the manifest on disk must already hold the load window and the engine result
-    # (generator health included) they read: written now, still `complete: false`.
-    rundir.write_json_atomic(run_dir / rundir.MANIFEST, manifest)
-    summary = summarize(rundir.load_run(run_dir, require_complete=False))
-    rundir.write_json_atomic(run_dir / rundir.SUMMARY, summary)
-    if req.write_report:
-        req.on_phase("writing report")
-        from flashlab.analysis.report import write_report
+    # (load-generator health included) they read: written now, still `complete: false`.
+    rundir.write_json_atomic(run.run_dir / rundir.MANIFEST, run.manifest)
+    run.summary = summarize(rundir.load_run(run.run_dir, require_complete=False))
+    rundir.write_json_atomic(run.run_dir / rundir.SUMMARY, run.summary)
 
-        write_report(run_dir)
-    manifest["finished_at"] = datetime.now(UTC).isoformat()
-    manifest["complete"] = True
-    rundir.write_json_atomic(run_dir / rundir.MANIFEST, manifest)
-    return RunOutcome(
-        run_dir=run_dir, summary=summary, exit_code=verdict_exit_code(summary["verdict"])
-    )
+
+def _write_report(run: _Run) -> None:
+    from flashlab.analysis.report import write_report
+
+    write_report(run.run_dir)

@@ -10,8 +10,7 @@ interrupted set never looks complete. Judging the set is flashlab.analysis.trial
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +19,19 @@ from typing import Any
 from flashlab.analysis import trials as set_format
 from flashlab.core import meta, rundir
 from flashlab.core.errors import UserError, verdict_exit_code
+from flashlab.lab.events import Announcer, NotesToStderr, Phase, RunEvents
 from flashlab.lab.experiment import Experiment
-from flashlab.lab.run import RunOutcome, RunRequest, Target, execute, require_loopback, shared_stack
+from flashlab.lab.run import (
+    RunOutcome,
+    RunRequest,
+    Target,
+    check_target,
+    execute,
+    new_run_id,
+    prepare_out_dir,
+    record_failure,
+    shared_stack,
+)
 
 MAX_REPEAT = 100
 
@@ -34,10 +44,8 @@ class TrialSetRequest:
     set_dir: Path | None = None  # exact directory (--out); default out_root/<set-id>
     target: Target | None = None
     write_report: bool = True
-    on_progress: Callable[[Any], None] | None = None
-    on_phase: Callable[[str], None] = lambda _phase: None
-    on_trial_start: Callable[[int, int, int], None] = lambda _i, _n, _seed: None
-    on_trial_done: Callable[[int, RunOutcome], None] = lambda _i, _outcome: None
+    # Listeners of the set and of every trial's run (flashlab.lab.events).
+    events: list[RunEvents] = field(default_factory=lambda: [NotesToStderr()])
 
 
 @dataclass
@@ -54,16 +62,7 @@ def check_repeat(repeat: int, flag: str = "--repeat") -> None:
 
 
 def new_set_id(experiment: Experiment, repeat: int) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{experiment.name}-x{repeat}-{secrets.token_hex(2)}"
-
-
-def _prepare(req: TrialSetRequest, set_id: str) -> Path:
-    set_dir = req.set_dir or (req.out_root / set_id)
-    if set_dir.exists() and any(set_dir.iterdir()):
-        raise UserError(f"--out: {set_dir} already exists and is not empty")
-    set_dir.mkdir(parents=True, exist_ok=True)
-    return set_dir
+    return new_run_id(experiment, tag=f"x{repeat}")
 
 
 def _set_manifest(req: TrialSetRequest, set_id: str) -> dict[str, Any]:
@@ -94,24 +93,19 @@ def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
     leaving trialset.json `complete: false` with the error."""
     check_repeat(req.repeat)
     exp = req.experiment
-    if req.target is not None:
-        require_loopback(req.target.base_url, "--target")
-        require_loopback(req.target.redis_url, "--redis")
-        if exp.faults:
-            raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+    check_target(exp, req.target)
+    events = Announcer(req.events)
     set_id = new_set_id(exp, req.repeat)
-    set_dir = _prepare(req, set_id)
+    set_dir = prepare_out_dir(req.set_dir, req.out_root, set_id)
     manifest = _set_manifest(req, set_id)
     path = set_dir / set_format.SET_MANIFEST
     rundir.write_json_atomic(path, manifest)
     try:
-        outcomes = _run_all(req, set_dir, manifest)
-        req.on_phase("judging the trial set")
-        result = set_format.write_set_outputs(set_dir)
+        outcomes = _run_all(req, events, set_dir, manifest)
+        with events.phase(Phase("judge-set", "judging the trial set")):
+            result = set_format.write_set_outputs(set_dir)
     except BaseException as exc:
-        manifest["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        manifest["finished_at"] = datetime.now(UTC).isoformat()
-        rundir.write_json_atomic(path, manifest)
+        record_failure(path, manifest, exc)
         raise
     manifest["finished_at"] = datetime.now(UTC).isoformat()
     manifest["verdict"] = result["verdict"]
@@ -120,23 +114,25 @@ def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
     return TrialSetOutcome(set_dir, result, verdict_exit_code(result["verdict"]), outcomes)
 
 
-def _run_all(req: TrialSetRequest, set_dir: Path, manifest: dict[str, Any]) -> list[RunOutcome]:
+def _run_all(
+    req: TrialSetRequest, events: Announcer, set_dir: Path, manifest: dict[str, Any]
+) -> list[RunOutcome]:
     exp = req.experiment
     outcomes = []
-    req.on_phase("starting stack (shared by every trial)")
-    with shared_stack(exp, req.target, set_dir) as stack:
+    with ExitStack() as scope:
+        with events.phase(Phase("shared-stack", "starting stack (shared by every trial)")):
+            stack = scope.enter_context(shared_stack(exp, req.target))
         manifest["stack"] = stack.public
         for index in range(1, req.repeat + 1):
             trial = trial_experiment(exp, index)
-            req.on_trial_start(index, req.repeat, trial.seed)
+            events.trial_started(index, req.repeat, trial.seed)
             name = set_format.trial_name(index)
             run_req = RunRequest(
                 experiment=trial,
                 run_dir=set_dir / name,
                 target=req.target,
                 write_report=req.write_report,
-                on_progress=req.on_progress,
-                on_phase=req.on_phase,
+                events=req.events,
                 manifest_extra={
                     "trial": {"set_id": manifest["set_id"], "index": index, "of": req.repeat}
                 },
@@ -145,5 +141,5 @@ def _run_all(req: TrialSetRequest, set_dir: Path, manifest: dict[str, Any]) -> l
             outcomes.append(outcome)
             manifest["trials"].append(name)
             rundir.write_json_atomic(set_dir / set_format.SET_MANIFEST, manifest)
-            req.on_trial_done(index, outcome)
+            events.trial_finished(index, outcome)
     return outcomes

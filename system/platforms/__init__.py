@@ -1,18 +1,11 @@
-"""Stack platforms behind one interface (`start`, `stop`, `status`, `components`, `signal`), by name."""
+"""Stack platforms behind one interface (`start`, `stop`, `status`, `components`, `signal`), by name.
+
+The interface, its config and its error tree live in flashlab.core.platform; import them from there.
+"""
 
 from __future__ import annotations
 
-from flashlab.core.platform import (
-    Component,
-    ComponentNotRunning,
-    DockerUnavailable,
-    Platform,
-    PlatformConfigError,
-    PlatformError,
-    StackConfig,
-    StackInfo,
-    StackStartError,
-)
+from flashlab.core.platform import Platform, PlatformConfigError, StackConfig
 
 PLATFORMS: dict[str, str] = {
     # name -> "module:Class"; imported lazily so `local` never needs the Docker SDK.
@@ -39,6 +32,15 @@ def require_platform(name: str) -> None:
         require_checkout(f"platform {name!r} ({PLATFORM_NEEDS_CHECKOUT[name]})")
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A currently free loopback TCP port (bind port 0, read it, close); the platforms' only way."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def get_platform(name: str, config: StackConfig) -> Platform:
     import importlib
 
@@ -53,17 +55,4 @@ def get_platform(name: str, config: StackConfig) -> Platform:
     return getattr(importlib.import_module(module), cls)(config)
 
 
-__all__ = [
-    "PLATFORMS",
-    "Component",
-    "ComponentNotRunning",
-    "DockerUnavailable",
-    "Platform",
-    "PlatformConfigError",
-    "PlatformError",
-    "StackConfig",
-    "StackInfo",
-    "StackStartError",
-    "get_platform",
-    "require_platform",
-]
+__all__ = ["PLATFORMS", "free_port", "get_platform", "require_platform"]

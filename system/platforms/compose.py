@@ -27,7 +27,6 @@ import os
 import secrets
 import shutil
 import signal as _signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from flashlab.core.meta import checkout_root
 from flashlab.core.platform import (
-    DURABILITY_MODES,
     Component,
     ComponentNotRunning,
     DockerUnavailable,
@@ -49,7 +47,9 @@ from flashlab.core.platform import (
     StackConfig,
     StackInfo,
     StackStartError,
+    check_durability,
 )
+from flashlab.system.platforms import free_port
 
 if TYPE_CHECKING:  # the Docker SDK is a host-only dependency; containers never import it
     import docker
@@ -179,12 +179,6 @@ def derive_compose(
     return doc
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _kind(service: str) -> str:
     return "api" if service.startswith("api-") else service
 
@@ -227,10 +221,7 @@ class ComposePlatform(Platform):
         super().__init__(config)
         if config.workers < 1:
             raise PlatformConfigError(f"workers must be >= 1 (got {config.workers})")
-        if config.durability not in DURABILITY_MODES:
-            raise PlatformConfigError(
-                f"durability must be one of {', '.join(DURABILITY_MODES)} (got {config.durability!r})"
-            )
+        check_durability(config.durability)
         policy = build or os.environ.get("FLASHLAB_COMPOSE_BUILD", "auto")
         if policy not in BUILD_POLICIES:
             raise PlatformConfigError(
@@ -350,7 +341,7 @@ class ComposePlatform(Platform):
             else "redis://redis:6379/0",
         }
         for var in ("HTTP", "REDIS", "PROMETHEUS", "PROXY_CONTROL", "GRAFANA"):
-            self._env[f"FLASHLAB_{var}_PORT"] = str(_free_port())
+            self._env[f"FLASHLAB_{var}_PORT"] = str(free_port())
         doc = derive_compose(
             yaml.safe_load(COMPOSE_FILE.read_text()), self.config.workers, self.config.cpus
         )

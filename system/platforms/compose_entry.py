@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 
-from flashlab.core.platform import DURABILITY_MODES
+from flashlab.core.platform import durability_problem
 
 
 class EntryError(ValueError):
@@ -29,10 +29,9 @@ def _redis_argv(env: Mapping[str, str]) -> list[str]:
     from flashlab.system.config import write
 
     durability = env.get("FLASHLAB_DURABILITY", "none")
-    if durability not in DURABILITY_MODES:
-        raise EntryError(
-            f"FLASHLAB_DURABILITY={durability!r}: allowed {', '.join(DURABILITY_MODES)}"
-        )
+    problem = durability_problem(durability)
+    if problem:
+        raise EntryError(f"FLASHLAB_DURABILITY: {problem}")
     conf = write("redis.conf", "/tmp/redis.conf", bind="0.0.0.0", port=6379, dir="/data",
                  durability=durability, logfile="")  # fmt: skip
     return ["redis-server", str(conf)]

@@ -27,7 +27,6 @@ import httpx
 import redis
 
 from flashlab.core.platform import (
-    DURABILITY_MODES,
     Component,
     ComponentNotRunning,
     Platform,
@@ -36,10 +35,12 @@ from flashlab.core.platform import (
     StackConfig,
     StackInfo,
     StackStartError,
+    check_durability,
 )
 from flashlab.system import procs
 from flashlab.system.config import uvicorn_argv
 from flashlab.system.config import write as write_config
+from flashlab.system.platforms import free_port
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0  # per component; uvicorn imports take ~1-2 s each on 2 busy cores
@@ -50,11 +51,12 @@ QUICK_DEATH_S = 2.0  # a worker dying this soon after its start counts towards b
 MONITOR_INTERVAL_S = 0.1
 UPSTREAM_KEEPALIVE = 64
 
-APT_HINTS = {
+APT_HINTS = {  # binary -> how to install it (Debian); scripts/bootstrap.sh installs the same
     "redis-server": "apt-get install redis-server",
     "nginx": "apt-get install nginx-light",
     "prometheus": "apt-get install prometheus",
 }
+REQUIRED_BINARIES = ("redis-server", "nginx")  # prometheus is optional (skipped with a note)
 
 
 # The local platform's earlier name for its errors; every one it raises is a PlatformError kind
@@ -64,13 +66,6 @@ StackError = PlatformError
 
 def _port_clash(message: str) -> bool:
     return "in use" in message.lower()
-
-
-def free_port() -> int:
-    """A currently free loopback TCP port (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def require_binary(name: str) -> str:
@@ -148,10 +143,7 @@ class LocalPlatform(Platform):
     name = "local"
 
     def __init__(self, config: StackConfig) -> None:
-        if config.durability not in DURABILITY_MODES:
-            raise PlatformConfigError(
-                f"durability {config.durability!r} is not one of: {', '.join(DURABILITY_MODES)}"
-            )
+        check_durability(config.durability)
         if config.workers < 1:
             raise PlatformConfigError(f"workers must be >= 1 (got {config.workers})")
         super().__init__(config)
