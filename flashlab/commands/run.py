@@ -31,6 +31,8 @@ EPILOG = (
     "  flashlab run experiments/smoke.yaml --junit junit.xml --summary-md summary.md   # CI\n\n"
     "  flashlab run experiments/lua.yaml --target http://127.0.0.1:8080 --redis redis://127.0.0.1:6379/0 "
     "--admin-token TOKEN\n\n"
+    "  flashlab run experiments/smoke.yaml --target https://staging.example:443 --redis "
+    "redis://staging.example:6379/0 --admin-token TOKEN --allow-remote   # says the load first\n\n"
     "Verdict: safety clauses (oversell, lost orders, 5xx, ...) always decide; timing clauses "
     "(latency, throughput, durations, recovery, generator_*) are inconclusive when the load "
     "generator was unhealthy or CPU isolation was requested but not applied.\n\n"
@@ -134,12 +136,19 @@ def run(
         typer.Option(help="Run directory (default reports/<run-id>); with --repeat the set's."),
     ] = None,
     target: Annotated[
-        str | None, typer.Option(help="Use a running stack at this loopback base URL.")
+        str | None, typer.Option(help="Use a running stack at this loopback base URL (else --allow-remote).")
     ] = None,
     redis: Annotated[
         str | None, typer.Option(help="With --target: its Redis URL (truth channel).")
     ] = None,
     admin_token: Annotated[str | None, typer.Option(help="With --target: its admin token.")] = None,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote",
+            help="Let --target/--redis name a non-loopback host (prints the load plan first).",
+        ),
+    ] = False,
     repeat: Annotated[
         int | None,
         typer.Option(help="Trials on one stack (overrides `repeat:`); > 1 writes a trial set."),
@@ -180,7 +189,9 @@ def run(
         if target or redis or admin_token:
             if not (target and redis and admin_token):
                 raise UserError("--target, --redis and --admin-token go together")
-            tgt = Target(target, redis, admin_token)
+            tgt = Target(target, redis, admin_token, allow_remote=allow_remote)
+        elif allow_remote:
+            raise UserError("--allow-remote: only with --target/--redis")
         if exp.repeat > 1:
             outcome = run_trials_and_report(exp, out, tgt, report, json_output)
         else:

@@ -30,6 +30,12 @@ from flashlab.core.isolation import Isolation, IsolationError, resolve
 from flashlab.core.platform import ComponentNotRunning
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.guards import AbortSwitch, RunWatch
+from flashlab.lab.nemesis import (
+    RayNemesis,
+    attached_ray,
+    check_faults,
+    wants_nemesis,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,8 @@ class Target:
     base_url: str
     redis_url: str
     admin_token: str
+    # `--allow-remote`: a non-loopback target is the user's explicit choice (never a default).
+    allow_remote: bool = False
 
 
 @dataclass
@@ -64,17 +72,54 @@ class RunOutcome:
     exit_code: int
 
 
-def require_loopback(url: str, flag: str) -> None:
-    """Load goes only to loopback: refuse anything else with a one-line error naming the flag."""
+def is_loopback_url(url: str) -> bool:
+    """True when the URL's host is loopback (127.0.0.0/8, ::1, localhost); no name is resolved."""
     host = urlsplit(url).hostname or ""
     if host == "localhost":
-        return
+        return True
     try:
-        ok = ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        ok = False
-    if not ok:
-        raise UserError(f"{flag}: {url!r} is not a loopback address (127.0.0.0/8, ::1, localhost)")
+        return False  # a DNS name other than localhost: could be anywhere
+
+
+def require_loopback(url: str, flag: str) -> None:
+    """Load goes only to loopback: refuse anything else with a one-line error naming the flag."""
+    if not is_loopback_url(url):
+        raise UserError(
+            f"{flag}: {url!r} is not a loopback address (127.0.0.0/8, ::1, localhost); "
+            "pass --allow-remote to load a remote stack on purpose"
+        )
+
+
+def load_plan(exp: Experiment, target: Target) -> str:
+    """What a run will send to `target` and how hard: printed before a run with --allow-remote."""
+    sc = exp.scenario
+    arrival = sc.arrival.model_dump(mode="json")
+    shape = ", ".join(f"{k}={v}" for k, v in arrival.items() if k != "kind")
+    runs = f" x {exp.repeat} trials" if exp.repeat > 1 else ""
+    return (
+        f"remote load plan: {sc.shoppers} shoppers{runs} ({sc.model} model, arrival "
+        f"{arrival.get('kind')}{f': {shape}' if shape else ''}), at most {sc.duration_s:g}s, "
+        f"up to {max(p.max_attempts for p in sc.profiles)} attempts each, "
+        f"product {exp.product.id!r} reset to stock {exp.product.stock} -> target "
+        f"{target.base_url} (redis {urlsplit(target.redis_url).hostname})"
+    )
+
+
+def check_target(exp: Experiment, target: Target | None, on_note: Callable[[str], None]) -> None:
+    """Refuse a non-loopback --target/--redis unless --allow-remote; with it, say the plan first.
+
+    Called before anything is started or sent, so a refusal costs no traffic at all."""
+    if target is None:
+        return
+    if exp.faults:
+        raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+    if target.allow_remote:
+        on_note(load_plan(exp, target))
+        return
+    require_loopback(target.base_url, "--target")
+    require_loopback(target.redis_url, "--redis")
 
 
 def new_run_id(experiment: Experiment) -> str:
@@ -190,6 +235,7 @@ def _stack(
         prometheus=exp.stack.prometheus,
         proxy=needs_proxy([f.fault for f in exp.faults]),
         cpus=cpus,
+        ray=wants_stack_ray(exp),
     )
     platform = get_platform(exp.stack.platform, config)
     try:
@@ -199,6 +245,25 @@ def _stack(
         yield _Stack(info.base_url, info.redis_url, info.admin_token, platform, info, public)
     finally:
         platform.stop()
+
+
+def wants_stack_ray(exp: Experiment) -> bool:
+    """`--platform compose --engine ray` (no ray_address): the stack brings its own Ray nodes."""
+    return (
+        exp.stack.platform == "compose"
+        and exp.engine.kind == "ray"
+        and exp.engine.ray_address is None
+    )
+
+
+def _load_route(stack: _Stack, exp: Experiment, load_cpus: list[int] | None) -> dict[str, Any]:
+    """Where the shoppers send and which cluster runs them: the stack's own Ray nodes (Compose
+    `ray` profile: Ray Client on 127.0.0.1, nginx by service name) or this machine's defaults."""
+    extra = stack.info.extra if stack.info is not None else {}
+    if "ray_address" in extra:
+        # The actors run in containers: this machine's CPU split does not apply to them.
+        return {"base_url": extra["ray_base_url"], "ray_address": extra["ray_address"], "cpus": None}
+    return {"base_url": stack.base_url, "ray_address": exp.engine.ray_address, "cpus": load_cpus}
 
 
 def _reset_product(stack: _Stack, exp: Experiment) -> None:
@@ -270,6 +335,33 @@ def _write_faults(path: Path, table: Any) -> None:
     pq.write_table(table.cast(rundir.FAULTS_SCHEMA), path, write_page_checksum=True)
 
 
+def _start_faults(
+    exp: Experiment,
+    stack: _Stack,
+    engine: Any,
+    t0_ns: int,
+    watch: RunWatch,
+    nemesis: RayNemesis | None,
+    cleanup: ExitStack,
+    abort: AbortSwitch,
+) -> Any:
+    """At t0: the run's fault scheduler, started (the nemesis when there is one); None if no faults."""
+    from flashlab.chaos.scheduler import FaultScheduler
+
+    gate = watch.steady_state_gate(t0_ns) if exp.faults else None
+    if nemesis is not None:
+        abort.on_trip(nemesis.halt)
+        return nemesis.start(t0_ns, gate=gate)
+    if not exp.faults:
+        return None
+    scheduler = FaultScheduler.for_run(exp.faults, stack.platform, stack.info, engine, t0_ns, gate=gate)
+    # On any failure from here on, the ExitStack recovers every fault (idempotent stop) before
+    # it stops the stack: LIFO, and registered after the stack.
+    cleanup.callback(scheduler.stop)
+    abort.on_trip(scheduler.halt)  # an abort recovers every fault at once
+    return scheduler.start()
+
+
 def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
     """Run one experiment end to end. Raises UserError for bad input; anything else propagates.
 
@@ -277,11 +369,10 @@ def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
     one for this run (or use req.target) and stop it at the end.
     """
     exp = req.experiment
-    if req.target is not None:
-        require_loopback(req.target.base_url, "--target")
-        require_loopback(req.target.redis_url, "--redis")
-        if exp.faults:
-            raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+    # A trial on a shared stack: its set has already checked the target and said the plan.
+    check_target(exp, req.target, req.on_note if stack is None else (lambda _note: None))
+    if wants_nemesis(exp):
+        check_faults(exp.faults)
     isolation = resolve_isolation(exp, req.target)
     if isolation.requested and not isolation.applied:
         # Stderr, so `--json` stays one document; the record says the same (applied: false).
@@ -316,6 +407,9 @@ def _execute(
     from flashlab.simulator.history import HistoryWriter
 
     with ExitStack() as cleanup:
+        if wants_nemesis(exp):
+            # Held until every fault is recovered (closed last); the engine reuses it.
+            cleanup.enter_context(attached_ray(exp.engine.ray_address))
         req.on_phase("starting stack" if shared is None else "on the shared stack")
         stack = shared or cleanup.enter_context(_stack(exp, req.target, run_dir, isolation.stack))
         manifest["stack"] = stack.public
@@ -327,40 +421,29 @@ def _execute(
         engine = get_engine(exp.engine.kind)
         plan = LoadPlan(
             run_id=run_id,
-            base_url=stack.base_url,
             product_id=exp.product.id,
             scenario=exp.scenario,
             seed=exp.seed,
             client=exp.engine.client,
             workers=exp.engine.workers,
             connections=exp.engine.connections,
-            ray_address=exp.engine.ray_address,
             tmp_dir=str(run_dir / ".tmp"),
-            cpus=isolation.load,
+            **_load_route(stack, exp, isolation.load),
         )
         writer = HistoryWriter(run_dir / rundir.HISTORY)
-        scheduler: FaultScheduler | None = None  # made at t0, when the experiment has faults
+        scheduler: FaultScheduler | RayNemesis | None = None  # started at t0, if any faults
         watch = RunWatch(exp.guards, exp.hypothesis, exp.product.stock, stack.base_url, req.abort)
         cleanup.callback(watch.stop)
+        nemesis = RayNemesis(exp, stack.info) if wants_nemesis(exp) else None
+        if nemesis is not None:
+            cleanup.callback(nemesis.stop)  # recovers every fault if the run fails from here
+            manifest["nemesis"] = nemesis.placed
 
         def on_start(t0_ns: int) -> None:
             nonlocal scheduler
             manifest["load_start_ns"] = t0_ns
             watch.start(t0_ns)
-            if exp.faults:
-                scheduler = FaultScheduler.for_run(
-                    exp.faults,
-                    stack.platform,
-                    stack.info,
-                    engine,
-                    t0_ns,
-                    gate=watch.steady_state_gate(t0_ns),
-                )
-                # On any failure from here on, the ExitStack recovers every fault (idempotent
-                # stop) before it stops the stack: LIFO, and registered after the stack.
-                cleanup.callback(scheduler.stop)
-                req.abort.on_trip(scheduler.halt)  # an abort recovers every fault at once
-                scheduler.start()
+            scheduler = _start_faults(exp, stack, engine, t0_ns, watch, nemesis, cleanup, req.abort)
 
         restarts_before = _restarts(stack)
         req.on_phase(f"running {exp.scenario.shoppers} shoppers on {exp.engine.kind}")

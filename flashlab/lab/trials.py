@@ -10,6 +10,8 @@ interrupted set never looks complete. Judging the set is flashlab.analysis.trial
 
 from __future__ import annotations
 
+import sys
+
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +23,14 @@ from flashlab.analysis import trials as set_format
 from flashlab.core import meta, rundir
 from flashlab.core.errors import UserError, verdict_exit_code
 from flashlab.lab.experiment import Experiment
-from flashlab.lab.run import RunOutcome, RunRequest, Target, execute, require_loopback, shared_stack
+from flashlab.lab.run import (
+    RunOutcome,
+    RunRequest,
+    Target,
+    check_target,
+    execute,
+    shared_stack,
+)
 
 MAX_REPEAT = 100
 
@@ -38,6 +47,7 @@ class TrialSetRequest:
     on_phase: Callable[[str], None] = lambda _phase: None
     on_trial_start: Callable[[int, int, int], None] = lambda _i, _n, _seed: None
     on_trial_done: Callable[[int, RunOutcome], None] = lambda _i, _outcome: None
+    on_note: Callable[[str], None] = lambda note: print(f"note: {note}", file=sys.stderr)
 
 
 @dataclass
@@ -94,11 +104,7 @@ def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
     leaving trialset.json `complete: false` with the error."""
     check_repeat(req.repeat)
     exp = req.experiment
-    if req.target is not None:
-        require_loopback(req.target.base_url, "--target")
-        require_loopback(req.target.redis_url, "--redis")
-        if exp.faults:
-            raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+    check_target(exp, req.target, req.on_note)
     set_id = new_set_id(exp, req.repeat)
     set_dir = _prepare(req, set_id)
     manifest = _set_manifest(req, set_id)
