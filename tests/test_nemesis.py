@@ -106,7 +106,7 @@ def test_cluster_without_the_stack_resource_is_bad_input(
 ) -> None:
     # The same real cluster, asked for a resource no node of it offers.
     monkeypatch.setattr(nemesis, "STACK_RESOURCE", "flashlab_stack_elsewhere")
-    with pytest.raises(UserError, match="engine.ray_address: .*flashlab_stack_elsewhere"):
+    with pytest.raises(UserError, match=r"engine\.ray_address: .*flashlab_stack_elsewhere"):
         execute(RunRequest(experiment=paused_experiment(stack_node), run_dir=tmp_path / "r"))
     manifest = json.loads((tmp_path / "r" / rundir.MANIFEST).read_text())
     assert manifest["complete"] is False and "flashlab_stack_elsewhere" in manifest["error"]
@@ -123,7 +123,7 @@ def test_faults_the_nemesis_cannot_inject_are_refused(fault: str, why: str) -> N
         update={"faults": [exp.faults[0].model_copy(update={"fault": fault, "params": {}})]}
     )
     assert nemesis.wants_nemesis(exp)
-    with pytest.raises(UserError, match=f"faults.0.fault: {fault} .*{why}"):
+    with pytest.raises(UserError, match=rf"faults\.0\.fault: {fault} .*{why}"):
         nemesis.check_faults(exp.faults)
     local = exp.model_copy(update={"engine": exp.engine.model_copy(update={"ray_address": None})})
     assert not nemesis.wants_nemesis(local)  # locally the scheduler stays in-process

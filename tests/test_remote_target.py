@@ -43,14 +43,16 @@ def test_remote_refused_without_opt_in_and_planned_with_it() -> None:
     exp = load_experiment(SMOKE)
     notes: list[str] = []
     remote = Target("http://192.0.2.1:80", "redis://192.0.2.1:6379/0", "x")
-    with pytest.raises(UserError, match="--target: .*not a loopback.*--allow-remote"):
+    with pytest.raises(UserError, match=r"--target: .*not a loopback.*--allow-remote"):
         check_target(exp, remote, notes.append)
     mixed = Target("http://127.0.0.1:80", "redis://192.0.2.1:6379/0", "x")
     with pytest.raises(UserError, match="--redis"):
         check_target(exp, mixed, notes.append)
     assert notes == []
     # The opt-in is a decision only: it says the plan and returns; nothing is connected here.
-    check_target(exp, Target(remote.base_url, remote.redis_url, "x", allow_remote=True), notes.append)
+    check_target(
+        exp, Target(remote.base_url, remote.redis_url, "x", allow_remote=True), notes.append
+    )
     assert len(notes) == 1
     plan = notes[0]
     for needle in ("300 shoppers", "arrival spike", "window_s=0.5", "at most 30s", "192.0.2.1"):
@@ -69,7 +71,16 @@ def test_opt_in_never_allows_faults() -> None:
 
 def test_allow_remote_needs_a_target(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "flashlab.cli", "run", str(SMOKE), "--allow-remote", "--out", str(tmp_path / "r")],
+        [
+            sys.executable,
+            "-m",
+            "flashlab.cli",
+            "run",
+            str(SMOKE),
+            "--allow-remote",
+            "--out",
+            str(tmp_path / "r"),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -115,7 +126,6 @@ def test_allow_remote_on_loopback_prints_plan_and_runs(
         timeout=180,
     )
     assert proc.returncode == 0, proc.stderr
-    exp = load_experiment(SMOKE)
     assert "remote load plan: 60 shoppers" in proc.stderr
     assert local_stack.base_url in proc.stderr
     summary = json.loads(proc.stdout)

@@ -136,7 +136,8 @@ def run(
         typer.Option(help="Run directory (default reports/<run-id>); with --repeat the set's."),
     ] = None,
     target: Annotated[
-        str | None, typer.Option(help="Use a running stack at this loopback base URL (else --allow-remote).")
+        str | None,
+        typer.Option(help="Use a running stack at this loopback base URL (else --allow-remote)."),
     ] = None,
     redis: Annotated[
         str | None, typer.Option(help="With --target: its Redis URL (truth channel).")

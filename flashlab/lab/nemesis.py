@@ -79,7 +79,11 @@ class NemesisActor:
     def where(self) -> dict[str, Any]:
         import ray
 
-        return {"node_id": self.node_id, "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
+        return {
+            "node_id": self.node_id,
+            "node_ip": ray.util.get_node_ip_address(),
+            "pid": os.getpid(),
+        }
 
     def start(self, t0_ns: int, gated: bool) -> None:
         from flashlab.chaos.scheduler import FaultScheduler
@@ -212,7 +216,9 @@ class RayNemesis:
             rows, gated = self._ray.get(self.actor.stop.remote(timeout_s), timeout=timeout_s + 30)
         except self._ray.exceptions.RayError as exc:
             self._rows = []
-            raise ComponentNotRunning(f"nemesis on node {self.placed['node_id']} lost: {exc}") from None
+            raise ComponentNotRunning(
+                f"nemesis on node {self.placed['node_id']} lost: {exc}"
+            ) from None
         finally:
             with contextlib.suppress(Exception):
                 self._ray.kill(self.actor)

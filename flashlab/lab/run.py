@@ -262,7 +262,11 @@ def _load_route(stack: _Stack, exp: Experiment, load_cpus: list[int] | None) -> 
     extra = stack.info.extra if stack.info is not None else {}
     if "ray_address" in extra:
         # The actors run in containers: this machine's CPU split does not apply to them.
-        return {"base_url": extra["ray_base_url"], "ray_address": extra["ray_address"], "cpus": None}
+        return {
+            "base_url": extra["ray_base_url"],
+            "ray_address": extra["ray_address"],
+            "cpus": None,
+        }
     return {"base_url": stack.base_url, "ray_address": exp.engine.ray_address, "cpus": load_cpus}
 
 
@@ -354,7 +358,9 @@ def _start_faults(
         return nemesis.start(t0_ns, gate=gate)
     if not exp.faults:
         return None
-    scheduler = FaultScheduler.for_run(exp.faults, stack.platform, stack.info, engine, t0_ns, gate=gate)
+    scheduler = FaultScheduler.for_run(
+        exp.faults, stack.platform, stack.info, engine, t0_ns, gate=gate
+    )
     # On any failure from here on, the ExitStack recovers every fault (idempotent stop) before
     # it stops the stack: LIFO, and registered after the stack.
     cleanup.callback(scheduler.stop)

@@ -10,9 +10,8 @@ interrupted set never looks complete. Judging the set is flashlab.analysis.trial
 
 from __future__ import annotations
 
-import sys
-
 import secrets
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime

@@ -285,6 +285,10 @@ class RayEngine(PoolEngine):
             configure_logging=False,
             logging_level="error",
         )
+        if plan.ray_address is not None and plan.ray_address.startswith("ray://"):
+            # Ray Client (e.g. the Compose `ray` profile): the server-side init is the cluster's.
+            ray.init(address=plan.ray_address, logging_level="error")
+            return
         if plan.ray_address is not None:
             ray.init(address=plan.ray_address, **common)
             return

@@ -326,9 +326,7 @@ class ComposePlatform(Platform):
         images += [RAY_IMAGE] if self.config.ray else []
         states = {i: image_state(self._client(), f"{i}:{self.image_tag}", want) for i in images}
         if self.build == "always" or any(s != "current" for s in states.values()):
-            build_images(
-                prometheus=self.config.prometheus, log_path=log_path, ray=self.config.ray
-            )
+            build_images(prometheus=self.config.prometheus, log_path=log_path, ray=self.config.ray)
 
     def _prepare(self, workdir: Path) -> None:
         """Project name, ports, token and the derived compose file for this stack."""

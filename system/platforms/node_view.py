@@ -14,6 +14,7 @@ so a recycled PID is never hit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal as _signal
 from dataclasses import replace
@@ -47,10 +48,8 @@ class NodeView(Platform):
                 self._remember(comp.pid)
 
     def _remember(self, pid: int) -> None:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             self._born.setdefault(pid, psutil.Process(pid).create_time())
-        except psutil.NoSuchProcess:
-            pass
 
     def _same_process(self, pid: int | None) -> bool:
         """Alive, not a zombie, and the very process first seen under this PID."""
@@ -58,9 +57,7 @@ class NodeView(Platform):
             return False
         try:
             proc = psutil.Process(pid)
-            return (
-                proc.create_time() == self._born[pid] and proc.status() != psutil.STATUS_ZOMBIE
-            )
+            return proc.create_time() == self._born[pid] and proc.status() != psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return False
 
