@@ -38,19 +38,7 @@ def stack_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     started: list[psutil.Process] = []
     try:
         with re._local_ray_env(ray_dir.path):
-            ctx = ray.init(
-                address=None,
-                num_cpus=2,
-                resources={nemesis.STACK_RESOURCE: 1},
-                object_store_memory=re.OBJECT_STORE_BYTES,
-                _temp_dir=str(ray_dir.path),
-                _node_ip_address=re.LOOPBACK,
-                _system_config={"enable_metrics_collection": False},
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-                logging_level="error",
-            )
+            ctx = _init_with_stack_resource(ray, re, ray_dir.path, before)
             try:
                 yield ctx.address_info["gcs_address"]
             finally:
@@ -64,6 +52,37 @@ def stack_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 proc.kill()
         psutil.wait_procs(alive, timeout=5)
         ray_dir.cleanup()
+
+
+def _init_with_stack_resource(ray, re, path: Path, before: set[int]):
+    """ray.init as the engine's local cluster plus the stack resource; retried once, like the
+    engine, when Ray's fixed 30 s raylet wait runs out on a busy machine."""
+    for attempt in (1, 2):
+        try:
+            return ray.init(
+                address=None,
+                num_cpus=2,
+                resources={nemesis.STACK_RESOURCE: 1},
+                object_store_memory=re.OBJECT_STORE_BYTES,
+                _temp_dir=str(path),
+                _node_ip_address=re.LOOPBACK,
+                _system_config={"enable_metrics_collection": False},
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                logging_level="error",
+            )
+        except Exception as exc:
+            if attempt == 2 or "timed out during startup" not in str(exc):
+                raise
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            leftovers = re.session_processes(before)
+            for proc in leftovers:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+            psutil.wait_procs(leftovers, timeout=5)
+    raise AssertionError("unreachable")
 
 
 def paused_experiment(address: str) -> Experiment:

@@ -174,6 +174,7 @@ class RayNemesis:
             ) from None
         self.gated = False
         self._rows: list[dict[str, Any]] | None = None
+        self._started: Any = None  # the start call's result: its error surfaces at stop()
         self._halt = threading.Event()
         self._first_at_s = expand(exp.faults)[0][0]
         self._t0_ns = 0
@@ -183,7 +184,7 @@ class RayNemesis:
     def start(self, t0_ns: int, gate: Callable[[], bool] | None = None) -> RayNemesis:
         """Begin the schedule at t0 (not waited on: this runs inside the engine's start)."""
         self._t0_ns, self._gate = t0_ns, gate
-        self.actor.start.remote(t0_ns, gate is not None)
+        self._started = self.actor.start.remote(t0_ns, gate is not None)
         if gate is not None:
             self._relay.start()
         return self
@@ -213,6 +214,8 @@ class RayNemesis:
         from flashlab.core.platform import ComponentNotRunning
 
         try:
+            if self._started is not None:
+                self._ray.get(self._started, timeout=CALL_TIMEOUT_S)
             rows, gated = self._ray.get(self.actor.stop.remote(timeout_s), timeout=timeout_s + 30)
         except self._ray.exceptions.RayError as exc:
             self._rows = []
