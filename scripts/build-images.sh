@@ -23,7 +23,7 @@ PY=.venv/bin/python
 RUNTIME_REQS=(fastapi "uvicorn[standard]" "redis[hiredis]" prometheus-client orjson pydantic
   uvloop httptools jinja2 aiohttp httpx)
 # The ray image (--ray) runs shopper actors: Ray itself and what flashlab.simulator imports.
-RAY_REQS=(ray numpy pandas pyarrow psutil pydantic orjson aiohttp httpx httptools uvloop)
+RAY_REQS=("ray[client]" numpy pandas pyarrow psutil pydantic orjson aiohttp httpx httptools uvloop)
 
 base=$BASE_TAG
 build_prom=1
