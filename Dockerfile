@@ -51,3 +51,23 @@ COPY --from=venv /opt/flashlab /opt/flashlab
 ENV PATH=/opt/flashlab/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 EXPOSE 9090
 CMD ["python", "-m", "flashlab.system.platforms.compose_entry", "exec", "prometheus"]
+
+# --- the `ray` profile (docker-compose.yml): a Ray head and a Ray worker that run the shoppers ---
+# Last in the file, so building app/prometheus never needs the Ray wheelhouse (the classic
+# builder stops at its target). A venv of its own from .wheelhouse/ray (built only by
+# `scripts/build-images.sh --ray`): Ray and what the shoppers import (numpy, pyarrow, ...) stay
+# out of the lean app image.
+FROM os AS ray-venv
+COPY .wheelhouse/ray/ /wheels/ray/
+RUN python3 -m venv /opt/flashlab \
+ && /opt/flashlab/bin/pip install -q --no-cache-dir --no-index --find-links /wheels/ray \
+      -r /wheels/ray/requirements.txt
+COPY .wheelhouse/project/ /wheels/project/
+RUN /opt/flashlab/bin/pip install -q --no-cache-dir --no-index --no-deps /wheels/project/*.whl
+
+FROM os AS ray
+COPY --from=ray-venv /opt/flashlab /opt/flashlab
+ENV PATH=/opt/flashlab/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    RAY_USAGE_STATS_ENABLED=0
+WORKDIR /tmp
+CMD ["ray", "start", "--head", "--block", "--include-dashboard=false", "--disable-usage-stats"]

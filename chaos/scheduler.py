@@ -9,6 +9,8 @@ run. `stop()` cuts every pending duration short, recovers what is still injected
 `halt()` does the same without waiting (safe from a signal handler or a guard thread).
 An optional `gate` (flashlab.lab.guards.SteadyStateCheck) is asked just before the first injection;
 if it answers False no fault is injected at all (`gated` records it).
+`node` names who injects (faults.parquet's `node` column): "driver" in the lab's own process, a
+Ray node id when the scheduler runs in the nemesis actor (flashlab.lab.nemesis).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class Occurrence:
     errors: list[str] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
 
-    def row(self) -> dict[str, Any]:
+    def row(self, node: str | None = None) -> dict[str, Any]:
         return {
             "fault": self.fault.name,
             "index": self.index,
@@ -56,6 +58,7 @@ class Occurrence:
             "params": json.dumps(self.fault.params.model_dump(mode="json"), sort_keys=True),
             "observed": json.dumps(self.observed, sort_keys=True, default=str),
             "error": "; ".join(self.errors) or None,
+            "node": node,
         }
 
 
@@ -85,8 +88,10 @@ class FaultScheduler:
         *,
         on_event: Callable[[str, Occurrence], None] | None = None,
         gate: Callable[[], bool] | None = None,
+        node: str = "driver",
     ) -> None:
         self.ctx = ctx
+        self.node = node
         self.t0_ns = t0_ns
         self.on_event = on_event
         self.gate = gate
@@ -222,5 +227,5 @@ class FaultScheduler:
         return sum(1 for occ in self.occurrences if occ.inject_ns is None)
 
     def table(self) -> pa.Table:
-        rows = [occ.row() for occ in self.started()]
+        rows = [occ.row(self.node) for occ in self.started()]
         return pa.Table.from_pylist(rows, schema=FAULTS_SCHEMA)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Build the Compose images with NO image registry: a debootstrap'd Debian base (cached), a
 # host-built wheelhouse of only the API's runtime deps (+ the project), then `docker build`.
-#   scripts/build-images.sh [--base IMAGE] [--no-prometheus] [--force-base]
+#   scripts/build-images.sh [--base IMAGE] [--no-prometheus] [--force-base] [--ray]
 #     --base IMAGE     use IMAGE as the base instead (e.g. debian:bookworm-slim where a registry works)
 #     --no-prometheus  build only the app image (api, redis, nginx, proxy)
 #     --force-base     rebuild flashlab-base:bookworm even when it exists
+#     --ray            also build flashlab-ray (the compose `ray` profile: Ray head and worker)
 # Env: FLASHLAB_APT_MIRROR (default: the host's apt mirror), FLASHLAB_IMAGE_TAG (default: latest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,15 +15,19 @@ TAG=${FLASHLAB_IMAGE_TAG:-latest}
 OS_IMAGE=flashlab-os:$TAG
 APP_IMAGE=flashlab-app:$TAG
 PROM_IMAGE=flashlab-prometheus:$TAG
+RAY_IMAGE=flashlab-ray:$TAG
 WHEELHOUSE=.wheelhouse
 PY=.venv/bin/python
 # What the containers import: flashlab.system.app (API), flashlab.system.config (config rendering at container
 # start), flashlab.chaos.proxy (fault proxy). No ray/pandas: they never run inside a container.
 RUNTIME_REQS=(fastapi "uvicorn[standard]" "redis[hiredis]" prometheus-client orjson pydantic
   uvloop httptools jinja2 aiohttp httpx)
+# The ray image (--ray) runs shopper actors: Ray itself and what flashlab.simulator imports.
+RAY_REQS=("ray[client]" numpy pandas pyarrow psutil pydantic orjson aiohttp httpx httptools uvloop)
 
 base=$BASE_TAG
 build_prom=1
+build_ray=0
 force_base=0
 while (( $# )); do
   case $1 in
@@ -30,7 +35,8 @@ while (( $# )); do
             base=$2; shift ;;
     --no-prometheus) build_prom=0 ;;
     --force-base) force_base=1 ;;
-    *) echo "build-images: unknown option $1 (allowed: --base IMAGE, --no-prometheus, --force-base)" >&2; exit 2 ;;
+    --ray) build_ray=1 ;;
+    *) echo "build-images: unknown option $1 (allowed: --base IMAGE, --no-prometheus, --force-base, --ray)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -87,48 +93,56 @@ make_base() {
 
 # Pinned to the versions in .venv, so containers run exactly what the host tests run.
 make_wheelhouse() {
-  mkdir -p "$WHEELHOUSE/deps" "$WHEELHOUSE/project"
-  local constraints=$WHEELHOUSE/constraints.txt log=$WHEELHOUSE/pip.log stamp=$WHEELHOUSE/deps.stamp key
-  "$PY" -m pip freeze --exclude-editable | grep -v '^-e ' > "$constraints"
-  printf '%s\n' "${RUNTIME_REQS[@]}" > "$WHEELHOUSE/deps/requirements.txt"
-  # Same requirements, same pins, same image Python: the wheelhouse from last time still fits.
-  key=$(cat "$WHEELHOUSE/deps/requirements.txt" "$constraints" <(docker image inspect -f '{{.Id}}' "$OS_IMAGE") | sha256sum | cut -c1-16)
-  if [[ -f $stamp && $(cat "$stamp") == "$key" ]]; then
-    say "wheelhouse cached"
-  else
-    say "wheelhouse: ${RUNTIME_REQS[*]}"
-    rm -f "$WHEELHOUSE"/deps/*.whl
-    "$PY" -m pip wheel --only-binary=:all: -c "$constraints" \
-      -r "$WHEELHOUSE/deps/requirements.txt" -w "$WHEELHOUSE/deps" >"$log" 2>&1 \
-      || { grep -E '^ERROR' "$log" >&2; fail "pip wheel of the runtime deps failed (log: $log)"; }
-    complete_for_image
-    echo "$key" > "$stamp"
-  fi
+  mkdir -p "$WHEELHOUSE/project"
+  "$PY" -m pip freeze --exclude-editable | grep -v '^-e ' > "$WHEELHOUSE/constraints.txt"
+  deps_wheelhouse deps "${RUNTIME_REQS[@]}"
+  (( build_ray )) && deps_wheelhouse ray "${RAY_REQS[@]}"
+  local log=$WHEELHOUSE/pip.log
   rm -f "$WHEELHOUSE"/project/*.whl
   # Fixed timestamps: an unchanged tree gives a byte-identical wheel, so docker's cache holds.
   SOURCE_DATE_EPOCH=315532800 "$PY" -m pip wheel --no-deps -w "$WHEELHOUSE/project" . >"$log" 2>&1 \
     || { grep -E '^ERROR' "$log" >&2; fail "pip wheel of the project failed (log: $log)"; }
 }
 
+deps_wheelhouse() {  # deps_wheelhouse DIR REQ...: wheels of REQ (pinned) for the image's Python
+  local name=$1; shift
+  local dir=$WHEELHOUSE/$name constraints=$WHEELHOUSE/constraints.txt log=$WHEELHOUSE/pip-$name.log key
+  local stamp=$WHEELHOUSE/$name.stamp
+  mkdir -p "$dir"
+  printf '%s\n' "$@" > "$dir/requirements.txt"
+  # Same requirements, same pins, same image Python: the wheelhouse from last time still fits.
+  key=$(cat "$dir/requirements.txt" "$constraints" <(docker image inspect -f '{{.Id}}' "$OS_IMAGE") | sha256sum | cut -c1-16)
+  if [[ -f $stamp && $(cat "$stamp") == "$key" ]]; then
+    say "wheelhouse $name cached"
+    return
+  fi
+  say "wheelhouse $name: $*"
+  rm -f "$dir"/*.whl
+  "$PY" -m pip wheel --only-binary=:all: -c "$constraints" -r "$dir/requirements.txt" -w "$dir" >"$log" 2>&1 \
+    || { grep -E '^ERROR' "$log" >&2; fail "pip wheel of the $name wheelhouse failed (log: $log)"; }
+  complete_for_image "$dir" "$log"
+  echo "$key" > "$stamp"
+}
+
 # The host resolved markers for ITS Python (e.g. 3.11.7); the image's may differ (bookworm:
 # 3.11.2 needs async-timeout, 3.11.7 does not). Ask the image's own pip (run from Debian's pip
 # wheel: no venv needed for a dry run), offline, what is missing; fetch it on the host; repeat.
-complete_for_image() {
-  local round missing out
+complete_for_image() {  # complete_for_image DIR LOG
+  local dir=$1 log=$2 constraints=$WHEELHOUSE/constraints.txt round missing out
   for round in 1 2 3 4 5; do
     out=$(docker run --rm --network none -e PIP_DISABLE_PIP_VERSION_CHECK=1 \
-      -v "$PWD/$WHEELHOUSE/deps:/w:ro" "$OS_IMAGE" sh -c \
+      -v "$PWD/$dir:/w:ro" "$OS_IMAGE" sh -c \
       'python3 "$(ls /usr/share/python-wheels/pip-*.whl | head -n 1)/pip" install --dry-run --break-system-packages --no-index --find-links /w -r /w/requirements.txt 2>&1' || true)
     missing=$(sed -n 's/^ERROR: No matching distribution found for \([^;]*\).*/\1/p' <<<"$out")
     if [[ -z $missing ]]; then
-      grep -q '^Would install' <<<"$out" || { echo "$out" | tail -n 5 >&2; fail "the image's pip cannot resolve the wheelhouse"; }
+      grep -q '^Would install' <<<"$out" || { echo "$out" | tail -n 5 >&2; fail "the image's pip cannot resolve $dir"; }
       return 0
     fi
     say "image's Python also needs: $missing (round $round)"
-    "$PY" -m pip download --only-binary=:all: -c "$constraints" -d "$WHEELHOUSE/deps" "$missing" >"$log" 2>&1 \
+    "$PY" -m pip download --only-binary=:all: -c "$constraints" -d "$dir" "$missing" >"$log" 2>&1 \
       || { grep -E '^ERROR' "$log" >&2; fail "pip download $missing failed (log: $log)"; }
   done
-  fail "the wheelhouse is still incomplete for the image after 5 rounds"
+  fail "$dir is still incomplete for the image after 5 rounds"
 }
 
 build() {  # build TARGET IMAGE
@@ -154,4 +168,5 @@ build os "$OS_IMAGE"  # the image's Python decides which wheels it needs
 make_wheelhouse
 build app "$APP_IMAGE"
 (( build_prom )) && build prometheus "$PROM_IMAGE"
+(( build_ray )) && build ray "$RAY_IMAGE"
 say "done in $(( $(date +%s) - t_start ))s"

@@ -95,6 +95,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 def rows(scheduler: FaultScheduler) -> list[dict]:
     table = scheduler.table()
     assert table.schema == FAULTS_SCHEMA
+    # In the lab's own process every row names the driver as the injector (the nemesis: a node).
+    assert set(table.column("node").to_pylist()) <= {"driver"}
     return table.to_pylist()
 
 

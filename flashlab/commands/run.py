@@ -32,6 +32,8 @@ EPILOG = (
     "  flashlab run experiments/smoke.yaml --junit junit.xml --summary-md summary.md   # CI\n\n"
     "  flashlab run experiments/lua.yaml --target http://127.0.0.1:8080 --redis redis://127.0.0.1:6379/0 "
     "--admin-token TOKEN\n\n"
+    "  flashlab run experiments/smoke.yaml --target https://staging.example:443 --redis "
+    "redis://staging.example:6379/0 --admin-token TOKEN --allow-remote   # says the load first\n\n"
     "Verdict: safety clauses (oversell, lost orders, 5xx, ...) always decide; timing clauses "
     "(latency, throughput, durations, recovery, generator_*) are inconclusive when the load "
     "generator was unhealthy or CPU isolation was requested but not applied.\n\n"
@@ -129,6 +131,13 @@ TargetOpt = Annotated[
     str | None, typer.Option(help="Use a running stack at this loopback base URL.")
 ]
 RedisOpt = Annotated[str | None, typer.Option(help="With --target: its Redis URL (truth channel).")]
+AllowRemoteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-remote",
+        help="Let --target/--redis name a non-loopback host (prints the load plan first).",
+    ),
+]
 AdminTokenOpt = Annotated[str | None, typer.Option(help="With --target: its admin token.")]
 RepeatOpt = Annotated[
     int | None,
@@ -158,6 +167,7 @@ def run(
     target: TargetOpt = None,
     redis: RedisOpt = None,
     admin_token: AdminTokenOpt = None,
+    allow_remote: AllowRemoteOpt = False,
     repeat: RepeatOpt = None,
     report: ReportOpt = True,
     json_output: JsonOpt = False,
@@ -184,28 +194,32 @@ def run(
     }
     if repeat is not None:
         check_repeat(repeat)  # before the file: `--repeat 0` names the flag, not the field
-    target_args = (target, redis, admin_token)
+    target_args = (target, redis, admin_token, allow_remote)
     ci_outputs = (junit, summary_md)
     overrides["repeat"] = repeat
     _run_file(experiment, overrides, out, target_args, report, json_output, ci_outputs)
 
 
-def _external_target(target: str | None, redis: str | None, admin_token: str | None) -> Any:
-    """`--target/--redis/--admin-token` as a Target (all three or none)."""
+def _external_target(
+    target: str | None, redis: str | None, admin_token: str | None, allow_remote: bool
+) -> Any:
+    """`--target/--redis/--admin-token [--allow-remote]` as a Target (all three or none)."""
     from flashlab.lab.run import Target
 
     if not (target or redis or admin_token):
+        if allow_remote:
+            raise UserError("--allow-remote: only with --target/--redis")
         return None
     if not (target and redis and admin_token):
         raise UserError("--target, --redis and --admin-token go together")
-    return Target(target, redis, admin_token)
+    return Target(target, redis, admin_token, allow_remote=allow_remote)
 
 
 def _run_file(
     experiment: Path,
     overrides: dict[str, Any],
     out: Path | None,
-    target_args: tuple[str | None, str | None, str | None],
+    target_args: tuple[str | None, str | None, str | None, bool],
     report: bool,
     json_output: bool,
     ci_outputs: tuple[Path | None, Path | None],

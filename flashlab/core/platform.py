@@ -83,6 +83,9 @@ class StackConfig:
     log_level: str = "warning"
     # CPUs every stack process is pinned to (flashlab.core.isolation); None = not pinned.
     cpus: list[int] | None = None
+    # Compose only: also a Ray head and a Ray worker (the `ray` profile) to run shopper actors
+    # next to the stack; StackInfo.extra then has `ray_address` and `ray_base_url`.
+    ray: bool = False
 
 
 @dataclass

@@ -69,8 +69,13 @@ FAULTS_SCHEMA = pa.schema(
         pa.field("params", pa.string(), nullable=True),  # JSON
         pa.field("observed", pa.string(), nullable=True),  # JSON: new pid, uptime, ...
         pa.field("error", pa.string(), nullable=True),
+        # Who injected it: the Ray node id of the nemesis actor (flashlab.lab.nemesis), or
+        # "driver" for the scheduler in the lab's own process. Added after schema 2.
+        pa.field("node", pa.string(), nullable=True),
     ]
 )
+# Columns added to a table after files without them were written: those files read as null.
+ADDED_COLUMNS: frozenset[str] = frozenset({"node"})
 
 
 class TruthOrder(BaseModel):
@@ -153,6 +158,9 @@ def read_parquet(path: Path, schema: pa.Schema) -> pd.DataFrame:
     undecodable names); a file that still parses but lost columns or changed types fails the cast."""
     try:
         table = pq.read_table(path, page_checksum_verification=True)
+        for name in ADDED_COLUMNS & (set(schema.names) - set(table.column_names)):
+            added = schema.field(name)
+            table = table.append_column(added, pa.nulls(len(table), added.type))
         missing = [name for name in schema.names if name not in table.column_names]
         if missing:
             raise RunDirError(f"{path}: missing column(s) {', '.join(missing)}")

@@ -30,6 +30,12 @@ from flashlab.core.platform import ComponentNotRunning, Platform, StackInfo
 from flashlab.lab.events import Announcer, NotesToStderr, Phase, RunEvents
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.guards import AbortSwitch, RunWatch
+from flashlab.lab.nemesis import (
+    RayNemesis,
+    attached_ray,
+    check_faults,
+    wants_nemesis,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,8 @@ class Target:
     base_url: str
     redis_url: str
     admin_token: str
+    # `--allow-remote`: a non-loopback target is the user's explicit choice (never a default).
+    allow_remote: bool = False
 
 
 @dataclass
@@ -63,17 +71,54 @@ class RunOutcome:
     exit_code: int
 
 
-def require_loopback(url: str, flag: str) -> None:
-    """Load goes only to loopback: refuse anything else with a one-line error naming the flag."""
+def is_loopback_url(url: str) -> bool:
+    """True when the URL's host is loopback (127.0.0.0/8, ::1, localhost); no name is resolved."""
     host = urlsplit(url).hostname or ""
     if host == "localhost":
-        return
+        return True
     try:
-        ok = ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        ok = False
-    if not ok:
-        raise UserError(f"{flag}: {url!r} is not a loopback address (127.0.0.0/8, ::1, localhost)")
+        return False  # a DNS name other than localhost: could be anywhere
+
+
+def require_loopback(url: str, flag: str) -> None:
+    """Load goes only to loopback: refuse anything else with a one-line error naming the flag."""
+    if not is_loopback_url(url):
+        raise UserError(
+            f"{flag}: {url!r} is not a loopback address (127.0.0.0/8, ::1, localhost); "
+            "pass --allow-remote to load a remote stack on purpose"
+        )
+
+
+def load_plan(exp: Experiment, target: Target) -> str:
+    """What a run will send to `target` and how hard: printed before a run with --allow-remote."""
+    sc = exp.scenario
+    arrival = sc.arrival.model_dump(mode="json")
+    shape = ", ".join(f"{k}={v}" for k, v in arrival.items() if k != "kind")
+    runs = f" x {exp.repeat} trials" if exp.repeat > 1 else ""
+    return (
+        f"remote load plan: {sc.shoppers} shoppers{runs} ({sc.model} model, arrival "
+        f"{arrival.get('kind')}{f': {shape}' if shape else ''}), at most {sc.duration_s:g}s, "
+        f"up to {max(p.max_attempts for p in sc.profiles)} attempts each, "
+        f"product {exp.product.id!r} reset to stock {exp.product.stock} -> target "
+        f"{target.base_url} (redis {urlsplit(target.redis_url).hostname})"
+    )
+
+
+def check_target(exp: Experiment, target: Target | None, on_note: Callable[[str], None]) -> None:
+    """Refuse a non-loopback --target/--redis unless --allow-remote; with it, say the plan first.
+
+    Called before anything is started or sent, so a refusal costs no traffic at all."""
+    if target is None:
+        return
+    if exp.faults:
+        raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+    if target.allow_remote:
+        on_note(load_plan(exp, target))
+        return
+    require_loopback(target.base_url, "--target")
+    require_loopback(target.redis_url, "--redis")
 
 
 def new_run_id(experiment: Experiment, tag: str = "") -> str:
@@ -198,6 +243,7 @@ def _stack(
         prometheus=exp.stack.prometheus,
         proxy=needs_proxy([f.fault for f in exp.faults]),
         cpus=cpus,
+        ray=wants_stack_ray(exp),
     )
     platform = get_platform(exp.stack.platform, config)
     try:
@@ -207,6 +253,29 @@ def _stack(
         yield _Stack(info.base_url, info.redis_url, info.admin_token, platform, info, public)
     finally:
         platform.stop()
+
+
+def wants_stack_ray(exp: Experiment) -> bool:
+    """`--platform compose --engine ray` (no ray_address): the stack brings its own Ray nodes."""
+    return (
+        exp.stack.platform == "compose"
+        and exp.engine.kind == "ray"
+        and exp.engine.ray_address is None
+    )
+
+
+def _load_route(stack: _Stack, exp: Experiment, load_cpus: list[int] | None) -> dict[str, Any]:
+    """Where the shoppers send and which cluster runs them: the stack's own Ray nodes (Compose
+    `ray` profile: Ray Client on 127.0.0.1, nginx by service name) or this machine's defaults."""
+    extra = stack.info.extra if stack.info is not None else {}
+    if "ray_address" in extra:
+        # The actors run in containers: this machine's CPU split does not apply to them.
+        return {
+            "base_url": extra["ray_base_url"],
+            "ray_address": extra["ray_address"],
+            "cpus": None,
+        }
+    return {"base_url": stack.base_url, "ray_address": exp.engine.ray_address, "cpus": load_cpus}
 
 
 def _reset_product(stack: _Stack, exp: Experiment) -> None:
@@ -295,14 +364,33 @@ def record_failure(path: Path, manifest: dict[str, Any], exc: BaseException) -> 
     rundir.write_json_atomic(path, manifest)
 
 
-def check_target(exp: Experiment, target: Target | None) -> None:
-    """An external stack (--target/--redis) must be on loopback, and cannot take faults."""
-    if target is None:
-        return
-    require_loopback(target.base_url, "--target")
-    require_loopback(target.redis_url, "--redis")
-    if exp.faults:
-        raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+def _start_faults(
+    exp: Experiment,
+    stack: _Stack,
+    engine: Any,
+    t0_ns: int,
+    watch: RunWatch,
+    nemesis: RayNemesis | None,
+    cleanup: ExitStack,
+    abort: AbortSwitch,
+) -> Any:
+    """At t0: the run's fault scheduler, started (the nemesis when there is one); None if no faults."""
+    from flashlab.chaos.scheduler import FaultScheduler
+
+    gate = watch.steady_state_gate(t0_ns) if exp.faults else None
+    if nemesis is not None:
+        abort.on_trip(nemesis.halt)
+        return nemesis.start(t0_ns, gate=gate)
+    if not exp.faults:
+        return None
+    scheduler = FaultScheduler.for_run(
+        exp.faults, stack.platform, stack.info, engine, t0_ns, gate=gate
+    )
+    # On any failure from here on, the ExitStack recovers every fault (idempotent stop) before
+    # it stops the stack: LIFO, and registered after the stack.
+    cleanup.callback(scheduler.stop)
+    abort.on_trip(scheduler.halt)  # an abort recovers every fault at once
+    return scheduler.start()
 
 
 def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
@@ -313,9 +401,12 @@ def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
     announced to `req.events` (flashlab.lab.events).
     """
     exp = req.experiment
-    check_target(exp, req.target)
-    _require_extras(exp, req.target)
     events = Announcer(req.events)
+    # A trial on a shared stack: its set has already checked the target and said the plan.
+    check_target(exp, req.target, events.note if stack is None else (lambda _note: None))
+    if wants_nemesis(exp):
+        check_faults(exp.faults)
+    _require_extras(exp, req.target)
     isolation = resolve_isolation(exp, req.target)
     if isolation.requested and not isolation.applied:
         # Stderr by default, so `--json` stays one document; the record says the same (applied: false).
@@ -350,7 +441,10 @@ class _Run:
     cleanup: ExitStack = field(default_factory=ExitStack)
     scraper: MetricsScraper | None = None
     watch: RunWatch | None = None
-    scheduler: Any = None  # flashlab.chaos.scheduler.FaultScheduler, made at t0 with faults
+    scheduler: Any = None  # FaultScheduler (or the Ray nemesis), started at t0 with faults
+    nemesis: RayNemesis | None = (
+        None  # faults injected from the stack's Ray node (flashlab.lab.nemesis)
+    )
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -404,6 +498,9 @@ def _judging_phases(write_report: bool) -> list[tuple[Phase, _Step]]:
 
 
 def _start_stack(run: _Run) -> None:
+    if wants_nemesis(run.exp):
+        # Held until every fault is recovered (closed last); the engine reuses it.
+        run.cleanup.enter_context(attached_ray(run.exp.engine.ray_address))
     if run.stack is None:
         run.stack = run.cleanup.enter_context(_stack(run.exp, run.req.target, run.isolation.stack))
     run.manifest["stack"] = run.on_stack.public
@@ -421,16 +518,14 @@ def _load_plan(run: _Run) -> Any:
     exp = run.exp
     return LoadPlan(
         run_id=run.run_id,
-        base_url=run.on_stack.base_url,
         product_id=exp.product.id,
         scenario=exp.scenario,
         seed=exp.seed,
         client=exp.engine.client,
         workers=exp.engine.workers,
         connections=exp.engine.connections,
-        ray_address=exp.engine.ray_address,
         tmp_dir=str(run.run_dir / ".tmp"),
-        cpus=run.isolation.load,
+        **_load_route(run.on_stack, exp, run.isolation.load),
     )
 
 
@@ -443,24 +538,11 @@ class _FaultsAtStart(RunEvents):
     def load_started(self, t0_ns: int) -> None:
         run = self.run
         run.manifest["load_start_ns"] = t0_ns
-        if not run.exp.faults:
-            return
-        from flashlab.chaos.scheduler import FaultScheduler
-
         assert run.watch is not None
-        run.scheduler = FaultScheduler.for_run(
-            run.exp.faults,
-            run.on_stack.platform,
-            run.on_stack.info,
-            self.engine,
-            t0_ns,
-            gate=run.watch.steady_state_gate(t0_ns),
-        )
-        # On any failure from here on, the ExitStack recovers every fault (idempotent stop)
-        # before it stops the stack: LIFO, and registered after the stack.
-        run.cleanup.callback(run.scheduler.stop)
-        run.req.abort.on_trip(run.scheduler.halt)  # an abort recovers every fault at once
-        run.scheduler.start()
+        run.scheduler = _start_faults(
+            run.exp, run.on_stack, self.engine, t0_ns, run.watch, run.nemesis, run.cleanup,
+            run.req.abort,
+        )  # fmt: skip
 
 
 def _drive_load(run: _Run) -> None:
@@ -474,6 +556,10 @@ def _drive_load(run: _Run) -> None:
         exp.guards, exp.hypothesis, exp.product.stock, stack.base_url, run.req.abort
     )
     run.cleanup.callback(run.watch.stop)
+    if wants_nemesis(exp):
+        run.nemesis = RayNemesis(exp, stack.info)
+        run.cleanup.callback(run.nemesis.stop)  # recovers every fault if the run fails from here
+        run.manifest["nemesis"] = run.nemesis.placed
     # The guards arm first (the steady-state gate the scheduler takes is theirs).
     load_events = Announcer([run.watch, _FaultsAtStart(run, engine), *run.events.handlers])
     restarts_before = _restarts(stack)

@@ -93,8 +93,8 @@ def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
     leaving trialset.json `complete: false` with the error."""
     check_repeat(req.repeat)
     exp = req.experiment
-    check_target(exp, req.target)
     events = Announcer(req.events)
+    check_target(exp, req.target, events.note)
     set_id = new_set_id(exp, req.repeat)
     set_dir = prepare_out_dir(req.set_dir, req.out_root, set_id)
     manifest = _set_manifest(req, set_id)

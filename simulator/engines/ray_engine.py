@@ -227,7 +227,10 @@ class RayEngine(PoolEngine):
     def _run(self, plan: LoadPlan, collector: Collector, on_start: OnStart | None) -> EngineResult:
         import ray
 
-        if ray.is_initialized():
+        # An open connection to the cluster named by ray_address is the caller's (the lab's
+        # nemesis holds one until its faults are recovered): used, and left to its owner.
+        attached = plan.ray_address is not None and ray.is_initialized()
+        if ray.is_initialized() and not attached:
             raise RuntimeError("ray engine: Ray is already initialised in this process")
         before = {p.pid for p in psutil.Process().children(recursive=True)}
         ray_dir = _RayDir(plan.tmp_dir)
@@ -237,14 +240,16 @@ class RayEngine(PoolEngine):
             with contextlib.ExitStack() as stack:
                 if plan.ray_address is None:
                     stack.enter_context(_local_ray_env(ray_dir.path))
-                self._init_once_more_on_timeout(ray, plan, ray_dir.path, before)
-                stack.callback(ray.shutdown)
+                if not attached:
+                    self._init_once_more_on_timeout(ray, plan, ray_dir.path, before)
+                    stack.callback(ray.shutdown)
                 cpu_workers = self._drive(ray, plan, collector, on_start, before, seen)
                 end_ns = time.time_ns()
                 seen.update({p.pid: p for p in session_processes(before)})
         finally:
-            seen.update({p.pid: p for p in session_processes(before)})
-            self._reap(list(seen.values()))
+            if not attached:  # else the session, its workers and the nemesis are the owner's
+                seen.update({p.pid: p for p in session_processes(before)})
+                self._reap(list(seen.values()))
             ray_dir.cleanup()
             with self._lock:
                 self._workers = []
@@ -280,6 +285,10 @@ class RayEngine(PoolEngine):
             configure_logging=False,
             logging_level="error",
         )
+        if plan.ray_address is not None and plan.ray_address.startswith("ray://"):
+            # Ray Client (e.g. the Compose `ray` profile): the server-side init is the cluster's.
+            ray.init(address=plan.ray_address, logging_level="error")
+            return
         if plan.ray_address is not None:
             ray.init(address=plan.ray_address, **common)
             return

@@ -62,12 +62,16 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-images.sh"
 APP_IMAGE = "flashlab-app"
 PROMETHEUS_IMAGE = "flashlab-prometheus"
+RAY_IMAGE = "flashlab-ray"
+RAY_NODES = ("ray-head", "ray-worker")
+# Inside the project network the shopper actors reach nginx by its service name.
+RAY_BASE_URL = "http://nginx:80"
 SOURCE_LABEL = "flashlab.source"  # image label: hash of the sources baked into it
 API_PORT = 8000
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 # Component order in StackInfo, after the api workers come the optional services.
-_ORDER = ("redis", "api", "nginx", "proxy", "prometheus", "grafana")
+_ORDER = ("redis", "api", "nginx", "proxy", "prometheus", "grafana", "ray-head", "ray-worker")
 
 BuildPolicy = Literal["auto", "always", "never"]
 BUILD_POLICIES: tuple[str, ...] = ("auto", "always", "never")
@@ -90,7 +94,7 @@ class ComposeError(PlatformError):
 
 def _source_files() -> Iterator[Path]:
     """What goes into the images: the packages the containers import, the build recipe."""
-    for package in ("system", "chaos"):
+    for package in ("system", "chaos", "simulator", "flashlab/core"):
         for path in sorted((REPO_ROOT / package).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 yield path
@@ -118,13 +122,14 @@ def image_state(client: docker.DockerClient, image: str, want: str) -> str:
     return "current" if labels.get(SOURCE_LABEL) == want else "stale"
 
 
-def build_images(*, prometheus: bool, log_path: Path) -> None:
+def build_images(*, prometheus: bool, log_path: Path, ray: bool = False) -> None:
     """Run scripts/build-images.sh (offline base + wheelhouse + docker build), bounded in time."""
     if not BUILD_SCRIPT.exists():
         raise StackStartError(
             f"{BUILD_SCRIPT} not found: the compose platform needs a flashlab checkout"
         )
     cmd = [str(BUILD_SCRIPT), *([] if prometheus else ["--no-prometheus"])]
+    cmd += ["--ray"] if ray else []
     with log_path.open("ab") as log:
         try:
             done = subprocess.run(
@@ -266,6 +271,8 @@ class ComposePlatform(Platform):
             profiles.append("metrics")
         if self.dashboards:
             profiles.append("dashboards")
+        if self.config.ray:
+            profiles.append("ray")
         return profiles
 
     def _compose(self, *args: str, timeout: float) -> str:
@@ -310,9 +317,10 @@ class ComposePlatform(Platform):
             return
         want = source_hash()
         images = [APP_IMAGE] + ([PROMETHEUS_IMAGE] if self.config.prometheus else [])
+        images += [RAY_IMAGE] if self.config.ray else []
         states = {i: image_state(self._client(), f"{i}:{self.image_tag}", want) for i in images}
         if self.build == "always" or any(s != "current" for s in states.values()):
-            build_images(prometheus=self.config.prometheus, log_path=log_path)
+            build_images(prometheus=self.config.prometheus, log_path=log_path, ray=self.config.ray)
 
     def _prepare(self, workdir: Path) -> None:
         """Project name, ports, token and the derived compose file for this stack."""
@@ -340,7 +348,7 @@ class ComposePlatform(Platform):
             if self.config.proxy
             else "redis://redis:6379/0",
         }
-        for var in ("HTTP", "REDIS", "PROMETHEUS", "PROXY_CONTROL", "GRAFANA"):
+        for var in ("HTTP", "REDIS", "PROMETHEUS", "PROXY_CONTROL", "GRAFANA", "RAY_CLIENT"):
             self._env[f"FLASHLAB_{var}_PORT"] = str(free_port())
         doc = derive_compose(
             yaml.safe_load(COMPOSE_FILE.read_text()), self.config.workers, self.config.cpus
@@ -361,6 +369,8 @@ class ComposePlatform(Platform):
             info = self._stack_info(workdir)
             self._info = info
             self._wait_ready(info)
+            if self.config.ray:
+                self._wait_ray_nodes()
             return self.status()
         except BaseException as exc:  # Ctrl-C included: never leave half a stack behind
             detail = self._logs_tail() if isinstance(exc, PlatformError) else ""
@@ -385,6 +395,9 @@ class ComposePlatform(Platform):
             extra["proxy_control_url"] = f"http://127.0.0.1:{env['FLASHLAB_PROXY_CONTROL_PORT']}"
         if self.dashboards:
             extra["grafana_url"] = f"http://127.0.0.1:{env['FLASHLAB_GRAFANA_PORT']}"
+        if self.config.ray:  # Ray Client through the 127.0.0.1 port; actors use the network
+            extra["ray_address"] = f"ray://127.0.0.1:{env['FLASHLAB_RAY_CLIENT_PORT']}"
+            extra["ray_base_url"] = RAY_BASE_URL
         return StackInfo(
             platform=self.name,
             base_url=f"http://127.0.0.1:{env['FLASHLAB_HTTP_PORT']}",
@@ -420,6 +433,21 @@ class ComposePlatform(Platform):
                 except httpx.HTTPError as exc:
                     last = exc.__class__.__name__
                 time.sleep(0.2)
+
+    def _wait_ray_nodes(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until `ray status` in the head counts both Ray nodes alive (bounded)."""
+        deadline = time.monotonic() + timeout_s
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            self._raise_if_exited(set(RAY_NODES))
+            code, out = self._container("ray-head").exec_run(["ray", "status"])
+            text = out.decode(errors="replace")
+            alive = text.split("Pending:")[0].count(" node_")
+            if code == 0 and alive >= len(RAY_NODES):
+                return
+            last = f"{alive} node(s) alive" if code == 0 else f"exit {code}"
+            time.sleep(1.0)
+        raise StackStartError(f"Ray nodes not all up within {timeout_s:.0f}s (last: {last})")
 
     def _raise_if_exited(self, services: set[str]) -> None:
         """Fail fast instead of waiting out the deadline when a non-restarting service died."""
@@ -476,6 +504,7 @@ class ComposePlatform(Platform):
             "prometheus": "FLASHLAB_PROMETHEUS_PORT",
             "proxy": "FLASHLAB_PROXY_CONTROL_PORT",
             "grafana": "FLASHLAB_GRAFANA_PORT",
+            "ray-head": "FLASHLAB_RAY_CLIENT_PORT",
         }
         out = []
         for name, container in sorted(self._containers().items(), key=lambda kv: _sort_key(kv[0])):
