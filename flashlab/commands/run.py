@@ -111,7 +111,7 @@ def run(
     shoppers: Annotated[int | None, typer.Option(help="Override scenario.shoppers.")] = None,
     stock: Annotated[int | None, typer.Option(help="Override product.stock.")] = None,
     strategy: Annotated[
-        str | None, typer.Option(help="Override product.strategy: naive|lock|optimistic|lua.")
+        str | None, typer.Option(help="Override product.strategy: naive|lock|optimistic|lua|queue.")
     ] = None,
     engine: Annotated[
         str | None, typer.Option(help="Override engine.kind: ray|process|inline.")

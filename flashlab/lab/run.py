@@ -25,6 +25,7 @@ import httpx
 import pyarrow.parquet as pq
 
 from flashlab.core import meta, rundir
+from flashlab.core.contract import Strategy
 from flashlab.core.errors import UserError, verdict_exit_code
 from flashlab.core.isolation import Isolation, IsolationError, resolve
 from flashlab.core.platform import ComponentNotRunning
@@ -337,6 +338,7 @@ def _execute(
             ray_address=exp.engine.ray_address,
             tmp_dir=str(run_dir / ".tmp"),
             cpus=isolation.load,
+            queue=exp.product.strategy == Strategy.queue,
         )
         writer = HistoryWriter(run_dir / rundir.HISTORY)
         scheduler: FaultScheduler | None = None  # made at t0, when the experiment has faults

@@ -26,6 +26,9 @@ class Outcome(Enum):
     # The product's strategy changed under a cached meta (a reset); the app re-reads meta and redispatches.
     stale = "stale"
     not_found = "not_found"
+    # Strategy `queue` only: the user holds no admitted ticket / the admission ran out.
+    not_admitted = "not_admitted"
+    admission_expired = "admission_expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ class ProductMeta:
     stock_initial: int
     price_cents: int
     settings: str = "{}"  # JSON of the strategy's own Settings model, validated at reset
+    rate_limit: str = ""  # JSON of contract.RateLimit when the reset switched it on, else ""
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> ProductMeta | None:
@@ -61,6 +65,7 @@ class ProductMeta:
             stock_initial=int(raw.get("stock_initial", 0)),
             price_cents=int(raw.get("price_cents", 0)),
             settings=raw.get("settings", "{}"),
+            rate_limit=raw.get("rate_limit", ""),
         )
 
     def to_hash(self) -> dict[str, Any]:
@@ -69,6 +74,7 @@ class ProductMeta:
             "stock_initial": self.stock_initial,
             "price_cents": self.price_cents,
             "settings": self.settings,
+            "rate_limit": self.rate_limit,
         }
 
 
