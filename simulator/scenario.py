@@ -73,9 +73,7 @@ class Stage(_Model):
     target: int = Field(ge=0, le=1_000_000)
 
 
-RetryOn = Literal[
-    "busy", "backend_unavailable", "timeout", "connection", "gateway", "rate_limited"
-]
+RetryOn = Literal["busy", "backend_unavailable", "timeout", "connection", "gateway", "rate_limited"]
 
 
 class Profile(_Model):
@@ -93,7 +91,12 @@ class Profile(_Model):
     think_ms: tuple[float, float] = (0.0, 0.0)  # uniform think time before each attempt
     retry_on: list[RetryOn] = Field(
         default_factory=lambda: [
-            "busy", "backend_unavailable", "timeout", "connection", "gateway", "rate_limited"
+            "busy",
+            "backend_unavailable",
+            "timeout",
+            "connection",
+            "gateway",
+            "rate_limited",
         ]
     )
 

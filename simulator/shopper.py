@@ -228,7 +228,9 @@ class _Driver:
             if state in ("admitted", "purchased"):
                 return True
             if state is None:
-                verdict = classify(answer.status, answer.code, answer.failure, answer.maybe_committed)
+                verdict = classify(
+                    answer.status, answer.code, answer.failure, answer.maybe_committed
+                )
                 if verdict.retry_key not in QUEUE_RETRY:
                     self._left_queue(s, joined_ns, answer, answer.code or "refused")
                     return False

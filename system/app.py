@@ -147,7 +147,11 @@ def error_answer(
 
 
 def rate_limited_answer(exc: RateLimited) -> Answer:
-    body = {"code": ErrorCode.rate_limited.value, "message": "rate limited", "retryAfterMs": exc.wait_ms}
+    body = {
+        "code": ErrorCode.rate_limited.value,
+        "message": "rate limited",
+        "retryAfterMs": exc.wait_ms,
+    }
     value = retry_after_s(exc.wait_ms)
     return Answer(429, orjson.dumps(body), ErrorCode.rate_limited.value, True, value)
 
@@ -288,7 +292,11 @@ class Api:
 
     async def cached_meta(self, keys: ProductKeys) -> ProductMeta | None:
         cached = self._meta.get(keys.product_id)
-        if cached is None or cached[1] < time.monotonic() or cached[0].strategy not in _SELF_CHECKING:
+        if (
+            cached is None
+            or cached[1] < time.monotonic()
+            or cached[0].strategy not in _SELF_CHECKING
+        ):
             return await self.load_meta(keys)
         return cached[0]
 

@@ -145,9 +145,7 @@ def test_quiet_queue_buys_like_lua_and_bad_requests_are_4xx(
     assert_error(join(http, "q-lua", "x"), 404, ErrorCode.not_found)  # no waiting room there
     assert_error(status(http, product, 99), 404, ErrorCode.not_found)
     assert_error(status(http, product, 0), 422, ErrorCode.validation_error)
-    assert_error(
-        http.post(QUEUE_PATH, json={"productId": product}), 401, ErrorCode.unauthenticated
-    )
+    assert_error(http.post(QUEUE_PATH, json={"productId": product}), 401, ErrorCode.unauthenticated)
     assert_error(
         http.post(QUEUE_PATH, json={"product": product}, headers={USER_HEADER: "x"}),
         422,

@@ -89,7 +89,9 @@ def matrix(
     if repeat is not None:
         check_repeat(repeat)
 
-    strategy_list = _split(strategies, "--strategies", strategy_variants([s.value for s in Strategy]))
+    strategy_list = _split(
+        strategies, "--strategies", strategy_variants([s.value for s in Strategy])
+    )
     fault_list = _split(faults, "--faults", [NO_FAULT, *fault_names()])
     durability_list = _split(durability, "--durability", list(DURABILITY_MODES))
     if shoppers is not None and not 1 <= shoppers <= 20_000:

@@ -42,7 +42,9 @@ class ErrorCode(StrEnum):
     method_not_allowed = "method_not_allowed"  # 405
     not_admitted = "not_admitted"  # 409: queue product, the caller's ticket is not admitted (yet)
     admission_expired = "admission_expired"  # 410: queue product, the admission's time ran out
-    rate_limited = "rate_limited"  # 429 + Retry-After: the product's per-user/per-IP bucket is empty
+    rate_limited = (
+        "rate_limited"  # 429 + Retry-After: the product's per-user/per-IP bucket is empty
+    )
     # Written by nginx, not the API: no worker answered (502) or one answered too late (504).
     # The simulator records both as indeterminate: the request may have reached a worker.
     bad_gateway = "bad_gateway"
@@ -96,6 +98,8 @@ class ErrorBody(_Strict):
     # (e.g. a timeout waiting for EXEC's reply). The simulator records such answers as
     # indeterminate (`info`), so the checker does not call the resulting order a phantom.
     maybe_committed: bool | None = Field(default=None, alias="maybeCommitted")
+    # 429 rate_limited only: the wait in ms (Retry-After rounds it up to whole seconds).
+    retry_after_ms: int | None = Field(default=None, alias="retryAfterMs")
 
 
 class Product(_Strict):
