@@ -53,7 +53,8 @@ HISTORY_SCHEMA = pa.schema(
 
 # The output contract's version: manifest.json and summary.json carry it as `schema_version`.
 # Bump it whenever flashlab/schemas/*.json change (tests/test_schema.py enforces this).
-SCHEMA_VERSION = 2  # 2: isolation, guards, repeat, product.settings; by_fault, phase
+SCHEMA_VERSION = 3  # 2: isolation, guards, repeat, product.settings; by_fault, phase
+# 3: strategy queue, product.rate_limit, retry_on rate_limited
 
 FAULTS_SCHEMA = pa.schema(
     [

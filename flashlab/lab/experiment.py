@@ -43,6 +43,19 @@ class StackSpec(_Model):
     prometheus: bool = True
 
 
+class RateLimitSpec(_Model):
+    """contract.RateLimit as experiment files spell it (snake_case): the token buckets the reset
+    switches on; a rate of 0 leaves that bucket off."""
+
+    per_user_rate_per_s: float = Field(default=0.0, ge=0, le=1_000_000)
+    per_user_burst: int = Field(default=1, ge=1, le=1_000_000)
+    per_ip_rate_per_s: float = Field(default=0.0, ge=0, le=1_000_000)
+    per_ip_burst: int = Field(default=1, ge=1, le=1_000_000)
+
+    def contract(self) -> RateLimit:
+        return RateLimit.model_validate(self.model_dump())
+
+
 class ProductSpec(_Model):
     id: str = Field(default="iphone", pattern=ID_PATTERN)
     stock: int = Field(default=1_000, ge=0, le=10_000_000)
@@ -54,7 +67,7 @@ class ProductSpec(_Model):
     settings: dict[str, Any] = Field(default_factory=dict)
     # The per-user / per-IP token bucket any strategy may put in front of its buy (off when
     # absent), e.g. {per_user_rate_per_s: 2, per_user_burst: 2}; 429 rate_limited when empty.
-    rate_limit: RateLimit | None = None
+    rate_limit: RateLimitSpec | None = None
 
     @field_validator("settings")
     @classmethod
@@ -87,7 +100,7 @@ class ProductSpec(_Model):
             strategy=self.strategy,
             price_cents=self.price_cents,
             settings=self.strategy_settings(),
-            rate_limit=self.rate_limit,
+            rate_limit=self.rate_limit.contract() if self.rate_limit else None,
         )
 
 
