@@ -662,36 +662,7 @@ def _install_routes(app: FastAPI, api: Api) -> None:
         answer = await api.buy(request.headers.get(USER_HEADER), lambda: read_body(request), ip)
         return to_response(request.scope, answer)
 
-    @app.post(
-        QUEUE_PATH,
-        response_model=QueueStatus,
-        openapi_extra={**_openapi_body(BuyRequest), "parameters": [user_param]},
-        responses=_errors(
-            ErrorCode.unauthenticated,
-            ErrorCode.bad_request,
-            ErrorCode.validation_error,
-            ErrorCode.not_found,
-            ErrorCode.sold_out,
-            ErrorCode.rate_limited,
-            ErrorCode.backend_unavailable,
-        ),
-    )
-    async def queue_join(request: Request) -> Response:
-        return await api.queue_join(request)
-
-    @app.get(
-        QUEUE_TICKET_PATH,
-        response_model=QueueStatus,
-        responses=_errors(
-            ErrorCode.not_found, ErrorCode.validation_error, ErrorCode.backend_unavailable
-        ),
-    )
-    async def queue_status(
-        request: Request,
-        product_id: str = Path(pattern=ID_PATTERN),
-        ticket: int = Path(ge=1, le=2**53),
-    ) -> Response:
-        return await api.queue_status(request, product_id, ticket)
+    _install_queue_routes(app, api, user_param)
 
     @app.get(
         PRODUCT_PATH,
@@ -730,6 +701,41 @@ def _install_routes(app: FastAPI, api: Api) -> None:
     )
     async def reset(request: Request) -> Response:
         return await api.reset(request)
+
+
+def _install_queue_routes(app: FastAPI, api: Api, user_param: dict[str, Any]) -> None:
+    """The waiting room of strategy `queue`: join/refresh (POST) and one ticket's state (GET)."""
+
+    @app.post(
+        QUEUE_PATH,
+        response_model=QueueStatus,
+        openapi_extra={**_openapi_body(BuyRequest), "parameters": [user_param]},
+        responses=_errors(
+            ErrorCode.unauthenticated,
+            ErrorCode.bad_request,
+            ErrorCode.validation_error,
+            ErrorCode.not_found,
+            ErrorCode.sold_out,
+            ErrorCode.rate_limited,
+            ErrorCode.backend_unavailable,
+        ),
+    )
+    async def queue_join(request: Request) -> Response:
+        return await api.queue_join(request)
+
+    @app.get(
+        QUEUE_TICKET_PATH,
+        response_model=QueueStatus,
+        responses=_errors(
+            ErrorCode.not_found, ErrorCode.validation_error, ErrorCode.backend_unavailable
+        ),
+    )
+    async def queue_status(
+        request: Request,
+        product_id: str = Path(pattern=ID_PATTERN),
+        ticket: int = Path(ge=1, le=2**53),
+    ) -> Response:
+        return await api.queue_status(request, product_id, ticket)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
