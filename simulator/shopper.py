@@ -139,6 +139,9 @@ class _Driver:
         self.profiles: dict[str, Profile] = {p.name: p for p in spec.scenario.profiles}
         # In-flight requests are bounded by the connection pool; schedules are not (open model).
         self.sem = asyncio.Semaphore(spec.connections)
+        # Waiting-room polls may hold at most half the pool: a 10k-shopper queue's joins would
+        # otherwise sit ahead of the admitted shoppers' purchases until their admissions expire.
+        self.poll_sem = asyncio.Semaphore(max(1, spec.connections // 2))
         self.tasks: set[asyncio.Task[None]] = set()
         self.cancel_reason = CANCELLED  # what an attempt cut short records as its error
 
@@ -187,7 +190,7 @@ class _Driver:
         return op, answer
 
     async def _poll(self, user_id: str) -> Answer:
-        async with self.sem:
+        async with self.poll_sem, self.sem:
             self.rec.progress.in_flight += 1
             try:
                 return await self.client.queue(user_id)
