@@ -49,6 +49,7 @@ RULES: tuple[Rule, ...] = (
     Rule(409, "busy", None, None, "fail", "busy", "lost the race; nothing written"),
     Rule(409, "already_purchased", None, None, "fail", None, "this user already holds a unit"),
     Rule(410, None, None, None, "fail", None, "sold out"),
+    Rule(429, None, None, None, "fail", "rate_limited", "rate limited; retry after Retry-After"),
     Rule((400, 499), None, None, None, "fail", None, "client error: retrying cannot help"),
     Rule(503, None, True, None, "info", "backend_unavailable", "Redis failed after a write may have landed"),
     Rule(503, None, None, None, "fail", "backend_unavailable", "Redis unreachable before any write"),
@@ -113,11 +114,16 @@ def think_s(profile: Profile, rng: random.Random) -> float:
 
 
 def next_delay(
-    profile: Profile, attempt: int, rng: random.Random, retry_after_s: float | None = None
+    profile: Profile,
+    attempt: int,
+    rng: random.Random,
+    retry_after_s: float | None = None,
+    must_wait: bool = False,
 ) -> float:
-    """Seconds to wait before the next attempt: backoff (+ Retry-After if honoured) + think time."""
+    """Seconds to wait before the next attempt: backoff (+ Retry-After if honoured) + think time.
+    `must_wait`: Retry-After is honoured whatever the profile says (429: sooner is refused too)."""
     delay = backoff_s(profile, attempt, rng)
-    if profile.honor_retry_after and retry_after_s is not None:
+    if (profile.honor_retry_after or must_wait) and retry_after_s is not None:
         delay = max(delay, retry_after_s)
     return delay + think_s(profile, rng)
 

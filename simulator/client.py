@@ -1,6 +1,10 @@
 """The shopper HTTP client: one purchase attempt -> one `Answer`, over aiohttp (default), httpx or
 `raw` (flashlab.simulator.rawhttp: a lean keep-alive client for loopback targets only).
 
+Every client also speaks the waiting-room protocol of strategy `queue`: `queue(user_id)` is
+`POST /api/v1/shop/queue` (join, or refresh the user's ticket: the poll), answered with the
+ticket's state in `Answer.queue_state` / `position` / `expires_in_ms`.
+
 All implementations share one interface so the engines can swap them (`client: httpx`) and the
 CPU cost of each stays measurable. Client-side failures are reduced to the four kinds that
 `flashlab.simulator.behaviour` classifies: connect (never sent), timeout, reset (sent, then dropped),
@@ -15,10 +19,13 @@ from typing import Protocol
 
 import orjson
 
-from flashlab.core.contract import BUY_PATH, USER_HEADER
+from flashlab.core.contract import BUY_PATH, QUEUE_PATH, USER_HEADER
 from flashlab.simulator.behaviour import Failure
 
 CLIENTS = ("aiohttp", "httpx", "raw")
+# The clients that implement `queue()` (the waiting-room protocol of strategy `queue`): today
+# all of them; a new client that does not must stay out, and the lab refuses it for `queue`.
+QUEUE_CLIENTS = CLIENTS
 
 
 @dataclass(slots=True)
@@ -31,6 +38,11 @@ class Answer:
     maybe_committed: bool = False
     failure: Failure | None = None
     error: str | None = None
+    # Waiting-room answers (200 from the queue endpoint) only:
+    queue_state: str | None = None
+    ticket: int | None = None
+    position: int | None = None
+    expires_in_ms: int | None = None
 
 
 def parse_answer(status: int, body: bytes, retry_after: str | None) -> Answer:
@@ -42,6 +54,11 @@ def parse_answer(status: int, body: bytes, retry_after: str | None) -> Answer:
     if not isinstance(data, dict):
         return Answer(status, error=f"HTTP {status} without a JSON body")
     ra = _retry_after(retry_after)
+    precise = data.get("retryAfterMs")  # 429 rate_limited: the header rounds up to seconds
+    if isinstance(precise, int) and precise >= 0:
+        ra = precise / 1000.0
+    if status == 200 and isinstance(data.get("state"), str):
+        return _queue_answer(data)
     if status == 200:
         remaining = data.get("remaining")
         return Answer(
@@ -56,6 +73,21 @@ def parse_answer(status: int, body: bytes, retry_after: str | None) -> Answer:
     )
 
 
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _queue_answer(data: dict[str, object]) -> Answer:
+    return Answer(
+        200,
+        "queue",
+        queue_state=str(data["state"]),
+        ticket=_int_or_none(data.get("ticket")),
+        position=_int_or_none(data.get("position")),
+        expires_in_ms=_int_or_none(data.get("expiresInMs")),
+    )
+
+
 def _retry_after(value: str | None) -> float | None:
     try:
         return float(value) if value is not None else None
@@ -65,6 +97,8 @@ def _retry_after(value: str | None) -> float | None:
 
 class ShopperClient(Protocol):
     async def buy(self, user_id: str) -> Answer: ...
+
+    async def queue(self, user_id: str) -> Answer: ...
 
     async def close(self) -> None: ...
 
@@ -77,6 +111,7 @@ class AiohttpClient:
 
         self._aiohttp = aiohttp
         self._url = base_url.rstrip("/") + BUY_PATH
+        self._queue_url = base_url.rstrip("/") + QUEUE_PATH
         self._body = orjson.dumps({"productId": product_id})
         connector = aiohttp.TCPConnector(
             limit=connections, limit_per_host=connections, ttl_dns_cache=300, keepalive_timeout=30
@@ -91,10 +126,16 @@ class AiohttpClient:
         )
 
     async def buy(self, user_id: str) -> Answer:
+        return await self._post(self._url, user_id)
+
+    async def queue(self, user_id: str) -> Answer:
+        return await self._post(self._queue_url, user_id)
+
+    async def _post(self, url: str, user_id: str) -> Answer:
         aiohttp = self._aiohttp
         headers = {USER_HEADER: user_id, "content-type": "application/json"}
         try:
-            async with self._session.post(self._url, data=self._body, headers=headers) as resp:
+            async with self._session.post(url, data=self._body, headers=headers) as resp:
                 body = await resp.read()
                 return parse_answer(resp.status, body, resp.headers.get("Retry-After"))
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -116,15 +157,22 @@ class HttpxClient:
 
         self._httpx = httpx
         self._url = base_url.rstrip("/") + BUY_PATH
+        self._queue_url = base_url.rstrip("/") + QUEUE_PATH
         self._body = orjson.dumps({"productId": product_id})
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self._client = httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout_s))
 
     async def buy(self, user_id: str) -> Answer:
+        return await self._post(self._url, user_id)
+
+    async def queue(self, user_id: str) -> Answer:
+        return await self._post(self._queue_url, user_id)
+
+    async def _post(self, url: str, user_id: str) -> Answer:
         httpx = self._httpx
         headers = {USER_HEADER: user_id, "content-type": "application/json"}
         try:
-            resp = await self._client.post(self._url, content=self._body, headers=headers)
+            resp = await self._client.post(url, content=self._body, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             return Answer(0, failure="connect", error=_err(exc))
         except httpx.TimeoutException as exc:  # read/write timeout: the request may be in
@@ -152,12 +200,21 @@ class RawClient:
         body = orjson.dumps({"productId": product_id})
         headers = {"Content-Type": "application/json"}
         self._request = self._pool.template("POST", BUY_PATH, headers, body, USER_HEADER).render
+        self._queue_request = self._pool.template(
+            "POST", QUEUE_PATH, headers, body, USER_HEADER
+        ).render
         self._send = self._pool.send
 
     async def buy(self, user_id: str) -> Answer:
+        return await self._post(self._request(user_id))
+
+    async def queue(self, user_id: str) -> Answer:
+        return await self._post(self._queue_request(user_id))
+
+    async def _post(self, request: bytes) -> Answer:
         rawhttp = self._rawhttp
         try:
-            status, body, retry_after = await self._send(self._request(user_id))
+            status, body, retry_after = await self._send(request)
         except rawhttp.ConnectFailed as exc:
             return Answer(0, failure="connect", error=_err(exc))
         except rawhttp.RequestTimeout as exc:

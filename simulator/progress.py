@@ -19,6 +19,7 @@ class Progress:
     )  # "ok", "busy", "timeout", "http_502", ...
     remaining_min: int | None = None  # lowest `remaining` any 200 reported
     workers_lost: int = 0
+    queue_polls: int = 0  # waiting-room requests (strategy `queue`): not purchase attempts
 
     def count(self, key: str) -> None:
         self.by_code[key] = self.by_code.get(key, 0) + 1
@@ -44,6 +45,7 @@ class Progress:
             total.sold_seen += p.sold_seen
             total.attempts += p.attempts
             total.workers_lost += p.workers_lost
+            total.queue_polls += p.queue_polls
             total.saw_remaining(p.remaining_min)
             for k, v in p.by_code.items():
                 total.by_code[k] = total.by_code.get(k, 0) + v

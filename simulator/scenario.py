@@ -73,7 +73,7 @@ class Stage(_Model):
     target: int = Field(ge=0, le=1_000_000)
 
 
-RetryOn = Literal["busy", "backend_unavailable", "timeout", "connection", "gateway"]
+RetryOn = Literal["busy", "backend_unavailable", "timeout", "connection", "gateway", "rate_limited"]
 
 
 class Profile(_Model):
@@ -90,7 +90,14 @@ class Profile(_Model):
     honor_retry_after: bool = False  # wait at least the server's Retry-After on 409 busy
     think_ms: tuple[float, float] = (0.0, 0.0)  # uniform think time before each attempt
     retry_on: list[RetryOn] = Field(
-        default_factory=lambda: ["busy", "backend_unavailable", "timeout", "connection", "gateway"]
+        default_factory=lambda: [
+            "busy",
+            "backend_unavailable",
+            "timeout",
+            "connection",
+            "gateway",
+            "rate_limited",
+        ]
     )
 
     @model_validator(mode="after")

@@ -2,6 +2,14 @@
 attempt, retry per behaviour, stop hard at the duration cap, and ship history in batches.
 
 Used by every engine worker (inline, process, ray actor). Timestamps are `time.time_ns()`.
+A waiting-room product (strategy `queue`, `DriveSpec.queue`): the shopper first joins the queue
+and polls it (`POST /api/v1/shop/queue`, bounded in count and by the profile's `max_wait_s`, with
+a delay that grows with its position), then buys once admitted. Polls are not purchase attempts:
+they add no history rows. A shopper that leaves the queue without buying (sold out, patience
+spent, a refusal) gets one row with `attempt` 0 and `op_id` "<shopper>:q", type `fail`, saying
+why (`code` sold_out / queue_timeout / the refusal's code). Its first purchase attempt keeps
+the arrival as `intended_ns`, so the wait in the queue is part of its response time.
+
 `intended_ns` is when the schedule (arrival + think, or previous answer + backoff) said the attempt
 should be sent; `invoke_ns` is when it actually went out (after waiting for a free connection), so
 coordinated omission shows up as response time instead of hiding.
@@ -31,6 +39,14 @@ FLUSH_S = 0.1
 CANCELLED = "cancelled at duration cap"
 ABORTED = "cancelled: run aborted"  # the run's stop (a guard or Ctrl-C), not the duration cap
 STOP_POLL_S = 0.1
+QUEUE_MAX_POLLS = 1_000  # per shopper; the profile's max_wait_s bounds the time
+# The further back, the slower the poll: 10,000 shoppers polling fast are a load of their own
+# (measured: 2 ms per ticket ahead, capped at 2 s, starved a 2-core stack until admissions expired).
+QUEUE_POLL_MIN_S = 0.2
+QUEUE_POLL_MAX_S = 5.0
+QUEUE_POLL_PER_POSITION_S = 0.005
+QUEUE_TIMEOUT = "queue_timeout"
+QUEUE_RETRY = frozenset({"rate_limited", "backend_unavailable", "timeout", "connection", "gateway"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,7 @@ class DriveSpec:
     client: str = "aiohttp"
     connections: int = 256
     worker: str = "w0"
+    queue: bool = False  # waiting room: join and poll the queue before buying
 
 
 @dataclass
@@ -122,6 +139,9 @@ class _Driver:
         self.profiles: dict[str, Profile] = {p.name: p for p in spec.scenario.profiles}
         # In-flight requests are bounded by the connection pool; schedules are not (open model).
         self.sem = asyncio.Semaphore(spec.connections)
+        # Waiting-room polls may hold at most half the pool: a 10k-shopper queue's joins would
+        # otherwise sit ahead of the admitted shoppers' purchases until their admissions expire.
+        self.poll_sem = asyncio.Semaphore(max(1, spec.connections // 2))
         self.tasks: set[asyncio.Task[None]] = set()
         self.cancel_reason = CANCELLED  # what an attempt cut short records as its error
 
@@ -169,6 +189,65 @@ class _Driver:
         self.rec.add(op, answer)
         return op, answer
 
+    async def _poll(self, user_id: str) -> Answer:
+        async with self.poll_sem, self.sem:
+            self.rec.progress.in_flight += 1
+            try:
+                return await self.client.queue(user_id)
+            finally:
+                self.rec.progress.in_flight -= 1
+                self.rec.progress.queue_polls += 1
+
+    def _left_queue(self, s: ShopperPlan, start_ns: int, answer: Answer, why: str) -> None:
+        """The one row of a shopper that leaves the waiting room without buying."""
+        now = time.time_ns()
+        code = answer.code if answer.status not in (0, 200) else why
+        op = Op(
+            run_id=self.spec.run_id,
+            op_id=f"{s.shopper}:q",
+            shopper=s.shopper,
+            user_id=s.user_id,
+            profile=s.profile,
+            attempt=0,
+            worker=self.spec.worker,
+            intended_ns=start_ns,
+            invoke_ns=start_ns,
+            complete_ns=now,
+            type="fail",
+            status=answer.status if answer.status != 200 else 0,
+            code=code,
+            error=answer.error or f"left the queue: {why} (position {answer.position})",
+        )
+        self.rec.add(op, answer)
+
+    async def queue_wait(self, s: ShopperPlan, start_ns: int, profile: Profile) -> bool:
+        """Join the waiting room and poll until admitted (True) or leaving it (False, recorded)."""
+        rng = random.Random(s.rng_seed ^ 0x51)
+        joined_ns = start_ns
+        deadline_ns = start_ns + int(profile.max_wait_s * 1e9)
+        answer = Answer(0)
+        for _ in range(QUEUE_MAX_POLLS):
+            await _sleep_until(start_ns)
+            answer = await self._poll(s.user_id)
+            state = answer.queue_state
+            if state in ("admitted", "purchased"):
+                return True
+            if state is None:
+                verdict = classify(
+                    answer.status, answer.code, answer.failure, answer.maybe_committed
+                )
+                if verdict.retry_key not in QUEUE_RETRY:
+                    self._left_queue(s, joined_ns, answer, answer.code or "refused")
+                    return False
+            ahead = answer.position or 0
+            delay = min(QUEUE_POLL_MAX_S, max(QUEUE_POLL_MIN_S, ahead * QUEUE_POLL_PER_POSITION_S))
+            delay = max(delay * rng.uniform(0.75, 1.25), answer.retry_after_s or 0.0)
+            start_ns = max(start_ns, time.time_ns()) + int(delay * 1e9)
+            if start_ns > deadline_ns:
+                break
+        self._left_queue(s, joined_ns, answer, QUEUE_TIMEOUT)
+        return False
+
     async def shopper(self, s: ShopperPlan, arrival_ns: int) -> None:
         profile = self.profiles[s.profile]
         rng = random.Random(s.rng_seed)
@@ -176,13 +255,17 @@ class _Driver:
         intended_ns = arrival_ns + int(think_s(profile, rng) * 1e9)
         attempt = 1
         try:
+            if self.spec.queue and not await self.queue_wait(s, intended_ns, profile):
+                return
             while True:
                 await _sleep_until(intended_ns)
                 op, answer = await self._attempt(s, attempt, intended_ns)
                 verdict = classify(
                     answer.status, answer.code, answer.failure, answer.maybe_committed
                 )
-                delay = next_delay(profile, attempt, rng, answer.retry_after_s)
+                delay = next_delay(
+                    profile, attempt, rng, answer.retry_after_s, verdict.retry_key == "rate_limited"
+                )
                 elapsed = (op.complete_ns - arrival_ns) / 1e9
                 if not should_retry(profile, verdict, attempt, elapsed, delay):
                     return

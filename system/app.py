@@ -38,6 +38,8 @@ from flashlab.core.contract import (
     ID_PATTERN,
     MAX_BODY_BYTES,
     PRODUCT_PATH,
+    QUEUE_PATH,
+    QUEUE_TICKET_PATH,
     RESET_PATH,
     STATUS_OF,
     USER_HEADER,
@@ -47,6 +49,8 @@ from flashlab.core.contract import (
     ErrorCode,
     Health,
     Product,
+    QueueState,
+    QueueStatus,
     ResetOk,
     ResetRequest,
 )
@@ -60,6 +64,7 @@ from flashlab.system.backend import (
     maybe_committed,
 )
 from flashlab.system.keys import ProductKeys
+from flashlab.system.ratelimit import RateLimiter, retry_after_s
 from flashlab.system.settings import Settings, SettingsError
 from flashlab.system.strategies import (
     Outcome,
@@ -76,12 +81,15 @@ log = logging.getLogger("flashlab.api")
 JSON = "application/json"
 CODE_KEY = "flashlab.code"  # ASGI scope key: the answer's ErrorCode, read by the metrics middleware
 RETRY_AFTER_S = "1"
+META_TTL_S = 1.0  # how long a worker trusts a cached product meta (lua/queue only)
 _ID_RE = re.compile(ID_PATTERN)
 _USER_HEADER_B = USER_HEADER.encode()
 _CONFLICTS = {
     Outcome.busy: ErrorCode.busy,
     Outcome.already_purchased: ErrorCode.already_purchased,
     Outcome.sold_out: ErrorCode.sold_out,
+    Outcome.not_admitted: ErrorCode.not_admitted,
+    Outcome.admission_expired: ErrorCode.admission_expired,
 }
 # HTTP statuses raised by the framework itself (routing, method checks) -> our codes.
 _HTTP_CODES = {
@@ -104,6 +112,14 @@ class BadInput(Exception):
         self.message = message
 
 
+class RateLimited(Exception):
+    """The product's token bucket for this user or IP is empty; `wait_ms` until a token is back."""
+
+    def __init__(self, wait_ms: int) -> None:
+        super().__init__(f"rate limited for {wait_ms} ms")
+        self.wait_ms = wait_ms
+
+
 # --------------------------------------------------------------------------- replies
 
 
@@ -116,9 +132,10 @@ class Reply:
     body: bytes
     code: str  # "ok" or an ErrorCode value (the metrics label)
     retry_after: bool = False
+    retry_after_value: str = RETRY_AFTER_S
 
     def headers(self) -> dict[str, str] | None:
-        return {"Retry-After": RETRY_AFTER_S} if self.retry_after else None
+        return {"Retry-After": self.retry_after_value} if self.retry_after else None
 
 
 def error_reply(
@@ -130,6 +147,16 @@ def error_reply(
     # 409 busy and 503 say "try again": both carry Retry-After.
     retry = code in (ErrorCode.busy, ErrorCode.backend_unavailable)
     return Reply(status or STATUS_OF[code], orjson.dumps(body), code.value, retry)
+
+
+def rate_limited_reply(exc: RateLimited) -> Reply:
+    body = {
+        "code": ErrorCode.rate_limited.value,
+        "message": "rate limited",
+        "retryAfterMs": exc.wait_ms,
+    }
+    value = retry_after_s(exc.wait_ms)
+    return Reply(429, orjson.dumps(body), ErrorCode.rate_limited.value, True, value)
 
 
 def backend_reply(exc: BaseException) -> Reply:
@@ -169,7 +196,7 @@ async def send_reply(send: Any, reply: Reply) -> None:
         (b"content-length", b"%d" % len(reply.body)),
     ]
     if reply.retry_after:
-        headers.append((b"retry-after", RETRY_AFTER_S.encode()))
+        headers.append((b"retry-after", reply.retry_after_value.encode()))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
 
@@ -251,22 +278,42 @@ class Api:
         self.settings = settings
         self.backend = Backend(settings)
         self.strategies: dict[str, PurchaseStrategy] = load_strategies(self.backend.redis)
-        # Only `lua` metas are trusted from cache: the lua script re-checks the strategy
-        # atomically and answers "stale" after a reset; every other strategy re-reads meta.
-        self._meta: dict[str, ProductMeta] = {}
+        self.limiter = RateLimiter(self.backend.redis)
+        # Only `lua` and `queue` metas are trusted from cache: their scripts re-check the strategy
+        # atomically and answer "stale" after a reset; every other strategy re-reads meta.
+        # Trusted for META_TTL_S only, so a reset that keeps the strategy but changes the rate
+        # limit reaches every worker within that time. product id -> (meta, monotonic expiry).
+        self._meta: dict[str, tuple[ProductMeta, float]] = {}
 
     async def load_meta(self, keys: ProductKeys) -> ProductMeta | None:
         meta = ProductMeta.from_hash(await self.backend.redis.hgetall(keys.meta))
         if meta is None:
             self._meta.pop(keys.product_id, None)
         elif len(self._meta) < 10_000 or keys.product_id in self._meta:
-            self._meta[keys.product_id] = meta
+            self._meta[keys.product_id] = (meta, time.monotonic() + META_TTL_S)
         return meta
 
-    async def purchase(self, keys: ProductKeys, user_id: str) -> tuple[str, Purchase]:
-        meta = self._meta.get(keys.product_id)
-        if meta is None or meta.strategy != "lua":
-            meta = await self.load_meta(keys)
+    async def cached_meta(self, keys: ProductKeys) -> ProductMeta | None:
+        cached = self._meta.get(keys.product_id)
+        if (
+            cached is None
+            or cached[1] < time.monotonic()
+            or cached[0].strategy not in _SELF_CHECKING
+        ):
+            return await self.load_meta(keys)
+        return cached[0]
+
+    async def limit(self, keys: ProductKeys, meta: ProductMeta | None, user: str, ip: str) -> None:
+        """Spend a rate-limit token when the product has a limit; RateLimited when empty."""
+        limit = self.limiter.limit_of(meta.rate_limit) if meta is not None else None
+        if limit is not None:
+            wait_ms = await self.limiter.wait_ms(keys, limit, user, ip)
+            if wait_ms > 0:
+                raise RateLimited(wait_ms)
+
+    async def purchase(self, keys: ProductKeys, user_id: str, ip: str = "") -> tuple[str, Purchase]:
+        meta = await self.cached_meta(keys)
+        await self.limit(keys, meta, user_id, ip)
         for _ in range(2):  # at most one redispatch after a reset changed the strategy
             if meta is None:
                 break
@@ -279,15 +326,19 @@ class Api:
             meta = await self.load_meta(keys)
         return "", Purchase(Outcome.not_found)
 
-    async def buy(self, user_header: str | None, read: Callable[[], Awaitable[bytes]]) -> Reply:
+    async def buy(
+        self, user_header: str | None, read: Callable[[], Awaitable[bytes]], ip: str = ""
+    ) -> Reply:
         """The purchase endpoint's logic, shared by the fast lane and the FastAPI route."""
         begin_request()
         try:
             user_id = check_user(user_header)
             product_id = parse_buy(await read())
-            strategy, result = await self.purchase(ProductKeys(product_id), user_id)
+            strategy, result = await self.purchase(ProductKeys(product_id), user_id, ip)
         except BadInput as exc:
             return error_reply(exc.code, exc.message)
+        except RateLimited as exc:
+            return rate_limited_reply(exc)
         except BACKEND_ERRORS as exc:
             return backend_reply(exc)
         outcome = result.outcome
@@ -301,6 +352,60 @@ class Api:
         code = _CONFLICTS[outcome]
         metrics.conflict(code.value)
         return error_reply(code, code.value.replace("_", " "))
+
+    async def queue_strategy(self, keys: ProductKeys) -> tuple[Any, ProductMeta]:
+        """The `queue` strategy and the product's meta; 404 when the product has no waiting room."""
+        meta = await self.cached_meta(keys)
+        if meta is None or meta.strategy != "queue":
+            raise BadInput(ErrorCode.not_found, f"product {keys.product_id} has no waiting room")
+        return self.strategies["queue"], meta
+
+    async def queue_call(
+        self, keys: ProductKeys, call: Callable[[Any, ProductMeta], Awaitable[Any]]
+    ) -> Reply:
+        """Run a waiting-room script (re-reading meta once if a reset changed the strategy)."""
+        try:
+            result = None
+            for _ in range(2):
+                strategy, meta = await self.queue_strategy(keys)
+                result = await call(strategy, meta)
+                if not (isinstance(result, Purchase) and result.outcome is Outcome.stale):
+                    break
+                self._meta.pop(keys.product_id, None)
+        except BadInput as exc:
+            return error_reply(exc.code, exc.message)
+        except RateLimited as exc:
+            return rate_limited_reply(exc)
+        except BACKEND_ERRORS as exc:
+            return backend_reply(exc)
+        return queue_reply(keys.product_id, result)
+
+    async def queue_join(self, request: Request) -> Response:
+        begin_request()
+        ip = client_ip(request.headers.get("x-forwarded-for"), request.client)
+        try:
+            user_id = check_user(request.headers.get(USER_HEADER))
+            keys = ProductKeys(parse_buy(await read_body(request)))
+        except BadInput as exc:
+            return to_response(request.scope, error_reply(exc.code, exc.message))
+
+        async def join(strategy: Any, meta: ProductMeta) -> Any:
+            await self.limit(keys, meta, user_id, ip)
+            result = await strategy.join(keys, user_id, meta)
+            # Joining a line that can no longer sell is "sold out", as on the buy path.
+            sold_out = isinstance(result, QueueStatus) and result.state is QueueState.sold_out
+            return Purchase(Outcome.sold_out) if sold_out else result
+
+        return to_response(request.scope, await self.queue_call(keys, join))
+
+    async def queue_status(self, request: Request, product_id: str, ticket: int) -> Response:
+        begin_request()
+        keys = ProductKeys(product_id)
+
+        async def status(strategy: Any, meta: ProductMeta) -> Any:
+            return await strategy.status(keys, ticket, meta)
+
+        return to_response(request.scope, await self.queue_call(keys, status))
 
     async def product(self, request: Request, product_id: str) -> Response:
         keys = ProductKeys(product_id)
@@ -350,9 +455,11 @@ class Api:
             stock_initial=req.stock,
             price_cents=req.price_cents,
             settings=settings_json,
+            rate_limit=req.rate_limit.model_dump_json(by_alias=True) if req.rate_limit else "",
         )
         async with self.backend.redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys.buyers, keys.orders, keys.lock, keys.order_seq, keys.meta)
+            pipe.delete(*keys.queue())
             pipe.set(keys.stock, req.stock).hset(keys.meta, mapping=meta.to_hash())
             await pipe.execute()
         self._meta.pop(req.product_id, None)
@@ -364,6 +471,24 @@ class Api:
         return error_response(
             request.scope, ErrorCode.backend_unavailable, "redis did not answer PING in time"
         )
+
+
+_SELF_CHECKING = ("lua", "queue")
+
+
+def client_ip(forwarded: str | None, client: Any) -> str:
+    """The caller's address: the last X-Forwarded-For hop (the one nginx appended), else the peer."""
+    if forwarded:
+        return forwarded.rsplit(",", 1)[-1].strip()[:64]
+    return str(client[0]) if client else ""
+
+
+def queue_reply(product_id: str, result: Any) -> Reply:
+    if isinstance(result, QueueStatus):
+        return Reply(200, orjson.dumps(result.model_dump(mode="json", by_alias=True)), "ok")
+    if result is None or result.outcome in (Outcome.not_found, Outcome.stale):
+        return error_reply(ErrorCode.not_found, f"unknown ticket or product {product_id}")
+    return error_reply(ErrorCode.sold_out, "sold out")
 
 
 def _strategy_settings(req: ResetRequest) -> BaseModel:
@@ -439,12 +564,16 @@ class EdgeMiddleware:
     def _buy(self, scope: MutableMapping[str, Any], receive: Any) -> Awaitable[Reply]:
         user: str | None = None
         declared: bytes | None = None
+        forwarded: str | None = None
         for name, value in scope["headers"]:
             if name == _USER_HEADER_B and user is None:
                 user = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value
-        return self.api.buy(user, lambda: receive_body(receive, declared))
+            elif name == b"x-forwarded-for":
+                forwarded = value.decode("latin-1")
+        ip = client_ip(forwarded, scope.get("client"))
+        return self.api.buy(user, lambda: receive_body(receive, declared), ip)
 
 
 # --------------------------------------------------------------------------- wiring
@@ -542,13 +671,18 @@ def _install_shop_routes(app: FastAPI, api: Api) -> None:
             ErrorCode.validation_error,
             ErrorCode.not_found,
             ErrorCode.busy,
+            ErrorCode.not_admitted,
             ErrorCode.sold_out,
+            ErrorCode.rate_limited,
             ErrorCode.backend_unavailable,
         ),
     )
     async def buy(request: Request) -> Response:
-        reply = await api.buy(request.headers.get(USER_HEADER), lambda: read_body(request))
+        ip = client_ip(request.headers.get("x-forwarded-for"), request.client)
+        reply = await api.buy(request.headers.get(USER_HEADER), lambda: read_body(request), ip)
         return to_response(request.scope, reply)
+
+    _install_queue_routes(app, api, user_schema)
 
     @app.get(
         PRODUCT_PATH,
@@ -559,6 +693,41 @@ def _install_shop_routes(app: FastAPI, api: Api) -> None:
     )
     async def product(request: Request, product_id: str = Path(pattern=ID_PATTERN)) -> Response:
         return await api.product(request, product_id)
+
+
+def _install_queue_routes(app: FastAPI, api: Api, user_schema: dict[str, Any]) -> None:
+    """The waiting room of strategy `queue`: join/refresh (POST) and one ticket's state (GET)."""
+
+    @app.post(
+        QUEUE_PATH,
+        response_model=QueueStatus,
+        openapi_extra=_body_and_header(BuyRequest, USER_HEADER, user_schema),
+        responses=_errors(
+            ErrorCode.unauthenticated,
+            ErrorCode.bad_request,
+            ErrorCode.validation_error,
+            ErrorCode.not_found,
+            ErrorCode.sold_out,
+            ErrorCode.rate_limited,
+            ErrorCode.backend_unavailable,
+        ),
+    )
+    async def queue_join(request: Request) -> Response:
+        return await api.queue_join(request)
+
+    @app.get(
+        QUEUE_TICKET_PATH,
+        response_model=QueueStatus,
+        responses=_errors(
+            ErrorCode.not_found, ErrorCode.validation_error, ErrorCode.backend_unavailable
+        ),
+    )
+    async def queue_status(
+        request: Request,
+        product_id: str = Path(pattern=ID_PATTERN),
+        ticket: int = Path(ge=1, le=2**53),
+    ) -> Response:
+        return await api.queue_status(request, product_id, ticket)
 
 
 def _install_operator_routes(app: FastAPI, api: Api) -> None:

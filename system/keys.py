@@ -7,6 +7,12 @@ All keys of one product share a hash tag `{product}` so they would land in one R
 - meta       HASH    strategy, stock_initial, price_cents, settings (JSON of the strategy's Settings)
 - lock       STRING  pessimistic lock token (strategy `lock`)
 - order_seq  STRING  INCR counter behind order ids
+- q_seq      STRING  waiting room (strategy `queue`): tickets issued so far (INCR; ticket n = n-th)
+- q_tickets  HASH    waiting room: user id -> that user's current ticket
+- q_users    HASH    waiting room: ticket -> user id
+- q_head     STRING  waiting room: the admission frontier (tickets <= head have been admitted)
+- q_admitted ZSET    waiting room: admitted, unused tickets scored by expiry (server ms)
+- rl:*       HASH    rate-limit token buckets (tokens, ts_ms) per user / per IP
 """
 
 from __future__ import annotations
@@ -46,6 +52,33 @@ class ProductKeys:
     @property
     def order_seq(self) -> str:
         return self._k("order_seq")
+
+    @property
+    def q_seq(self) -> str:
+        return self._k("q_seq")
+
+    @property
+    def q_tickets(self) -> str:
+        return self._k("q_tickets")
+
+    @property
+    def q_users(self) -> str:
+        return self._k("q_users")
+
+    @property
+    def q_head(self) -> str:
+        return self._k("q_head")
+
+    @property
+    def q_admitted(self) -> str:
+        return self._k("q_admitted")
+
+    def queue(self) -> list[str]:
+        return [self.q_seq, self.q_tickets, self.q_users, self.q_head, self.q_admitted]
+
+    def bucket(self, kind: str, who: str) -> str:
+        """The token bucket of one user (`kind` "u") or client IP ("ip") for this product."""
+        return self._k(f"rl:{kind}:{who}")
 
     def all(self) -> list[str]:
         return [self.stock, self.buyers, self.orders, self.meta, self.lock, self.order_seq]

@@ -23,6 +23,7 @@ EPILOG = (
     "  flashlab matrix --strategies lua,lock --faults none,redis-kill --durability none,aof-always\n\n"
     "  flashlab matrix --base matrix-base --shoppers 1000 --json\n\n"
     "  flashlab matrix --strategies lua,lock --faults none --durability none --repeat 3\n\n"
+    "  flashlab matrix --strategies lua,queue,lock+rl --faults none --durability none\n\n"
     "  flashlab matrix --strategies lua --faults none --junit matrix.xml --summary-md matrix.md\n\n"
     "A cell's expected verdict: naive -> fail (oversell); redis-kill/restart without aof-always -> any; "
     "else pass. --repeat N makes each cell a trial set (median and 95% CI of p99 and throughput; "
@@ -42,13 +43,18 @@ def _split(value: str, flag: str, allowed: list[str]) -> list[str]:
     return items
 
 
-StrategiesOpt = Annotated[str, typer.Option(help="Comma-separated strategies.")]
+StrategiesOpt = Annotated[
+    str,
+    typer.Option(
+        help="Comma-separated strategies; `<name>+rl` = that strategy with the rate limit on."
+    ),
+]
 FaultsOpt = Annotated[str, typer.Option(help="Comma-separated faults; 'none' = no fault.")]
 DurabilitiesOpt = Annotated[str, typer.Option(help="Comma-separated durability modes.")]
 
 
 def matrix(
-    strategies: StrategiesOpt = "naive,lock,optimistic,lua",
+    strategies: StrategiesOpt = "naive,lock,optimistic,lua,queue",
     faults: FaultsOpt = "none,redis-kill,worker-kill",
     durability: DurabilitiesOpt = "none,aof-always",
     base: Annotated[
@@ -77,13 +83,15 @@ def matrix(
     from flashlab.commands.run import load_with_overrides
     from flashlab.core.contract import Strategy
     from flashlab.core.platform import DURABILITY_MODES
-    from flashlab.lab.matrix import NO_FAULT
+    from flashlab.lab.matrix import NO_FAULT, strategy_variants
     from flashlab.lab.trials import check_repeat
 
     if repeat is not None:
         check_repeat(repeat)
 
-    strategy_list = _split(strategies, "--strategies", [s.value for s in Strategy])
+    strategy_list = _split(
+        strategies, "--strategies", strategy_variants([s.value for s in Strategy])
+    )
     fault_list = _split(faults, "--faults", [NO_FAULT, *fault_names()])
     durability_list = _split(durability, "--durability", list(DURABILITY_MODES))
     if shoppers is not None and not 1 <= shoppers <= 20_000:

@@ -115,7 +115,7 @@ def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
 ShoppersOpt = Annotated[int | None, typer.Option(help="Override scenario.shoppers.")]
 StockOpt = Annotated[int | None, typer.Option(help="Override product.stock.")]
 StrategyOpt = Annotated[
-    str | None, typer.Option(help="Override product.strategy: naive|lock|optimistic|lua.")
+    str | None, typer.Option(help="Override product.strategy: naive|lock|optimistic|lua|queue.")
 ]
 EngineOpt = Annotated[str | None, typer.Option(help="Override engine.kind: ray|process|inline.")]
 SeedOpt = Annotated[int | None, typer.Option(help="Override the seed (same seed, same shoppers).")]

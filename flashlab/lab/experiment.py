@@ -26,10 +26,11 @@ from pydantic import (
 
 from flashlab.analysis.hypothesis import HypothesisError, parse_clause
 from flashlab.chaos.spec import FaultSpec
-from flashlab.core.contract import ID_PATTERN, ResetRequest, Strategy
+from flashlab.core.contract import ID_PATTERN, RateLimit, ResetRequest, Strategy
 from flashlab.core.platform import Durability, PlatformName
 from flashlab.core.validation import first_error
 from flashlab.lab.guards import GuardError, parse_guard
+from flashlab.simulator.client import QUEUE_CLIENTS
 from flashlab.simulator.scenario import Scenario
 from flashlab.system.strategies import settings_model
 
@@ -46,6 +47,19 @@ class StackSpec(_Model):
     prometheus: bool = True
 
 
+class RateLimitSpec(_Model):
+    """contract.RateLimit as experiment files spell it (snake_case): the token buckets the reset
+    switches on; a rate of 0 leaves that bucket off."""
+
+    per_user_rate_per_s: float = Field(default=0.0, ge=0, le=1_000_000)
+    per_user_burst: int = Field(default=1, ge=1, le=1_000_000)
+    per_ip_rate_per_s: float = Field(default=0.0, ge=0, le=1_000_000)
+    per_ip_burst: int = Field(default=1, ge=1, le=1_000_000)
+
+    def contract(self) -> RateLimit:
+        return RateLimit.model_validate(self.model_dump())
+
+
 class ProductSpec(_Model):
     id: str = Field(default="iphone", pattern=ID_PATTERN)
     stock: int = Field(default=1_000, ge=0, le=10_000_000)
@@ -55,6 +69,9 @@ class ProductSpec(_Model):
     # strategy's own Settings model (so one file can serve a matrix over strategies); the reset
     # sends the chosen strategy only its own keys.
     settings: dict[str, Any] = Field(default_factory=dict)
+    # The per-user / per-IP token bucket any strategy may put in front of its buy (off when
+    # absent), e.g. {per_user_rate_per_s: 2, per_user_burst: 2}; 429 rate_limited when empty.
+    rate_limit: RateLimitSpec | None = None
 
     @field_validator("settings")
     @classmethod
@@ -87,6 +104,7 @@ class ProductSpec(_Model):
             strategy=self.strategy,
             price_cents=self.price_cents,
             settings=self.strategy_settings(),
+            rate_limit=self.rate_limit.contract() if self.rate_limit else None,
         )
 
 
@@ -159,6 +177,17 @@ class Experiment(_Model):
                     f"schedule ({hint}; scheduled: {', '.join(scheduled) or 'none'})"
                 )
         return clauses
+
+    @model_validator(mode="after")
+    def _queue_needs_a_queue_client(self) -> Experiment:
+        # A waiting room is only reachable by shoppers that join it and poll: a client without
+        # the protocol would only ever be told `not_admitted`.
+        if self.product.strategy == Strategy.queue and self.engine.client not in QUEUE_CLIENTS:
+            raise ValueError(
+                f"engine.client: {self.engine.client} cannot speak the waiting-room protocol of "
+                f"strategy queue (clients that can: {', '.join(QUEUE_CLIENTS)})"
+            )
+        return self
 
     @field_validator("guards")
     @classmethod

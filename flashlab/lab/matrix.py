@@ -62,8 +62,20 @@ class Cell:
         return self.verdict == "inconclusive"
 
 
+# A matrix strategy `<name>+rl` is strategy <name> with the rate limit switched on: the base
+# experiment's `product.rate_limit`, or this one when the base has none.
+RATE_LIMITED = "+rl"
+DEFAULT_RATE_LIMIT = {"per_user_rate_per_s": 5.0, "per_user_burst": 5}
+
+
+def strategy_variants(names: list[str]) -> list[str]:
+    """Every strategy, plain and with the rate limit (`lua`, `lua+rl`, ...): what --strategies takes."""
+    return [*names, *(f"{n}{RATE_LIMITED}" for n in names)]
+
+
 def expected_verdict(strategy: str, fault: str, durability: str) -> str:
     """What a correct lab should find: naive oversells; Redis crashes may lose data unless AOF always."""
+    strategy = strategy.removesuffix(RATE_LIMITED)
     if strategy == "naive":
         return "fail"
     if fault in _REDIS_LOSS_FAULTS and durability != "aof-always":
@@ -74,7 +86,9 @@ def expected_verdict(strategy: str, fault: str, durability: str) -> str:
 def cell_experiment(base: Experiment, strategy: str, fault: str, durability: str) -> Experiment:
     data = base.model_dump(mode="json")
     data["name"] = f"{strategy}-{fault}-{durability}"
-    data["product"]["strategy"] = strategy
+    data["product"]["strategy"] = strategy.removesuffix(RATE_LIMITED)
+    if strategy.endswith(RATE_LIMITED):
+        data["product"]["rate_limit"] = data["product"].get("rate_limit") or DEFAULT_RATE_LIMIT
     data["stack"]["durability"] = durability
     data["faults"] = (
         []

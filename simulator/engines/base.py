@@ -45,6 +45,7 @@ class LoadPlan:
     ray_address: str | None = None
     tmp_dir: str | None = None  # engine scratch (Ray session files); a temp dir when None
     cpus: list[int] | None = None  # load CPUs (flashlab.core.isolation); None = not pinned
+    queue: bool = False  # the product is a waiting room (strategy `queue`): join, poll, then buy
 
     def spec(self, worker: str) -> DriveSpec:
         return DriveSpec(
@@ -55,6 +56,7 @@ class LoadPlan:
             self.client,
             self.connections,
             worker,
+            self.queue,
         )
 
     def hard_deadline_s(self) -> float:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from flashlab.core.contract import json_number
 from flashlab.system.keys import ProductKeys, order_id
 
 
@@ -26,6 +27,9 @@ class Outcome(Enum):
     # The product's strategy changed under a cached meta (a reset); the app re-reads meta and redispatches.
     stale = "stale"
     not_found = "not_found"
+    # Strategy `queue` only: the user holds no admitted ticket / the admission ran out.
+    not_admitted = "not_admitted"
+    admission_expired = "admission_expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,7 @@ class ProductMeta:
     stock_initial: int
     price_cents: int
     settings: str = "{}"  # JSON of the strategy's own Settings model, validated at reset
+    rate_limit: str = ""  # JSON of contract.RateLimit when the reset switched it on, else ""
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> ProductMeta | None:
@@ -61,6 +66,7 @@ class ProductMeta:
             stock_initial=int(raw.get("stock_initial", 0)),
             price_cents=int(raw.get("price_cents", 0)),
             settings=raw.get("settings", "{}"),
+            rate_limit=raw.get("rate_limit", ""),
         )
 
     def to_hash(self) -> dict[str, Any]:
@@ -69,6 +75,7 @@ class ProductMeta:
             "stock_initial": self.stock_initial,
             "price_cents": self.price_cents,
             "settings": self.settings,
+            "rate_limit": self.rate_limit,
         }
 
 
@@ -91,10 +98,8 @@ def record_order(pipe: Any, keys: ProductKeys, user_id: str) -> None:
 
 
 class StrategySettings(BaseModel):
-    """Base of every strategy's `Settings`: unknown keys refused, numbers must be JSON numbers.
-
-    pydantic's lax mode would turn `true` into 1 and "5" into 5; strict mode would also refuse
-    5.0, which JSON Schema counts as an integer. So: refuse booleans and strings for numbers."""
+    """Base of every strategy's `Settings`: unknown keys refused, numbers must be JSON numbers
+    (flashlab.core.contract.json_number, as for the rest of the reset)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -104,9 +109,11 @@ class StrategySettings(BaseModel):
         if isinstance(data, dict):
             for key, value in data.items():
                 field = cls.model_fields.get(key)
-                numeric = field is not None and field.annotation in (int, float)
-                if numeric and isinstance(value, bool | str):
-                    raise ValueError(f"{key}: must be a JSON number")
+                if field is not None and field.annotation in (int, float):
+                    try:
+                        json_number(value)
+                    except ValueError as exc:
+                        raise ValueError(f"{key}: {exc}") from None
         return data
 
 
