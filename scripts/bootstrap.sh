@@ -22,12 +22,13 @@ command -v "$PY" >/dev/null || fail "python3 not found; install Python >= 3.11"
 # binary -> Debian package. redis-server and nginx are required; the rest are optional extras.
 declare -A need=([redis-server]=redis-server [nginx]=nginx-light)
 declare -A optional=([prometheus]=prometheus [wrk]=wrk)
-if (( want_test )); then optional[chromium]=chromium; fi
+# ip (iproute2): the ray_cluster tests put each Ray node in a network namespace of their own.
+if (( want_test )); then optional[chromium]=chromium; optional[ip]=iproute2; fi
 
 missing=()
 for bin in "${!need[@]}"; do command -v "$bin" >/dev/null || [[ -x /usr/sbin/$bin ]] || missing+=("${need[$bin]}"); done
 missing_opt=()
-for bin in "${!optional[@]}"; do command -v "$bin" >/dev/null || missing_opt+=("${optional[$bin]}"); done
+for bin in "${!optional[@]}"; do command -v "$bin" >/dev/null || [[ -x /usr/sbin/$bin ]] || missing_opt+=("${optional[$bin]}"); done
 
 if (( ${#missing[@]} + ${#missing_opt[@]} )); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then

@@ -270,6 +270,14 @@ def _write_faults(path: Path, table: Any) -> None:
     pq.write_table(table.cast(rundir.FAULTS_SCHEMA), path, write_page_checksum=True)
 
 
+def _engine_preflight(exp: Experiment) -> None:
+    """The engine's own bad-input checks (e.g. an unreachable --ray-address): before the run
+    directory and the stack exist, so a refusal leaves nothing behind."""
+    from flashlab.simulator.engines import get_engine
+
+    get_engine(exp.engine.kind).preflight(exp.engine.workers, exp.engine.ray_address)
+
+
 def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
     """Run one experiment end to end. Raises UserError for bad input; anything else propagates.
 
@@ -282,6 +290,7 @@ def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
         require_loopback(req.target.redis_url, "--redis")
         if exp.faults:
             raise UserError("--target: faults need a stack the lab started itself (drop --target)")
+    _engine_preflight(exp)
     isolation = resolve_isolation(exp, req.target)
     if isolation.requested and not isolation.applied:
         # Stderr, so `--json` stays one document; the record says the same (applied: false).
