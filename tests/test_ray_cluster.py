@@ -176,8 +176,8 @@ def test_losing_a_node_mid_run_turns_its_shoppers_into_info_rows(
     )
     try:
         # The node's shoppers are under way once its relay has carried traffic to the stack.
-        relay = _relay_connections(cluster)
-        poll(lambda: _relay_connections(cluster) > relay, "load on the second node", 180)
+        sent = _relay_bytes_up(cluster)
+        poll(lambda: _relay_bytes_up(cluster) > sent + 4096, "load on the second node", 180)
         raylet = cluster.ray_pids("node")["raylet"]
         psutil.Process(raylet).kill()
         stdout, stderr = proc.communicate(timeout=240)
@@ -210,10 +210,10 @@ def _target_args(cluster: raycluster.Cluster) -> list[str]:
     ]
 
 
-def _relay_connections(cluster: raycluster.Cluster) -> int:
-    """Connections the second node's relay has carried (its control API, inside the namespace)."""
+def _relay_bytes_up(cluster: raycluster.Cluster) -> int:
+    """Request bytes the second node's relay has carried (its control API, in its namespace)."""
     url = f"http://127.0.0.1:{raycluster.RELAY_CONTROL_PORT}/stats"
-    code = f"import httpx; print(httpx.get('{url}').json()['connections'])"
+    code = f"import httpx; print(httpx.get('{url}').json()['bytes_up'])"
     done = cluster.run(cluster.ns.node, str(raycluster.BIN / "python"), "-c", code, timeout=30)
     return int(done.stdout.strip() or 0) if done.returncode == 0 else 0
 
