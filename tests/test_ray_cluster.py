@@ -21,10 +21,10 @@ import psutil
 import pytest
 import raycluster
 import yaml
+from support import poll
 
 from flashlab.core.errors import EXIT_BAD_INPUT, UserError
 from flashlab.simulator.engines.ray_engine import check_reachable, version_mismatch_line
-from support import poll
 
 pytestmark = pytest.mark.ray_cluster
 
@@ -100,9 +100,7 @@ def _flashlab_run(
 
 def _shoppers(run_dir: Path) -> set[tuple[int, str, str]]:
     history = pd.read_parquet(run_dir / "history.parquet")
-    return set(
-        history[["shopper", "user_id", "profile"]].drop_duplicates().itertuples(index=False)
-    )
+    return set(history[["shopper", "user_id", "profile"]].drop_duplicates().itertuples(index=False))
 
 
 def test_two_nodes_spread_the_shoppers_and_match_an_inline_run(
@@ -189,7 +187,9 @@ def test_losing_a_node_mid_run_turns_its_shoppers_into_info_rows(
     assert proc.returncode in (0, 1), stderr[-3000:]
     summary = json.loads(stdout)
     manifest = json.loads((out / "manifest.json").read_text())
-    lost_worker = next(a["worker"] for a in manifest["engine"]["actors"] if a["node_ip"] == raycluster.NODE_IP)
+    lost_worker = next(
+        a["worker"] for a in manifest["engine"]["actors"] if a["node_ip"] == raycluster.NODE_IP
+    )
     assert manifest["engine"]["lost_workers"] == [int(lost_worker.rsplit("-", 1)[1])]
     history = pd.read_parquet(out / "history.parquet")
     lost = history[history["error"] == "worker lost"]
@@ -236,8 +236,15 @@ def test_unreachable_ray_address_is_one_line_exit_2_and_no_run_dir(tmp_path: Pat
     out = tmp_path / "run"
     address = f"127.0.0.1:{_closed_port()}"
     done = subprocess.run(
-        [str(raycluster.BIN / "flashlab"), "run", str(exp), "--out", str(out)]
-        + ["--ray-address", address],
+        [
+            str(raycluster.BIN / "flashlab"),
+            "run",
+            str(exp),
+            "--out",
+            str(out),
+            "--ray-address",
+            address,
+        ],
         capture_output=True,
         text=True,
         timeout=120,

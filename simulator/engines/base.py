@@ -152,6 +152,7 @@ class Engine(ABC):
         """Cheap checks of the engine's own settings before anything starts (raise UserError).
 
         Called before the run directory exists, so bad input leaves nothing behind."""
+        return None  # most engines have nothing to check
 
     @abstractmethod
     def kill_worker(self, index: int) -> bool:

@@ -241,6 +241,25 @@ def _local_ray_env(ray_dir: Path) -> Iterator[None]:
         _reset_token_cache()
 
 
+@contextlib.contextmanager
+def _ray_errors_to_stderr() -> Iterator[None]:
+    """Ray's driver prints cluster error messages (e.g. "(raylet) Raylet is terminated" when a
+    node is lost) on stdout; `flashlab run --json` needs stdout to stay one JSON document, so
+    for the run they go to stderr, as every other diagnostic does."""
+    from ray._private import worker
+
+    original = worker.print_to_stdstream
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    worker.print_to_stdstream = to_stderr
+    try:
+        yield
+    finally:
+        worker.print_to_stdstream = original
+
+
 def _ray_constants() -> Any:
     from ray._private import ray_constants
 
@@ -316,6 +335,7 @@ class RayEngine(PoolEngine):
             with contextlib.ExitStack() as stack:
                 if plan.ray_address is None:
                     stack.enter_context(_local_ray_env(ray_dir.path))
+                stack.enter_context(_ray_errors_to_stderr())
                 self._init_once_more_on_timeout(ray, plan, ray_dir.path, before)
                 stack.callback(ray.shutdown)
                 self.actors = []
