@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "reference": "flashlab.bench.reference",
     "chaos": "flashlab.bench.chaos_cost",
     "stability": "flashlab.bench.stability",
+    "actors": "flashlab.bench.actors",
 }
 
 

@@ -32,7 +32,8 @@ fail() { printf '\033[1;31m[bootstrap] error:\033[0m %s\n' "$*" >&2; exit 1; }
 REQUIRED=(redis-server=redis-server nginx=nginx-light)
 # Optional extras: Prometheus scraping, the wrk reference benchmark, report screenshots (tests).
 OPTIONAL=(prometheus=prometheus wrk=wrk)
-(( want_test )) && OPTIONAL+=(chromium=chromium)
+# ip (iproute2): the ray_cluster tests put each Ray node in a network namespace of their own.
+(( want_test )) && OPTIONAL+=(chromium=chromium ip=iproute2)
 
 # Python: the interpreter itself, then its venv/ensurepip module (Debian splits it off into
 # python3-venv; a minimal Debian has neither).

@@ -30,6 +30,7 @@ EPILOG = (
     "  flashlab run experiments/lua.yaml --cpus 0:1          # stack on CPU 0, load on CPU 1\n\n"
     "  flashlab run experiments/lua.yaml --isolation off     # stack and load share every CPU\n\n"
     "  flashlab run experiments/smoke.yaml --junit junit.xml --summary-md summary.md   # CI\n\n"
+    "  flashlab run experiments/actor-kill.yaml --ray-address 10.0.0.5:6379   # a Ray cluster\n\n"
     "  flashlab run experiments/lua.yaml --target http://127.0.0.1:8080 --redis redis://127.0.0.1:6379/0 "
     "--admin-token TOKEN\n\n"
     "  flashlab run experiments/smoke.yaml --target https://staging.example:443 --redis "
@@ -122,7 +123,12 @@ SeedOpt = Annotated[int | None, typer.Option(help="Override the seed (same seed,
 PlatformOpt = Annotated[str | None, typer.Option(help="Override stack.platform: local|compose.")]
 DurabilityOpt = Annotated[str | None, typer.Option(help="Override stack.durability.")]
 ClientOpt = Annotated[str | None, typer.Option(help="Shopper HTTP client: aiohttp|httpx|raw.")]
-RayAddressOpt = Annotated[str | None, typer.Option(help="Attach to an existing Ray cluster.")]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Attach to a Ray cluster: its GCS address HOST:PORT, or auto (docs/SCALE.md)."
+    ),
+]
 OutOpt = Annotated[
     Path | None,
     typer.Option(help="Run directory (default reports/<run-id>); with --repeat the set's."),

@@ -394,6 +394,14 @@ def _start_faults(
     return scheduler.start()
 
 
+def _engine_preflight(exp: Experiment) -> None:
+    """The engine's own bad-input checks (e.g. an unreachable --ray-address): before the run
+    directory and the stack exist, so a refusal leaves nothing behind."""
+    from flashlab.simulator.engines import get_engine
+
+    get_engine(exp.engine.kind).preflight(exp.engine.workers, exp.engine.ray_address)
+
+
 def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
     """Run one experiment end to end. Raises UserError for bad input; anything else propagates.
 
@@ -408,6 +416,7 @@ def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
     if wants_nemesis(exp):
         check_faults(exp.faults)
     _require_extras(exp, req.target)
+    _engine_preflight(exp)
     isolation = resolve_isolation(exp, req.target)
     if isolation.requested and not isolation.applied:
         # Stderr by default, so `--json` stays one document; the record says the same (applied: false).

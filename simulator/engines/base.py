@@ -104,6 +104,8 @@ class EngineResult:
     # Load-generator health (flashlab.simulator.loopmon.merge): {workers: {name: stats}, lag_ms_p99,
     # lag_ms_max, stalled_s, cpu_pct_max}; the worst worker's figures, from each final shipment.
     generator: dict[str, Any] = field(default_factory=dict)
+    # Where each worker ran (Ray): [{worker, node_id, node_ip, pid, shoppers}], one per actor.
+    actors: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +149,12 @@ class Engine(ABC):
     @abstractmethod
     def _run(self, plan: LoadPlan, collector: Collector, on_start: OnStart | None) -> EngineResult:
         """Drive the collector's shares to the end (t0 via `collector.start_clock(on_start)`)."""
+
+    def preflight(self, workers: int, ray_address: str | None) -> None:
+        """Cheap checks of the engine's own settings before anything starts (raise UserError).
+
+        Called before the run directory exists, so bad input leaves nothing behind."""
+        return None  # most engines have nothing to check
 
     @abstractmethod
     def kill_worker(self, index: int) -> bool:

@@ -5,6 +5,11 @@ A local cluster binds to 127.0.0.1 only (Ray's single-machine mode and node IP; 
 and raylet listened on `::` and the dashboard agent on the interface address), runs no dashboard
 and no metrics collection, and inherits the load CPUs from the pinned driver.
 
+Attached (`ray_address`), the engine checks the address answers (a bounded TCP connect, before
+the run directory exists), turns Ray's version mismatch and a cluster too small for the actors
+into one-line UserErrors, and spreads the actors over the cluster's nodes with a SPREAD placement
+group (one 1-CPU bundle per actor); where each actor ran is in EngineResult.actors (the manifest).
+
 A local cluster is started per run with every file it writes kept under the run's temp dir:
 the session dir (`_temp_dir`) and the auth token (Ray >= 2.52 turns token auth on by default
 for a new local cluster and would write ~/.ray/auth_token; we point RAY_AUTH_TOKEN_PATH at a
@@ -16,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -27,6 +34,7 @@ from typing import Any
 
 import psutil
 
+from flashlab.core.errors import UserError
 from flashlab.core.isolation import pin_process, pin_self
 from flashlab.simulator.engines.base import (
     Collector,
@@ -41,6 +49,8 @@ from flashlab.simulator.schedule import ShopperPlan, VuPlan
 from flashlab.simulator.shopper import DriveSpec, Shipment
 
 READY_TIMEOUT_S = 120.0
+ATTACH_CONNECT_TIMEOUT_S = 5.0  # --ray-address: a refused or silent GCS port fails this fast
+PLACEMENT_TIMEOUT_S = 60.0  # the SPREAD placement group must be placed within this
 POLL_S = 0.1
 START_LEAD_S = 0.5  # actors get t0 through Ray calls: leave room so they all start on time
 OBJECT_STORE_BYTES = 100 * 1024**2  # shipments are small; Ray's default would claim 30% of RAM
@@ -76,8 +86,15 @@ class ShopperActor:
         self.stopped = False  # the run's cooperative stop, set by stop()
         self.error: str | None = None
 
-    async def ready(self) -> int:
-        return os.getpid()
+    async def where(self) -> dict[str, Any]:
+        """Where this actor runs: its node's id and IP address and its PID (for the manifest)."""
+        import ray
+
+        return {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "node_ip": ray.util.get_node_ip_address(),
+            "pid": os.getpid(),
+        }
 
     async def start(self, t0_ns: int, deadline_ns: int) -> None:
         self.thread = threading.Thread(
@@ -115,6 +132,60 @@ class ShopperActor:
         with self.lock:
             out, self.outbox = self.outbox, []
         return out, self.cpu, self.error
+
+
+def check_reachable(address: str, timeout_s: float = ATTACH_CONNECT_TIMEOUT_S) -> None:
+    """--ray-address answers a TCP connect within `timeout_s` (else one-line UserError).
+
+    Ray's own attach retries a dead address for about a minute; this fails in seconds, before
+    the run directory or the stack exist. `auto` (the cluster this node belongs to) is Ray's to find.
+    """
+    if address == "auto":
+        return
+    if address.startswith("ray://"):
+        raise UserError(
+            f"--ray-address: {address!r} is a Ray Client address, which the ray engine does not "
+            "use; run flashlab on a node of the cluster and give its GCS address (host:6379)"
+        )
+    host, sep, port = address.rpartition(":")
+    if not (sep and host and port.isdigit()):
+        raise UserError(
+            f"--ray-address: {address!r} is not host:port (the cluster's GCS address, "
+            "e.g. 10.0.0.5:6379) or 'auto'"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise UserError(
+            f"--ray-address: no Ray cluster answers at {address} ({why}, {timeout_s:g} s bound)"
+        ) from None
+
+
+def version_mismatch_line(message: str) -> str | None:
+    """Ray's multi-line "Version mismatch" error as one line naming both versions; None otherwise."""
+    if "Version mismatch" not in message:
+        return None
+    found = re.findall(r"Ray: (\S+)\s+Python: (\S+)", message)
+    if len(found) != 2:
+        return f"--ray-address: Ray version mismatch ({' '.join(message.split())})"
+    (cluster_ray, cluster_py), (our_ray, our_py) = found
+    return (
+        f"--ray-address: Ray version mismatch: the cluster runs Ray {cluster_ray} (Python "
+        f"{cluster_py}), this flashlab Ray {our_ray} (Python {our_py}); install ray=={cluster_ray} "
+        "here or attach to a cluster of the same versions"
+    )
+
+
+def attach_error(address: str, exc: BaseException) -> UserError:
+    """Why ray.init(address=...) failed, as the one-line bad-input error the CLI prints."""
+    text = str(exc)
+    line = version_mismatch_line(text)
+    if line is None:
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        line = f"--ray-address: cannot attach to the Ray cluster at {address}: {first}"
+    return UserError(line)
 
 
 def _ray_pkg_dir() -> str:
@@ -170,6 +241,25 @@ def _local_ray_env(ray_dir: Path) -> Iterator[None]:
         _reset_token_cache()
 
 
+@contextlib.contextmanager
+def _ray_errors_to_stderr() -> Iterator[None]:
+    """Ray's driver prints cluster error messages (e.g. "(raylet) Raylet is terminated" when a
+    node is lost) on stdout; `flashlab run --json` needs stdout to stay one JSON document, so
+    for the run they go to stderr, as every other diagnostic does."""
+    from ray._private import worker
+
+    original = worker.print_to_stdstream
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    worker.print_to_stdstream = to_stderr
+    try:
+        yield
+    finally:
+        worker.print_to_stdstream = original
+
+
 def _ray_constants() -> Any:
     from ray._private import ray_constants
 
@@ -214,6 +304,14 @@ class RayEngine(PoolEngine):
     name = "ray"
     worker_prefix = "ray"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.actors: list[dict[str, Any]] = []  # where each actor ran (EngineResult.actors)
+
+    def preflight(self, workers: int, ray_address: str | None) -> None:
+        if ray_address is not None:
+            check_reachable(ray_address)
+
     def kill_worker(self, index: int) -> bool:
         import ray
 
@@ -240,9 +338,11 @@ class RayEngine(PoolEngine):
             with contextlib.ExitStack() as stack:
                 if plan.ray_address is None:
                     stack.enter_context(_local_ray_env(ray_dir.path))
+                stack.enter_context(_ray_errors_to_stderr())
                 if not attached:
                     self._init_once_more_on_timeout(ray, plan, ray_dir.path, before)
                     stack.callback(ray.shutdown)
+                self.actors = []
                 cpu_workers = self._drive(ray, plan, collector, on_start, before, seen)
                 end_ns = time.time_ns()
                 seen.update({p.pid: p for p in session_processes(before)})
@@ -253,7 +353,9 @@ class RayEngine(PoolEngine):
             ray_dir.cleanup()
             with self._lock:
                 self._workers = []
-        return collector.result(self.name, end_ns, cpu_workers, cpu_seconds() - cpu0)
+        result = collector.result(self.name, end_ns, cpu_workers, cpu_seconds() - cpu0)
+        result.actors = self.actors
+        return result
 
     def _init_once_more_on_timeout(
         self, ray: Any, plan: LoadPlan, ray_dir: Path, before: set[int]
@@ -290,7 +392,12 @@ class RayEngine(PoolEngine):
             ray.init(address=plan.ray_address, logging_level="error")
             return
         if plan.ray_address is not None:
-            ray.init(address=plan.ray_address, **common)
+            try:
+                ray.init(address=plan.ray_address, **common)
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                raise attach_error(plan.ray_address, exc) from None
             return
         ray.init(
             address=None,
@@ -312,17 +419,25 @@ class RayEngine(PoolEngine):
         before: set[int],
         seen: dict[int, psutil.Process],
     ) -> float:
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
         actor_cls = ray.remote(num_cpus=1, max_restarts=0, max_concurrency=64)(ShopperActor)
         shares = collector.shares
+        group = _spread_group(ray, plan, len(collector.names))
         actors = [
-            actor_cls.options(name=None).remote(
-                plan.spec(n), shares.shoppers[i], shares.vus[i], plan.cpus
-            )
+            actor_cls.options(
+                name=None,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(group, i),
+            ).remote(plan.spec(n), shares.shoppers[i], shares.vus[i], plan.cpus)
             for i, n in enumerate(collector.names)
         ]
         with self._lock:
             self._workers = actors
-        ray.get([a.ready.remote() for a in actors], timeout=READY_TIMEOUT_S)
+        places = ray.get([a.where.remote() for a in actors], timeout=READY_TIMEOUT_S)
+        self.actors = [
+            {"worker": n, **place, "shoppers": len(shares.shoppers[i])}
+            for i, (n, place) in enumerate(zip(collector.names, places, strict=True))
+        ]
         seen.update({p.pid: p for p in session_processes(before)})
         deadline = collector.start_clock(on_start, START_LEAD_S)
         t0 = collector.t0_ns
@@ -371,3 +486,26 @@ class RayEngine(PoolEngine):
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
         psutil.wait_procs(alive, timeout=5)
+
+
+def _spread_group(ray: Any, plan: LoadPlan, actors: int) -> Any:
+    """A SPREAD placement group of one 1-CPU bundle per actor: shoppers over as many nodes as
+    the cluster has. An attached cluster that cannot hold them is bad input (one line, exit 2)."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    where = f"the Ray cluster at {plan.ray_address}" if plan.ray_address else "the local Ray"
+    cpus = ray.cluster_resources().get("CPU", 0.0)
+    if plan.ray_address is not None and cpus < actors:
+        raise UserError(
+            f"--ray-address: {where} has {cpus:g} CPU(s); engine.workers={actors} "
+            "needs one per actor (lower --workers or add nodes)"
+        )
+    group = placement_group([{"CPU": 1}] * actors, strategy="SPREAD")
+    ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT_S)
+    if not ready:
+        remove_placement_group(group)
+        msg = f"{where} could not place {actors} actors (1 CPU each) in {PLACEMENT_TIMEOUT_S:g} s"
+        if plan.ray_address is not None:
+            raise UserError(f"--ray-address: {msg}")
+        raise RuntimeError(f"ray engine: {msg}")
+    return group
