@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,9 +90,11 @@ def trial_experiment(base: Experiment, index: int) -> Experiment:
     return base.model_copy(update={"seed": set_format.trial_seed(base.seed, index), "repeat": 1})
 
 
-def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
+def run_trials(req: TrialSetRequest, stack: Any = None) -> TrialSetOutcome:
     """Run the set end to end. Raises UserError for bad input; anything else propagates,
-    leaving trialset.json `complete: false` with the error."""
+    leaving trialset.json `complete: false` with the error.
+
+    `stack`: a stack from `shared_stack` to run every trial on (a sweep's); default: start one."""
     check_repeat(req.repeat)
     exp = req.experiment
     if req.target is not None:
@@ -105,7 +108,7 @@ def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
     path = set_dir / set_format.SET_MANIFEST
     rundir.write_json_atomic(path, manifest)
     try:
-        outcomes = _run_all(req, set_dir, manifest)
+        outcomes = _run_all(req, set_dir, manifest, stack)
         req.on_phase("judging the trial set")
         result = set_format.write_set_outputs(set_dir)
     except BaseException as exc:
@@ -120,11 +123,14 @@ def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
     return TrialSetOutcome(set_dir, result, verdict_exit_code(result["verdict"]), outcomes)
 
 
-def _run_all(req: TrialSetRequest, set_dir: Path, manifest: dict[str, Any]) -> list[RunOutcome]:
+def _run_all(
+    req: TrialSetRequest, set_dir: Path, manifest: dict[str, Any], given: Any = None
+) -> list[RunOutcome]:
     exp = req.experiment
     outcomes = []
-    req.on_phase("starting stack (shared by every trial)")
-    with shared_stack(exp, req.target, set_dir) as stack:
+    if given is None:
+        req.on_phase("starting stack (shared by every trial)")
+    with nullcontext(given) if given is not None else shared_stack(exp, req.target, set_dir) as stack:
         manifest["stack"] = stack.public
         for index in range(1, req.repeat + 1):
             trial = trial_experiment(exp, index)
