@@ -73,5 +73,7 @@ def missed(run: Run) -> list[str]:
             if row["stock_remaining_at_inject"] == 0
             else "with no purchase in flight"
         )
-        out.append(f"fault {row['fault']} (#{row['index']}) landed at {row['inject_s']:.2f} s {why}")
+        out.append(
+            f"fault {row['fault']} (#{row['index']}) landed at {row['inject_s']:.2f} s {why}"
+        )
     return out

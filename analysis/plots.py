@@ -485,7 +485,9 @@ def sweep_metric(frame: pd.DataFrame, paths: Sequence[str], metric: str, title: 
         colour = OTHER_COLOURS[order % len(OTHER_COLOURS)]
         if low is not None and high is not None and low.notna().any():
             err = np.vstack([ys - low.to_numpy(dtype=float), high.to_numpy(dtype=float) - ys])
-            ax.errorbar(xs, ys, yerr=np.nan_to_num(err), color=colour, marker="o", capsize=4, label=label)
+            ax.errorbar(
+                xs, ys, yerr=np.nan_to_num(err), color=colour, marker="o", capsize=4, label=label
+            )
         else:
             ax.plot(xs, ys, color=colour, marker="o", label=label)
     if not numeric:

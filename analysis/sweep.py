@@ -59,7 +59,9 @@ def load_manifest(sweep_dir: Path | str, *, require_complete: bool = True) -> di
     except RunDirError as exc:
         raise SweepError(f"{sweep_dir}: not a sweep ({exc})") from None
     if require_complete and not manifest.get("complete"):
-        raise SweepError(f"{sweep_dir}: sweep is incomplete ({SWEEP_MANIFEST} has no complete=true)")
+        raise SweepError(
+            f"{sweep_dir}: sweep is incomplete ({SWEEP_MANIFEST} has no complete=true)"
+        )
     return manifest
 
 

@@ -87,10 +87,10 @@ def sweep(
 
 
 def _print_cells(sweep_dir: Path) -> None:
+    import pandas as pd
     from rich.table import Table
 
     from flashlab.analysis.sweep import SWEEP_HTML, SWEEP_PARQUET, load_manifest
-    import pandas as pd
 
     manifest = load_manifest(sweep_dir)
     frame = pd.read_parquet(sweep_dir / SWEEP_PARQUET)
@@ -100,7 +100,16 @@ def _print_cells(sweep_dir: Path) -> None:
     for col in columns:
         table.add_column(col)
     for row in frame.to_dict("records"):
-        table.add_row(*("—" if _missing(row[c]) else f"{row[c]:g}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+        table.add_row(
+            *(
+                "—"
+                if _missing(row[c])
+                else f"{row[c]:g}"
+                if isinstance(row[c], float)
+                else str(row[c])
+                for c in columns
+            )
+        )
     console.print(table)
     console.print(
         f"sweep: [bold]{sweep_dir / SWEEP_PARQUET}[/]  report: [bold]{sweep_dir / SWEEP_HTML}[/]"

@@ -92,7 +92,9 @@ def parse_set(text: str) -> SetSpec:
     path, sep, raw = text.partition("=")
     path = path.strip()
     if not sep or not path or not raw.strip():
-        raise UserError(f"--set {text!r}: expected PATH=V1,V2,... (e.g. scenario.shoppers=500,2000)")
+        raise UserError(
+            f"--set {text!r}: expected PATH=V1,V2,... (e.g. scenario.shoppers=500,2000)"
+        )
     values = tuple(_scalar(v.strip()) for v in raw.split(",") if v.strip())
     return SetSpec(path, values)
 

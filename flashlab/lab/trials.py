@@ -130,7 +130,9 @@ def _run_all(
     outcomes = []
     if given is None:
         req.on_phase("starting stack (shared by every trial)")
-    with nullcontext(given) if given is not None else shared_stack(exp, req.target, set_dir) as stack:
+    with (
+        nullcontext(given) if given is not None else shared_stack(exp, req.target, set_dir) as stack
+    ):
         manifest["stack"] = stack.public
         for index in range(1, req.repeat + 1):
             trial = trial_experiment(exp, index)
