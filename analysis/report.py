@@ -472,10 +472,11 @@ def render_sweep(manifest: dict[str, Any], frame: Any) -> str:
 
     paths = [s["path"] for s in manifest.get("sets") or []]
     metrics = plotted_metrics(frame)
-    figures = [
-        (m.label, plots.data_uri(plots.sweep_metric(frame, paths, m.name, m.label)))
-        for m in metrics
-    ]
+    figures = []
+    for m in metrics:
+        unit = KIND_SUFFIX.get(kind_of(m.path), "").strip()
+        title = f"{m.label} ({unit})" if unit and unit != "%" else m.label
+        figures.append((m.label, plots.data_uri(plots.sweep_metric(frame, paths, m.name, title))))
     kinds = {m.name: kind_of(m.path) for m in metrics}
     columns = ["cell", *paths, "verdict", "n", *kinds]
 

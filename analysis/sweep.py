@@ -34,6 +34,7 @@ SWEEP_METRICS: tuple[Metric, ...] = (
     Metric("sold", "sold", "higher", "units sold", exact=True),
     Metric("stock", "stock_initial", "higher", "stock", exact=True),
     *KEY_METRICS,
+    Metric("service_p50", "service_latency_ms.p50", "lower", "service p50"),
     Metric("undersold", "undersold", "lower", "undersold", exact=True),
     Metric("fcfs_inversion_rate", "fairness.fcfs_inversion_rate", "lower", "FCFS inversion rate"),
 )
@@ -126,6 +127,13 @@ def write_sweep_outputs(sweep_dir: Path | str, *, require_complete: bool = True)
     return frame
 
 
+NOT_PLOTTED = frozenset({"stock"})  # a column for ratios (sold / stock), not a result
+
+
 def plotted_metrics(frame: pd.DataFrame) -> list[Metric]:
     """The metrics with at least one measured value (no empty plots)."""
-    return [m for m in SWEEP_METRICS if m.name in frame and frame[m.name].notna().any()]
+    return [
+        m
+        for m in SWEEP_METRICS
+        if m.name not in NOT_PLOTTED and m.name in frame and frame[m.name].notna().any()
+    ]

@@ -98,26 +98,21 @@ def _print_cells(sweep_dir: Path) -> None:
     table = Table(title=f"sweep: {len(frame)} cells", title_justify="left")
     columns = ["cell", *paths, "verdict", "sold", "oversell", "lost_acknowledged", "p99"]
     for col in columns:
-        table.add_column(col)
+        table.add_column(col.rsplit(".", 1)[-1], justify="left" if col == "cell" else "right")
     for row in frame.to_dict("records"):
-        table.add_row(
-            *(
-                "—"
-                if _missing(row[c])
-                else f"{row[c]:g}"
-                if isinstance(row[c], float)
-                else str(row[c])
-                for c in columns
-            )
-        )
+        table.add_row(*(_text(row[c]) for c in columns))
     console.print(table)
     console.print(
         f"sweep: [bold]{sweep_dir / SWEEP_PARQUET}[/]  report: [bold]{sweep_dir / SWEEP_HTML}[/]"
     )
 
 
-def _missing(value: object) -> bool:
-    return value is None or value != value  # NaN != NaN
+def _text(value: object) -> str:
+    if value is None or value != value:  # NaN != NaN: not measured
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() else f"{value:,.1f}"
+    return str(value)
 
 
 def register(app: typer.Typer) -> None:
