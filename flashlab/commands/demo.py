@@ -39,7 +39,16 @@ def demo(
 ) -> None:
     """Start the local stack, run a flash sale with faults, print the verdict and the HTML report path.
 
-    Example:
+    Two runs: naive (oversells: expected FAIL) and lua + AOF always through a worker kill and a
+    Redis crash (expected PASS). The chaos run's faults must hit the sale: for each fault the demo
+    prints the units left and the purchases in flight at injection, and exits 1 with one line if a
+    fault landed after sell-out or with no purchase in flight. The closing table shows sold /
+    stock, oversell, lost, undersold and the FCFS inversion rate ("—" where this build's checks
+    do not report them).
+
+    Examples:
+
+      flashlab demo
 
       flashlab demo --shoppers 2000 --isolation off
     """

@@ -3,7 +3,7 @@
 `make notebooks` runs `python -m flashlab.lab.notebooks`: for every notebook in NOTEBOOK_INPUTS it
 makes the run directories (or the sweep) its parameters name, at a size that keeps the whole
 set to a few minutes, under `<runs>/<name>-<key>` where the key hashes the experiment (after
-overrides) and the code revision (commit, plus the diff when the tree is dirty). A complete
+overrides) and the code revision (commit, plus the non-doc diff when the tree is dirty). A complete
 directory with that key is reused, so a second `make notebooks` only re-executes the notebooks.
 Then it executes each notebook (flashlab.analysis.notebooks) with those paths injected and
 renders HTML. A notebook that falls back to a synthetic stand-in is an error here: synthetic
@@ -98,7 +98,9 @@ def code_revision(root: Path = ROOT) -> str:
         return out.stdout if out.returncode == 0 else ""
 
     commit = git("rev-parse", "HEAD").strip() or "unknown"
-    diff = git("diff", "HEAD", "--", ".", ":(exclude)notebooks", ":(exclude)reports")
+    diff = git(
+        "diff", "HEAD", "--", ".", ":(exclude)notebooks", ":(exclude)reports", ":(exclude)*.md"
+    )
     return commit + ("+" + hashlib.sha256(diff.encode()).hexdigest()[:12] if diff else "")
 
 
