@@ -38,8 +38,12 @@ def sweep(
         ),
     ],
     repeat: Annotated[
-        int, typer.Option(help="Trials per cell on the cell's stack (> 1: median and 95% CI).")
-    ] = 1,
+        int | None,
+        typer.Option(
+            help="Trials per cell on the cell's stack (> 1: median and 95% CI); "
+            "default: the experiment's `repeat:`."
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Sweep directory (default reports/<sweep-id>).")
     ] = None,
@@ -54,7 +58,10 @@ def sweep(
     """Run an experiment over a grid of field values and plot each metric against them."""
     from flashlab.commands.run import load_with_overrides
     from flashlab.lab.sweep import SweepRequest, parse_set, plan_cells, run_sweep
+    from flashlab.lab.trials import check_repeat
 
+    if repeat is not None:
+        check_repeat(repeat)
     sets = [parse_set(text) for text in set_]
     exp = load_with_overrides(experiment, isolation_overrides(isolation, cpus))
     cells = plan_cells(exp, sets, yes)  # bad input exits 2 here, before any stack starts
@@ -70,7 +77,7 @@ def sweep(
         request = SweepRequest(
             experiment=exp,
             sets=sets,
-            repeat=repeat,
+            repeat=repeat or exp.repeat,
             out_root=Path("reports"),
             sweep_dir=out,
             yes=yes,
