@@ -4,6 +4,10 @@ outage's timing has to be planted exactly; the real demo run checks the same thi
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 from flashlab.analysis.placement import missed, placement
@@ -41,3 +45,24 @@ def test_fault_after_sell_out_is_a_miss(tmp_path: Path) -> None:
     assert row["stock_remaining_at_inject"] == 0 and not row["hit"]
     (line,) = missed(run)
     assert line.startswith("fault redis-kill (#0) landed at 0.8") and "after sell-out" in line
+
+
+def test_demo_faults_hit_the_sale_end_to_end(tmp_path: Path) -> None:
+    """`flashlab demo` small (600 shoppers a run, real stacks): both faults of the chaos run land
+    while stock remains and purchases are in flight, and the outcomes are as expected (exit 0)."""
+    args = ["demo", "--shoppers", "600", "--isolation", "off", "--out", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "flashlab.cli", *args],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    placed = re.findall(
+        r"fault (\S+) at [\d.]+ s: (\d+) units left, (\d+) purchases in flight", proc.stdout
+    )
+    assert [p[0] for p in placed] == ["worker-kill", "redis-kill"], proc.stdout[-2000:]
+    assert all(int(left) > 0 and int(flight) > 0 for _, left, flight in placed)
+    assert "all outcomes as expected" in proc.stdout
