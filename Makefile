@@ -31,8 +31,8 @@ format: bootstrap ## apply ruff format and autofixes
 bench: bootstrap ## the full benchmark suite; appends to bench/results.jsonl
 	@$(BIN)/flashlab bench all
 
-notebooks: bootstrap ## execute the notebooks and render them to reports/notebooks/*.html
-	@$(BIN)/python -m flashlab.analysis.notebooks --out reports/notebooks
+notebooks: bootstrap ## make (or reuse) the real runs the notebooks read, execute them, render reports/notebooks/*.html
+	@$(BIN)/python -m flashlab.lab.notebooks --out reports/notebooks
 
 docker: bootstrap ## build the offline Compose images
 	@scripts/ensure-docker.sh

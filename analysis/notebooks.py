@@ -9,9 +9,11 @@ are emptied), so the page opens offline.
 
 `resolve_run` is what a notebook calls for each run directory: a complete run is used as is; a
 missing one is replaced by a synthetic stand-in (flashlab.analysis.synthetic) under SYNTHETIC_DIR, written
-once and clearly marked `synthetic` in its manifest, so every notebook always runs.
+once and clearly marked `synthetic` in its manifest. Stand-ins are for unit tests: `make notebooks`
+(flashlab.lab.notebooks) makes real runs first and refuses a notebook that fell back to one.
 
-CLI (`make notebooks`): `python -m flashlab.analysis.notebooks --out reports/notebooks [--only 01-oversell]`.
+CLI (execute with given parameters, no runs made):
+`python -m flashlab.analysis.notebooks --out reports/notebooks [--only 01-oversell] [--param NAME=JSON]`.
 """
 
 from __future__ import annotations

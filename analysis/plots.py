@@ -464,3 +464,37 @@ def summary_value(summary: dict[str, Any], dotted: str) -> Any:
         else:
             return None
     return node
+
+
+def sweep_metric(frame: pd.DataFrame, paths: Sequence[str], metric: str, title: str) -> Figure:
+    """One metric against the first swept path; one line per combination of the other paths,
+    with the CI of the median as error bars when the cells were repeated."""
+    fig, (ax,) = new_figure(width=8.0, height=3.2)
+    x_path, others = paths[0], list(paths[1:])
+    xs_all = list(dict.fromkeys(frame[x_path].tolist()))
+    numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in xs_all)
+    position = {x: (x if numeric else i) for i, x in enumerate(xs_all)}
+    groups = frame.groupby(others, sort=False, dropna=False) if others else [((), frame)]
+    for order, (key, group) in enumerate(groups):
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{p}={v}" for p, v in zip(others, key, strict=True)) or None
+        xs = [position[x] for x in group[x_path]]
+        ys = group[metric].to_numpy(dtype=float)
+        low = group.get(f"{metric}_ci_low")
+        high = group.get(f"{metric}_ci_high")
+        colour = OTHER_COLOURS[order % len(OTHER_COLOURS)]
+        if low is not None and high is not None and low.notna().any():
+            err = np.vstack([ys - low.to_numpy(dtype=float), high.to_numpy(dtype=float) - ys])
+            ax.errorbar(
+                xs, ys, yerr=np.nan_to_num(err), color=colour, marker="o", capsize=4, label=label
+            )
+        else:
+            ax.plot(xs, ys, color=colour, marker="o", label=label)
+    if not numeric:
+        ax.set_xticks(range(len(xs_all)), [str(x) for x in xs_all])
+    ax.set_xlabel(x_path)
+    ax.set_title(title, loc="left", fontsize=10)
+    ax.grid(True, alpha=0.25)
+    if others:
+        ax.legend(fontsize=8)
+    return fig

@@ -470,3 +470,47 @@ def render_comparison(comparison: Any) -> str:
 def write_comparison_report(comparison: Any, path: Path | str) -> Path:
     """Write the comparison's HTML page at `path` (atomically) and return it."""
     return write_text_atomic(Path(path), render_comparison(comparison))
+
+
+# --- sweep page ---------------------------------------------------------------------------------
+
+
+def render_sweep(manifest: dict[str, Any], frame: Any) -> str:
+    """sweep.html: the grid (one row per cell) and a plot per measured metric vs the swept value(s)."""
+    from flashlab.analysis.sweep import plotted_metrics
+
+    paths = [s["path"] for s in manifest.get("sets") or []]
+    metrics = plotted_metrics(frame)
+    figures = []
+    for m in metrics:
+        unit = KIND_SUFFIX.get(kind_of(m.path), "").strip()
+        title = f"{m.label} ({unit})" if unit and unit != "%" else m.label
+        figures.append((m.label, plots.data_uri(plots.sweep_metric(frame, paths, m.name, title))))
+    kinds = {m.name: kind_of(m.path) for m in metrics}
+    columns = ["cell", *paths, "verdict", "n", *kinds]
+
+    def text(column: str, value: Any) -> str:
+        if column not in kinds:
+            return _cell_text(value)
+        missing = value is None or value != value  # NaN != NaN: not measured
+        return fmt(None if missing else float(value), kinds[column])[0]
+
+    rows = [
+        [text(c, v) for c, v in zip(columns, r, strict=True)]
+        for r in frame[columns].itertuples(index=False)
+    ]
+    exp = manifest.get("experiment") or {}
+    return _TEMPLATES.get_template("sweep.html.j2").render(
+        s=manifest,
+        experiment=exp.get("name"),
+        strategy=(exp.get("product") or {}).get("strategy"),
+        columns=columns,
+        rows=rows,
+        figures=figures,
+    )
+
+
+def write_sweep_report(sweep_dir: Path | str, manifest: dict[str, Any], frame: Any) -> Path:
+    from flashlab.analysis.sweep import SWEEP_HTML
+
+    return write_text_atomic(Path(sweep_dir) / SWEEP_HTML, render_sweep(manifest, frame))

@@ -30,6 +30,7 @@ app = typer.Typer(
         "  flashlab run experiments/lua.yaml --repeat 5      # trial set: medians + 95% CIs\n\n"
         "  flashlab compare reports/A reports/B              # better / worse / within noise\n\n"
         "  flashlab matrix --strategies lua,lock --faults none,redis-kill\n\n"
+        "  flashlab sweep experiments/race-window.yaml --set product.settings.naive_delay_ms=0,2,5\n\n"
         "  flashlab demo                                     # what `make demo` runs\n\n"
         + EXIT_CODES_HELP
     ),
@@ -57,10 +58,20 @@ def _root(
 
 
 def _mount() -> None:
-    from flashlab.commands import analyze, bench, compare, demo, experiment, matrix, run, schema
+    from flashlab.commands import (
+        analyze,
+        bench,
+        compare,
+        demo,
+        experiment,
+        matrix,
+        run,
+        schema,
+        sweep,
+    )
     from flashlab.commands.stack import app as stack_app
 
-    for module in (run, analyze, compare, experiment, matrix, demo, schema, bench):
+    for module in (run, analyze, compare, experiment, matrix, sweep, demo, schema, bench):
         module.register(app)
     app.add_typer(
         stack_app,

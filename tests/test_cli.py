@@ -38,7 +38,17 @@ def test_help_shows_examples() -> None:
     proc = flashlab("--help")
     assert proc.returncode == 0
     assert "Examples" in proc.stdout and "flashlab run" in proc.stdout
-    for command in ("run", "check", "validate", "matrix", "stack", "demo", "report", "compare"):
+    for command in (
+        "run",
+        "check",
+        "validate",
+        "matrix",
+        "sweep",
+        "stack",
+        "demo",
+        "report",
+        "compare",
+    ):
         sub = flashlab(command, "--help")
         assert sub.returncode == 0, (command, sub.stderr)
         assert "xample" in sub.stdout, command

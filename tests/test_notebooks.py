@@ -1,9 +1,12 @@
 """The analysis notebooks: stored without outputs, parameterised papermill-style, and each one executes
-on the venv's kernel against synthetic runs (stand-ins made in a temp dir, never in reports/)."""
+on the venv's kernel against synthetic runs (stand-ins made in a temp dir, never in reports/) and
+against real runs. `make notebooks` (flashlab.lab.notebooks) makes real runs and caches them;
+notebook 05 reads a real sweep (tests/test_sweep.py)."""
 
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -21,7 +24,15 @@ from flashlab.analysis.notebooks import (
 from flashlab.analysis.synthetic import SyntheticSpec, write_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPECTED = ["01-oversell", "02-latency-percentiles", "03-conflict-rates", "04-chaos-recovery"]
+EXPECTED = [
+    "01-oversell",
+    "02-latency-percentiles",
+    "03-conflict-rates",
+    "04-chaos-recovery",
+    "05-race-window",
+]
+# The notebooks that read run directories (05 reads a sweep directory instead).
+RUN_NOTEBOOKS = EXPECTED[:4]
 # Run-directory names per notebook: the stand-in spec each notebook picks depends on the name.
 RUN_NAMES = {
     "01-oversell": ["seed-phase1-naive", "seed-phase2-lock", "lua", "optimistic"],
@@ -48,7 +59,7 @@ def parameter_names(nb: nbformat.NotebookNode) -> set[str]:
     }
 
 
-def test_the_four_notebooks_exist() -> None:
+def test_the_five_notebooks_exist() -> None:
     assert [p.stem for p in notebooks()] == EXPECTED
 
 
@@ -60,10 +71,11 @@ def test_stored_without_outputs(path: Path) -> None:
         if cell.cell_type == "code":
             assert cell.outputs == [], f"{path.name} cell {i} has committed outputs"
             assert cell.execution_count is None, f"{path.name} cell {i} has an execution count"
-    assert {"RUN_DIRS", "SYNTHETIC_DIR"} <= parameter_names(nb)
+    wanted = {"SWEEP_DIR"} if path.stem == "05-race-window" else {"RUN_DIRS", "SYNTHETIC_DIR"}
+    assert wanted <= parameter_names(nb)
 
 
-@pytest.mark.parametrize("name", EXPECTED)
+@pytest.mark.parametrize("name", RUN_NOTEBOOKS)
 def test_notebook_executes_on_stand_ins(name: str, tmp_path: Path) -> None:
     run_dirs = [str(tmp_path / "absent" / n) for n in RUN_NAMES[name]]
     synthetic = tmp_path / "synthetic"
@@ -139,7 +151,9 @@ def test_cli_bad_flag_is_one_line() -> None:
     assert len(lines) == 1 and "--only" in lines[0] and "nope" in lines[0], proc.stderr
 
 
-@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", [NOTEBOOKS_DIR / f"{n}.ipynb" for n in RUN_NOTEBOOKS], ids=lambda p: p.stem
+)
 def test_notebook_executes_on_a_real_smoke_run(path: Path, smoke_run: Path, tmp_path: Path) -> None:
     """The notebooks against genuine lab output (a real smoke run), not only synthetic stand-ins."""
     done = execute_notebook(
@@ -157,3 +171,33 @@ def test_notebook_executes_on_a_real_smoke_run(path: Path, smoke_run: Path, tmp_
     assert not (tmp_path / "syn").exists(), (
         "a real run was given, yet a synthetic stand-in was made"
     )
+
+
+def test_make_notebooks_makes_real_runs_once_and_renders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `make notebooks` does for one notebook, shrunk: make its runs (two real, tiny smoke runs
+    on lua and lock), execute it on them, render HTML; a second pass reuses the cached runs."""
+    from flashlab.lab import notebooks as lab_nb
+
+    tiny = {"scenario.shoppers": 80, "product.stock": 8, "isolation.mode": "off"}
+    specs = [
+        lab_nb.RunSpec("lua", "experiments/smoke.yaml", tiny),
+        lab_nb.RunSpec("lock", "experiments/smoke.yaml", tiny | {"product.strategy": "lock"}),
+    ]
+    monkeypatch.setitem(lab_nb.NOTEBOOK_INPUTS, "02-latency-percentiles", {"RUN_DIRS": specs})
+    runs, out = tmp_path / "runs", tmp_path / "html"
+    html = lab_nb.render("02-latency-percentiles", runs, out, "rev-a")
+    made = sorted(p.name for p in runs.iterdir())
+    assert len(made) == 2 and all(
+        json.loads((runs / m / "manifest.json").read_text())["complete"] for m in made
+    )
+    # resolve_run prints this when it falls back to a stand-in (render() also refuses that).
+    assert "no complete run there" not in html.read_text()
+    first = capsys.readouterr().out
+    assert first.count(": made ") == 2
+    lab_nb.render("02-latency-percentiles", runs, out, "rev-a")
+    assert capsys.readouterr().out.count(": cached ") == 2
+    assert sorted(p.name for p in runs.iterdir()) == made
+    # Another code revision is another key: the cache does not hand it the old runs.
+    assert lab_nb.cache_key(specs[0], "rev-b") != lab_nb.cache_key(specs[0], "rev-a")

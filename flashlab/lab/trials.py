@@ -10,7 +10,7 @@ interrupted set never looks complete. Judging the set is flashlab.analysis.trial
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,9 +88,11 @@ def trial_experiment(base: Experiment, index: int) -> Experiment:
     return base.model_copy(update={"seed": set_format.trial_seed(base.seed, index), "repeat": 1})
 
 
-def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
+def run_trials(req: TrialSetRequest, stack: Any = None) -> TrialSetOutcome:
     """Run the set end to end. Raises UserError for bad input; anything else propagates,
-    leaving trialset.json `complete: false` with the error."""
+    leaving trialset.json `complete: false` with the error.
+
+    `stack`: a stack from `shared_stack` to run every trial on (a sweep's); default: start one."""
     check_repeat(req.repeat)
     exp = req.experiment
     events = Announcer(req.events)
@@ -101,7 +103,7 @@ def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
     path = set_dir / set_format.SET_MANIFEST
     rundir.write_json_atomic(path, manifest)
     try:
-        outcomes = _run_all(req, events, set_dir, manifest)
+        outcomes = _run_all(req, events, set_dir, manifest, stack)
         with events.phase(Phase("judge-set", "judging the trial set")):
             result = set_format.write_set_outputs(set_dir)
     except BaseException as exc:
@@ -115,13 +117,20 @@ def run_trials(req: TrialSetRequest) -> TrialSetOutcome:
 
 
 def _run_all(
-    req: TrialSetRequest, events: Announcer, set_dir: Path, manifest: dict[str, Any]
+    req: TrialSetRequest,
+    events: Announcer,
+    set_dir: Path,
+    manifest: dict[str, Any],
+    given: Any = None,
 ) -> list[RunOutcome]:
     exp = req.experiment
     outcomes = []
     with ExitStack() as scope:
-        with events.phase(Phase("shared-stack", "starting stack (shared by every trial)")):
-            stack = scope.enter_context(shared_stack(exp, req.target))
+        if given is not None:
+            stack = scope.enter_context(nullcontext(given))
+        else:
+            with events.phase(Phase("shared-stack", "starting stack (shared by every trial)")):
+                stack = scope.enter_context(shared_stack(exp, req.target))
         manifest["stack"] = stack.public
         for index in range(1, req.repeat + 1):
             trial = trial_experiment(exp, index)
