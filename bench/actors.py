@@ -13,17 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flashlab.bench.common import (
-    BenchContext,
-    local_stack,
-    now_iso,
-    pyplot,
-    ratio,
-    reset_product,
-    result_line,
-    run_engine,
-    save_plot,
-)
+from flashlab.bench.context import BenchContext
+from flashlab.bench.engine_runs import run_engine
+from flashlab.bench.plotting import pyplot, save_plot
+from flashlab.bench.results import now_iso, ratio, result_line
+from flashlab.bench.stack import local_stack, reset_product
 from flashlab.simulator.scenario import Poisson, Scenario
 
 NAME = "actors"

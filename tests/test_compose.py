@@ -28,8 +28,8 @@ from flashlab.system.platforms.compose import (
     REPO_ROOT,
     ComposePlatform,
     derive_compose,
-    main,
 )
+from flashlab.system.platforms.compose_entry import main
 from flashlab.system.truth import read_truth
 
 DEADLINE_S = 30.0  # bound on every wait below; polls return as soon as the condition holds

@@ -82,6 +82,7 @@ def test_bootstrap_plans_every_package_on_a_bare_machine(tmp_path: Path) -> None
         "prometheus",
         "wrk",
         "chromium",
+        "iproute2",  # `ip`: the ray_cluster tests' network namespaces
     ]
 
 
@@ -107,6 +108,7 @@ def test_bootstrap_with_everything_plans_nothing(tmp_path: Path) -> None:
         prometheus="exit 0",
         wrk="exit 0",
         chromium="exit 0",
+        ip="exit 0",
     )
     assert plan(BOOTSTRAP, folder, "--test") == []
 

@@ -222,7 +222,7 @@ def shipped_experiments() -> dict[str, Path]:
     """Experiments shipped with flashlab: name (file stem) -> file, sorted by name."""
     # A wheel installs as plain files, so the resource is a real path (no zip extraction needed).
     folder = Path(str(resources.files(SHIPPED_PACKAGE)))
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"), key=lambda p: p.stem)}
 
 
 def resolve_experiment(ref: Path | str) -> Path:
