@@ -658,6 +658,20 @@ def _body_and_header(
     return {**(body or _openapi_body(model)), "parameters": [param]}
 
 
+def _shopper_errors(*conflicts: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    """The answers a shopper's POST (buy, queue join) documents; `conflicts` are its own 409s."""
+    return _errors(
+        ErrorCode.unauthenticated,
+        ErrorCode.bad_request,
+        ErrorCode.validation_error,
+        ErrorCode.not_found,
+        *conflicts,
+        ErrorCode.sold_out,
+        ErrorCode.rate_limited,
+        ErrorCode.backend_unavailable,
+    )
+
+
 def _install_shop_routes(app: FastAPI, api: Api) -> None:
     user_schema = {"type": "string", "pattern": ID_PATTERN}
 
@@ -665,17 +679,7 @@ def _install_shop_routes(app: FastAPI, api: Api) -> None:
         BUY_PATH,
         response_model=BuyOk,
         openapi_extra=_body_and_header(BuyRequest, USER_HEADER, user_schema),
-        responses=_errors(
-            ErrorCode.unauthenticated,
-            ErrorCode.bad_request,
-            ErrorCode.validation_error,
-            ErrorCode.not_found,
-            ErrorCode.busy,
-            ErrorCode.not_admitted,
-            ErrorCode.sold_out,
-            ErrorCode.rate_limited,
-            ErrorCode.backend_unavailable,
-        ),
+        responses=_shopper_errors(ErrorCode.busy, ErrorCode.not_admitted),
     )
     async def buy(request: Request) -> Response:
         ip = client_ip(request.headers.get("x-forwarded-for"), request.client)
@@ -702,15 +706,7 @@ def _install_queue_routes(app: FastAPI, api: Api, user_schema: dict[str, Any]) -
         QUEUE_PATH,
         response_model=QueueStatus,
         openapi_extra=_body_and_header(BuyRequest, USER_HEADER, user_schema),
-        responses=_errors(
-            ErrorCode.unauthenticated,
-            ErrorCode.bad_request,
-            ErrorCode.validation_error,
-            ErrorCode.not_found,
-            ErrorCode.sold_out,
-            ErrorCode.rate_limited,
-            ErrorCode.backend_unavailable,
-        ),
+        responses=_shopper_errors(),
     )
     async def queue_join(request: Request) -> Response:
         return await api.queue_join(request)

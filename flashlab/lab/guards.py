@@ -46,6 +46,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from flashlab.analysis.hypothesis import PHASE_KEYS
 from flashlab.lab.events import RunEvents
 
 GUARD_EVERY_S = 1.0
@@ -329,18 +330,9 @@ def _schema() -> pa.Schema:
 
 # --- the steady-state check before the first fault ----------------------------------------------
 
-# Hypothesis keys a steady-state check can measure from the answers received so far.
-STEADY_KEYS = (
-    "attempts",
-    "success_rate",
-    "conflict_rate",
-    "error_rate",
-    "indeterminate_rate",
-    "server_error_rate",
-    "availability",
-    "latency_ms",
-    "service_latency_ms",
-)
+# Hypothesis keys a steady-state check can measure from the answers received so far: the phase
+# keys, less the two that need the whole window (throughput over it, its duration).
+STEADY_KEYS = tuple(k for k in PHASE_KEYS if k not in ("throughput_rps", "duration_s"))
 
 
 def _applicable(key: str) -> bool:
