@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from flashlab.simulator.behaviour import classify, next_delay, should_retry, think_s
 from flashlab.simulator.client import Answer, ShopperClient, make_client
+from flashlab.simulator.gcpolicy import full_gc_deferred
 from flashlab.simulator.history import Op, ops_to_batch
 from flashlab.simulator.loopmon import LoopMonitor
 from flashlab.simulator.progress import Progress
@@ -343,25 +344,26 @@ async def drive(
     )
     recorder = Recorder(on_ship)
     driver = _Driver(spec, client, recorder, t0_ns)
-    monitor = LoopMonitor().start()
-    ticker = asyncio.ensure_future(recorder.ticker())
-    if scenario.model == "closed":
-        main = asyncio.ensure_future(driver.run_closed(vus or [], shoppers))
-    else:
-        main = asyncio.ensure_future(driver.run_open(shoppers))
-    try:
-        await _until_done(main, deadline_ns, should_stop)
-        if should_stop is not None and should_stop():
-            driver.cancel_reason = ABORTED
-    finally:
-        main.cancel()
-        await asyncio.gather(main, return_exceptions=True)
-        await driver.stop()  # duration cap: in-flight attempts end as `info`
-        ticker.cancel()
-        await asyncio.gather(ticker, return_exceptions=True)
-        generator = await monitor.stop()
-        await client.close()
-        recorder.flush(final=True, generator=generator)
+    async with full_gc_deferred():  # a full collection would stall every shopper (gcpolicy)
+        monitor = LoopMonitor().start()
+        ticker = asyncio.ensure_future(recorder.ticker())
+        if scenario.model == "closed":
+            main = asyncio.ensure_future(driver.run_closed(vus or [], shoppers))
+        else:
+            main = asyncio.ensure_future(driver.run_open(shoppers))
+        try:
+            await _until_done(main, deadline_ns, should_stop)
+            if should_stop is not None and should_stop():
+                driver.cancel_reason = ABORTED
+        finally:
+            main.cancel()
+            await asyncio.gather(main, return_exceptions=True)
+            await driver.stop()  # duration cap: in-flight attempts end as `info`
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+            generator = await monitor.stop()
+            await client.close()
+            recorder.flush(final=True, generator=generator)
     if not main.cancelled() and main.exception() is not None:
         raise main.exception()  # a bug in the driver, not a load outcome: do not hide it
     return recorder.progress
