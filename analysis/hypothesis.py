@@ -108,6 +108,12 @@ TIMING_HEADS = frozenset({"throughput_rps", "duration_s", "sellout_s", "recovery
 TIMING_PREFIXES = ("latency", "service_latency", "generator_")
 
 
+# A host whose CPU speed varied by no more than this (p90/p10 of the probe's unit time over the
+# load) is steady: clauses are judged as measured. Measured here on a quiet 2-vCPU VM: 1.0-1.1 in
+# calm minutes, 1.3-1.9 when the neighbours were busy (flashlab.lab.hostspeed, docs/METHOD.md).
+HOST_SPREAD_STEADY = 1.10
+
+
 def clause_class(key: str) -> ClauseClass:
     """ "timing" for latency/service_latency, throughput, durations, recovery.*, window.*,
     generator_*; a check's keys take the class the check declares; "safety" for everything else.
@@ -258,6 +264,35 @@ def distrust(results: list[dict[str, Any]], reasons: list[str]) -> list[dict[str
     ]
 
 
+def near_threshold_on_unsteady_host(
+    results: list[dict[str, Any]], spread: float | None, why: str
+) -> list[dict[str, Any]]:
+    """Timing clauses whose measured value lies within the host's speed spread of their threshold
+    become "inconclusive": on a host whose CPU ran `spread` times slower at some moments than at
+    others, the same system could have measured anywhere in [threshold / spread, threshold *
+    spread], so the clause could have gone either way. Far from the threshold it is judged as usual.
+    `spread` None or <= HOST_SPREAD_STEADY: nothing changes (flashlab.lab.hostspeed measures it).
+    """
+    if spread is None or spread <= HOST_SPREAD_STEADY:
+        return results
+
+    def near(r: dict[str, Any]) -> bool:
+        value, threshold = r.get("measured"), r["expected"]
+        return (
+            r["class"] == "timing"
+            and r["status"] != "inconclusive"
+            and value is not None
+            and threshold > 0
+            and threshold / spread < value < threshold * spread
+        )
+
+    return [
+        r | {"status": "inconclusive", "reason": f"{why}; measured {r['measured']:g} is within "
+             f"that factor of {r['expected']:g}"} if near(r) else r
+        for r in results
+    ]  # fmt: skip
+
+
 def unmeasurable(results: list[dict[str, Any]], unknown: dict[str, str]) -> list[dict[str, Any]]:
     """Clauses on the key of a check that could not run become "inconclusive" (with `reason`).
 
@@ -292,12 +327,17 @@ def reason_line(result: dict[str, Any]) -> str | None:
 
 
 def judge(
-    results: list[dict[str, Any]], untrusted: list[str], unknown: dict[str, str] | None = None
+    results: list[dict[str, Any]],
+    untrusted: list[str],
+    unknown: dict[str, str] | None = None,
+    host: tuple[float | None, str] = (None, ""),
 ) -> tuple[list[dict[str, Any]], Verdict, list[str]]:
     """(clause results with final status, verdict, reasons for a non-pass: failures first).
 
-    `unknown`: summary key -> why the check filling it could not run (see `unmeasurable`)."""
-    final = unmeasurable(distrust(results, untrusted), unknown or {})
+    `unknown`: summary key -> why the check filling it could not run (see `unmeasurable`).
+    `host`: (speed spread, why) of the machine during the load (`near_threshold_on_unsteady_host`)."""
+    final = distrust(results, untrusted)
+    final = unmeasurable(near_threshold_on_unsteady_host(final, *host), unknown or {})
     verdict = overall([r["status"] for r in final])
     lines = [reason_line(r) for r in final if r["status"] == "fail"]
     lines += [reason_line(r) for r in final if r["status"] == "inconclusive"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flashlab.analysis.hypothesis import HOST_SPREAD_STEADY
 from flashlab.analysis.junit import number
 from flashlab.core.isolation import describe as describe_isolation
 
@@ -41,6 +42,18 @@ def load_generator_text(gen: dict[str, Any]) -> str:
     return f"OVERLOADED (lag p99 {lag}, stalled {stalled})"
 
 
+def host_speed_text(host_speed: dict[str, Any] | None) -> str:
+    """How steady the host CPU ran during the load, per side (flashlab.lab.hostspeed)."""
+    spreads = {
+        side: rec.get("spread") for side, rec in (host_speed or {}).items() if rec.get("spread")
+    }
+    if not spreads:
+        return "—"  # not measured (an older run, or too short a load)
+    sides = ", ".join(f"{side} ×{spread:.2f}" for side, spread in spreads.items())
+    steady = max(spreads.values()) <= HOST_SPREAD_STEADY
+    return f"steady ({sides} p90/p10)" if steady else f"UNSTEADY ({sides} p90/p10)"
+
+
 def headline_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) of every headline figure, in display order."""
     lat = summary.get("latency_ms") or {}
@@ -61,6 +74,7 @@ def headline_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("load duration", fmt(summary.get("duration_s"), " s", 2)),
         ("load generator", load_generator_text(summary.get("generator") or {})),
         ("CPU split", describe_isolation(summary.get("isolation")).removeprefix("CPU split: ")),
+        ("host CPU speed", host_speed_text(summary.get("host_speed"))),
     ]
 
 

@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 
 from flashlab.analysis import plots
 from flashlab.analysis.checker import CHECKS
+from flashlab.analysis.markdown import host_speed_text
 from flashlab.analysis.trials import TRIALS_HTML
 from flashlab.core.errors import (  # the exit code the banner shows; the matrix rule
     verdict_exit_code,
@@ -312,6 +313,7 @@ def render_report(run: Run, summary: dict[str, Any]) -> str:
         generator_overloaded=(summary.get("generator") or {}).get("healthy") is False,
         exit_code=verdict_exit_code(str(summary.get("verdict"))),
         isolation_line=describe_isolation(summary.get("isolation")),
+        host_speed_line=host_speed_text(summary.get("host_speed")),
     )
 
 

@@ -91,6 +91,8 @@ def _measurements(run: Run) -> dict[str, Any]:
         "generator_stalled_s": generator["stalled_s"],
         # The CPU split the run asked for and got (flashlab.core.isolation), as recorded.
         "isolation": run.manifest.get("isolation"),
+        # How steady the host's CPU speed was during the load (flashlab.lab.hostspeed), as recorded.
+        "host_speed": host_speed(run.manifest),
     }
     return out
 
@@ -101,6 +103,30 @@ def isolation(manifest: dict[str, Any]) -> dict[str, Any]:
     if isinstance(raw, dict):
         return dict(raw)
     return {"mode": "off", "requested": False, "applied": False, "reason": "not recorded"}
+
+
+def host_speed(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """manifest["host_speed"] (per side: cpus, samples, median/p10/p90 us, spread); None if absent."""
+    raw = manifest.get("host_speed")
+    return {side: dict(v) for side, v in raw.items() if isinstance(v, dict)} if raw else None
+
+
+def host_unsteadiness(summary: dict[str, Any]) -> tuple[float | None, str]:
+    """(the worst side's speed spread, one line saying so) for the judge; (None, "") unmeasured."""
+    sides = {
+        side: rec["spread"]
+        for side, rec in (summary.get("host_speed") or {}).items()
+        if isinstance(rec.get("spread"), int | float)
+    }
+    if not sides:
+        return None, ""
+    side = max(sides, key=lambda k: sides[k])
+    cpus = ",".join(str(c) for c in summary["host_speed"][side].get("cpus") or []) or "all"
+    why = (
+        f"host CPU speed unsteady during the load ({side} CPUs {cpus}: the probe's fixed work "
+        f"took {sides[side]:.2f}x longer at p90 than at p10; a shared host, docs/METHOD.md)"
+    )
+    return float(sides[side]), why
 
 
 def untrusted_timing(summary: dict[str, Any]) -> list[str]:
@@ -157,7 +183,7 @@ def summarize(run: Run) -> dict[str, Any]:
     summary["isolation"] = json_safe(isolation(run.manifest))
     passed, measured = hypothesis.evaluate(_clauses(run), summary)
     clauses, verdict, reasons = hypothesis.judge(
-        measured, untrusted_timing(summary), unknown_checks(summary)
+        measured, untrusted_timing(summary), unknown_checks(summary), host_unsteadiness(summary)
     )
     before = (run.manifest.get("steady_state") or {}).get("before")
     summary["steady_state"] = json_safe({"before": before, "after": {"ok": passed}})

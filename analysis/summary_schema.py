@@ -97,6 +97,19 @@ class Isolation(_Open):
     reason: str | None = None
 
 
+class HostSpeedSide(_Open):
+    """One side's CPU-speed probe over the load window (flashlab.lab.hostspeed)."""
+
+    cpus: list[int] | None = None
+    samples: int
+    median_us: float | None = None
+    p10_us: float | None = None
+    p90_us: float | None = None
+    spread: float | None = Field(
+        default=None, description="p90/p10 of the probe's fixed-work time: 1.0 is a steady host."
+    )
+
+
 class Aborted(_Open):
     """A run stopped early by a guard or Ctrl-C (manifest.aborted, copied)."""
 
@@ -170,6 +183,10 @@ class SummaryModel(_Open):
     generator_lag_ms_p99: float | None = None
     generator_stalled_s: float | None = None
     isolation: Isolation | None = None
+    host_speed: dict[str, HostSpeedSide] | None = Field(
+        default=None,
+        description="Per side of the CPU split (stack, load; or host when not split).",
+    )
     aborted: Aborted | None = None
     steady_state: dict[str, Any] | None = Field(
         default=None, description="Steady-state checks before the first fault and after the load."

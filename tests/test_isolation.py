@@ -295,6 +295,12 @@ def test_a_real_run_records_the_split_in_manifest_summary_and_report(smoke_run: 
         assert (iso["stack_cpus"], iso["load_cpus"], iso["reason"]) == (STACK, LOAD, None)
     assert describe(iso) in (smoke_run / "report.html").read_text()
     assert manifest["engine"]["startup_s"] >= 0
+    # The host-speed probe ran on each side of the split, pinned there, and was recorded.
+    speed = summary["host_speed"]
+    assert speed == manifest["host_speed"]
+    sides = {"stack": STACK, "load": LOAD} if iso["applied"] else {"host": None}
+    assert {side: rec["cpus"] for side, rec in speed.items()} == sides
+    assert all(rec["samples"] >= 0 for rec in speed.values())
 
 
 def test_stack_up_bad_split_is_one_line_exit_2(tmp_path: Path) -> None:
@@ -325,3 +331,4 @@ def test_a_single_cpu_run_goes_on_says_so_once_and_records_it(tmp_path: Path) ->
     iso = json.loads(proc.stdout)["isolation"]
     assert (iso["requested"], iso["applied"], iso["stack_cpus"]) == (True, False, [CPUS[0]])
     assert json.loads((out / "manifest.json").read_text())["isolation"] == iso
+    assert set(json.loads(proc.stdout)["host_speed"]) == {"host"}  # one probe: nothing to split

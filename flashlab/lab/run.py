@@ -31,6 +31,7 @@ from flashlab.core.platform import ComponentNotRunning, Platform, StackInfo
 from flashlab.lab.events import Announcer, NotesToStderr, Phase, RunEvents
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.guards import AbortSwitch, RunWatch
+from flashlab.lab.hostspeed import HostSpeedProbe
 from flashlab.lab.nemesis import (
     RayNemesis,
     attached_ray,
@@ -574,6 +575,7 @@ def _drive_load(run: _Run) -> None:
     # The guards arm first (the steady-state gate the scheduler takes is theirs).
     load_events = Announcer([run.watch, _FaultsAtStart(run, engine), *run.events.handlers])
     restarts_before = _restarts(stack)
+    probe = _host_speed_probe(run)
     try:
         result = engine.run(
             _load_plan(run),
@@ -589,11 +591,23 @@ def _drive_load(run: _Run) -> None:
         run.watch.stop()
     run.manifest["load_end_ns"] = time.time_ns()
     run.manifest.setdefault("load_start_ns", run.manifest["load_end_ns"])
+    run.manifest["host_speed"] = probe.stop(
+        run.manifest["load_start_ns"], run.manifest["load_end_ns"]
+    )
     run.manifest["engine"] = result.to_dict()
     writer.close()
     _check_components(stack, exp, restarts_before)
     if run.req.abort.abort is not None:
         run.events.aborted(run.req.abort.abort)
+
+
+def _host_speed_probe(run: _Run) -> HostSpeedProbe:
+    """A CPU-speed probe on each side of the split (one on the whole host when not split)."""
+    iso = run.isolation
+    sides = {"stack": iso.stack, "load": iso.load} if iso.applied else {"host": None}
+    probe = HostSpeedProbe(sides).start()
+    run.cleanup.callback(probe.stop, 0, 0)  # reaps the probes if the load phase fails
+    return probe
 
 
 def _collect_evidence(run: _Run) -> None:
