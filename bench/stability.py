@@ -1,7 +1,7 @@
 """Benchmark `stability`: is a verdict reproducible? experiments/lua.yaml run N times per cell.
 
 Cells: engine (inline, ray) x isolation (auto = CPU split on, off = shared CPUs); every trial is
-a whole `flashlab run` (its own stack) with the file's seed. Per cell: the coefficient of
+a whole `flashlab run` (its own stack) with the file's seed, the cells taken in rounds. Per cell: the coefficient of
 variation (sample stdev / mean) of response p99 and of throughput, how often the verdict agrees
 with the cell's most common verdict, generator health and Ray's start-up. Ratios: those CVs and
 agreements, and Ray over inline (p99 and throughput, medians, isolation on) from the same run.
@@ -65,7 +65,14 @@ def _trial(lab: Any) -> dict[str, Any]:
         "lag_ms_p99": (s.get("generator") or {}).get("lag_ms_p99"),
         "isolation_applied": (s.get("isolation") or {}).get("applied"),
         "startup_s": (lab.manifest.get("engine") or {}).get("startup_s"),
+        "host_spread": _host_spread(s.get("host_speed")),
     }
+
+
+def _host_spread(host_speed: dict[str, Any] | None) -> float | None:
+    """The worst side's p90/p10 CPU-speed spread over the load (flashlab.lab.hostspeed)."""
+    spreads = [r.get("spread") for r in (host_speed or {}).values() if r.get("spread")]
+    return max(spreads) if spreads else None
 
 
 def cv(values: list[float | None]) -> float | None:
@@ -99,23 +106,25 @@ def _cell(trials: list[dict[str, Any]]) -> dict[str, Any]:
         "throughput_cv": cv([t["throughput_rps"] for t in trials]),
         "generator_healthy": sum(bool(t["generator_healthy"]) for t in trials),
         "startup_s_median": median("startup_s"),
+        "host_spread_median": median("host_spread"),
     }
 
 
 def run(ctx: BenchContext) -> dict[str, Any]:
     started = now_iso()
     p = _params(ctx)
-    cells: dict[str, dict[str, Any]] = {}
+    keys = [(engine, iso) for engine in p["engines"] for iso in p["isolation"]]
+    trials: dict[str, list[dict[str, Any]]] = {f"{e}-{i}": [] for e, i in keys}
     with scratch() as out:
-        for engine in p["engines"]:
-            for isolation in p["isolation"]:
+        # Round-robin over the cells, not cell after cell: the host's speed drifts over minutes,
+        # so each round puts every cell under the same conditions (a side-by-side comparison).
+        for i in range(p["trials"]):
+            for engine, isolation in keys:
                 key = f"{engine}-{isolation}"
-                trials = []
-                for i in range(p["trials"]):
-                    ctx.log(f"stability: {key} trial {i + 1}/{p['trials']}")
-                    exp = experiment_from(EXPERIMENT, _changes(p, engine, isolation))
-                    trials.append(_trial(execute(exp, out)))
-                cells[key] = _cell(trials)
+                ctx.log(f"stability: round {i + 1}/{p['trials']} {key}")
+                exp = experiment_from(EXPERIMENT, _changes(p, engine, isolation))
+                trials[key].append(_trial(execute(exp, out)))
+    cells = {key: _cell(ts) for key, ts in trials.items()}
     ratios = _ratios(cells)
     targets = _targets(cells, ratios)
     return result_line(ctx, NAME, started, p, {"cells": cells}, ratios, targets, _plot(ctx, cells))
