@@ -1,10 +1,13 @@
 """Benchmark `stability`: is a verdict reproducible? experiments/lua.yaml run N times per cell.
 
 Cells: engine (inline, ray) x isolation (auto = CPU split on, off = shared CPUs); every trial is
-a whole `flashlab run` (its own stack) with the file's seed, the cells taken in rounds. Per cell: the coefficient of
-variation (sample stdev / mean) of response p99 and of throughput, how often the verdict agrees
-with the cell's most common verdict, generator health and Ray's start-up. Ratios: those CVs and
-agreements, and Ray over inline (p99 and throughput, medians, isolation on) from the same run.
+a whole `flashlab run` (its own stack) with the file's seed, the cells taken in rounds. Per cell:
+the coefficient of variation (sample stdev / mean) of response p99 and of throughput, how often
+the verdict agrees with the cell's most common verdict, generator health and Ray's start-up.
+Also the same CVs *host-adjusted* - scaled by the host-speed probe's median unit time beside
+the stack (flashlab.lab.hostspeed) - and the CV of that unit time itself: what part of the
+variation the host's own CPU speed explains. Ratios: those CVs and agreements, and Ray over
+inline (p99 and throughput, medians, isolation on) from the same run.
 Targets (issue 9): with isolation on, CV <= 5% for p99 and throughput and every verdict the
 same; Ray's p99 <= 1.5x inline's and its throughput >= 0.8x inline's.
 """
@@ -66,7 +69,14 @@ def _trial(lab: Any) -> dict[str, Any]:
         "isolation_applied": (s.get("isolation") or {}).get("applied"),
         "startup_s": (lab.manifest.get("engine") or {}).get("startup_s"),
         "host_spread": _host_spread(s.get("host_speed")),
+        "stack_unit_us": _stack_unit_us(s.get("host_speed")),
     }
+
+
+def _stack_unit_us(host_speed: dict[str, Any] | None) -> float | None:
+    """The median time of the probe's fixed work beside the stack (its side, or the whole host)."""
+    side = (host_speed or {}).get("stack") or (host_speed or {}).get("host") or {}
+    return side.get("median_us")
 
 
 def _host_spread(host_speed: dict[str, Any] | None) -> float | None:
@@ -95,6 +105,14 @@ def _cell(trials: list[dict[str, Any]]) -> dict[str, Any]:
         xs = [t[key] for t in trials if t[key] is not None]
         return round(statistics.median(xs), 3) if xs else None
 
+    def host_adjusted(key: str, sign: int) -> list[float | None]:
+        # A host running x times slower takes x times longer per request: p99 / unit time and
+        # throughput * unit time remove that first-order effect, leaving what the host did not do.
+        return [
+            t[key] * t["stack_unit_us"] ** sign if t[key] and t["stack_unit_us"] else None
+            for t in trials
+        ]
+
     verdicts = [t["verdict"] for t in trials]
     return {
         "trials": trials,
@@ -104,6 +122,9 @@ def _cell(trials: list[dict[str, Any]]) -> dict[str, Any]:
         "p99_cv": cv([t["p99_ms"] for t in trials]),
         "throughput_rps_median": median("throughput_rps"),
         "throughput_cv": cv([t["throughput_rps"] for t in trials]),
+        "p99_cv_host_adjusted": cv(host_adjusted("p99_ms", -1)),
+        "throughput_cv_host_adjusted": cv(host_adjusted("throughput_rps", 1)),
+        "stack_unit_us_cv": cv([t["stack_unit_us"] for t in trials]),
         "generator_healthy": sum(bool(t["generator_healthy"]) for t in trials),
         "startup_s_median": median("startup_s"),
         "host_spread_median": median("host_spread"),
@@ -136,6 +157,9 @@ def _ratios(cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
         out[f"{key}_p99_cv"] = c["p99_cv"]
         out[f"{key}_throughput_cv"] = c["throughput_cv"]
         out[f"{key}_verdict_agreement"] = c["verdict_agreement"]
+        out[f"{key}_p99_cv_host_adjusted"] = c["p99_cv_host_adjusted"]
+        out[f"{key}_throughput_cv_host_adjusted"] = c["throughput_cv_host_adjusted"]
+        out[f"{key}_host_speed_cv"] = c["stack_unit_us_cv"]
     for iso in ISOLATION:
         ray, inline = cells.get(f"ray-{iso}"), cells.get(f"inline-{iso}")
         if ray and inline:
