@@ -104,3 +104,24 @@ def test_target_and_profile_summary_are_plain_arithmetic() -> None:
     assert s["samples"] == 40
     assert s["buckets"]["redis client (redis-py/hiredis)"] == 0.75
     assert s["top_self"][0]["frame"] == "execute (redis/client.py:5)"
+
+
+def test_stability_host_adjustment_removes_what_the_host_explains() -> None:
+    """Trials whose p99 and throughput moved exactly with the host's speed: raw CVs are large,
+    host-adjusted ones zero (pure arithmetic on recorded trials; no run, no clock)."""
+    from flashlab.bench.stability import _cell
+
+    def trial(slowdown: float) -> dict:
+        return {
+            "verdict": "pass", "p99_ms": 4000 * slowdown, "throughput_rps": 2000 / slowdown,
+            "sold": 1000, "generator_healthy": True, "lag_ms_p99": 5.0,
+            "isolation_applied": True, "startup_s": 0.1, "host_spread": 1.2,
+            "stack_unit_us": 400 * slowdown,
+        }  # fmt: skip
+
+    cell = _cell([trial(x) for x in (1.0, 1.2, 1.5)])
+    assert cell["p99_cv"] > 0.15 and cell["throughput_cv"] > 0.15
+    assert cell["p99_cv_host_adjusted"] == 0.0 and cell["throughput_cv_host_adjusted"] == 0.0
+    assert cell["stack_unit_us_cv"] == cell["p99_cv"]
+    unmeasured = _cell([trial(1.0) | {"stack_unit_us": None}, trial(1.2) | {"stack_unit_us": None}])
+    assert unmeasured["p99_cv_host_adjusted"] is None
