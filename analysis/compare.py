@@ -13,17 +13,20 @@ a `MetricRow` holds A, B, the difference B - A, its interval, and the outcome fo
 - a metric one side did not measure: "not measured".
 
 Runs of different experiments (experiment name, strategy, shoppers, stock, arrival or faults
-differ) are refused (`ComparisonError`) unless `force`; what differed is listed either way.
+differ) are refused (`ComparisonError`) unless `force`; what differed is listed either way,
+including a host whose CPU ran at a different speed under A than under B (`host_difference`).
 Reads directories only.
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from flashlab.analysis import intervals
+from flashlab.analysis.hypothesis import HOST_SPREAD_STEADY
 from flashlab.analysis.trials import (
     KEY_METRICS,
     Metric,
@@ -246,6 +249,33 @@ def metric_row(metric: Metric, a: Side, b: Side) -> MetricRow:
     return row(metric, measured_a, measured_b)
 
 
+def _stack_unit_us(side: Side) -> float | None:
+    """Median over the side's trials of the host-speed probe's unit time beside the stack."""
+    units = []
+    for t in side.trials:
+        speed = t.summary.get("host_speed") or {}
+        rec = speed.get("stack") or speed.get("host") or {}
+        if isinstance(rec.get("median_us"), int | float):
+            units.append(float(rec["median_us"]))
+    return float(statistics.median(units)) if units else None
+
+
+def host_difference(a: Side, b: Side) -> str | None:
+    """One line when the host's CPU ran at a different speed under A and B (flashlab.lab.hostspeed):
+    a timing difference up to that factor may be the host's, not the design's."""
+    ua, ub = _stack_unit_us(a), _stack_unit_us(b)
+    if ua is None or ub is None or ua <= 0 or ub <= 0:
+        return None
+    factor = max(ua, ub) / min(ua, ub)
+    if factor <= HOST_SPREAD_STEADY:
+        return None
+    slower = "B" if ub > ua else "A"
+    return (
+        f"host CPU: {slower}'s runs saw a {factor:.2f}x slower host (probe {ua:.0f} vs {ub:.0f} us);"
+        " timing differences up to that factor may be the host's, not the design's"
+    )
+
+
 def compare(a_path: Path | str, b_path: Path | str, *, force: bool = False) -> Comparison:
     """Compare baseline A with candidate B. Raises RunDirError (incl. ComparisonError) on bad input."""
     a, b = load_side(a_path), load_side(b_path)
@@ -256,7 +286,8 @@ def compare(a_path: Path | str, b_path: Path | str, *, force: bool = False) -> C
             "pass --force to compare them anyway"
         )
     rows = [metric_row(metric, a, b) for metric in KEY_METRICS]
-    return Comparison(a, b, rows, identity + context, force)
+    host = host_difference(a, b)
+    return Comparison(a, b, rows, identity + context + ([host] if host else []), force)
 
 
 __all__ = [

@@ -242,3 +242,24 @@ def test_check_rejudges_a_trial_set_with_its_exit_code(tmp_path: Path) -> None:
         codes[name] = (proc.returncode, json.loads(proc.stdout)["verdict"])
         assert (tmp_path / name / "trials.html").exists()  # --write (the default) rewrote them
     assert codes == {"ok": (0, "pass"), "starved": (3, "inconclusive")}
+
+
+def test_compare_says_when_the_host_ran_slower_under_one_side(tmp_path: Path) -> None:
+    from flashlab.analysis.synthetic import write_synthetic
+    from flashlab.core.rundir import MANIFEST, SUMMARY
+
+    def run(name: str, unit_us: float | None) -> Path:
+        path = tmp_path / name
+        write_synthetic(path, SyntheticSpec())
+        manifest = json.loads((path / MANIFEST).read_text())
+        side = {"cpus": [0], "samples": 20, "median_us": unit_us, "spread": 1.05}
+        manifest["host_speed"] = {"stack": side} if unit_us else None
+        (path / MANIFEST).write_text(json.dumps(manifest))
+        (path / SUMMARY).unlink(missing_ok=True)  # re-judged from the manifest
+        return path
+
+    fast, slow, same, unknown = run("f", 400.0), run("s", 520.0), run("e", 410.0), run("u", None)
+    [line] = [d for d in compare(fast, slow).differences if d.startswith("host CPU")]
+    assert "B's runs saw a 1.30x slower host" in line and "may be the host's" in line
+    assert not any(d.startswith("host CPU") for d in compare(fast, same).differences)
+    assert not any(d.startswith("host CPU") for d in compare(fast, unknown).differences)
