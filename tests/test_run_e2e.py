@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
-from support import poll
+from support import poll, run_flashlab
 
 from flashlab.core.rundir import load_run
 
@@ -22,13 +22,7 @@ SMOKE = ROOT / "experiments" / "smoke.yaml"
 
 
 def flashlab(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flashlab.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_flashlab(*args, timeout=timeout)
 
 
 def test_smoke_run_passes_and_its_directory_is_consistent(tmp_path: Path) -> None:

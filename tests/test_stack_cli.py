@@ -15,6 +15,7 @@ import httpx
 import psutil
 import pytest
 import support
+from support import assert_one_line_error
 
 from flashlab.system import procs
 
@@ -27,18 +28,6 @@ def stack_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     return subprocess.run(
         [*STACK, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
     )
-
-
-def assert_one_line_error(
-    proc: subprocess.CompletedProcess[str], *needles: str, code: int = 2
-) -> None:
-    """One line naming the cause; exit 2 for bad input, 4 (code=4) when the stack is the problem."""
-    assert proc.returncode == code, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def read_state(state_dir: Path) -> dict | None:  # type: ignore[type-arg]
