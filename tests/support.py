@@ -23,11 +23,14 @@ def poll(condition: Callable[[], object], what: str, timeout_s: float) -> None:
     pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
 
 
-def run_flashlab(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def run_flashlab(
+    *args: str, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The real entry point (`python -m flashlab.cli`), from the checkout, output captured."""
     return subprocess.run(
         [sys.executable, "-m", "flashlab.cli", *args],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

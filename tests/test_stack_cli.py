@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 import support
-from support import assert_one_line_error
+from support import assert_one_line_error, run_flashlab
 
 from flashlab.system import procs
 
@@ -197,13 +197,7 @@ def test_help_has_examples_and_is_mounted_in_the_root_cli() -> None:
     for command in ("up", "status", "down"):
         proc = stack_cli(command, "--help")
         assert proc.returncode == 0 and "Examples" in proc.stdout, command
-    root = subprocess.run(
-        [sys.executable, "-m", "flashlab.cli", "stack", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    root = run_flashlab("stack", "--help", timeout=60)
     assert root.returncode == 0 and "status" in root.stdout and "down" in root.stdout
 
 
