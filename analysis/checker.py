@@ -10,10 +10,9 @@ the verdict treats a clause on an unknown check's key as inconclusive
 
 from __future__ import annotations
 
-import importlib
-
 from flashlab.analysis.checks import CHECKS as CHECK_PATHS
 from flashlab.analysis.checks.base import MAX_EXAMPLES, Check, CheckResult, unknown
+from flashlab.core.registry import load
 from flashlab.core.rundir import Run
 
 __all__ = [
@@ -29,8 +28,7 @@ __all__ = [
 
 
 def _load(name: str, path: str) -> Check:
-    module, _, cls = path.partition(":")
-    check_cls = getattr(importlib.import_module(module), cls)
+    check_cls = load(path)
     if check_cls.name != name:
         raise RuntimeError(f"check registry: {name!r} points at a check named {check_cls.name!r}")
     return check_cls()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -85,7 +86,7 @@ PHASE_KEYS: dict[str, tuple[str, ...]] = {
     )
 }
 
-_OPS = {
+_OPS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
     "!=": operator.ne,
     "<=": operator.le,
@@ -93,6 +94,14 @@ _OPS = {
     "<": operator.lt,
     ">": operator.gt,
 }
+
+
+def holds(measured: float | None, op: str, value: float) -> bool:
+    """`measured op value` for a clause's or a live guard's comparison; a value that could not be
+    measured (e.g. no sell-out) satisfies nothing."""
+    return measured is not None and bool(_OPS[op](measured, value))
+
+
 _CLAUSE = re.compile(
     r"^\s*([a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_-]+)*)\s*(==|!=|<=|>=|<|>)\s*(-?[0-9.eE+]+)\s*$"
 )
@@ -152,8 +161,7 @@ class Clause:
 
     def evaluate(self, summary: dict[str, Any]) -> dict[str, Any]:
         measured = self.measure(summary)
-        # A value that could not be measured (e.g. no sell-out) does not satisfy the clause.
-        ok = measured is not None and bool(_OPS[self.op](measured, self.value))
+        ok = holds(measured, self.op, self.value)
         return {
             "clause": self.text,
             "key": self.key,

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
+
+from flashlab.core.registry import load
 
 BENCHMARKS: dict[str, str] = {
     "ceiling": "flashlab.bench.ceiling",
@@ -24,4 +25,4 @@ def bench_names() -> list[str]:
 def get_bench(name: str) -> ModuleType:
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r} (allowed: {', '.join(BENCHMARKS)}, all)")
-    return importlib.import_module(BENCHMARKS[name])
+    return load(BENCHMARKS[name])

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from flashlab.bench.context import BenchContext
-from flashlab.bench.engine_runs import run_engine
+from flashlab.bench.engine_runs import sale_run
 from flashlab.bench.plotting import pyplot, save_plot
 from flashlab.bench.results import now_iso, ratio, result_line
-from flashlab.bench.stack import local_stack, reset_product
+from flashlab.bench.stack import local_stack
 from flashlab.simulator.scenario import Poisson, Scenario
 
 NAME = "actors"
@@ -59,7 +59,6 @@ def run(ctx: BenchContext) -> dict[str, Any]:
 
 def _one(info: Any, p: dict[str, Any], actors: int) -> dict[str, Any]:
     stock = max(1, int(p["shoppers"] * p["stock_fraction"]))
-    reset_product(info, PRODUCT, stock, p["strategy"])
     scenario = Scenario(
         shoppers=p["shoppers"],
         model="open",
@@ -67,17 +66,16 @@ def _one(info: Any, p: dict[str, Any], actors: int) -> dict[str, Any]:
         duration_s=120,
         request_timeout_s=5,
     )
-    run = run_engine(
-        p["engine"],
-        base_url=info.base_url,
-        product_id=PRODUCT,
-        scenario=scenario,
-        seed=p["seed"],
+    run = sale_run(
+        info,
+        p,
+        PRODUCT,
+        stock,
+        scenario,
         workers=actors,
         connections=p["connections_per_actor"],
         run_id=f"bench-actors-{actors}",
         timeout_s=scenario.duration_s + 240,
-        client=p["client"],
     )
     stats = run.stats()
     rate = stats.get("rate_per_s")

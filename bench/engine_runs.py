@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from flashlab.bench.context import REPO_ROOT
+from flashlab.bench.stack import reset_product
 from flashlab.bench.tools import ToolError, ToolRun, python, run_tool, tail
 
 
@@ -117,3 +118,32 @@ def run_engine(
         if line.startswith("DRIVEJSON "):
             return EngineRun(engine, json.loads(line.removeprefix("DRIVEJSON ")), history, tool)
     raise ToolError(f"engine {engine}: no result line ({tail(tool.output)})")
+
+
+def sale_run(
+    info: Any,
+    p: dict[str, Any],
+    product_id: str,
+    stock: int,
+    scenario: Any,
+    *,
+    workers: int,
+    connections: int,
+    run_id: str,
+    timeout_s: float,
+) -> EngineRun:
+    """One measured sale on a benchmark's stack: reset `product_id` to `stock` units of the
+    params' `strategy`, then drive `scenario` with the params' `engine`, `seed` and `client`."""
+    reset_product(info, product_id, stock, p["strategy"])
+    return run_engine(
+        p["engine"],
+        base_url=info.base_url,
+        product_id=product_id,
+        scenario=scenario,
+        seed=p["seed"],
+        workers=workers,
+        connections=connections,
+        run_id=run_id,
+        timeout_s=timeout_s,
+        client=p["client"],
+    )

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from flashlab.bench.context import BenchContext
-from flashlab.bench.engine_runs import run_engine
+from flashlab.bench.engine_runs import sale_run
 from flashlab.bench.plotting import pyplot, save_plot
 from flashlab.bench.results import now_iso, ratio, result_line, target
-from flashlab.bench.stack import local_stack, reset_product
+from flashlab.bench.stack import local_stack
 from flashlab.simulator.scenario import Scenario, Spike
 
 NAME = "scale"
@@ -77,21 +77,19 @@ def run(ctx: BenchContext) -> dict[str, Any]:
 
 def _one(info: Any, p: dict[str, Any], n: int) -> dict[str, Any]:
     stock = max(1, int(n * p["stock_fraction"]))
-    reset_product(info, PRODUCT, stock, p["strategy"])
     scenario = Scenario(
         shoppers=n, model="open", arrival=Spike(window_s=1.0), duration_s=120, request_timeout_s=5
     )
-    run = run_engine(
-        p["engine"],
-        base_url=info.base_url,
-        product_id=PRODUCT,
-        scenario=scenario,
-        seed=p["seed"],
+    run = sale_run(
+        info,
+        p,
+        PRODUCT,
+        stock,
+        scenario,
         workers=p["engine_workers"],
         connections=p["connections_per_worker"],
         run_id=f"bench-scale-{n}",
         timeout_s=scenario.duration_s + 120,
-        client=p["client"],
     )
     stats = run.stats()
     h = run.history
@@ -130,17 +128,17 @@ def _plot(ctx: BenchContext, sizes: dict[str, dict[str, Any]]) -> Path:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(xs, [s["wall_s"] for s in sizes.values()], "o-", label="wall")
     ax1.plot(xs, [s["sell_out_s"] or float("nan") for s in sizes.values()], "s-", label="sell-out")
-    ax1.axhline(WALL_TARGET_S, color="red", ls="--", lw=1, label="10 s target (10k)")
-    ax1.set_xscale("log")
-    ax1.set_xlabel("spike shoppers")
-    ax1.set_ylabel("seconds")
-    ax1.legend(fontsize=8)
-    ax1.set_title("Wall time and time to sell-out")
+    _frame(ax1, WALL_TARGET_S, "10 s target (10k)", "seconds", "Wall time and time to sell-out")
     ax2.plot(xs, [s["peak_rss_mib"] for s in sizes.values()], "o-", color="#756bb1")
-    ax2.axhline(RSS_TARGET_MIB, color="red", ls="--", lw=1, label="1 GiB target (10k)")
-    ax2.set_xscale("log")
-    ax2.set_xlabel("spike shoppers")
-    ax2.set_ylabel("simulator peak RSS, MiB")
-    ax2.legend(fontsize=8)
-    ax2.set_title("Simulator memory")
+    _frame(ax2, RSS_TARGET_MIB, "1 GiB target (10k)", "simulator peak RSS, MiB", "Simulator memory")
     return save_plot(fig, ctx.plot_path(NAME))
+
+
+def _frame(ax: Any, target: float, target_label: str, ylabel: str, title: str) -> None:
+    """Both panels' frame: the 10k target as a red line, shoppers on a log axis, labels."""
+    ax.axhline(target, color="red", ls="--", lw=1, label=target_label)
+    ax.set_xscale("log")
+    ax.set_xlabel("spike shoppers")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.set_title(title)

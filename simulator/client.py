@@ -103,16 +103,37 @@ class ShopperClient(Protocol):
     async def close(self) -> None: ...
 
 
-class AiohttpClient:
+class _JsonPostClient:
+    """What the general-purpose HTTP clients share: the two endpoints, the one JSON body, the
+    headers of a shopper's POST; `_post` is the library's own."""
+
+    def __init__(self, base_url: str, product_id: str) -> None:
+        self._url = base_url.rstrip("/") + BUY_PATH
+        self._queue_url = base_url.rstrip("/") + QUEUE_PATH
+        self._body = orjson.dumps({"productId": product_id})
+
+    @staticmethod
+    def _headers(user_id: str) -> dict[str, str]:
+        return {USER_HEADER: user_id, "content-type": "application/json"}
+
+    async def buy(self, user_id: str) -> Answer:
+        return await self._post(self._url, user_id)
+
+    async def queue(self, user_id: str) -> Answer:
+        return await self._post(self._queue_url, user_id)
+
+    async def _post(self, url: str, user_id: str) -> Answer:
+        raise NotImplementedError
+
+
+class AiohttpClient(_JsonPostClient):
     """aiohttp session with a bounded keep-alive pool (limit = connections)."""
 
     def __init__(self, base_url: str, product_id: str, connections: int, timeout_s: float) -> None:
         import aiohttp
 
+        super().__init__(base_url, product_id)
         self._aiohttp = aiohttp
-        self._url = base_url.rstrip("/") + BUY_PATH
-        self._queue_url = base_url.rstrip("/") + QUEUE_PATH
-        self._body = orjson.dumps({"productId": product_id})
         connector = aiohttp.TCPConnector(
             limit=connections, limit_per_host=connections, ttl_dns_cache=300, keepalive_timeout=30
         )
@@ -125,15 +146,9 @@ class AiohttpClient:
             skip_auto_headers=("User-Agent",),
         )
 
-    async def buy(self, user_id: str) -> Answer:
-        return await self._post(self._url, user_id)
-
-    async def queue(self, user_id: str) -> Answer:
-        return await self._post(self._queue_url, user_id)
-
     async def _post(self, url: str, user_id: str) -> Answer:
         aiohttp = self._aiohttp
-        headers = {USER_HEADER: user_id, "content-type": "application/json"}
+        headers = self._headers(user_id)
         try:
             async with self._session.post(url, data=self._body, headers=headers) as resp:
                 body = await resp.read()
@@ -149,28 +164,20 @@ class AiohttpClient:
         await self._session.close()
 
 
-class HttpxClient:
+class HttpxClient(_JsonPostClient):
     """httpx.AsyncClient with the same pool bound; slower, kept to measure the difference."""
 
     def __init__(self, base_url: str, product_id: str, connections: int, timeout_s: float) -> None:
         import httpx
 
+        super().__init__(base_url, product_id)
         self._httpx = httpx
-        self._url = base_url.rstrip("/") + BUY_PATH
-        self._queue_url = base_url.rstrip("/") + QUEUE_PATH
-        self._body = orjson.dumps({"productId": product_id})
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self._client = httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout_s))
 
-    async def buy(self, user_id: str) -> Answer:
-        return await self._post(self._url, user_id)
-
-    async def queue(self, user_id: str) -> Answer:
-        return await self._post(self._queue_url, user_id)
-
     async def _post(self, url: str, user_id: str) -> Answer:
         httpx = self._httpx
-        headers = {USER_HEADER: user_id, "content-type": "application/json"}
+        headers = self._headers(user_id)
         try:
             resp = await self._client.post(url, content=self._body, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

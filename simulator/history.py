@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flashlab.core.rundir import HISTORY_SCHEMA
+
+if TYPE_CHECKING:
+    from flashlab.simulator.schedule import ShopperPlan
 
 OpType = Literal["ok", "fail", "info"]
 
@@ -41,6 +44,37 @@ class Op:
     order_id: str | None = None
     remaining: int | None = None
     error: str | None = None
+
+
+def plan_op(
+    s: ShopperPlan,
+    run_id: str,
+    worker: str,
+    attempt: int,
+    times: tuple[int, int, int],
+    type: OpType,
+    status: int,
+    *,
+    op_id: str | None = None,
+    **answer: Any,
+) -> Op:
+    """One row of shopper `s`: who (from its plan), which attempt, when (intended, invoke,
+    complete ns), what; `answer` holds the optional columns (code, order_id, remaining, error)."""
+    return Op(
+        run_id=run_id,
+        op_id=op_id or f"{s.shopper}:{attempt}",
+        shopper=s.shopper,
+        user_id=s.user_id,
+        profile=s.profile,
+        attempt=attempt,
+        worker=worker,
+        intended_ns=times[0],
+        invoke_ns=times[1],
+        complete_ns=times[2],
+        type=type,
+        status=status,
+        **answer,
+    )
 
 
 OP_FIELDS = [f.name for f in fields(Op)]

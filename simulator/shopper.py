@@ -29,7 +29,7 @@ import pyarrow as pa
 from flashlab.simulator.behaviour import classify, next_delay, should_retry, think_s
 from flashlab.simulator.client import Answer, ShopperClient, make_client
 from flashlab.simulator.gcpolicy import full_gc_deferred
-from flashlab.simulator.history import Op, ops_to_batch
+from flashlab.simulator.history import Op, ops_to_batch, plan_op
 from flashlab.simulator.loopmon import LoopMonitor
 from flashlab.simulator.progress import Progress
 from flashlab.simulator.scenario import Profile, Scenario
@@ -153,19 +153,14 @@ class _Driver:
 
     def _op(self, s: ShopperPlan, attempt: int, times: tuple[int, int, int], answer: Answer) -> Op:
         verdict = classify(answer.status, answer.code, answer.failure, answer.maybe_committed)
-        return Op(
-            run_id=self.spec.run_id,
-            op_id=f"{s.shopper}:{attempt}",
-            shopper=s.shopper,
-            user_id=s.user_id,
-            profile=s.profile,
-            attempt=attempt,
-            worker=self.spec.worker,
-            intended_ns=times[0],
-            invoke_ns=times[1],
-            complete_ns=times[2],
-            type=verdict.type,
-            status=answer.status,
+        return plan_op(
+            s,
+            self.spec.run_id,
+            self.spec.worker,
+            attempt,
+            times,
+            verdict.type,
+            answer.status,
             code=answer.code,
             order_id=answer.order_id,
             remaining=answer.remaining,
@@ -203,19 +198,15 @@ class _Driver:
         """The one row of a shopper that leaves the waiting room without buying."""
         now = time.time_ns()
         code = answer.code if answer.status not in (0, 200) else why
-        op = Op(
-            run_id=self.spec.run_id,
+        op = plan_op(
+            s,
+            self.spec.run_id,
+            self.spec.worker,
+            0,
+            (start_ns, start_ns, now),
+            "fail",
+            answer.status if answer.status != 200 else 0,
             op_id=f"{s.shopper}:q",
-            shopper=s.shopper,
-            user_id=s.user_id,
-            profile=s.profile,
-            attempt=0,
-            worker=self.spec.worker,
-            intended_ns=start_ns,
-            invoke_ns=start_ns,
-            complete_ns=now,
-            type="fail",
-            status=answer.status if answer.status != 200 else 0,
             code=code,
             error=answer.error or f"left the queue: {why} (position {answer.position})",
         )

@@ -166,6 +166,19 @@ def backend_reply(exc: BaseException) -> Reply:
     return error_reply(ErrorCode.backend_unavailable, message, committed=maybe_committed())
 
 
+# What a request can fail with before it has an outcome: each answers 4xx or 503, never 500.
+REQUEST_ERRORS: tuple[type[BaseException], ...] = (BadInput, RateLimited, *BACKEND_ERRORS)
+
+
+def failure_reply(exc: BaseException) -> Reply:
+    """The reply to one of REQUEST_ERRORS: the contract's 4xx, 429 with Retry-After, or 503."""
+    if isinstance(exc, BadInput):
+        return error_reply(exc.code, exc.message)
+    if isinstance(exc, RateLimited):
+        return rate_limited_reply(exc)
+    return backend_reply(exc)
+
+
 def to_response(scope: MutableMapping[str, Any], reply: Reply) -> Response:
     scope[CODE_KEY] = reply.code
     return Response(reply.body, reply.status, headers=reply.headers(), media_type=JSON)
@@ -335,12 +348,8 @@ class Api:
             user_id = check_user(user_header)
             product_id = parse_buy(await read())
             strategy, result = await self.purchase(ProductKeys(product_id), user_id, ip)
-        except BadInput as exc:
-            return error_reply(exc.code, exc.message)
-        except RateLimited as exc:
-            return rate_limited_reply(exc)
-        except BACKEND_ERRORS as exc:
-            return backend_reply(exc)
+        except REQUEST_ERRORS as exc:
+            return failure_reply(exc)
         outcome = result.outcome
         if outcome is Outcome.ok:
             metrics.purchase(strategy)
@@ -372,12 +381,8 @@ class Api:
                 if not (isinstance(result, Purchase) and result.outcome is Outcome.stale):
                     break
                 self._meta.pop(keys.product_id, None)
-        except BadInput as exc:
-            return error_reply(exc.code, exc.message)
-        except RateLimited as exc:
-            return rate_limited_reply(exc)
-        except BACKEND_ERRORS as exc:
-            return backend_reply(exc)
+        except REQUEST_ERRORS as exc:
+            return failure_reply(exc)
         return queue_reply(keys.product_id, result)
 
     async def queue_join(self, request: Request) -> Response:

@@ -73,6 +73,10 @@ class ProductKeys:
     def q_admitted(self) -> str:
         return self._k("q_admitted")
 
+    def sale(self) -> list[str]:
+        """KEYS[1..5] of every sale script (lua, queue): meta, stock, buyers, order_seq, orders."""
+        return [self.meta, self.stock, self.buyers, self.order_seq, self.orders]
+
     def queue(self) -> list[str]:
         return [self.q_seq, self.q_tickets, self.q_users, self.q_head, self.q_admitted]
 

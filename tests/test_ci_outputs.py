@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
 import xmlschema
+from support import run_flashlab
 
 from flashlab.analysis.checker import CHECKS
 from flashlab.analysis.junit import Case, Suite, matrix_suites, run_suite, to_xml, write_junit
@@ -137,14 +136,7 @@ def test_smoke_run_writes_valid_junit_a_summary_and_the_github_step_summary(tmp_
     env = {**os.environ, "GITHUB_STEP_SUMMARY": str(step)}
     argv = ["run", str(ROOT / "experiments" / "smoke.yaml"), "--out", str(tmp_path / "run")]
     argv += ["--junit", str(junit), "--summary-md", str(summary_md), "--no-report"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "flashlab.cli", *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_flashlab(*argv, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     XSD.validate(str(junit))
     root = ET.fromstring(junit.read_text())
@@ -157,27 +149,9 @@ def test_smoke_run_writes_valid_junit_a_summary_and_the_github_step_summary(tmp_
 
 
 def test_bad_output_path_fails_before_the_run(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            *(
-                sys.executable,
-                "-m",
-                "flashlab.cli",
-                "run",
-                str(ROOT / "experiments" / "smoke.yaml"),
-            ),
-            *(
-                "--junit",
-                str(tmp_path / "no" / "such" / "dir" / "j.xml"),
-                "--out",
-                str(tmp_path / "r"),
-            ),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    smoke = str(ROOT / "experiments" / "smoke.yaml")
+    bad = str(tmp_path / "no" / "such" / "dir" / "j.xml")
+    proc = run_flashlab("run", smoke, "--junit", bad, "--out", str(tmp_path / "r"), timeout=60)
     assert proc.returncode == 2 and "--junit" in proc.stderr and "does not exist" in proc.stderr
     assert not (tmp_path / "r").exists()
 
@@ -216,14 +190,7 @@ def test_a_one_cell_matrix_writes_junit_and_summary(tmp_path: Path) -> None:
     argv += ["--base", str(ROOT / "experiments" / "smoke.yaml"), "--out", str(tmp_path / "m")]
     argv += ["--junit", str(junit), "--summary-md", str(summary_md)]
     env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "flashlab.cli", *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_flashlab(*argv, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     XSD.validate(str(junit))
     suites = ET.fromstring(junit.read_text()).findall("testsuite")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASHLAB = [sys.executable, "-m", "flashlab.cli"]
@@ -17,15 +18,6 @@ def flashlab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
     return subprocess.run(
         [*FLASHLAB, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -6,12 +6,11 @@ label is stale."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from support import run_flashlab
 
 pytestmark = pytest.mark.compose
 
@@ -20,26 +19,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_smoke_runs_with_shoppers_as_ray_actors_in_compose(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flashlab.cli",
-            "run",
-            str(ROOT / "experiments" / "smoke.yaml"),
-            "--platform",
-            "compose",
-            "--engine",
-            "ray",
-            "--no-report",
-            "--json",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1800,  # a first image build on a busy 2-core machine takes minutes
+    # A first image build on a busy 2-core machine takes minutes.
+    proc = run_flashlab(
+        "run",
+        str(ROOT / "experiments" / "smoke.yaml"),
+        "--platform",
+        "compose",
+        "--engine",
+        "ray",
+        "--no-report",
+        "--json",
+        "--out",
+        str(out),
+        timeout=1800,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import run_flashlab
 from typer.testing import CliRunner
 
 from flashlab.cli import app
@@ -311,13 +312,7 @@ def test_corrupt_history_is_one_line_exit_2_not_a_pyarrow_traceback(
     for at in range(len(raw) // 3, len(raw) // 3 + 64):  # inside the first data page
         raw[at] ^= 0xA5
     history.write_bytes(bytes(raw))
-    proc = subprocess.run(
-        [sys.executable, "-m", "flashlab.cli", "check", str(run_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_flashlab("check", str(run_dir), timeout=120)
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "history.parquet" in lines[0] and "Traceback" not in proc.stderr

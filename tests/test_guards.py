@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pyarrow.parquet as pq
 import pytest
+from support import alive, descendants, poll
 
 from flashlab.analysis.hypothesis import HypothesisError, parse_clause
 from flashlab.core.rundir import load_run
@@ -212,20 +212,6 @@ def free_port() -> int:
 # --- end to end ------------------------------------------------------------------------------------
 
 
-def _descendants(pid: int) -> set[int]:
-    try:
-        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
-    except psutil.NoSuchProcess:
-        return set()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def run_watching(args: list[str], timeout_s: float = 240) -> tuple[int, str, str, set[int]]:
     """`flashlab <args>` in its own session; (exit code, stdout, stderr, every descendant seen)."""
     proc = subprocess.Popen(
@@ -239,16 +225,14 @@ def run_watching(args: list[str], timeout_s: float = 240) -> tuple[int, str, str
     seen: set[int] = set()
     deadline = time.monotonic() + timeout_s
     while proc.poll() is None and time.monotonic() < deadline:
-        seen |= _descendants(proc.pid)
+        seen |= descendants(proc.pid)
         time.sleep(0.1)
     out, err = proc.communicate(timeout=30)
     return proc.returncode, out, err, seen
 
 
 def assert_no_process_left(seen: set[int]) -> None:
-    from support import poll
-
-    poll(lambda: not any(_alive(p) for p in seen), "every process of the run to be gone", 15)
+    poll(lambda: not any(alive(p) for p in seen), "every process of the run to be gone", 15)
 
 
 NAIVE_GUARDED = """\

@@ -91,24 +91,18 @@ def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         _stop(proc)
 
 
+def _spawn_proxy(proxy_port: int, upstream_port: int, control_port: int) -> procs.Tracked:
+    """The fault proxy as its own process, every address on loopback."""
+    argv = [sys.executable, "-m", "flashlab.chaos.proxy", "--listen", f"127.0.0.1:{proxy_port}"]
+    argv += ["--upstream", f"127.0.0.1:{upstream_port}", "--control", f"127.0.0.1:{control_port}"]
+    return _spawn(argv, "test-proxy")
+
+
 @pytest.fixture(scope="module")
 def shared_rig(redis_port: int) -> Iterator[ProxyRig]:
     """One proxy process for the module (starting Python costs seconds on a busy machine)."""
     proxy_port, control_port = free_port(), free_port()
-    proc = _spawn(
-        [
-            sys.executable,
-            "-m",
-            "flashlab.chaos.proxy",
-            "--listen",
-            f"127.0.0.1:{proxy_port}",
-            "--upstream",
-            f"127.0.0.1:{redis_port}",
-            "--control",
-            f"127.0.0.1:{control_port}",
-        ],
-        "test-proxy",
-    )
+    proc = _spawn_proxy(proxy_port, redis_port, control_port)
     control = ProxyControl(f"http://127.0.0.1:{control_port}")
     try:
         control.wait_ready(timeout_s=15)
@@ -243,20 +237,7 @@ def test_control_api_rejects_bad_toxics_with_the_field(rig: ProxyRig) -> None:
 def test_upstream_down_closes_client_and_proxy_survives(redis_port: int) -> None:
     dead = free_port()  # nothing listens here
     proxy_port, control_port = free_port(), free_port()
-    proc = _spawn(
-        [
-            sys.executable,
-            "-m",
-            "flashlab.chaos.proxy",
-            "--listen",
-            f"127.0.0.1:{proxy_port}",
-            "--upstream",
-            f"127.0.0.1:{dead}",
-            "--control",
-            f"127.0.0.1:{control_port}",
-        ],
-        "test-proxy",
-    )
+    proc = _spawn_proxy(proxy_port, dead, control_port)
     control = ProxyControl(f"http://127.0.0.1:{control_port}")
     try:
         control.wait_ready(timeout_s=15)

@@ -5,11 +5,10 @@ at the decision (before any connection), the opt-in that runs is pointed at a lo
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import run_flashlab
 
 from flashlab.core.errors import UserError
 from flashlab.core.platform import StackInfo
@@ -70,21 +69,8 @@ def test_opt_in_never_allows_faults() -> None:
 
 
 def test_allow_remote_needs_a_target(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flashlab.cli",
-            "run",
-            str(SMOKE),
-            "--allow-remote",
-            "--out",
-            str(tmp_path / "r"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = run_flashlab(
+        "run", str(SMOKE), "--allow-remote", "--out", str(tmp_path / "r"), timeout=60
     )
     assert proc.returncode == 2, proc.stderr
     assert "--allow-remote" in proc.stderr and "Traceback" not in proc.stderr
@@ -97,32 +83,24 @@ def test_allow_remote_on_loopback_prints_plan_and_runs(
     """The opt-in path end to end, aimed at the loopback session stack: plan on stderr, then a
     normal run (the plan text is the same one a remote target would get)."""
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flashlab.cli",
-            "run",
-            str(SMOKE),
-            "--target",
-            local_stack.base_url,
-            "--redis",
-            local_stack.redis_url,
-            "--admin-token",
-            local_stack.admin_token,
-            "--allow-remote",
-            "--shoppers",
-            "60",
-            "--stock",
-            "6",
-            "--no-report",
-            "--json",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    proc = run_flashlab(
+        "run",
+        str(SMOKE),
+        "--target",
+        local_stack.base_url,
+        "--redis",
+        local_stack.redis_url,
+        "--admin-token",
+        local_stack.admin_token,
+        "--allow-remote",
+        "--shoppers",
+        "60",
+        "--stock",
+        "6",
+        "--no-report",
+        "--json",
+        "--out",
+        str(out),
         timeout=180,
     )
     assert proc.returncode == 0, proc.stderr

@@ -10,10 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pyarrow.parquet as pq
 import pytest
-from support import poll
+from support import alive, descendants, poll, run_flashlab
 
 from flashlab.core.rundir import load_run
 
@@ -22,13 +21,7 @@ SMOKE = ROOT / "experiments" / "smoke.yaml"
 
 
 def flashlab(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flashlab.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_flashlab(*args, timeout=timeout)
 
 
 def test_smoke_run_passes_and_its_directory_is_consistent(tmp_path: Path) -> None:
@@ -103,20 +96,6 @@ def test_naive_oversells_and_the_verdict_is_exit_1(tmp_path: Path) -> None:
     assert "oversell == 0" in failing
 
 
-def _descendants(pid: int) -> set[int]:
-    try:
-        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
-    except psutil.NoSuchProcess:
-        return set()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 SLOW = (
     # A long, gentle load so the interrupt lands mid-run; bounded by its duration cap anyway.
     "name: slow\nproduct: {stock: 100000, strategy: lua}\nstack: {prometheus: false}\n"
@@ -147,19 +126,19 @@ def _start_slow_run(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path, 
     def loading() -> bool:
         # The writer exists before the engine starts; answers in it mean the load is running
         # (a Parquet file is its 4-byte magic until the first row group is written).
-        seen.update(_descendants(proc.pid))
+        seen.update(descendants(proc.pid))
         return history_started.exists() and history_started.stat().st_size > 4
 
     poll(loading, "the run's first answers", 120)
     for _ in range(10):  # let the engine's workers appear, collecting every descendant PID
-        seen |= _descendants(proc.pid)
+        seen |= descendants(proc.pid)
         time.sleep(0.2)
     assert len(seen) >= 4, seen  # redis, 2 api workers, nginx at least
     return proc, out, err, seen
 
 
 def _assert_all_gone(seen: set[int]) -> None:
-    poll(lambda: not any(_alive(p) for p in seen), "every process of the run to be gone", 15)
+    poll(lambda: not any(alive(p) for p in seen), "every process of the run to be gone", 15)
 
 
 def test_ctrl_c_aborts_like_a_guard_and_leaves_a_complete_failed_run(tmp_path: Path) -> None:

@@ -4,13 +4,12 @@ and real files (every shipped experiment, a summary.json, a manifest.json) valid
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
+from support import run_flashlab
 
 from flashlab.analysis.summary import summarize
 from flashlab.analysis.synthetic import Outage, SyntheticSpec, write_synthetic
@@ -49,13 +48,7 @@ def test_shipped_schema_is_the_generated_one(name: str) -> None:
 
 
 def test_schema_command_prints_the_shipped_schema() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "flashlab.cli", "schema", "summary"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_flashlab("schema", "summary", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == schemas.shipped_path("summary").read_text(encoding="utf-8")
 

@@ -15,6 +15,7 @@ import httpx
 import psutil
 import pytest
 import support
+from support import assert_one_line_error, run_flashlab
 
 from flashlab.system import procs
 
@@ -27,18 +28,6 @@ def stack_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     return subprocess.run(
         [*STACK, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
     )
-
-
-def assert_one_line_error(
-    proc: subprocess.CompletedProcess[str], *needles: str, code: int = 2
-) -> None:
-    """One line naming the cause; exit 2 for bad input, 4 (code=4) when the stack is the problem."""
-    assert proc.returncode == code, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def read_state(state_dir: Path) -> dict | None:  # type: ignore[type-arg]
@@ -208,13 +197,7 @@ def test_help_has_examples_and_is_mounted_in_the_root_cli() -> None:
     for command in ("up", "status", "down"):
         proc = stack_cli(command, "--help")
         assert proc.returncode == 0 and "Examples" in proc.stdout, command
-    root = subprocess.run(
-        [sys.executable, "-m", "flashlab.cli", "stack", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    root = run_flashlab("stack", "--help", timeout=60)
     assert root.returncode == 0 and "status" in root.stdout and "down" in root.stdout
 
 

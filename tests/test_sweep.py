@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import assert_one_line_error, run_flashlab
 
 from flashlab.core.errors import UserError
 from flashlab.lab.experiment import load_experiment
@@ -23,23 +23,7 @@ TINY = "scenario.shoppers: 100\n"
 
 
 def flashlab(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flashlab.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+    return run_flashlab(*args, timeout=timeout)
 
 
 def tiny_experiment(tmp_path: Path, base: Path, name: str, **product: object) -> Path:
@@ -116,7 +100,9 @@ def test_cli_bad_input_is_one_line_and_makes_nothing(
     args: list[str], needles: tuple[str, ...], tmp_path: Path
 ) -> None:
     out = tmp_path / "sweep"
-    one_line_error(flashlab("sweep", str(SMOKE), *args, "--out", str(out), timeout=60), *needles)
+    assert_one_line_error(
+        flashlab("sweep", str(SMOKE), *args, "--out", str(out), timeout=60), *needles
+    )
     assert not out.exists()
 
 

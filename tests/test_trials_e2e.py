@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from support import assert_one_line_error, run_flashlab
 
 from flashlab.core.rundir import load_run
 
@@ -23,20 +24,7 @@ SMALL = ("--shoppers", "150", "--stock", "15")
 
 
 def flashlab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flashlab.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    return run_flashlab(*args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +107,7 @@ def test_compare_refuses_a_set_with_a_missing_trial(lua_set: Path, tmp_path: Pat
     broken = tmp_path / "broken"
     shutil.copytree(lua_set, broken)
     shutil.rmtree(broken / "trial-02")
-    one_line_error(flashlab("compare", str(lua_set), str(broken)), "trial-02 is missing")
+    assert_one_line_error(flashlab("compare", str(lua_set), str(broken)), "trial-02 is missing")
 
 
 # --- a deliberately starved generator: exit 3 -----------------------------------------------------

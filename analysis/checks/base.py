@@ -1,8 +1,8 @@
 """What a consistency check is: its declaration (name, summary key, description, clause class) and its result.
 
 A check is one `Check` subclass: `name` (the row in checks / the report / JUnit), `key` (the
-summary.json count a hypothesis clause can name, e.g. `conservation_errors`; None: reported
-but not in the clause vocabulary), `figures` (further summary.json numbers the check measures,
+summary.json count a hypothesis clause can name; default: the name, e.g. `oversell`; None:
+reported but not in the clause vocabulary), `figures` (further summary.json numbers the check measures,
 each a clause key too), `description` (one line for docs and the report), `clause_class` (how
 the verdict treats clauses on its key: "safety" always decides) and `run(run) -> CheckResult`.
 Examples are ids a human can look up (op ids `<shopper>:<attempt>`, order ids, user ids), at most
@@ -64,10 +64,15 @@ def unknown(exc: BaseException) -> CheckResult:
 
 class Check(ABC):
     name: ClassVar[str]
-    key: ClassVar[str | None]
+    key: ClassVar[str | None]  # default: `name`
     description: ClassVar[str]
     figures: ClassVar[tuple[str, ...]] = ()
     clause_class: ClassVar[ClauseClass] = "safety"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "key" not in cls.__dict__ and "name" in cls.__dict__:
+            cls.key = cls.name  # most checks' count is summary.json's key of the same name
 
     @abstractmethod
     def run(self, run: Run) -> CheckResult:

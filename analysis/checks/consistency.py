@@ -19,7 +19,6 @@ from flashlab.core.rundir import Run
 
 class Oversell(Check):
     name = "oversell"
-    key = "oversell"
     description = "orders in Redis beyond the initial stock (examples: the latest, excess orders)"
 
     def run(self, run: Run) -> CheckResult:
@@ -33,7 +32,6 @@ class Oversell(Check):
 
 class NegativeStock(Check):
     name = "negative_stock"
-    key = "negative_stock"
     description = "answers that reported remaining < 0, plus 1 if the final stock is negative"
 
     def run(self, run: Run) -> CheckResult:
@@ -49,7 +47,6 @@ class NegativeStock(Check):
 
 class LostAcknowledged(Check):
     name = "lost_acknowledged"
-    key = "lost_acknowledged"
     description = (
         "200 answers whose order id is not in Redis (an acknowledged sale the store forgot)"
     )
@@ -67,7 +64,6 @@ class LostAcknowledged(Check):
 
 class DuplicatePurchases(Check):
     name = "duplicate_purchases"
-    key = "duplicate_purchases"
     description = "users holding more than one order in Redis or acknowledged more than once"
 
     def run(self, run: Run) -> CheckResult:
@@ -84,7 +80,6 @@ class DuplicatePurchases(Check):
 
 class PhantomOrders(Check):
     name = "phantom_orders"
-    key = "phantom_orders"
     description = "orders in Redis nobody was told about and no indeterminate attempt explains"
 
     def run(self, run: Run) -> CheckResult:

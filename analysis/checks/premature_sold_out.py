@@ -52,7 +52,6 @@ def log_sellout_ns(run: Run) -> int | None:
 
 class PrematureSoldOut(Check):
     name = "premature_sold_out"
-    key = "premature_sold_out"
     description = (
         "410 sold_out answers that completed before a later sale or while Redis's order log "
         "still showed stock"

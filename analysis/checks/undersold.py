@@ -14,7 +14,6 @@ from flashlab.core.rundir import Run
 
 class Undersold(Check):
     name = "undersold"
-    key = "undersold"
     figures = ("gave_up",)
     description = "units left unsold while shoppers gave up without buying (count = units left)"
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+
+from flashlab.core.registry import load
 
 if TYPE_CHECKING:
     from flashlab.chaos.faults.base import Fault
@@ -32,11 +33,9 @@ def fault_names() -> list[str]:
 
 def fault_class(name: str) -> type[Fault]:
     """The class registered under `name`; ValueError naming the allowed faults when unknown."""
-    try:
-        module, cls = FAULTS[name].split(":")
-    except KeyError:
-        raise ValueError(f"unknown fault {name!r} (allowed: {', '.join(fault_names())})") from None
-    return getattr(importlib.import_module(module), cls)
+    if name not in FAULTS:
+        raise ValueError(f"unknown fault {name!r} (allowed: {', '.join(fault_names())})")
+    return load(FAULTS[name])
 
 
 def make_fault(name: str, params: dict[str, Any] | None = None, index: int = 0) -> Fault:

@@ -124,6 +124,12 @@ class Fault(ABC):
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
         """Do the damage; return what was observed (PIDs, INFO fields, proxy stats...)."""
 
+    def aim(self, ctx: FaultContext, component: str) -> tuple[Platform, Component]:
+        """Target one component of a stack the lab started: its platform and its state now."""
+        platform = ctx.require_platform()
+        self.target = component
+        return platform, ctx.component(component)
+
     def recover(self, ctx: FaultContext) -> dict[str, Any]:
         """Undo the damage (restart, continue, remove toxic); return what was observed."""
         return {}
@@ -147,10 +153,8 @@ class StopStartFault(Fault):
         return {}
 
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
-        platform = ctx.require_platform()
-        self.target = self.component
+        platform, old = self.aim(ctx, self.component)
         before = self._before_stop(ctx)
-        old = ctx.component(self.component)
         start = time.monotonic()
         platform.signal(self.component, self.sig)
         wait_for(lambda: not ctx.component(self.component).running, STOP_TIMEOUT_S, self.stop_what)

@@ -18,10 +18,16 @@ _DIRECTION_HELP = "up = API->Redis, down = Redis->API, both"
 PROXY = "proxy"
 
 
-class NetworkFault(Fault):
-    """Base: a toxic of `toxic_type` with the params as given (minus nothing: names match)."""
+def _direction(default: Direction) -> Any:
+    """A fault's `direction` field: which way its toxic acts, with that fault's default."""
+    return Field(default=default, description=_DIRECTION_HELP)
 
-    toxic_type: ClassVar[str]
+
+class NetworkFault(Fault):
+    """Base: a toxic of `toxic_type` (default: the fault's name) with the params as given (minus
+    `direction`: the other names match the toxic's)."""
+
+    toxic_type: ClassVar[str | None] = None
     needs_proxy = True
 
     def toxic_name(self) -> str:
@@ -39,7 +45,8 @@ class NetworkFault(Fault):
         proxy = ctx.proxy  # FaultError here when the stack has no proxy
         self.target = PROXY
         direction = getattr(self.params, "direction", "both")
-        toxic = proxy.add(self.toxic_name(), self.toxic_type, direction, **self.toxic_params())
+        toxic_type = self.toxic_type or self.name
+        toxic = proxy.add(self.toxic_name(), toxic_type, direction, **self.toxic_params())
         stats = proxy.stats()
         return {
             "toxic": toxic,
@@ -62,14 +69,13 @@ class NetworkFault(Fault):
 
 class LatencyParams(FaultParams):
     ms: float = toxics.LatencyParams.model_fields["ms"]
-    direction: Direction = Field(default="down", description=_DIRECTION_HELP)
+    direction: Direction = _direction("down")
 
 
 class Latency(NetworkFault):
     name = "latency"
     description = "Add fixed latency between the API and Redis (default: to every Redis reply)."
     Params = LatencyParams
-    toxic_type = "latency"
 
 
 class JitterParams(toxics.LatencyParams, FaultParams):
@@ -78,7 +84,7 @@ class JitterParams(toxics.LatencyParams, FaultParams):
     jitter_ms: float = Field(
         default=50.0, ge=0, le=toxics.MAX_DELAY_MS, description="uniform +/- spread"
     )
-    direction: Direction = Field(default="down", description=_DIRECTION_HELP)
+    direction: Direction = _direction("down")
 
 
 class Jitter(NetworkFault):
@@ -99,11 +105,10 @@ class Reset(NetworkFault):
         "inject, new ones are reset with `probability` until recovery."
     )
     Params = ResetParams
-    toxic_type = "reset"
 
 
 class BlackholeParams(toxics.BlackholeParams, FaultParams):
-    direction: Direction = Field(default="both", description=_DIRECTION_HELP)
+    direction: Direction = _direction("both")
 
 
 class Blackhole(NetworkFault):
@@ -113,15 +118,13 @@ class Blackhole(NetworkFault):
         "every Redis call times out (API answers 503)."
     )
     Params = BlackholeParams
-    toxic_type = "blackhole"
 
 
 class BandwidthParams(toxics.BandwidthParams, FaultParams):
-    direction: Direction = Field(default="down", description=_DIRECTION_HELP)
+    direction: Direction = _direction("down")
 
 
 class Bandwidth(NetworkFault):
     name = "bandwidth"
     description = "Throttle the API<->Redis link to kb_per_s KiB/s."
     Params = BandwidthParams
-    toxic_type = "bandwidth"

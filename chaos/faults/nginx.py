@@ -38,9 +38,8 @@ class NginxReload(Fault):
     )
 
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
-        platform = ctx.require_platform()
-        self.target = NGINX
-        master = ctx.component(NGINX).pid
+        platform, comp = self.aim(ctx, NGINX)
+        master = comp.pid
         before = _worker_pids(master)
         start = time.monotonic()
         platform.signal(NGINX, signal.SIGHUP)

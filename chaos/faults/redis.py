@@ -82,9 +82,7 @@ class RedisPause(Fault):
     )
 
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
-        platform = ctx.require_platform()
-        self.target = REDIS
-        comp = ctx.component(REDIS)
+        platform, comp = self.aim(ctx, REDIS)
         platform.signal(REDIS, signal.SIGSTOP)
         observed: dict[str, Any] = {"pid": comp.pid}
         # The platform says what "frozen" looks like (a stopped process, a paused container).

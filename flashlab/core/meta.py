@@ -12,6 +12,7 @@ import os
 import platform
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,4 +103,16 @@ def host() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "machine": platform.machine(),
+    }
+
+
+def provenance(experiment: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's record of how a run, trial set or sweep was made: the experiment as given
+    (JSON), when it started, package and tool versions, git revision, host."""
+    return {
+        "experiment": experiment,
+        "started_at": datetime.now(UTC).isoformat(),
+        "versions": versions(),
+        "git_revision": git_revision(),
+        "host": host(),
     }

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import operator
 import re
 import threading
 import time
@@ -46,21 +45,13 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from flashlab.analysis.hypothesis import PHASE_KEYS
+from flashlab.analysis.hypothesis import PHASE_KEYS, holds
 from flashlab.lab.events import RunEvents
 
 GUARD_EVERY_S = 1.0
 MAX_WINDOW_S = 300
 PROBE_TIMEOUT_S = 2.0
 
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<=": operator.le,
-    ">=": operator.ge,
-    "<": operator.lt,
-    ">": operator.gt,
-}
 _GUARD = re.compile(
     r"^\s*(?P<metric>[A-Za-z0-9_.]+)\s*(?P<op>==|!=|<=|>=|<|>)\s*"
     r"(?P<value>-?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)"
@@ -103,7 +94,7 @@ class Guard:
     for_s: float = 0.0
 
     def holds(self, measured: float | None) -> bool:
-        return measured is not None and bool(_OPS[self.op](measured, self.value))
+        return holds(measured, self.op, self.value)
 
 
 def _metric(name: str, text: str) -> tuple[str, int | None]:

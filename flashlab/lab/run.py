@@ -336,11 +336,7 @@ def _initial_manifest(exp: Experiment, run_id: str) -> dict[str, Any]:
         "schema_version": rundir.SCHEMA_VERSION,
         "run_id": run_id,
         "complete": False,
-        "experiment": exp.model_dump(mode="json"),
-        "started_at": datetime.now(UTC).isoformat(),
-        "versions": meta.versions(),
-        "git_revision": meta.git_revision(),
-        "host": meta.host(),
+        **meta.provenance(exp.model_dump(mode="json")),
     }
 
 

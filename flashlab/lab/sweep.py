@@ -217,11 +217,7 @@ def _manifest(req: SweepRequest, sweep_id: str, cells: list[Cell]) -> dict[str, 
             }
             for c in cells
         ],
-        "experiment": req.experiment.model_dump(mode="json"),
-        "started_at": datetime.now(UTC).isoformat(),
-        "versions": meta.versions(),
-        "git_revision": meta.git_revision(),
-        "host": meta.host(),
+        **meta.provenance(req.experiment.model_dump(mode="json")),
     }
 
 

@@ -75,11 +75,7 @@ def _set_manifest(req: TrialSetRequest, set_id: str) -> dict[str, Any]:
         "seed_rule": set_format.SEED_RULE,
         "seeds": [set_format.trial_seed(exp.seed, i) for i in range(1, req.repeat + 1)],
         "trials": [],  # names of the trials written so far
-        "experiment": exp.model_dump(mode="json"),
-        "started_at": datetime.now(UTC).isoformat(),
-        "versions": meta.versions(),
-        "git_revision": meta.git_revision(),
-        "host": meta.host(),
+        **meta.provenance(exp.model_dump(mode="json")),
     }
 
 

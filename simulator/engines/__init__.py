@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-
+from flashlab.core.registry import load
 from flashlab.simulator.engines.base import Engine, EngineResult, LoadPlan
 
 __all__ = [
@@ -43,5 +42,4 @@ def get_engine(name: str) -> Engine:
     if name not in ENGINES:
         raise ValueError(f"engine: unknown {name!r} (allowed: {', '.join(engine_names())})")
     require_engine(name)
-    module, cls = ENGINES[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    return load(ENGINES[name])()

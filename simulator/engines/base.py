@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from flashlab.core.isolation import pinned
 from flashlab.simulator import loopmon
-from flashlab.simulator.history import Op, ops_to_batch
+from flashlab.simulator.history import Op, ops_to_batch, plan_op
 from flashlab.simulator.progress import Progress
 from flashlab.simulator.scenario import Scenario
 from flashlab.simulator.schedule import ShopperPlan, VuPlan, partition, partition_vus, plan, vu_plan
@@ -293,20 +293,14 @@ class Collector:
     def _lost_op(self, worker: int, s: ShopperPlan, now_ns: int) -> Op:
         attempt = self.last_attempt[worker].get(s.shopper, 0) + 1
         began = min(now_ns, self.t0_ns + int(s.arrival_s * 1e9))
-        return Op(
-            run_id=self.lp.run_id,
-            op_id=f"{s.shopper}:{attempt}",
-            shopper=s.shopper,
-            user_id=s.user_id,
-            profile=s.profile,
-            attempt=attempt,
-            worker=self.names[worker],
-            intended_ns=began,
-            invoke_ns=began,
-            complete_ns=now_ns,
-            type="info",
-            status=0,
-            code=None,
+        return plan_op(
+            s,
+            self.lp.run_id,
+            self.names[worker],
+            attempt,
+            (began, began, now_ns),
+            "info",
+            0,
             error=WORKER_LOST,
         )
 

@@ -6,6 +6,7 @@ The interface, its config and its error tree live in flashlab.core.platform; imp
 from __future__ import annotations
 
 from flashlab.core.platform import Platform, PlatformConfigError, StackConfig
+from flashlab.core.registry import load
 
 PLATFORMS: dict[str, str] = {
     # name -> "module:Class"; imported lazily so `local` never needs the Docker SDK.
@@ -42,8 +43,6 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def get_platform(name: str, config: StackConfig) -> Platform:
-    import importlib
-
     try:
         target = PLATFORMS[name]
     except KeyError:
@@ -51,8 +50,7 @@ def get_platform(name: str, config: StackConfig) -> Platform:
             f"unknown platform {name!r} (allowed: {', '.join(PLATFORMS)})"
         ) from None
     require_platform(name)
-    module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)(config)
+    return load(target)(config)
 
 
 __all__ = ["PLATFORMS", "free_port", "get_platform", "require_platform"]

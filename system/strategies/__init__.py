@@ -8,13 +8,13 @@ accepts). Adding a strategy is one module `flashlab.system.strategies.<name>` wi
 from __future__ import annotations
 
 import functools
-import importlib
 from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, create_model
 
 from flashlab.core.contract import Strategy
+from flashlab.core.registry import load
 from flashlab.system.strategies.base import (
     Outcome,
     ProductMeta,
@@ -29,8 +29,7 @@ STRATEGIES: dict[str, str] = {
 
 
 def strategy_class(name: str) -> type[PurchaseStrategy]:
-    module, cls = STRATEGIES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return load(STRATEGIES[name])
 
 
 def settings_model(name: str) -> type[BaseModel]:

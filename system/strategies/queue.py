@@ -13,13 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from flashlab.core.contract import QueueState, QueueStatus
 from flashlab.system.backend import arm
-from flashlab.system.keys import ProductKeys, order_id
+from flashlab.system.keys import ProductKeys
 from flashlab.system.strategies.base import (
-    ALREADY,
     NOT_FOUND,
     SOLD_OUT,
     STALE,
@@ -27,9 +26,11 @@ from flashlab.system.strategies.base import (
     ProductMeta,
     Purchase,
     PurchaseStrategy,
+    StrategySettings,
 )
+from flashlab.system.strategies.lua import SALE_CODES, SELL_LUA, sale_reply
 
-# KEYS (all scripts): 1 meta, 2 stock, 3 buyers, 4 order_seq, 5 orders,
+# KEYS (all scripts): 1-5 ProductKeys.sale() (meta, stock, buyers, order_seq, orders),
 #                     6 q_seq, 7 q_tickets, 8 q_users, 9 q_head, 10 q_admitted
 # `advance` drops expired admissions, then admits tickets while units outnumber admissions.
 _PRELUDE = """
@@ -97,7 +98,6 @@ return status_of(tonumber(ARGV[1]), user)
 # {-1} already purchased, {-2} sold out, {-3} not a queue product, {-5} not admitted, {-6} expired.
 # A walk-in (no ticket) while nobody waits and a slot is free is admitted on the spot: that is
 # what joining would have done, so FIFO holds, and a quiet queue product buys like `lua`.
-# The order id format must stay in sync with flashlab.system.keys.order_id ("o-<seq>").
 BUY_LUA = (
     _PRELUDE
     + """
@@ -116,13 +116,8 @@ elseif redis.call('ZREM', KEYS[10], ticket) == 0 then
   if ticket <= head then return {-6} end
   return {-5}
 end
-local remaining = redis.call('DECR', KEYS[2])
-redis.call('SADD', KEYS[3], ARGV[1])
-local seq = redis.call('INCR', KEYS[4])
-local ts_ms = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-redis.call('XADD', KEYS[5], '*', 'order_id', 'o-' .. seq, 'user_id', ARGV[1], 'ts_ms', ts_ms)
-return {seq, remaining}
 """
+    + SELL_LUA
 )
 
 _STATES = {
@@ -133,17 +128,13 @@ _STATES = {
     4: QueueState.sold_out,
 }
 _BUY_CODES = {
-    -1: ALREADY,
-    -2: SOLD_OUT,
-    -3: STALE,
+    **SALE_CODES,
     -5: Purchase(Outcome.not_admitted),
     -6: Purchase(Outcome.admission_expired),
 }
 
 
-class QueueSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class QueueSettings(StrategySettings):
     # How long an admitted ticket may take to buy before its slot rolls to the next ticket.
     admission_ttl_ms: int = Field(default=5_000, ge=10, le=3_600_000)
 
@@ -160,7 +151,7 @@ class QueueStrategy(PurchaseStrategy):
 
     @staticmethod
     def _keys(keys: ProductKeys) -> list[str]:
-        return [keys.meta, keys.stock, keys.buyers, keys.order_seq, keys.orders, *keys.queue()]
+        return [*keys.sale(), *keys.queue()]
 
     def _ttl(self, meta: ProductMeta) -> int:
         return int(self.settings_of(meta).admission_ttl_ms)
@@ -168,10 +159,7 @@ class QueueStrategy(PurchaseStrategy):
     async def buy(self, keys: ProductKeys, user_id: str, meta: ProductMeta) -> Purchase:
         arm()  # the single script call is the write
         reply = await self._buy(keys=self._keys(keys), args=[user_id, self._ttl(meta)])
-        head = int(reply[0])
-        if head < 0:
-            return _BUY_CODES[head]
-        return Purchase(Outcome.ok, order_id(head), int(reply[1]))
+        return sale_reply(reply, _BUY_CODES)
 
     async def join(
         self, keys: ProductKeys, user_id: str, meta: ProductMeta
