@@ -78,6 +78,7 @@ def _one(info: Any, p: dict[str, Any], actors: int) -> dict[str, Any]:
         run_id=f"bench-actors-{actors}",
         timeout_s=scenario.duration_s + 240,
         client=p["client"],
+        strategy=p["strategy"],
     )
     stats = run.stats()
     rate = stats.get("rate_per_s")

@@ -92,6 +92,7 @@ def _one(info: Any, p: dict[str, Any], n: int) -> dict[str, Any]:
         run_id=f"bench-scale-{n}",
         timeout_s=scenario.duration_s + 120,
         client=p["client"],
+        strategy=p["strategy"],
     )
     stats = run.stats()
     h = run.history
