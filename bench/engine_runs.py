@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from flashlab.core.contract import needs_queue_protocol
 from flashlab.bench.context import REPO_ROOT
 from flashlab.bench.tools import ToolError, ToolRun, python, run_tool, tail
+from flashlab.core.contract import needs_queue_protocol
 
 
 def pct_ms(values_ns: Sequence[float] | np.ndarray, q: float) -> float | None:

@@ -346,7 +346,7 @@ async def _one_queue_shopper(base: str, product: str, profile: Any, slow: int) -
 
     scenario = Scenario(shoppers=1, profiles=[profile], request_timeout_s=5)
     spec = DriveSpec("rejoin", base, product, scenario, "aiohttp", 4, "w0", queue=True)
-    client = SlowCheckout(make_client("aiohttp", base, product, 4, 5.0), slow, 0.6)
+    client = SlowCheckout(make_client("aiohttp", base, product, 4, 5.0), slow, 2.5)
     rows: list[dict] = []
     recorder = Recorder(lambda ship: rows.extend(ship.batch.to_pylist() if ship.batch else []))
     driver = _Driver(spec, client, recorder, time.time_ns())
@@ -372,7 +372,7 @@ def test_expired_admission_rejoins_at_the_back_within_patience(
     from flashlab.simulator.scenario import Profile
 
     product = f"rejoin-{slow}-{max_attempts}"
-    reset_queue(admin, product, stock=5, ttl_ms=200)  # 200 ms admissions, checkout takes 600
+    reset_queue(admin, product, stock=5, ttl_ms=1000)  # 1 s admissions, a slow checkout 2.5 s
     profile = Profile(name="p", max_attempts=max_attempts, max_wait_s=20)
     rows = asyncio.run(_one_queue_shopper(local_stack.base_url, product, profile, slow))
     rows.sort(key=lambda r: r["attempt"])

@@ -141,7 +141,9 @@ def test_profile_share_clause_and_its_interval(tmp_path: Path) -> None:
     assert not evaluate(["fairness.profiles.nobody.unit_share < 1"], trial)[0]  # not measured
     metric = result["metrics"][f"{name}_unit_share"]
     assert metric["path"] == f"fairness.profiles.{name}.unit_share"
-    assert metric["values"][0] == share and metric["ci_low"] <= metric["median"] <= metric["ci_high"]
+    assert (
+        metric["values"][0] == share and metric["ci_low"] <= metric["median"] <= metric["ci_high"]
+    )
     frame = pd.read_parquet(tmp_path / "trials.parquet")
     assert list(frame[f"{name}_unit_share"]) == metric["values"]
 

@@ -59,9 +59,7 @@ class NegativeStock(Check):
 class LostAcknowledged(Check):
     name = "lost_acknowledged"
     key = "lost_acknowledged"
-    description = (
-        "200 answers whose order (id and user) is not in Redis (an acknowledged sale the store forgot)"
-    )
+    description = "200 answers whose order (id and user) is not in Redis (an acknowledged sale the store forgot)"
 
     def run(self, run: Run) -> CheckResult:
         ok = ok_ops(run)
