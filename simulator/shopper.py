@@ -13,8 +13,9 @@ A shopper whose admission ran out before its purchase arrived (410 `admission_ex
 `not_admitted`) rejoins at the back, as a real waiting room lets you (docs/CONTRACT.md: a POST
 with an expired ticket takes a new one), and buys again once admitted: that purchase is its next
 attempt, its `intended_ns` the moment it rejoined. Rejoining is bounded by the same patience as
-the first wait - the profile's max_attempts and max_wait_s since arrival - and by QUEUE_MAX_POLLS
-polls in all (`QueueVisit`).
+the first wait - the profile's max_attempts and max_wait_s since it first queued - and by
+QUEUE_MAX_POLLS polls in all (`QueueVisit`). If it leaves the queue then, its `:q` row follows
+its purchase rows.
 
 `intended_ns` is when the schedule (arrival + think, or previous answer + backoff) said the attempt
 should be sent; `invoke_ns` is when it actually went out (after waiting for a free connection), so
@@ -246,9 +247,8 @@ class _Driver:
     async def queue_wait(self, s: ShopperPlan, start_ns: int, visit: QueueVisit) -> bool:
         """Join (or rejoin) the waiting room and poll until admitted (True) or leaving it (False,
         recorded), within the visit's deadline and polls."""
-        rng = random.Random(
-            s.rng_seed ^ 0x51 ^ (QUEUE_MAX_POLLS - visit.polls_left)
-        )  # 1st: as ever
+        # The first wait draws as it always did; a rejoin draws a stream of its own.
+        rng = random.Random(s.rng_seed ^ 0x51 ^ (QUEUE_MAX_POLLS - visit.polls_left))
         joined_ns = visit.joined_ns
         answer = Answer(0)
         while visit.polls_left > 0:
