@@ -20,6 +20,7 @@ import pytest
 from support import poll
 
 from flashlab.analysis.checks.consistency import LostAcknowledged, PhantomOrders
+from flashlab.analysis.reconcile import reconcile
 from flashlab.core.contract import BUY_PATH, USER_HEADER, ResetRequest, Strategy
 from flashlab.core.rundir import Run
 from flashlab.system.admin import AdminClient
@@ -100,3 +101,6 @@ def test_reseeded_restart_reuses_order_ids_and_lost_acknowledged_still_counts_th
     lost = LostAcknowledged().run(run)
     assert lost.count == 5 and set(lost.examples) == {r["op_id"] for r in before}
     assert PhantomOrders().run(run).count == 0  # the new orders were acknowledged to b-*
+    # Ten acknowledged orders, five in Redis: the reconciliation sees the gap too.
+    books = reconcile(run)
+    assert books["client_ok"] == 10 and books["redis_orders"] == 5 and not books["ok"]

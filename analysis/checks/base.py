@@ -98,11 +98,12 @@ def ok_ops(run: Run) -> pd.DataFrame:
     return h[h["type"].eq("ok")]
 
 
-def excess_order_ids(run: Run) -> set[str]:
-    """Orders beyond stock_initial, latest first by server time: the oversold units."""
+def excess_order_keys(run: Run) -> set[str]:
+    """Orders beyond stock_initial, latest first by server time: the oversold units, as
+    `order_keys` (order id and user, so an id reused after an empty restart is not confused)."""
     orders = orders_frame(run).sort_values(["ts_ms", "order_id"], kind="stable")
     excess = max(0, len(orders) - run.truth.stock_initial)
-    return set(orders["order_id"].iloc[len(orders) - excess :]) if excess else set()
+    return set(order_keys(orders).iloc[len(orders) - excess :]) if excess else set()
 
 
 def order_keys(frame: pd.DataFrame) -> pd.Series:
