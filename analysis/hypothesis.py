@@ -4,10 +4,12 @@ A clause is `<key> <op> <number>` where `<key>` is one of
 - `<key>[.<sub>]`                     a SUMMARY_KEYS entry, e.g. `oversell`, `latency_ms.p99`;
 - `recovery.<fault>.<metric>`         per-fault recovery (RECOVERY_METRICS), the worst occurrence;
 - `window.<fault>.<metric>`           per-fault window figures (WINDOW_METRICS), the worst occurrence;
-- `phase.<phase>.<key>[.<sub>]`       PHASE_KEYS over one phase (PHASES) of the load.
+- `phase.<phase>.<key>[.<sub>]`       PHASE_KEYS over one phase (PHASES) of the load;
+- `fairness.profiles.<profile>.<m>`   one behaviour profile's figures (PROFILE_METRICS), e.g.
+                                      `fairness.profiles.bot.unit_share < 0.4` (bots' share of units).
 Keys are checked when the experiment file is loaded, so a typo fails fast (exit 2) with the closest
-valid key, instead of after a ten-minute run. Whether `<fault>` is one the experiment schedules is
-checked by the experiment model (flashlab.lab.experiment), which knows the schedule.
+valid key, instead of after a ten-minute run. Whether `<fault>` is one the experiment schedules (and
+`<profile>` one its scenario has) is checked by the experiment model (flashlab.lab.experiment).
 
 Each clause has a class (`clause_class`): *safety* (oversell, lost orders, 5xx, ...) always
 decides; *timing* (latency, throughput, durations, recovery, generator health) is judged only
@@ -66,6 +68,8 @@ SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
 # over the fault's occurrences.
 RECOVERY_METRICS = ("time_to_recover_s", "first_success_s")
 WINDOW_METRICS = ("availability", "attempts", "baseline_availability")
+# Per behaviour profile (summary["fairness"]["profiles"][<profile>]; flashlab.analysis.stats).
+PROFILE_METRICS = ("shoppers", "units", "shopper_share", "unit_share")
 # Phases of the load, cut at the first inject and the last recover of faults.parquet
 # (summary["phase"][<phase>]; flashlab.analysis.recovery.phases).
 PHASES = ("before_faults", "during_faults", "after_faults")
@@ -150,6 +154,7 @@ class Clause:
     text: str
     path: tuple[str, ...] = ()  # where the value lives in summary.json; () = key split on dots
     fault: str | None = None  # the fault a `recovery.`/`window.` clause names
+    profile: str | None = None  # the profile a `fairness.profiles.` clause names
 
     def measure(self, summary: dict[str, Any]) -> float | None:
         node: Any = summary
@@ -188,6 +193,7 @@ def valid_keys(fault: str = "<fault>") -> list[str]:
     keys += [f"recovery.{fault}.{m}" for m in RECOVERY_METRICS]
     keys += [f"window.{fault}.{m}" for m in WINDOW_METRICS]
     keys += [k for p in PHASES for k in _flat(PHASE_KEYS, f"phase.{p}.")]
+    keys += [f"fairness.profiles.<profile>.{m}" for m in PROFILE_METRICS]
     return keys
 
 
@@ -195,9 +201,20 @@ def _unknown(key: str, text: str) -> HypothesisError:
     parts = key.split(".")
     fault = parts[1] if len(parts) > 2 and parts[0] in ("recovery", "window") else "<fault>"
     close = difflib.get_close_matches(key, valid_keys(fault), n=1, cutoff=0.6)
-    allowed = [*SUMMARY_KEYS, "recovery.<fault>.*", "window.<fault>.*", "phase.<phase>.*"]
+    allowed = [
+        *SUMMARY_KEYS,
+        "recovery.<fault>.*",
+        "window.<fault>.*",
+        "phase.<phase>.*",
+        "fairness.profiles.<profile>.*",
+    ]
     hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
     head, _, sub = key.partition(".")
+    if key.startswith("fairness.profiles"):
+        return HypothesisError(
+            f"{key!r} in {text!r}: expected fairness.profiles.<profile>.<metric>, metric one of "
+            f"{', '.join(PROFILE_METRICS)}"
+        )
     if SUMMARY_KEYS.get(head):
         return HypothesisError(
             f"{head!r} needs one of .{', .'.join(SUMMARY_KEYS[head])} in {text!r} ({hint})"
@@ -218,6 +235,10 @@ def _check_flat(key: str, keys: dict[str, tuple[str, ...]]) -> bool:
 def _resolve(key: str, text: str) -> tuple[tuple[str, ...], str | None]:
     """(summary path, fault name) of a valid key; HypothesisError naming the closest key if not."""
     parts = key.split(".")
+    if parts[:2] == ["fairness", "profiles"]:
+        if len(parts) != 4 or not parts[2] or parts[3] not in PROFILE_METRICS:
+            raise _unknown(key, text)
+        return tuple(parts), None
     if parts[0] in ("recovery", "window"):
         metrics = RECOVERY_METRICS if parts[0] == "recovery" else WINDOW_METRICS
         if len(parts) != 3 or parts[2] not in metrics or not parts[1]:
@@ -248,7 +269,10 @@ def parse_clause(text: str) -> Clause:
         value = float(raw)
     except ValueError:
         raise HypothesisError(f"not a number: {raw!r} in {text!r}") from None
-    return Clause(key=key, op=op, value=value, text=text.strip(), path=path, fault=fault)
+    profile = path[2] if path[:2] == ("fairness", "profiles") else None
+    return Clause(
+        key=key, op=op, value=value, text=text.strip(), path=path, fault=fault, profile=profile
+    )
 
 
 def evaluate(clauses: list[str], summary: dict[str, Any]) -> tuple[bool, list[dict[str, Any]]]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from flashlab.analysis.checks.base import order_keys
 from flashlab.analysis.stats import load_window
 from flashlab.core.contract import BUY_PATH
 from flashlab.core.rundir import METRICS, Run
@@ -96,7 +97,8 @@ def _bounds_problems(client: int, server: int | None, redis: int, info: int) -> 
 
 def reconcile(run: Run) -> dict[str, Any]:
     h = run.history
-    client_ok = int(h.loc[h["type"].eq("ok"), "order_id"].nunique())
+    # Distinct acknowledged orders, by (order id, user): ids repeat after an empty Redis restart.
+    client_ok = int(order_keys(h[h["type"].eq("ok")]).nunique())
     info = int(h["type"].eq("info").sum())
     redis_orders = len(run.truth.orders)
     scrapes = load_scrapes(run)

@@ -41,7 +41,7 @@ TRIALS_JSON = "trials.json"
 TRIALS_HTML = "trials.html"
 SEED_RULE = "trial i (1-based) runs with seed = experiment seed + i - 1"
 
-Better = Literal["lower", "higher"]
+Better = Literal["lower", "higher", "neither"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,28 @@ KEY_METRICS: tuple[Metric, ...] = (
     Metric("server_error_rate", "server_error_rate", "lower", "5xx (not 503) rate", exact=True),
 )
 METRICS_BY_NAME = {m.name: m for m in KEY_METRICS}
+
+
+def profile_metrics(trials: list[Trial]) -> tuple[Metric, ...]:
+    """Each behaviour profile's share of the units (`<profile>_unit_share`), for every profile
+    any trial's fairness lists: "do the bots take more than their share?" with a CI. Neither
+    direction is better (a bot's share falling is a human's rising), so compare skips them."""
+    names = sorted(
+        {
+            str(name)
+            for t in trials
+            for name in ((t.summary.get("fairness") or {}).get("profiles") or {})
+        }
+    )
+    return tuple(
+        Metric(
+            f"{name}_unit_share",
+            f"fairness.profiles.{name}.unit_share",
+            "neither",
+            f"{name} share of units",
+        )
+        for name in names
+    )
 
 
 class TrialSetError(RunDirError):
@@ -171,7 +193,7 @@ def metric_values(trials: list[Trial], metric: Metric) -> list[float | None]:
 def metric_intervals(trials: list[Trial]) -> dict[str, dict[str, Any]]:
     """Per key metric: its path, direction, the per-trial values, median and CI."""
     out = {}
-    for metric in KEY_METRICS:
+    for metric in (*KEY_METRICS, *profile_metrics(trials)):
         values = metric_values(trials, metric)
         ci = intervals.median_ci(values)
         out[metric.name] = {
@@ -190,6 +212,7 @@ def metric_intervals(trials: list[Trial]) -> dict[str, dict[str, Any]]:
 def trial_rows(trials: list[Trial]) -> pd.DataFrame:
     """trials.parquet: one row per trial, its verdict and every key metric."""
     rows = []
+    metrics = (*KEY_METRICS, *profile_metrics(trials))
     for t in trials:
         row: dict[str, Any] = {
             "trial": t.index,
@@ -198,12 +221,12 @@ def trial_rows(trials: list[Trial]) -> pd.DataFrame:
             "run_id": t.summary.get("run_id"),
             "verdict": t.summary.get("verdict"),
         }
-        for metric in KEY_METRICS:
+        for metric in metrics:
             value = summary_value(t.summary, metric.path)
             row[metric.name] = None if value is None else float(value)
         rows.append(row)
     frame = pd.DataFrame(rows)
-    return frame.astype({m.name: "float64" for m in KEY_METRICS})
+    return frame.astype({m.name: "float64" for m in metrics})
 
 
 # --- the set's verdict ----------------------------------------------------------------------------

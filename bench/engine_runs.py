@@ -14,6 +14,7 @@ import numpy as np
 from flashlab.bench.context import REPO_ROOT
 from flashlab.bench.stack import reset_product
 from flashlab.bench.tools import ToolError, ToolRun, python, run_tool, tail
+from flashlab.core.contract import needs_queue_protocol
 
 
 def pct_ms(values_ns: Sequence[float] | np.ndarray, q: float) -> float | None:
@@ -84,11 +85,13 @@ def run_engine(
     timeout_s: float,
     wrapper: list[str] | None = None,
     client: str = "aiohttp",
+    strategy: str = "lua",
 ) -> EngineRun:
     """Run `flashlab.bench.drive` for one engine; its history comes back as a DataFrame.
 
     `wrapper` prefixes the command (a profiler); the tree then includes the wrapper too.
-    `client` is the shopper HTTP client (flashlab.simulator.client.CLIENTS)."""
+    `client` is the shopper HTTP client (flashlab.simulator.client.CLIENTS). `strategy` is the
+    product's: a waiting room (`queue`) is driven with the queue protocol, as `flashlab run` does."""
     import pyarrow.parquet as pq
 
     with tempfile.TemporaryDirectory(prefix=f"bench-{engine}-") as tmp:
@@ -104,6 +107,7 @@ def run_engine(
             "workers": workers,
             "connections": connections,
             "tmp_dir": str(Path(tmp) / "engine"),
+            "queue": needs_queue_protocol(strategy),
         }
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -146,4 +150,5 @@ def sale_run(
         run_id=run_id,
         timeout_s=timeout_s,
         client=p["client"],
+        strategy=p["strategy"],
     )

@@ -165,6 +165,7 @@ def _engine(
         timeout_s=p["requests"] / p["rate_per_s"] * 3 + 120,
         wrapper=wrapper,
         client=client or "aiohttp",
+        strategy=p["strategy"],
     )
     stats = run.stats()
     return {

@@ -9,6 +9,13 @@ they add no history rows. A shopper that leaves the queue without buying (sold o
 spent, a refusal) gets one row with `attempt` 0 and `op_id` "<shopper>:q", type `fail`, saying
 why (`code` sold_out / queue_timeout / the refusal's code). Its first purchase attempt keeps
 the arrival as `intended_ns`, so the wait in the queue is part of its response time.
+A shopper whose admission ran out before its purchase arrived (410 `admission_expired`, or 409
+`not_admitted`) rejoins at the back, as a real waiting room lets you (docs/CONTRACT.md: a POST
+with an expired ticket takes a new one), and buys again once admitted: that purchase is its next
+attempt, its `intended_ns` the moment it rejoined. Rejoining is bounded by the same patience as
+the first wait - the profile's max_attempts and max_wait_s since it first queued - and by
+QUEUE_MAX_POLLS polls in all (`QueueVisit`). If it leaves the queue then, its `:q` row follows
+its purchase rows.
 
 `intended_ns` is when the schedule (arrival + think, or previous answer + backoff) said the attempt
 should be sent; `invoke_ns` is when it actually went out (after waiting for a free connection), so
@@ -48,6 +55,22 @@ QUEUE_POLL_MAX_S = 5.0
 QUEUE_POLL_PER_POSITION_S = 0.005
 QUEUE_TIMEOUT = "queue_timeout"
 QUEUE_RETRY = frozenset({"rate_limited", "backend_unavailable", "timeout", "connection", "gateway"})
+# Purchase answers that send a patient shopper back to the end of the waiting room.
+QUEUE_REJOIN = frozenset({"admission_expired", "not_admitted"})
+
+
+@dataclass
+class QueueVisit:
+    """One shopper's time in the waiting room, across rejoins: the patience deadline (max_wait_s
+    after it first queued) and the polls it has left (QUEUE_MAX_POLLS in all)."""
+
+    joined_ns: int
+    deadline_ns: int
+    polls_left: int = QUEUE_MAX_POLLS
+
+    @classmethod
+    def start(cls, joined_ns: int, profile: Profile) -> QueueVisit:
+        return cls(joined_ns, joined_ns + int(profile.max_wait_s * 1e9))
 
 
 @dataclass(frozen=True)
@@ -212,13 +235,15 @@ class _Driver:
         )
         self.rec.add(op, answer)
 
-    async def queue_wait(self, s: ShopperPlan, start_ns: int, profile: Profile) -> bool:
-        """Join the waiting room and poll until admitted (True) or leaving it (False, recorded)."""
-        rng = random.Random(s.rng_seed ^ 0x51)
-        joined_ns = start_ns
-        deadline_ns = start_ns + int(profile.max_wait_s * 1e9)
+    async def queue_wait(self, s: ShopperPlan, start_ns: int, visit: QueueVisit) -> bool:
+        """Join (or rejoin) the waiting room and poll until admitted (True) or leaving it (False,
+        recorded), within the visit's deadline and polls."""
+        # The first wait draws as it always did; a rejoin draws a stream of its own.
+        rng = random.Random(s.rng_seed ^ 0x51 ^ (QUEUE_MAX_POLLS - visit.polls_left))
+        joined_ns = visit.joined_ns
         answer = Answer(0)
-        for _ in range(QUEUE_MAX_POLLS):
+        while visit.polls_left > 0:
+            visit.polls_left -= 1
             await _sleep_until(start_ns)
             answer = await self._poll(s.user_id)
             state = answer.queue_state
@@ -235,10 +260,20 @@ class _Driver:
             delay = min(QUEUE_POLL_MAX_S, max(QUEUE_POLL_MIN_S, ahead * QUEUE_POLL_PER_POSITION_S))
             delay = max(delay * rng.uniform(0.75, 1.25), answer.retry_after_s or 0.0)
             start_ns = max(start_ns, time.time_ns()) + int(delay * 1e9)
-            if start_ns > deadline_ns:
+            if start_ns > visit.deadline_ns:
                 break
         self._left_queue(s, joined_ns, answer, QUEUE_TIMEOUT)
         return False
+
+    def _rejoins(self, answer: Answer, profile: Profile, attempt: int, visit: QueueVisit) -> bool:
+        """Back to the end of the waiting room: an admission that ran out, patience left."""
+        return (
+            self.spec.queue
+            and answer.code in QUEUE_REJOIN
+            and attempt < profile.max_attempts
+            and visit.polls_left > 0
+            and time.time_ns() < visit.deadline_ns
+        )
 
     async def shopper(self, s: ShopperPlan, arrival_ns: int) -> None:
         profile = self.profiles[s.profile]
@@ -246,12 +281,18 @@ class _Driver:
         self.rec.start(s.shopper)
         intended_ns = arrival_ns + int(think_s(profile, rng) * 1e9)
         attempt = 1
+        visit = QueueVisit.start(intended_ns, profile)
         try:
-            if self.spec.queue and not await self.queue_wait(s, intended_ns, profile):
+            if self.spec.queue and not await self.queue_wait(s, intended_ns, visit):
                 return
             while True:
                 await _sleep_until(intended_ns)
                 op, answer = await self._attempt(s, attempt, intended_ns)
+                if self._rejoins(answer, profile, attempt, visit):
+                    if not await self.queue_wait(s, op.complete_ns, visit):
+                        return
+                    intended_ns, attempt = op.complete_ns, attempt + 1
+                    continue
                 verdict = classify(
                     answer.status, answer.code, answer.failure, answer.maybe_committed
                 )

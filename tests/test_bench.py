@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -125,3 +126,32 @@ def test_stability_host_adjustment_removes_what_the_host_explains() -> None:
     assert cell["stack_unit_us_cv"] == cell["p99_cv"]
     unmeasured = _cell([trial(1.0) | {"stack_unit_us": None}, trial(1.2) | {"stack_unit_us": None}])
     assert unmeasured["p99_cv_host_adjusted"] is None
+
+
+def test_bench_drive_of_a_queue_product_speaks_the_queue_protocol(
+    local_stack: Any, admin: Any
+) -> None:
+    """`run_engine(..., strategy="queue")`: the drive process joins and polls the waiting room
+    (as `flashlab run` does, via flashlab.core.contract.needs_queue_protocol) before buying."""
+    from flashlab.bench.engine_runs import run_engine
+    from flashlab.core.contract import ResetRequest, Strategy
+    from flashlab.simulator.scenario import Scenario, Spike
+
+    admin.reset(ResetRequest(product_id="bench-queue", stock=5, strategy=Strategy.queue))
+    scenario = Scenario(shoppers=20, arrival=Spike(window_s=0.2), duration_s=30)
+    run = run_engine(
+        "inline",
+        base_url=local_stack.base_url,
+        product_id="bench-queue",
+        scenario=scenario,
+        seed=5,
+        workers=1,
+        connections=8,
+        run_id="bench-queue",
+        timeout_s=120,
+        strategy="queue",
+    )
+    assert run.result["progress"]["queue_polls"] >= 20  # every shopper joined the queue
+    h = run.history
+    assert int(h["type"].eq("ok").sum()) == 5
+    assert "not_admitted" not in set(h["code"].dropna())

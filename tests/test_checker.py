@@ -27,9 +27,10 @@ CASES: dict[str, tuple[str, dict[str, int | str]]] = {
     "conservation": ("conservation", {}),
     "undersold": ("undersold", {}),
     "premature_sold_out": ("premature_sold_out", {}),
-    # Redis came back empty and re-seeded: every sale before the restart is gone, but the new
-    # log numbers its orders from o-1 again, so lost_acknowledged (by order id) cannot see it.
-    "stock_comes_back": ("premature_sold_out", {}),
+    # Redis came back empty and re-seeded: every sale before the restart is gone, and the new
+    # log numbers its orders from o-1 again. lost_acknowledged matches (order id, user), so the
+    # new orders cannot stand in for the lost ones: every acknowledged purchase (the stock) is lost.
+    "stock_comes_back": ("premature_sold_out", {"lost_acknowledged": STOCK}),
 }
 
 
@@ -179,6 +180,21 @@ def test_premature_sold_out_when_stock_comes_back_after_a_restart(tmp_path: Path
     assert result.count == 4 and result.examples == planted
     after = h[h["code"].eq("sold_out") & ~h["op_id"].isin(planted)]
     assert len(after) > 0  # the answers after the re-seeded stock ran out again are correct
+
+
+def test_lost_acknowledged_is_not_fooled_by_order_ids_reused_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Planted (analysis/synthetic.py `stock_comes_back`): every acknowledged id is in the new
+    log again, held by other users; matching by id alone found them all (0 lost)."""
+    write_synthetic(tmp_path, _spec({"stock_comes_back": 2}))
+    run = load_run(tmp_path)
+    ok = run.history[run.history["type"].eq("ok")]
+    truth_ids = {o.order_id: o.user_id for o in run.truth.orders}
+    assert set(ok["order_id"]) <= set(truth_ids)  # the blind spot: every id is "found"
+    assert not any(truth_ids[o] == u for o, u in zip(ok["order_id"], ok["user_id"], strict=True))
+    result = check(run)["lost_acknowledged"]
+    assert result.count == len(ok) == STOCK
 
 
 def test_premature_sold_out_matches_its_definition_pair_by_pair(tmp_path: Path) -> None:

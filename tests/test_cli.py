@@ -66,6 +66,14 @@ def test_missing_experiment_file(tmp_path: Path) -> None:
             ("hypothesis", "does not schedule", "did you mean 'redis-kill'"),
         ),
         ("guards: ['p99_5s > 100']\n", ("guards", "did you mean 'p99_5s_ms'")),
+        (
+            "hypothesis: ['fairness.profiles.bots.unit_share < 0.4']\n",
+            ("hypothesis", "names profile 'bots'", "did you mean 'bot'", "patient, impatient, bot"),
+        ),
+        (
+            "hypothesis: ['fairness.profiles.bot.share < 0.4']\n",
+            ("hypothesis", "fairness.profiles.<profile>.<metric>", "unit_share"),
+        ),
         ("product: {strategy: yolo}\n", ("product.strategy", "'lua'")),
         ("scenario: {shoppers: -5}\n", ("scenario.shoppers",)),
         ("scenario: {duration_s: -1}\n", ("scenario.duration_s",)),

@@ -6,6 +6,7 @@ bucket. Plus FCFS inversions counted from a history (O(n log n)), used to compar
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 from collections import Counter
 from collections.abc import Callable
@@ -311,3 +312,74 @@ def test_queue_experiment_end_to_end(tmp_path: Any) -> None:
     assert h.loc[h["attempt"].eq(0), "op_id"].str.endswith(":q").all()
     assert h["shopper"].nunique() == 600  # every shopper left a trace: a purchase or a queue row
     assert run.truth.stock_remaining == 0
+
+
+class SlowCheckout:
+    """The real client, with its first `slow` purchases held back `delay_s`: a shopper who dawdles
+    between admission and checkout. The delay is the only thing not real here (a human's
+    slowness); the waiting room, its TTL and the answers are the real stack's."""
+
+    def __init__(self, inner: Any, slow: int, delay_s: float) -> None:
+        self.inner, self.slow, self.delay_s = inner, slow, delay_s
+
+    async def buy(self, user_id: str) -> Any:
+        if self.slow > 0:
+            self.slow -= 1
+            await asyncio.sleep(self.delay_s)
+        return await self.inner.buy(user_id)
+
+    async def queue(self, user_id: str) -> Any:
+        return await self.inner.queue(user_id)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def _one_queue_shopper(base: str, product: str, profile: Any, slow: int) -> list[dict]:
+    """One shopper driven by the simulator's own driver; returns its history rows."""
+    import time
+
+    from flashlab.simulator.client import make_client
+    from flashlab.simulator.scenario import Scenario
+    from flashlab.simulator.schedule import ShopperPlan
+    from flashlab.simulator.shopper import DriveSpec, Recorder, _Driver
+
+    scenario = Scenario(shoppers=1, profiles=[profile], request_timeout_s=5)
+    spec = DriveSpec("rejoin", base, product, scenario, "aiohttp", 4, "w0", queue=True)
+    client = SlowCheckout(make_client("aiohttp", base, product, 4, 5.0), slow, 2.5)
+    rows: list[dict] = []
+    recorder = Recorder(lambda ship: rows.extend(ship.batch.to_pylist() if ship.batch else []))
+    driver = _Driver(spec, client, recorder, time.time_ns())
+    try:
+        await driver.shopper(ShopperPlan(0, "u-0", profile.name, 0.0, 1), time.time_ns())
+    finally:
+        await client.close()
+        recorder.flush(final=True)
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("slow", "max_attempts", "codes"),
+    [
+        (2, 5, ["admission_expired", "admission_expired", "ok"]),  # rejoins twice, then buys
+        (1, 1, ["admission_expired"]),  # no patience left: does not rejoin
+        (9, 3, ["admission_expired"] * 3),  # rejoins bounded by max_attempts
+    ],
+)
+def test_expired_admission_rejoins_at_the_back_within_patience(
+    admin: AdminClient, local_stack: StackInfo, slow: int, max_attempts: int, codes: list[str]
+) -> None:
+    from flashlab.simulator.scenario import Profile
+
+    product = f"rejoin-{slow}-{max_attempts}"
+    reset_queue(admin, product, stock=5, ttl_ms=1000)  # 1 s admissions, a slow checkout 2.5 s
+    profile = Profile(name="p", max_attempts=max_attempts, max_wait_s=20)
+    rows = asyncio.run(_one_queue_shopper(local_stack.base_url, product, profile, slow))
+    rows.sort(key=lambda r: r["attempt"])
+    assert [r["code"] for r in rows] == codes
+    assert [r["attempt"] for r in rows] == list(range(1, len(codes) + 1))
+    # A rejoined attempt's intended time is when it went back to the queue (its wait counts).
+    for prev, row in itertools.pairwise(rows):
+        assert row["intended_ns"] == prev["complete_ns"]
+    truth = read_truth(local_stack.redis_url, product)
+    assert [o.user_id for o in truth.orders] == (["u-0"] if codes[-1] == "ok" else [])

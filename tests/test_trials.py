@@ -125,6 +125,29 @@ def test_synthetic_set_outputs(tmp_path: Path) -> None:
     assert 'class="banner verdict-pass"' in html and "data:image/png;base64," in html
 
 
+def test_profile_share_clause_and_its_interval(tmp_path: Path) -> None:
+    """`fairness.profiles.<p>.unit_share` is a clause key and, per profile, a metric with a CI."""
+    from flashlab.analysis.hypothesis import evaluate
+
+    write_synthetic_set(tmp_path, _specs(hypothesis=SAFE))
+    result = write_set_outputs(tmp_path, require_complete=True)
+    trial = json.loads((tmp_path / "trial-01" / "summary.json").read_text())
+    profiles = trial["fairness"]["profiles"]
+    assert profiles, "synthetic runs record each shopper's profile"
+    name = sorted(profiles)[0]
+    share = profiles[name]["unit_share"]
+    assert evaluate([f"fairness.profiles.{name}.unit_share <= {share}"], trial)[0]
+    assert not evaluate([f"fairness.profiles.{name}.unit_share < {share}"], trial)[0]
+    assert not evaluate(["fairness.profiles.nobody.unit_share < 1"], trial)[0]  # not measured
+    metric = result["metrics"][f"{name}_unit_share"]
+    assert metric["path"] == f"fairness.profiles.{name}.unit_share"
+    assert (
+        metric["values"][0] == share and metric["ci_low"] <= metric["median"] <= metric["ci_high"]
+    )
+    frame = pd.read_parquet(tmp_path / "trials.parquet")
+    assert list(frame[f"{name}_unit_share"]) == metric["values"]
+
+
 def test_safety_failure_in_one_trial_fails_the_set(tmp_path: Path) -> None:
     specs = _specs(hypothesis=SAFE)
     specs[1] = SyntheticSpec(seed=11, hypothesis=SAFE, plant={"oversell": 2})

@@ -103,8 +103,19 @@ def ok_ops(run: Run) -> pd.DataFrame:
     return h[h["type"].eq("ok")]
 
 
-def excess_order_ids(run: Run) -> set[str]:
-    """Orders beyond stock_initial, latest first by server time: the oversold units."""
+def excess_order_keys(run: Run) -> set[str]:
+    """Orders beyond stock_initial, latest first by server time: the oversold units, as
+    `order_keys` (order id and user, so an id reused after an empty restart is not confused)."""
     orders = orders_frame(run).sort_values(["ts_ms", "order_id"], kind="stable")
     excess = max(0, len(orders) - run.truth.stock_initial)
-    return set(orders["order_id"].iloc[len(orders) - excess :]) if excess else set()
+    return set(order_keys(orders).iloc[len(orders) - excess :]) if excess else set()
+
+
+def order_keys(frame: pd.DataFrame) -> pd.Series:
+    """(order id, user id) of each row as one key: an order is matched on both, never the id alone.
+
+    Order ids are a per-Redis counter (`o-<seq>`): a Redis that restarts empty and is re-seeded
+    numbers its orders from o-1 again, so an id alone could "find" an acknowledged order that was
+    lost by matching a new order of someone else. The same user holding the same id in two Redis
+    lifetimes would be a second purchase by that user, which duplicate_purchases reports."""
+    return frame["order_id"].astype("object") + "\x00" + frame["user_id"].astype("object")

@@ -2,9 +2,11 @@
 
 - oversell            orders in truth beyond stock_initial; examples: the excess (latest) orders.
 - negative_stock      history ops that observed `remaining` < 0, plus 1 if truth's final stock < 0.
-- lost_acknowledged   `ok` ops whose order id is not in truth (a 200 the store forgot).
+- lost_acknowledged   `ok` ops whose (order id, user) is not in truth (a 200 the store forgot).
+                      Matched on the pair, not the id: ids restart at o-1 in a re-seeded empty
+                      Redis, and a new order must not stand in for a lost one (base.order_keys).
 - duplicate_purchases users holding > 1 order in truth or acknowledged > 1 time; count = users.
-- phantom_orders      truth orders acknowledged by no `ok` op whose user has no `info` op that
+- phantom_orders      truth orders acknowledged (order id and user) by no `ok` op, whose user has no `info` op that
                       could explain them (an indeterminate attempt may well have committed).
 - conservation        stock_initial == stock_remaining + orders; count = |difference|.
 - server_errors       attempts answered 5xx other than 502/503/504 (a 500 is always a bug).
@@ -12,7 +14,14 @@
 
 from __future__ import annotations
 
-from flashlab.analysis.checks.base import Check, CheckResult, ok_ops, orders_frame, result
+from flashlab.analysis.checks.base import (
+    Check,
+    CheckResult,
+    ok_ops,
+    order_keys,
+    orders_frame,
+    result,
+)
 from flashlab.analysis.stats import outcome_flags
 from flashlab.core.rundir import Run
 
@@ -48,13 +57,14 @@ class NegativeStock(Check):
 class LostAcknowledged(Check):
     name = "lost_acknowledged"
     description = (
-        "200 answers whose order id is not in Redis (an acknowledged sale the store forgot)"
+        "200 answers whose order (id and user) is not in Redis (an acknowledged sale the store"
+        " forgot)"
     )
 
     def run(self, run: Run) -> CheckResult:
         ok = ok_ops(run)
-        known = set(orders_frame(run)["order_id"])
-        lost = ok[~ok["order_id"].isin(known)]  # a null order id cannot be found either
+        known = set(order_keys(orders_frame(run)))
+        lost = ok[~order_keys(ok).isin(known)]  # a null order id cannot be found either
         return result(
             len(lost),
             lost["op_id"],
@@ -85,9 +95,9 @@ class PhantomOrders(Check):
     def run(self, run: Run) -> CheckResult:
         h = run.history
         orders = orders_frame(run)
-        acked = set(ok_ops(run)["order_id"].dropna())
+        acked = set(order_keys(ok_ops(run)).dropna())
         explained_users = set(h.loc[h["type"].eq("info"), "user_id"])
-        unacked = ~orders["order_id"].isin(acked)
+        unacked = ~order_keys(orders).isin(acked)
         phantom = orders[unacked & ~orders["user_id"].isin(explained_users)]
         n_unacked = int(unacked.sum())
         return result(

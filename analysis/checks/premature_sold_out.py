@@ -21,8 +21,9 @@ import numpy as np
 from flashlab.analysis.checks.base import (
     Check,
     CheckResult,
-    excess_order_ids,
+    excess_order_keys,
     ok_ops,
+    order_keys,
     orders_frame,
     result,
 )
@@ -35,7 +36,7 @@ NS_PER_S = 1_000_000_000
 def last_sale_ns(run: Run) -> int | None:
     """The invoke time of the last successful purchase of a real (not oversold) unit."""
     ok = ok_ops(run)
-    ok = ok[~ok["order_id"].isin(excess_order_ids(run))]
+    ok = ok[~order_keys(ok).isin(excess_order_keys(run))]
     return int(ok["invoke_ns"].max()) if len(ok) else None
 
 

@@ -203,7 +203,8 @@ def print_trial_set(result: dict[str, Any], set_dir: str) -> None:
         ("metric", "left"), ("median", "right"), ("95% CI", "right"), ("trials", "right"),
     ):  # fmt: skip
         metrics.add_column(col, justify=justify)
-    for name in SET_TABLE_METRICS:
+    shares = [n for n in result.get("metrics") or {} if n.endswith("_unit_share")]
+    for name in (*SET_TABLE_METRICS, *shares):  # shares: per behaviour profile (bots vs humans)
         m = (result.get("metrics") or {}).get(name)
         if m is None:
             continue

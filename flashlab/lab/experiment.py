@@ -26,7 +26,13 @@ from pydantic import (
 
 from flashlab.analysis.hypothesis import HypothesisError, parse_clause
 from flashlab.chaos.spec import FaultSpec
-from flashlab.core.contract import ID_PATTERN, RateLimit, ResetRequest, Strategy
+from flashlab.core.contract import (
+    ID_PATTERN,
+    RateLimit,
+    ResetRequest,
+    Strategy,
+    needs_queue_protocol,
+)
 from flashlab.core.platform import Durability, PlatformName
 from flashlab.core.validation import first_error
 from flashlab.lab.guards import GuardError, parse_guard
@@ -140,6 +146,20 @@ class IsolationSpec(_Model):
         return self
 
 
+def _check_profile(text: str, profile: str | None, scenario: Scenario | None) -> None:
+    """A `fairness.profiles.<profile>.` clause must name a profile of the scenario."""
+    if profile is None or scenario is None:
+        return
+    names = [p.name for p in scenario.profiles]
+    if profile not in names:
+        close = difflib.get_close_matches(profile, names, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "no profile by that name"
+        raise ValueError(
+            f"{text!r} names profile {profile!r}, which scenario.profiles does not have "
+            f"({hint}; profiles: {', '.join(names)})"
+        )
+
+
 class Experiment(_Model):
     name: str = Field(default="experiment", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     description: str = ""
@@ -176,13 +196,14 @@ class Experiment(_Model):
                     f"{text!r} names fault {clause.fault!r}, which this experiment does not "
                     f"schedule ({hint}; scheduled: {', '.join(scheduled) or 'none'})"
                 )
+            _check_profile(text, clause.profile, info.data.get("scenario"))
         return clauses
 
     @model_validator(mode="after")
     def _queue_needs_a_queue_client(self) -> Experiment:
         # A waiting room is only reachable by shoppers that join it and poll: a client without
         # the protocol would only ever be told `not_admitted`.
-        if self.product.strategy == Strategy.queue and self.engine.client not in QUEUE_CLIENTS:
+        if needs_queue_protocol(self.product.strategy) and self.engine.client not in QUEUE_CLIENTS:
             raise ValueError(
                 f"engine.client: {self.engine.client} cannot speak the waiting-room protocol of "
                 f"strategy queue (clients that can: {', '.join(QUEUE_CLIENTS)})"

@@ -24,7 +24,7 @@ import httpx
 import pyarrow.parquet as pq
 
 from flashlab.core import meta, rundir
-from flashlab.core.contract import Strategy
+from flashlab.core.contract import needs_queue_protocol
 from flashlab.core.errors import UserError, verdict_exit_code
 from flashlab.core.isolation import Isolation, IsolationError, resolve
 from flashlab.core.platform import ComponentNotRunning, Platform, StackInfo
@@ -532,7 +532,7 @@ def _load_plan(run: _Run) -> Any:
         workers=exp.engine.workers,
         connections=exp.engine.connections,
         tmp_dir=str(run.run_dir / ".tmp"),
-        queue=exp.product.strategy == Strategy.queue,
+        queue=needs_queue_protocol(exp.product.strategy),
         **_load_route(run.on_stack, exp, run.isolation.load),
     )
 

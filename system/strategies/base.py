@@ -3,6 +3,11 @@
 A strategy turns (product, user) into one `Purchase`. It may raise any Redis error; the app maps
 those to 503 and asks `flashlab.system.backend` whether a write may have been sent (`arm()` marks the
 point after which a failure is indeterminate).
+
+Order ids (`RECORD_ORDER_LUA`, and the `lua`/`queue` scripts) are `o-<INCR order_seq>`: unique in
+one Redis lifetime only. An empty restart loses the sequence with the product, and a re-seeded
+product numbers from o-1 again, so the lab's checks match orders on (order id, user id), never the
+id alone (docs/CONTRACT.md, flashlab.analysis.checks.base.order_keys).
 """
 
 from __future__ import annotations
