@@ -11,7 +11,10 @@ the verdict treats a clause on an unknown check's key as inconclusive
 from __future__ import annotations
 
 from flashlab.analysis.checks import CHECKS as CHECK_PATHS
-from flashlab.analysis.checks.base import MAX_EXAMPLES, Check, CheckResult, unknown
+from flashlab.analysis.checks.base import MAX_EXAMPLES
+from flashlab.analysis.checks.base import Check
+from flashlab.analysis.checks.base import CheckResult
+from flashlab.analysis.checks.base import unknown
 from flashlab.core.registry import load
 from flashlab.core.rundir import Run
 

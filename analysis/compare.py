@@ -21,21 +21,22 @@ Reads directories only.
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
 from flashlab.analysis import intervals
 from flashlab.analysis.hypothesis import HOST_SPREAD_STEADY
-from flashlab.analysis.trials import (
-    KEY_METRICS,
-    Metric,
-    Trial,
-    TrialSetError,
-    is_trial_set,
-    load_set,
-    metric_values,
-)
+from flashlab.analysis.trials import KEY_METRICS
+from flashlab.analysis.trials import Metric
+from flashlab.analysis.trials import Trial
+from flashlab.analysis.trials import TrialSetError
+from flashlab.analysis.trials import is_trial_set
+from flashlab.analysis.trials import load_set
+from flashlab.analysis.trials import metric_values
 from flashlab.core.rundir import RunDirError
 
 Outcome = Literal["better", "worse", "within noise", "same", "single run", "not measured"]

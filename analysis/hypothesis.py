@@ -25,9 +25,11 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
-from flashlab.analysis.checker import CHECK_KEYS, CHECKS
+from flashlab.analysis.checker import CHECK_KEYS
+from flashlab.analysis.checker import CHECKS
 from flashlab.analysis.checker import summary_keys as check_summary_keys
 
 PERCENTILE_KEYS = ("p50", "p90", "p95", "p99", "p999", "max")

@@ -13,7 +13,8 @@ the trials and under-covers; docs/METHOD.md says how to read it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

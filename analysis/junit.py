@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
 from flashlab.analysis.checker import CHECK_KEYS
 from flashlab.core.rundir import write_text_atomic
@@ -286,7 +288,8 @@ def _expectation_case(cell: dict[str, Any], name: str) -> Case:
 def matrix_suites(matrix_dir: Path, cells: list[dict[str, Any]]) -> list[Suite]:
     """One suite per matrix.json cell: its expected-verdict case, then its run's clauses and checks."""
     from flashlab.analysis.summary_schema import read_summary
-    from flashlab.core.rundir import SUMMARY, RunDirError
+    from flashlab.core.rundir import SUMMARY
+    from flashlab.core.rundir import RunDirError
 
     suites = []
     for cell in cells:

@@ -22,7 +22,8 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,9 @@ try:  # the `notebooks` extra (pip install 'flashlab[notebooks]'); the core runs
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellTimeoutError
+    from nbclient.exceptions import DeadKernelError
     from nbformat import NotebookNode
 except ImportError:
     _missing = MissingExtra("notebooks", "python -m flashlab.analysis.notebooks")
@@ -219,8 +222,11 @@ def resolve_run(
     path = Path(path)
     if _is_complete_run(path):
         return path
-    from flashlab.analysis.synthetic import SyntheticSpec, write_synthetic
-    from flashlab.core.rundir import MANIFEST, SUMMARY, write_json_atomic
+    from flashlab.analysis.synthetic import SyntheticSpec
+    from flashlab.analysis.synthetic import write_synthetic
+    from flashlab.core.rundir import MANIFEST
+    from flashlab.core.rundir import SUMMARY
+    from flashlab.core.rundir import write_json_atomic
 
     stand_in = Path(synthetic_dir) / path.name
     if not _is_complete_run(stand_in):

@@ -22,14 +22,12 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from flashlab.analysis.stats import (
-    NS_PER_S,
-    code_labels,
-    load_window,
-    outcome_flags,
-    response_ms,
-    service_ms,
-)
+from flashlab.analysis.stats import NS_PER_S
+from flashlab.analysis.stats import code_labels
+from flashlab.analysis.stats import load_window
+from flashlab.analysis.stats import outcome_flags
+from flashlab.analysis.stats import response_ms
+from flashlab.analysis.stats import service_ms
 from flashlab.core.rundir import Run
 
 MAX_BINS = 80

@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from flashlab.analysis.checks.base import order_keys
 from flashlab.analysis.stats import load_window
 from flashlab.core.contract import BUY_PATH
-from flashlab.core.rundir import METRICS, Run
+from flashlab.core.rundir import METRICS
+from flashlab.core.rundir import Run
 
 PURCHASES_METRIC = "flashlab_purchases"  # family name; the sample is <name>_total
 REQUESTS_METRIC = "flashlab_http_requests"

@@ -31,7 +31,11 @@ from typing import Any
 
 import pandas as pd
 
-from flashlab.analysis.stats import NS_PER_S, latency, load_window, outcome_flags, rates
+from flashlab.analysis.stats import NS_PER_S
+from flashlab.analysis.stats import latency
+from flashlab.analysis.stats import load_window
+from flashlab.analysis.stats import outcome_flags
+from flashlab.analysis.stats import rates
 from flashlab.core.rundir import Run
 
 RECOVERY_BIN_S = 0.25

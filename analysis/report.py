@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
+from markupsafe import escape
 
 from flashlab.analysis import plots
 from flashlab.analysis.checker import CHECKS
@@ -24,18 +25,18 @@ from flashlab.analysis.markdown import host_speed_text
 from flashlab.analysis.trials import TRIALS_HTML
 from flashlab.core.errors import (  # the exit code the banner shows; the matrix rule
     verdict_exit_code,
+)
+from flashlab.core.errors import (  # the exit code the banner shows; the matrix rule
     verdict_unexpected,
 )
 from flashlab.core.isolation import describe as describe_isolation
-from flashlab.core.rundir import (
-    REPORT,
-    SUMMARY,
-    Run,
-    RunDirError,
-    load_run,
-    write_json_atomic,
-    write_text_atomic,
-)
+from flashlab.core.rundir import REPORT
+from flashlab.core.rundir import SUMMARY
+from flashlab.core.rundir import Run
+from flashlab.core.rundir import RunDirError
+from flashlab.core.rundir import load_run
+from flashlab.core.rundir import write_json_atomic
+from flashlab.core.rundir import write_text_atomic
 
 MATRIX_JSON = "matrix.json"
 MATRIX_HTML = "matrix.html"

@@ -20,11 +20,19 @@ from typing import Any
 
 import numpy as np
 
-from flashlab.analysis import hypothesis, stats
-from flashlab.analysis.checker import CHECK_KEYS, check, figures
+from flashlab.analysis import hypothesis
+from flashlab.analysis import stats
+from flashlab.analysis.checker import CHECK_KEYS
+from flashlab.analysis.checker import check
+from flashlab.analysis.checker import figures
 from flashlab.analysis.reconcile import reconcile
-from flashlab.analysis.recovery import by_fault, phases, recovery
-from flashlab.core.rundir import MANIFEST, SCHEMA_VERSION, Run, RunDirError
+from flashlab.analysis.recovery import by_fault
+from flashlab.analysis.recovery import phases
+from flashlab.analysis.recovery import recovery
+from flashlab.core.rundir import MANIFEST
+from flashlab.core.rundir import SCHEMA_VERSION
+from flashlab.core.rundir import Run
+from flashlab.core.rundir import RunDirError
 
 __all__ = ["CHECK_KEYS", "json_safe", "summarize", "unknown_checks"]
 

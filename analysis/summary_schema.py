@@ -10,11 +10,17 @@ summary --write`). `read_summary` is how the analysis layer reads a summary.json
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import ValidationError
 
-from flashlab.core.rundir import SCHEMA_VERSION, RunDirError, read_json
+from flashlab.core.rundir import SCHEMA_VERSION
+from flashlab.core.rundir import RunDirError
+from flashlab.core.rundir import read_json
 from flashlab.core.validation import first_error
 
 Verdict = Literal["pass", "fail", "inconclusive"]

@@ -21,8 +21,13 @@ import pandas as pd
 
 from flashlab.analysis import intervals
 from flashlab.analysis.plots import summary_value
-from flashlab.analysis.trials import KEY_METRICS, Metric, is_trial_set, load_set
-from flashlab.core.rundir import MANIFEST, RunDirError, read_json
+from flashlab.analysis.trials import KEY_METRICS
+from flashlab.analysis.trials import Metric
+from flashlab.analysis.trials import is_trial_set
+from flashlab.analysis.trials import load_set
+from flashlab.core.rundir import MANIFEST
+from flashlab.core.rundir import RunDirError
+from flashlab.core.rundir import read_json
 
 SWEEP_MANIFEST = "sweep.json"
 SWEEP_PARQUET = "sweep.parquet"

@@ -35,7 +35,8 @@ import heapq
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -515,7 +516,9 @@ def write_synthetic_set(path: Path | str, specs: list[SyntheticSpec]) -> Path:
     Only the trial runs and trialset.json are written (like the orchestrator before it judges);
     `flashlab.analysis.trials.write_set_outputs(path)` adds trials.parquet/json/html.
     """
-    from flashlab.analysis.trials import SEED_RULE, SET_MANIFEST, trial_name
+    from flashlab.analysis.trials import SEED_RULE
+    from flashlab.analysis.trials import SET_MANIFEST
+    from flashlab.analysis.trials import trial_name
 
     path = Path(path)
     names = [trial_name(i) for i in range(1, len(specs) + 1)]

@@ -27,13 +27,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
 import pandas as pd
 
-from flashlab.analysis import hypothesis, intervals
+from flashlab.analysis import hypothesis
+from flashlab.analysis import intervals
 from flashlab.analysis.plots import summary_value
-from flashlab.core.rundir import MANIFEST, RunDirError, write_json_atomic
+from flashlab.core.rundir import MANIFEST
+from flashlab.core.rundir import RunDirError
+from flashlab.core.rundir import write_json_atomic
 
 SET_MANIFEST = "trialset.json"
 TRIALS_PARQUET = "trials.parquet"

@@ -15,10 +15,14 @@ from typing import Any
 
 from flashlab.bench.context import BenchContext
 from flashlab.bench.engine_runs import sale_run
-from flashlab.bench.plotting import pyplot, save_plot
-from flashlab.bench.results import now_iso, ratio, result_line
+from flashlab.bench.plotting import pyplot
+from flashlab.bench.plotting import save_plot
+from flashlab.bench.results import now_iso
+from flashlab.bench.results import ratio
+from flashlab.bench.results import result_line
 from flashlab.bench.stack import local_stack
-from flashlab.simulator.scenario import Poisson, Scenario
+from flashlab.simulator.scenario import Poisson
+from flashlab.simulator.scenario import Scenario
 
 NAME = "actors"
 PRODUCT = "bench-actors"

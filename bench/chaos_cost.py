@@ -17,11 +17,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flashlab.bench.context import REPO_ROOT, BenchContext
+from flashlab.bench.context import REPO_ROOT
+from flashlab.bench.context import BenchContext
 from flashlab.bench.engine_runs import pct_ms
-from flashlab.bench.plotting import pyplot, save_plot
-from flashlab.bench.results import now_iso, ratio, result_line
-from flashlab.bench.runs import LabRun, execute, experiment_from, scratch
+from flashlab.bench.plotting import pyplot
+from flashlab.bench.plotting import save_plot
+from flashlab.bench.results import now_iso
+from flashlab.bench.results import ratio
+from flashlab.bench.results import result_line
+from flashlab.bench.runs import LabRun
+from flashlab.bench.runs import execute
+from flashlab.bench.runs import experiment_from
+from flashlab.bench.runs import scratch
 
 NAME = "chaos"
 BASE = REPO_ROOT / "experiments" / "matrix-base.yaml"

@@ -13,7 +13,11 @@ import numpy as np
 
 from flashlab.bench.context import REPO_ROOT
 from flashlab.bench.stack import reset_product
-from flashlab.bench.tools import ToolError, ToolRun, python, run_tool, tail
+from flashlab.bench.tools import ToolError
+from flashlab.bench.tools import ToolRun
+from flashlab.bench.tools import python
+from flashlab.bench.tools import run_tool
+from flashlab.bench.tools import tail
 from flashlab.core.contract import needs_queue_protocol
 
 

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, constant_throughput, events, task
+from locust import FastHttpUser
+from locust import constant_throughput
+from locust import events
+from locust import task
 from locust.exception import StopUser
 
 PRODUCT = os.environ.get("BENCH_PRODUCT", "bench-sim")

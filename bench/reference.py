@@ -15,10 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from flashlab.bench.context import REPO_ROOT, BenchContext
-from flashlab.bench.plotting import pyplot, save_plot
-from flashlab.bench.results import now_iso, ratio, result_line, target
-from flashlab.bench.runs import LabRun, execute, experiment_from, scratch
+from flashlab.bench.context import REPO_ROOT
+from flashlab.bench.context import BenchContext
+from flashlab.bench.plotting import pyplot
+from flashlab.bench.plotting import save_plot
+from flashlab.bench.results import now_iso
+from flashlab.bench.results import ratio
+from flashlab.bench.results import result_line
+from flashlab.bench.results import target
+from flashlab.bench.runs import LabRun
+from flashlab.bench.runs import execute
+from flashlab.bench.runs import experiment_from
+from flashlab.bench.runs import scratch
 
 NAME = "reference"
 EXPERIMENT = REPO_ROOT / "experiments" / "k6-stability.yaml"

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flashlab.bench.context import REPO_ROOT, RESULTS_FULL
+from flashlab.bench.context import REPO_ROOT
+from flashlab.bench.context import RESULTS_FULL
 
 DOC = REPO_ROOT / "docs" / "BENCHMARKS.md"
 START = "<!-- results:start -->"

@@ -10,14 +10,17 @@ import json
 import math
 import os
 import platform
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
 import numpy as np
 import psutil
 
-from flashlab.bench.context import REPO_ROOT, BenchContext
+from flashlab.bench.context import REPO_ROOT
+from flashlab.bench.context import BenchContext
 
 
 def machine() -> dict[str, Any]:

@@ -15,7 +15,9 @@ from typing import Any
 import pandas as pd
 
 from flashlab.core import rundir
-from flashlab.lab.experiment import Experiment, load_experiment, parse_experiment
+from flashlab.lab.experiment import Experiment
+from flashlab.lab.experiment import load_experiment
+from flashlab.lab.experiment import parse_experiment
 
 
 @dataclass

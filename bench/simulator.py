@@ -23,15 +23,24 @@ from typing import Any
 import numpy as np
 
 from flashlab.bench.ceiling import summarize_folded
-from flashlab.bench.context import REPO_ROOT, BenchContext
+from flashlab.bench.context import REPO_ROOT
+from flashlab.bench.context import BenchContext
 from flashlab.bench.engine_runs import run_engine
-from flashlab.bench.plotting import pyplot, save_plot
-from flashlab.bench.results import now_iso, ratio, result_line, target
-from flashlab.bench.stack import local_stack, reset_product
-from flashlab.bench.tools import python, run_tool
+from flashlab.bench.plotting import pyplot
+from flashlab.bench.plotting import save_plot
+from flashlab.bench.results import now_iso
+from flashlab.bench.results import ratio
+from flashlab.bench.results import result_line
+from flashlab.bench.results import target
+from flashlab.bench.stack import local_stack
+from flashlab.bench.stack import reset_product
+from flashlab.bench.tools import python
+from flashlab.bench.tools import run_tool
 from flashlab.bench.wrk import wrk
 from flashlab.core.contract import BUY_PATH
-from flashlab.simulator.scenario import Poisson, Profile, Scenario
+from flashlab.simulator.scenario import Poisson
+from flashlab.simulator.scenario import Profile
+from flashlab.simulator.scenario import Scenario
 
 NAME = "simulator"
 PRODUCT = "bench-sim"

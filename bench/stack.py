@@ -27,7 +27,8 @@ def reset_product(
     info: Any, product_id: str, stock: int, strategy: str, **extra: Any
 ) -> dict[str, Any]:
     """Reset a product through the admin API (clears orders and buyers)."""
-    from flashlab.core.contract import ResetRequest, Strategy
+    from flashlab.core.contract import ResetRequest
+    from flashlab.core.contract import Strategy
     from flashlab.system.admin import AdminClient
 
     admin = AdminClient(info.base_url, info.admin_token)

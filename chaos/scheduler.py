@@ -20,15 +20,18 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import pyarrow as pa
 
 from flashlab.chaos.faults import make_fault
-from flashlab.chaos.faults.base import Fault, FaultContext
+from flashlab.chaos.faults.base import Fault
+from flashlab.chaos.faults.base import FaultContext
 from flashlab.chaos.spec import FaultSpec
-from flashlab.core.platform import Platform, StackInfo
+from flashlab.core.platform import Platform
+from flashlab.core.platform import StackInfo
 from flashlab.core.rundir import FAULTS_SCHEMA
 
 STOP_TIMEOUT_S = 90.0  # generous: a recovery may restart Redis and wait for workers

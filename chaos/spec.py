@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import field_validator
+from pydantic import model_validator
 
-from flashlab.chaos.faults import FAULTS, fault_names, fault_param_error
+from flashlab.chaos.faults import FAULTS
+from flashlab.chaos.faults import fault_names
+from flashlab.chaos.faults import fault_param_error
 
 
 class _Model(BaseModel):

@@ -58,17 +58,15 @@ def _root(
 
 
 def _mount() -> None:
-    from flashlab.commands import (
-        analyze,
-        bench,
-        compare,
-        demo,
-        experiment,
-        matrix,
-        run,
-        schema,
-        sweep,
-    )
+    from flashlab.commands import analyze
+    from flashlab.commands import bench
+    from flashlab.commands import compare
+    from flashlab.commands import demo
+    from flashlab.commands import experiment
+    from flashlab.commands import matrix
+    from flashlab.commands import run
+    from flashlab.commands import schema
+    from flashlab.commands import sweep
     from flashlab.commands.stack import app as stack_app
 
     for module in (run, analyze, compare, experiment, matrix, sweep, demo, schema, bench):

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Collection, Sequence
-from typing import Any, NoReturn
+from collections.abc import Collection
+from collections.abc import Sequence
+from typing import Any
+from typing import NoReturn
 
 from rich.console import Console
 from rich.markup import escape

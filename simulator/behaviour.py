@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from flashlab.simulator.history import OpType
-from flashlab.simulator.scenario import Profile, RetryOn
+from flashlab.simulator.scenario import Profile
+from flashlab.simulator.scenario import RetryOn
 
 # How a request failed on the client side, when no HTTP answer arrived.
 #   connect   - failed before the request was sent (refused, connect timeout): it never reached nginx

@@ -19,7 +19,9 @@ from typing import Protocol
 
 import orjson
 
-from flashlab.core.contract import BUY_PATH, QUEUE_PATH, USER_HEADER
+from flashlab.core.contract import BUY_PATH
+from flashlab.core.contract import QUEUE_PATH
+from flashlab.core.contract import USER_HEADER
 from flashlab.simulator.behaviour import Failure
 
 CLIENTS = ("aiohttp", "httpx", "raw")

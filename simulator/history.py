@@ -9,9 +9,12 @@ Response time = complete - intended (no coordinated omission); service time = co
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -7,10 +7,14 @@ shoppers is `flashlab.simulator.schedule`; driving them is `flashlab.simulator.e
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
+from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import model_validator
 
 
 class _Model(BaseModel):

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flashlab.simulator.scenario import Scenario, Stage
+from flashlab.simulator.scenario import Scenario
+from flashlab.simulator.scenario import Stage
 
 _SEED_BITS = 2**62  # per-shopper seeds stay well inside int64 (Arrow, pickle, random.Random)
 

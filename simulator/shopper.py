@@ -28,19 +28,29 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import pyarrow as pa
 
-from flashlab.simulator.behaviour import classify, next_delay, should_retry, think_s
-from flashlab.simulator.client import Answer, ShopperClient, make_client
+from flashlab.simulator.behaviour import classify
+from flashlab.simulator.behaviour import next_delay
+from flashlab.simulator.behaviour import should_retry
+from flashlab.simulator.behaviour import think_s
+from flashlab.simulator.client import Answer
+from flashlab.simulator.client import ShopperClient
+from flashlab.simulator.client import make_client
 from flashlab.simulator.gcpolicy import full_gc_deferred
-from flashlab.simulator.history import Op, ops_to_batch, plan_op
+from flashlab.simulator.history import Op
+from flashlab.simulator.history import ops_to_batch
+from flashlab.simulator.history import plan_op
 from flashlab.simulator.loopmon import LoopMonitor
 from flashlab.simulator.progress import Progress
-from flashlab.simulator.scenario import Profile, Scenario
-from flashlab.simulator.schedule import ShopperPlan, VuPlan
+from flashlab.simulator.scenario import Profile
+from flashlab.simulator.scenario import Scenario
+from flashlab.simulator.schedule import ShopperPlan
+from flashlab.simulator.schedule import VuPlan
 
 FLUSH_ROWS = 2_000
 FLUSH_S = 0.1

@@ -6,15 +6,13 @@ import time
 
 import httpx
 
-from flashlab.core.contract import (
-    ADMIN_HEADER,
-    PRODUCT_PATH,
-    RESET_PATH,
-    ErrorBody,
-    Product,
-    ResetOk,
-    ResetRequest,
-)
+from flashlab.core.contract import ADMIN_HEADER
+from flashlab.core.contract import PRODUCT_PATH
+from flashlab.core.contract import RESET_PATH
+from flashlab.core.contract import ErrorBody
+from flashlab.core.contract import Product
+from flashlab.core.contract import ResetOk
+from flashlab.core.contract import ResetRequest
 
 
 class AdminError(RuntimeError):

@@ -18,63 +18,65 @@ import logging
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI
+from fastapi import Path
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from flashlab.core.contract import (
-    ADMIN_HEADER,
-    BUY_PATH,
-    ID_PATTERN,
-    MAX_BODY_BYTES,
-    PRODUCT_PATH,
-    QUEUE_PATH,
-    QUEUE_TICKET_PATH,
-    RESET_PATH,
-    STATUS_OF,
-    USER_HEADER,
-    BuyOk,
-    BuyRequest,
-    ErrorBody,
-    ErrorCode,
-    Health,
-    Product,
-    QueueState,
-    QueueStatus,
-    ResetOk,
-    ResetRequest,
-)
+from flashlab.core.contract import ADMIN_HEADER
+from flashlab.core.contract import BUY_PATH
+from flashlab.core.contract import ID_PATTERN
+from flashlab.core.contract import MAX_BODY_BYTES
+from flashlab.core.contract import PRODUCT_PATH
+from flashlab.core.contract import QUEUE_PATH
+from flashlab.core.contract import QUEUE_TICKET_PATH
+from flashlab.core.contract import RESET_PATH
+from flashlab.core.contract import STATUS_OF
+from flashlab.core.contract import USER_HEADER
+from flashlab.core.contract import BuyOk
+from flashlab.core.contract import BuyRequest
+from flashlab.core.contract import ErrorBody
+from flashlab.core.contract import ErrorCode
+from flashlab.core.contract import Health
+from flashlab.core.contract import Product
+from flashlab.core.contract import QueueState
+from flashlab.core.contract import QueueStatus
+from flashlab.core.contract import ResetOk
+from flashlab.core.contract import ResetRequest
 from flashlab.core.validation import first_error
 from flashlab.system import metrics
-from flashlab.system.backend import (
-    BACKEND_ERRORS,
-    Backend,
-    begin_request,
-    error_kind,
-    maybe_committed,
-)
+from flashlab.system.backend import BACKEND_ERRORS
+from flashlab.system.backend import Backend
+from flashlab.system.backend import begin_request
+from flashlab.system.backend import error_kind
+from flashlab.system.backend import maybe_committed
 from flashlab.system.keys import ProductKeys
-from flashlab.system.ratelimit import RateLimiter, retry_after_s
-from flashlab.system.settings import Settings, SettingsError
-from flashlab.system.strategies import (
-    Outcome,
-    ProductMeta,
-    Purchase,
-    PurchaseStrategy,
-    all_settings_model,
-    load_strategies,
-    settings_model,
-)
+from flashlab.system.ratelimit import RateLimiter
+from flashlab.system.ratelimit import retry_after_s
+from flashlab.system.settings import Settings
+from flashlab.system.settings import SettingsError
+from flashlab.system.strategies import Outcome
+from flashlab.system.strategies import ProductMeta
+from flashlab.system.strategies import Purchase
+from flashlab.system.strategies import PurchaseStrategy
+from flashlab.system.strategies import all_settings_model
+from flashlab.system.strategies import load_strategies
+from flashlab.system.strategies import settings_model
 
 log = logging.getLogger("flashlab.api")
 

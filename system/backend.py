@@ -16,7 +16,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as rex
-from redis.asyncio.connection import BlockingConnectionPool, Connection, UnixDomainSocketConnection
+from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.connection import Connection
+from redis.asyncio.connection import UnixDomainSocketConnection
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry

@@ -8,7 +8,8 @@ from typing import Any
 
 import jinja2
 
-from flashlab.core.contract import BUY_PATH, RESET_PATH
+from flashlab.core.contract import BUY_PATH
+from flashlab.core.contract import RESET_PATH
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import redis
 
-from flashlab.core.rundir import Truth, TruthOrder
+from flashlab.core.rundir import Truth
+from flashlab.core.rundir import TruthOrder
 from flashlab.system.keys import ProductKeys
 
 INFO_FIELDS = (

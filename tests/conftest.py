@@ -4,13 +4,15 @@ session-end check that every process the tests started is gone."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flashlab.core.platform import StackConfig, StackInfo
+from flashlab.core.platform import StackConfig
+from flashlab.core.platform import StackInfo
 from flashlab.system import procs
 from flashlab.system.platforms.local import LocalPlatform
 
@@ -87,7 +89,8 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real, complete run directory of experiments/smoke.yaml (its own stack), shared by the
     tests that need genuine lab output rather than a synthetic stand-in."""
     from flashlab.lab.experiment import load_experiment
-    from flashlab.lab.run import RunRequest, execute
+    from flashlab.lab.run import RunRequest
+    from flashlab.lab.run import execute
 
     experiment = load_experiment(
         Path(__file__).resolve().parent.parent / "experiments" / "smoke.yaml"

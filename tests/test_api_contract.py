@@ -11,22 +11,21 @@ import httpx
 import pytest
 import redis
 
-from flashlab.core.contract import (
-    ADMIN_HEADER,
-    BUY_PATH,
-    MAX_BODY_BYTES,
-    MAX_ID_LEN,
-    RESET_PATH,
-    USER_HEADER,
-    BuyOk,
-    ErrorBody,
-    ErrorCode,
-    Product,
-    ResetRequest,
-    Strategy,
-)
+from flashlab.core.contract import ADMIN_HEADER
+from flashlab.core.contract import BUY_PATH
+from flashlab.core.contract import MAX_BODY_BYTES
+from flashlab.core.contract import MAX_ID_LEN
+from flashlab.core.contract import RESET_PATH
+from flashlab.core.contract import USER_HEADER
+from flashlab.core.contract import BuyOk
+from flashlab.core.contract import ErrorBody
+from flashlab.core.contract import ErrorCode
+from flashlab.core.contract import Product
+from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
 from flashlab.core.platform import StackInfo
-from flashlab.system.admin import AdminClient, AdminError
+from flashlab.system.admin import AdminClient
+from flashlab.system.admin import AdminError
 from flashlab.system.keys import ProductKeys
 
 _ids = itertools.count()

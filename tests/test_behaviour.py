@@ -6,7 +6,10 @@ import random
 
 import pytest
 
-from flashlab.simulator.behaviour import backoff_s, classify, next_delay, should_retry
+from flashlab.simulator.behaviour import backoff_s
+from flashlab.simulator.behaviour import classify
+from flashlab.simulator.behaviour import next_delay
+from flashlab.simulator.behaviour import should_retry
 from flashlab.simulator.client import parse_answer
 from flashlab.simulator.scenario import Profile
 

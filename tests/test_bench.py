@@ -21,10 +21,14 @@ from flashlab.commands.bench import _import_bench
 
 _import_bench()  # bench/ is not an installed package: make the repository root importable
 
-from flashlab.bench import bench_names, get_bench  # noqa: E402
+from flashlab.bench import bench_names  # noqa: E402
+from flashlab.bench import get_bench  # noqa: E402
 from flashlab.bench.ceiling import summarize_folded  # noqa: E402
-from flashlab.bench.context import REPO_ROOT, RESULTS_FULL, BenchContext  # noqa: E402
-from flashlab.bench.results import append_result, target  # noqa: E402
+from flashlab.bench.context import REPO_ROOT  # noqa: E402
+from flashlab.bench.context import RESULTS_FULL  # noqa: E402
+from flashlab.bench.context import BenchContext  # noqa: E402
+from flashlab.bench.results import append_result  # noqa: E402
+from flashlab.bench.results import target  # noqa: E402
 
 REQUIRED_KEYS = {
     "bench", "command", "git_revision", "machine", "started_at", "params", "raw", "ratios",
@@ -134,8 +138,10 @@ def test_bench_drive_of_a_queue_product_speaks_the_queue_protocol(
     """`run_engine(..., strategy="queue")`: the drive process joins and polls the waiting room
     (as `flashlab run` does, via flashlab.core.contract.needs_queue_protocol) before buying."""
     from flashlab.bench.engine_runs import run_engine
-    from flashlab.core.contract import ResetRequest, Strategy
-    from flashlab.simulator.scenario import Scenario, Spike
+    from flashlab.core.contract import ResetRequest
+    from flashlab.core.contract import Strategy
+    from flashlab.simulator.scenario import Scenario
+    from flashlab.simulator.scenario import Spike
 
     admin.reset(ResetRequest(product_id="bench-queue", stock=5, strategy=Strategy.queue))
     scenario = Scenario(shoppers=20, arrival=Spike(window_s=0.2), duration_s=30)

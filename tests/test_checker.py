@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from flashlab.analysis.checker import CHECK_KEYS, CHECKS, check
-from flashlab.analysis.synthetic import SyntheticSpec, main, write_synthetic
-from flashlab.core.rundir import TRUTH, load_run
+from flashlab.analysis.checker import CHECK_KEYS
+from flashlab.analysis.checker import CHECKS
+from flashlab.analysis.checker import check
+from flashlab.analysis.synthetic import SyntheticSpec
+from flashlab.analysis.synthetic import main
+from flashlab.analysis.synthetic import write_synthetic
+from flashlab.core.rundir import TRUTH
+from flashlab.core.rundir import load_run
 
 STOCK = 120
 K, ANY = "k", "any"
@@ -270,7 +275,8 @@ def test_a_check_that_raises_is_unknown_not_fatal(
 def test_vocabulary_summary_report_and_junit_follow_the_registry(tmp_path: Path) -> None:
     from markupsafe import escape
 
-    from flashlab.analysis.hypothesis import SUMMARY_KEYS, parse_clause
+    from flashlab.analysis.hypothesis import SUMMARY_KEYS
+    from flashlab.analysis.hypothesis import parse_clause
     from flashlab.analysis.junit import run_suite
     from flashlab.analysis.report import render_report
     from flashlab.analysis.summary import summarize

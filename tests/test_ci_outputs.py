@@ -15,10 +15,17 @@ import xmlschema
 from support import run_flashlab
 
 from flashlab.analysis.checker import CHECKS
-from flashlab.analysis.junit import Case, Suite, matrix_suites, run_suite, to_xml, write_junit
-from flashlab.analysis.markdown import matrix_markdown, run_markdown
+from flashlab.analysis.junit import Case
+from flashlab.analysis.junit import Suite
+from flashlab.analysis.junit import matrix_suites
+from flashlab.analysis.junit import run_suite
+from flashlab.analysis.junit import to_xml
+from flashlab.analysis.junit import write_junit
+from flashlab.analysis.markdown import matrix_markdown
+from flashlab.analysis.markdown import run_markdown
 from flashlab.analysis.summary import summarize
-from flashlab.analysis.synthetic import SyntheticSpec, write_synthetic
+from flashlab.analysis.synthetic import SyntheticSpec
+from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.rundir import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,7 +177,8 @@ def test_the_schema_is_not_a_rubber_stamp(bad: str) -> None:
 
 
 def test_matrix_exit_code_orders_verdict_infra_inconclusive() -> None:
-    from flashlab.lab.matrix import Cell, matrix_exit_code
+    from flashlab.lab.matrix import Cell
+    from flashlab.lab.matrix import matrix_exit_code
 
     def cell(strategy: str, expected: str, verdict: str) -> Cell:
         return Cell(strategy, "none", "none", expected, verdict=verdict)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,16 +20,18 @@ import pytest
 import support
 import yaml
 
-from flashlab.core.contract import BUY_PATH, USER_HEADER, ResetRequest, Strategy
-from flashlab.core.platform import StackConfig, StackInfo
+from flashlab.core.contract import BUY_PATH
+from flashlab.core.contract import USER_HEADER
+from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
+from flashlab.core.platform import StackConfig
+from flashlab.core.platform import StackInfo
 from flashlab.system.admin import AdminClient
-from flashlab.system.platforms.compose import (
-    COMPOSE_FILE,
-    PROJECT_LABEL,
-    REPO_ROOT,
-    ComposePlatform,
-    derive_compose,
-)
+from flashlab.system.platforms.compose import COMPOSE_FILE
+from flashlab.system.platforms.compose import PROJECT_LABEL
+from flashlab.system.platforms.compose import REPO_ROOT
+from flashlab.system.platforms.compose import ComposePlatform
+from flashlab.system.platforms.compose import derive_compose
 from flashlab.system.platforms.compose_entry import main
 from flashlab.system.truth import read_truth
 

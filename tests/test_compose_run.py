@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from flashlab.lab.experiment import parse_experiment
-from flashlab.lab.run import RunRequest, execute
+from flashlab.lab.run import RunRequest
+from flashlab.lab.run import execute
 
 pytestmark = pytest.mark.compose
 

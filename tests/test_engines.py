@@ -11,13 +11,21 @@ import time
 import pyarrow as pa
 import uvloop
 
-from flashlab.core.contract import ResetRequest, Strategy
-from flashlab.simulator.engines import LoadPlan, get_engine
+from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
+from flashlab.simulator.engines import LoadPlan
+from flashlab.simulator.engines import get_engine
 from flashlab.simulator.engines.base import WORKER_LOST
-from flashlab.simulator.loopmon import WORKER_KEYS, LoopMonitor, merge
+from flashlab.simulator.loopmon import WORKER_KEYS
+from flashlab.simulator.loopmon import LoopMonitor
+from flashlab.simulator.loopmon import merge
 from flashlab.simulator.progress import Progress
-from flashlab.simulator.scenario import Profile, Ramp, Scenario, Spike
-from flashlab.simulator.schedule import partition, plan
+from flashlab.simulator.scenario import Profile
+from flashlab.simulator.scenario import Ramp
+from flashlab.simulator.scenario import Scenario
+from flashlab.simulator.scenario import Spike
+from flashlab.simulator.schedule import partition
+from flashlab.simulator.schedule import plan
 from flashlab.simulator.shopper import ABORTED
 from flashlab.system.truth import read_truth
 

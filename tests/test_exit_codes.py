@@ -20,13 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 from support import run_flashlab
 from typer.testing import CliRunner
 
 from flashlab.cli import app
-from flashlab.core.errors import EXIT_BAD_INPUT, EXIT_INFRA
+from flashlab.core.errors import EXIT_BAD_INPUT
+from flashlab.core.errors import EXIT_INFRA
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "experiments" / "smoke.yaml"
@@ -392,7 +395,8 @@ def test_a_component_dying_outside_a_fault_is_an_infrastructure_error(tmp_path: 
     from flashlab.core.platform import ComponentNotRunning
     from flashlab.lab.events import RunEvents
     from flashlab.lab.experiment import load_experiment
-    from flashlab.lab.run import RunRequest, execute
+    from flashlab.lab.run import RunRequest
+    from flashlab.lab.run import execute
     from flashlab.system import procs
 
     before = set(procs.started_pids())

@@ -8,7 +8,8 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,17 +17,20 @@ from typing import Any
 import httpx
 import pytest
 
-from flashlab.chaos.faults import (
-    FAULTS,
-    fault_class,
-    fault_names,
-    fault_param_error,
-    make_fault,
-    needs_proxy,
-)
-from flashlab.chaos.faults.base import FaultContext, FaultError, host_port, tcp_ping
-from flashlab.core.contract import ResetRequest, Strategy
-from flashlab.core.platform import StackConfig, StackInfo
+from flashlab.chaos.faults import FAULTS
+from flashlab.chaos.faults import fault_class
+from flashlab.chaos.faults import fault_names
+from flashlab.chaos.faults import fault_param_error
+from flashlab.chaos.faults import make_fault
+from flashlab.chaos.faults import needs_proxy
+from flashlab.chaos.faults.base import FaultContext
+from flashlab.chaos.faults.base import FaultError
+from flashlab.chaos.faults.base import host_port
+from flashlab.chaos.faults.base import tcp_ping
+from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
+from flashlab.core.platform import StackConfig
+from flashlab.core.platform import StackInfo
 from flashlab.system.admin import AdminClient
 from flashlab.system.platforms.local import LocalPlatform
 

@@ -9,19 +9,19 @@ from collections.abc import Iterator
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from schemathesis.generation.modes import GenerationMode
 
-from flashlab.core.contract import (
-    ADMIN_HEADER,
-    BUY_PATH,
-    PRODUCT_PATH,
-    RESET_PATH,
-    USER_HEADER,
-    ErrorBody,
-    ResetRequest,
-    Strategy,
-)
+from flashlab.core.contract import ADMIN_HEADER
+from flashlab.core.contract import BUY_PATH
+from flashlab.core.contract import PRODUCT_PATH
+from flashlab.core.contract import RESET_PATH
+from flashlab.core.contract import USER_HEADER
+from flashlab.core.contract import ErrorBody
+from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
 from flashlab.core.platform import StackInfo
 from flashlab.system.admin import AdminClient
 from flashlab.system.app import create_app

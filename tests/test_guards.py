@@ -16,13 +16,22 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from support import alive, descendants, poll
+from support import alive
+from support import descendants
+from support import poll
 
-from flashlab.analysis.hypothesis import HypothesisError, parse_clause
+from flashlab.analysis.hypothesis import HypothesisError
+from flashlab.analysis.hypothesis import parse_clause
 from flashlab.core.rundir import load_run
-from flashlab.lab.experiment import ExperimentError, parse_experiment
-from flashlab.lab.guards import AbortSwitch, GuardError, GuardMonitor, SteadyStateCheck, parse_guard
-from flashlab.simulator.history import Op, ops_to_batch
+from flashlab.lab.experiment import ExperimentError
+from flashlab.lab.experiment import parse_experiment
+from flashlab.lab.guards import AbortSwitch
+from flashlab.lab.guards import GuardError
+from flashlab.lab.guards import GuardMonitor
+from flashlab.lab.guards import SteadyStateCheck
+from flashlab.lab.guards import parse_guard
+from flashlab.simulator.history import Op
+from flashlab.simulator.history import ops_to_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 S = 1_000_000_000

@@ -11,12 +11,17 @@ from typing import Any
 import pytest
 from support import poll
 
-from flashlab.analysis.hypothesis import HOST_SPREAD_STEADY, near_threshold_on_unsteady_host
+from flashlab.analysis.hypothesis import HOST_SPREAD_STEADY
+from flashlab.analysis.hypothesis import near_threshold_on_unsteady_host
 from flashlab.analysis.summary import summarize
-from flashlab.analysis.synthetic import SyntheticSpec, write_synthetic
+from flashlab.analysis.synthetic import SyntheticSpec
+from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.isolation import available_cpus
-from flashlab.core.rundir import MANIFEST, load_run
-from flashlab.lab.hostspeed import MIN_SAMPLES, SAMPLE_EVERY_S, HostSpeedProbe
+from flashlab.core.rundir import MANIFEST
+from flashlab.core.rundir import load_run
+from flashlab.lab.hostspeed import MIN_SAMPLES
+from flashlab.lab.hostspeed import SAMPLE_EVERY_S
+from flashlab.lab.hostspeed import HostSpeedProbe
 from flashlab.lab.hostspeed import summarize as stats
 from flashlab.system import procs
 

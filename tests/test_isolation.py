@@ -20,19 +20,22 @@ import pytest
 import support
 import yaml
 
-from flashlab.core.contract import ResetRequest, Strategy
-from flashlab.core.isolation import (
-    IsolationError,
-    auto_split,
-    describe,
-    parse_split,
-    pinned,
-    resolve,
-)
-from flashlab.lab.experiment import ExperimentError, parse_experiment
-from flashlab.simulator.engines import LoadPlan, get_engine
-from flashlab.simulator.scenario import Scenario, Spike
-from flashlab.system.platforms.compose import COMPOSE_FILE, derive_compose
+from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
+from flashlab.core.isolation import IsolationError
+from flashlab.core.isolation import auto_split
+from flashlab.core.isolation import describe
+from flashlab.core.isolation import parse_split
+from flashlab.core.isolation import pinned
+from flashlab.core.isolation import resolve
+from flashlab.lab.experiment import ExperimentError
+from flashlab.lab.experiment import parse_experiment
+from flashlab.simulator.engines import LoadPlan
+from flashlab.simulator.engines import get_engine
+from flashlab.simulator.scenario import Scenario
+from flashlab.simulator.scenario import Spike
+from flashlab.system.platforms.compose import COMPOSE_FILE
+from flashlab.system.platforms.compose import derive_compose
 from flashlab.system.truth import read_truth
 
 ROOT = Path(__file__).resolve().parent.parent

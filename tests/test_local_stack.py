@@ -19,10 +19,13 @@ import pytest
 import redis
 import support
 
-from flashlab.core.platform import DURABILITY_MODES, StackConfig, StackInfo
+from flashlab.core.platform import DURABILITY_MODES
+from flashlab.core.platform import StackConfig
+from flashlab.core.platform import StackInfo
 from flashlab.system import procs
 from flashlab.system.config import render
-from flashlab.system.platforms.local import LocalPlatform, StackError
+from flashlab.system.platforms.local import LocalPlatform
+from flashlab.system.platforms.local import StackError
 
 DEADLINE_S = 30.0
 
@@ -399,7 +402,8 @@ def test_api_keepalive_outlives_nginx_upstream_keepalive() -> None:
     turns a POST into a 502 nginx may not retry (a spurious indeterminate purchase)."""
     import re
 
-    from flashlab.system.config import render, uvicorn_argv
+    from flashlab.system.config import render
+    from flashlab.system.config import uvicorn_argv
 
     text = render(
         "nginx.conf",

@@ -10,7 +10,8 @@ held by other users. lost_acknowledged matches (order id, user), so it still cou
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,13 @@ import pandas as pd
 import pytest
 from support import poll
 
-from flashlab.analysis.checks.consistency import LostAcknowledged, PhantomOrders
+from flashlab.analysis.checks.consistency import LostAcknowledged
+from flashlab.analysis.checks.consistency import PhantomOrders
 from flashlab.analysis.reconcile import reconcile
-from flashlab.core.contract import BUY_PATH, USER_HEADER, ResetRequest, Strategy
+from flashlab.core.contract import BUY_PATH
+from flashlab.core.contract import USER_HEADER
+from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
 from flashlab.core.rundir import Run
 from flashlab.system.admin import AdminClient
 from flashlab.system.platforms.local import LocalPlatform

@@ -20,8 +20,10 @@ import pytest
 from flashlab.core import rundir
 from flashlab.core.errors import UserError
 from flashlab.lab import nemesis
-from flashlab.lab.experiment import Experiment, load_experiment
-from flashlab.lab.run import RunRequest, execute
+from flashlab.lab.experiment import Experiment
+from flashlab.lab.experiment import load_experiment
+from flashlab.lab.run import RunRequest
+from flashlab.lab.run import execute
 
 ROOT = Path(__file__).resolve().parent.parent
 

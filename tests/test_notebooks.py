@@ -15,13 +15,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from flashlab.analysis.notebooks import (
-    NOTEBOOKS_DIR,
-    NotebookError,
-    execute_notebook,
-    inject_parameters,
-)
-from flashlab.analysis.synthetic import SyntheticSpec, write_synthetic
+from flashlab.analysis.notebooks import NOTEBOOKS_DIR
+from flashlab.analysis.notebooks import NotebookError
+from flashlab.analysis.notebooks import execute_notebook
+from flashlab.analysis.notebooks import inject_parameters
+from flashlab.analysis.synthetic import SyntheticSpec
+from flashlab.analysis.synthetic import write_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = [

@@ -10,8 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flashlab.analysis.placement import missed, placement
-from flashlab.analysis.synthetic import Outage, SyntheticSpec, write_synthetic
+from flashlab.analysis.placement import missed
+from flashlab.analysis.placement import placement
+from flashlab.analysis.synthetic import Outage
+from flashlab.analysis.synthetic import SyntheticSpec
+from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.rundir import load_run
 
 

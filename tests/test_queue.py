@@ -19,18 +19,16 @@ import pandas as pd
 import pytest
 from support import poll
 
-from flashlab.core.contract import (
-    BUY_PATH,
-    QUEUE_PATH,
-    USER_HEADER,
-    ErrorBody,
-    ErrorCode,
-    QueueState,
-    QueueStatus,
-    RateLimit,
-    ResetRequest,
-    Strategy,
-)
+from flashlab.core.contract import BUY_PATH
+from flashlab.core.contract import QUEUE_PATH
+from flashlab.core.contract import USER_HEADER
+from flashlab.core.contract import ErrorBody
+from flashlab.core.contract import ErrorCode
+from flashlab.core.contract import QueueState
+from flashlab.core.contract import QueueStatus
+from flashlab.core.contract import RateLimit
+from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
 from flashlab.core.platform import StackInfo
 from flashlab.system.admin import AdminClient
 from flashlab.system.truth import read_truth
@@ -342,7 +340,9 @@ async def _one_queue_shopper(base: str, product: str, profile: Any, slow: int) -
     from flashlab.simulator.client import make_client
     from flashlab.simulator.scenario import Scenario
     from flashlab.simulator.schedule import ShopperPlan
-    from flashlab.simulator.shopper import DriveSpec, Recorder, _Driver
+    from flashlab.simulator.shopper import DriveSpec
+    from flashlab.simulator.shopper import Recorder
+    from flashlab.simulator.shopper import _Driver
 
     scenario = Scenario(shoppers=1, profiles=[profile], request_timeout_s=5)
     spec = DriveSpec("rejoin", base, product, scenario, "aiohttp", 4, "w0", queue=True)

@@ -8,18 +8,25 @@ import asyncio
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pytest
 import uvloop
 
-from flashlab.core.contract import ResetRequest, Strategy
+from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
 from flashlab.simulator.behaviour import classify
-from flashlab.simulator.client import Answer, RawClient, make_client
-from flashlab.simulator.engines import LoadPlan, get_engine
-from flashlab.simulator.scenario import Profile, Scenario, Spike
+from flashlab.simulator.client import Answer
+from flashlab.simulator.client import RawClient
+from flashlab.simulator.client import make_client
+from flashlab.simulator.engines import LoadPlan
+from flashlab.simulator.engines import get_engine
+from flashlab.simulator.scenario import Profile
+from flashlab.simulator.scenario import Scenario
+from flashlab.simulator.scenario import Spike
 from flashlab.system.admin import AdminClient
 from flashlab.system.truth import read_truth
 

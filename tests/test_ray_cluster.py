@@ -23,8 +23,10 @@ import raycluster
 import yaml
 from support import poll
 
-from flashlab.core.errors import EXIT_BAD_INPUT, UserError
-from flashlab.simulator.engines.ray_engine import check_reachable, version_mismatch_line
+from flashlab.core.errors import EXIT_BAD_INPUT
+from flashlab.core.errors import UserError
+from flashlab.simulator.engines.ray_engine import check_reachable
+from flashlab.simulator.engines.ray_engine import version_mismatch_line
 
 pytestmark = pytest.mark.ray_cluster
 

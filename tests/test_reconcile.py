@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flashlab.analysis.reconcile import counter_total, reconcile
-from flashlab.analysis.synthetic import SyntheticSpec, metrics_text, write_synthetic
-from flashlab.core.rundir import METRICS, load_run
+from flashlab.analysis.reconcile import counter_total
+from flashlab.analysis.reconcile import reconcile
+from flashlab.analysis.synthetic import SyntheticSpec
+from flashlab.analysis.synthetic import metrics_text
+from flashlab.analysis.synthetic import write_synthetic
+from flashlab.core.rundir import METRICS
+from flashlab.core.rundir import load_run
 
 
 def _reconcile(tmp_path: Path, **spec: object) -> dict:
@@ -84,7 +88,9 @@ def test_counter_parsing_filters_labels() -> None:
 
 
 def test_counter_parsing_reads_a_real_prometheus_exposition() -> None:
-    from prometheus_client import CollectorRegistry, Counter, generate_latest
+    from prometheus_client import CollectorRegistry
+    from prometheus_client import Counter
+    from prometheus_client import generate_latest
 
     registry = CollectorRegistry()
     purchases = Counter("flashlab_purchases_total", "Units sold", ["strategy"], registry=registry)

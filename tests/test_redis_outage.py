@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from flashlab.core.contract import (
-    BUY_PATH,
-    USER_HEADER,
-    ErrorBody,
-    ErrorCode,
-    ResetRequest,
-    Strategy,
-)
+from flashlab.core.contract import BUY_PATH
+from flashlab.core.contract import USER_HEADER
+from flashlab.core.contract import ErrorBody
+from flashlab.core.contract import ErrorCode
+from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
 from flashlab.system.admin import AdminClient
 from flashlab.system.platforms.local import LocalPlatform
 from flashlab.system.truth import read_truth

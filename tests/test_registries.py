@@ -6,8 +6,11 @@ import pytest
 from pydantic import BaseModel
 
 from flashlab.core.contract import Strategy
-from flashlab.lab.experiment import ExperimentError, parse_experiment
-from flashlab.system.strategies import PurchaseStrategy, settings_model, strategy_class
+from flashlab.lab.experiment import ExperimentError
+from flashlab.lab.experiment import parse_experiment
+from flashlab.system.strategies import PurchaseStrategy
+from flashlab.system.strategies import settings_model
+from flashlab.system.strategies import strategy_class
 
 
 @pytest.mark.parametrize("name", [s.value for s in Strategy])

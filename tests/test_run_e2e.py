@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from support import alive, descendants, poll, run_flashlab
+from support import alive
+from support import descendants
+from support import poll
+from support import run_flashlab
 
 from flashlab.core.rundir import load_run
 

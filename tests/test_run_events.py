@@ -10,9 +10,13 @@ from typing import Any
 import pytest
 
 from flashlab.core.platform import StackInfo
-from flashlab.lab.events import Phase, RunEvents
-from flashlab.lab.experiment import Experiment, load_experiment
-from flashlab.lab.run import RunRequest, Target, execute
+from flashlab.lab.events import Phase
+from flashlab.lab.events import RunEvents
+from flashlab.lab.experiment import Experiment
+from flashlab.lab.experiment import load_experiment
+from flashlab.lab.run import RunRequest
+from flashlab.lab.run import Target
+from flashlab.lab.run import execute
 
 SMOKE = Path(__file__).resolve().parent.parent / "experiments" / "smoke.yaml"
 

@@ -7,17 +7,17 @@ import typing
 import numpy as np
 import pytest
 
-from flashlab.simulator.scenario import (
-    Arrival,
-    Poisson,
-    Profile,
-    Ramp,
-    Scenario,
-    Spike,
-    Stage,
-    Waves,
-)
-from flashlab.simulator.schedule import partition, plan, vu_plan
+from flashlab.simulator.scenario import Arrival
+from flashlab.simulator.scenario import Poisson
+from flashlab.simulator.scenario import Profile
+from flashlab.simulator.scenario import Ramp
+from flashlab.simulator.scenario import Scenario
+from flashlab.simulator.scenario import Spike
+from flashlab.simulator.scenario import Stage
+from flashlab.simulator.scenario import Waves
+from flashlab.simulator.schedule import partition
+from flashlab.simulator.schedule import plan
+from flashlab.simulator.schedule import vu_plan
 
 
 def _key(shoppers: list) -> list[tuple]:

@@ -17,12 +17,14 @@ import support
 
 from flashlab.chaos.faults.base import FaultContext
 from flashlab.chaos.proxy import ProxyControl
-from flashlab.chaos.scheduler import FaultScheduler, expand
+from flashlab.chaos.scheduler import FaultScheduler
+from flashlab.chaos.scheduler import expand
 from flashlab.chaos.spec import FaultSpec
 from flashlab.core.platform import StackInfo
 from flashlab.core.rundir import FAULTS_SCHEMA
 from flashlab.system import procs
-from flashlab.system.platforms.local import free_port, wait_until
+from flashlab.system.platforms.local import free_port
+from flashlab.system.platforms.local import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -181,7 +183,8 @@ def test_stop_recovers_what_is_injected_and_skips_the_future(rig: Rig) -> None:
 def test_run_shaped_schedule_with_process_engine(make_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The orchestrator's use: for_run(...) started from the engine's on_start, stopped after."""
     from flashlab.core.contract import ResetRequest
-    from flashlab.simulator.engines import LoadPlan, get_engine
+    from flashlab.simulator.engines import LoadPlan
+    from flashlab.simulator.engines import get_engine
     from flashlab.simulator.scenario import Scenario
     from flashlab.system.admin import AdminClient
 

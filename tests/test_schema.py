@@ -12,8 +12,11 @@ import yaml
 from support import run_flashlab
 
 from flashlab.analysis.summary import summarize
-from flashlab.analysis.synthetic import Outage, SyntheticSpec, write_synthetic
-from flashlab.core.rundir import SCHEMA_VERSION, load_run
+from flashlab.analysis.synthetic import Outage
+from flashlab.analysis.synthetic import SyntheticSpec
+from flashlab.analysis.synthetic import write_synthetic
+from flashlab.core.rundir import SCHEMA_VERSION
+from flashlab.core.rundir import load_run
 from flashlab.lab import schema as schemas
 
 ROOT = Path(__file__).resolve().parent.parent

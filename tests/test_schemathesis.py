@@ -17,7 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flashlab.core.contract import ADMIN_HEADER, PRODUCT_PATH, ResetRequest, Strategy
+from flashlab.core.contract import ADMIN_HEADER
+from flashlab.core.contract import PRODUCT_PATH
+from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
 from flashlab.system.admin import AdminClient
 
 MAX_EXAMPLES = 40  # per operation and phase: ~600 cases, about a minute here

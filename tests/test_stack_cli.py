@@ -15,7 +15,8 @@ import httpx
 import psutil
 import pytest
 import support
-from support import assert_one_line_error, run_flashlab
+from support import assert_one_line_error
+from support import run_flashlab
 
 from flashlab.system import procs
 

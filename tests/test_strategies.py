@@ -13,7 +13,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from flashlab.core.contract import BUY_PATH, USER_HEADER, ResetRequest, Strategy
+from flashlab.core.contract import BUY_PATH
+from flashlab.core.contract import USER_HEADER
+from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
 from flashlab.core.platform import StackInfo
 from flashlab.system.admin import AdminClient
 from flashlab.system.truth import read_truth

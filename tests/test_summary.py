@@ -12,9 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from flashlab.analysis.hypothesis import SUMMARY_KEYS
-from flashlab.analysis.summary import json_safe, summarize
-from flashlab.analysis.synthetic import Outage, SyntheticSpec, write_synthetic
-from flashlab.core.rundir import FAULTS, load_run
+from flashlab.analysis.summary import json_safe
+from flashlab.analysis.summary import summarize
+from flashlab.analysis.synthetic import Outage
+from flashlab.analysis.synthetic import SyntheticSpec
+from flashlab.analysis.synthetic import write_synthetic
+from flashlab.core.rundir import FAULTS
+from flashlab.core.rundir import load_run
 
 
 def _summary(tmp_path: Path, **spec: Any) -> dict[str, Any]:
@@ -176,7 +180,8 @@ def test_run_without_attempts_summarises_to_nones(tmp_path: Path) -> None:
 
 
 def test_generator_health_comes_from_the_manifest(tmp_path: Path) -> None:
-    from flashlab.analysis.synthetic import OVERLOADED, Generator
+    from flashlab.analysis.synthetic import OVERLOADED
+    from flashlab.analysis.synthetic import Generator
 
     healthy = _summary(tmp_path / "ok", hypothesis=["generator_stalled_s < 0.5"])
     assert healthy["generator"] == {
@@ -228,7 +233,8 @@ def test_runs_without_generator_data_summarise_to_nones(tmp_path: Path) -> None:
 
 
 def test_generator_clauses_parse() -> None:
-    from flashlab.analysis.hypothesis import HypothesisError, parse_clause
+    from flashlab.analysis.hypothesis import HypothesisError
+    from flashlab.analysis.hypothesis import parse_clause
 
     clause = parse_clause("generator_stalled_s < 0.5")
     assert (clause.key, clause.op, clause.value) == ("generator_stalled_s", "<", 0.5)

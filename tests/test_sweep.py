@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from support import assert_one_line_error, run_flashlab
+from support import assert_one_line_error
+from support import run_flashlab
 
 from flashlab.core.errors import UserError
 from flashlab.lab.experiment import load_experiment
-from flashlab.lab.sweep import MAX_CELLS, parse_set, plan_cells, stack_groups
+from flashlab.lab.sweep import MAX_CELLS
+from flashlab.lab.sweep import parse_set
+from flashlab.lab.sweep import plan_cells
+from flashlab.lab.sweep import stack_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "experiments" / "smoke.yaml"
@@ -183,7 +187,8 @@ def test_repeat_gives_ci_columns_and_a_stack_per_stack_value(tmp_path: Path) -> 
 
 
 def test_notebook_05_executes_on_the_real_sweep(race_sweep: Path, tmp_path: Path) -> None:
-    from flashlab.analysis.notebooks import NOTEBOOKS_DIR, execute_notebook
+    from flashlab.analysis.notebooks import NOTEBOOKS_DIR
+    from flashlab.analysis.notebooks import execute_notebook
 
     out_html = tmp_path / "05.html"
     done = execute_notebook(

@@ -11,19 +11,20 @@ import pandas as pd
 import pytest
 
 from flashlab.analysis import intervals
-from flashlab.analysis.compare import ComparisonError, compare
-from flashlab.analysis.synthetic import OVERLOADED, SyntheticSpec, write_synthetic_set
-from flashlab.analysis.trials import (
-    KEY_METRICS,
-    SET_MANIFEST,
-    Trial,
-    TrialSetError,
-    decide_on_interval,
-    judge_clause,
-    judge_set,
-    load_set,
-    write_set_outputs,
-)
+from flashlab.analysis.compare import ComparisonError
+from flashlab.analysis.compare import compare
+from flashlab.analysis.synthetic import OVERLOADED
+from flashlab.analysis.synthetic import SyntheticSpec
+from flashlab.analysis.synthetic import write_synthetic_set
+from flashlab.analysis.trials import KEY_METRICS
+from flashlab.analysis.trials import SET_MANIFEST
+from flashlab.analysis.trials import Trial
+from flashlab.analysis.trials import TrialSetError
+from flashlab.analysis.trials import decide_on_interval
+from flashlab.analysis.trials import judge_clause
+from flashlab.analysis.trials import judge_set
+from flashlab.analysis.trials import load_set
+from flashlab.analysis.trials import write_set_outputs
 
 SAFE = ["oversell == 0", "lost_acknowledged == 0"]
 
@@ -269,7 +270,8 @@ def test_check_rejudges_a_trial_set_with_its_exit_code(tmp_path: Path) -> None:
 
 def test_compare_says_when_the_host_ran_slower_under_one_side(tmp_path: Path) -> None:
     from flashlab.analysis.synthetic import write_synthetic
-    from flashlab.core.rundir import MANIFEST, SUMMARY
+    from flashlab.core.rundir import MANIFEST
+    from flashlab.core.rundir import SUMMARY
 
     def run(name: str, unit_us: float | None) -> Path:
         path = tmp_path / name

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from support import assert_one_line_error, run_flashlab
+from support import assert_one_line_error
+from support import run_flashlab
 
 from flashlab.core.rundir import load_run
 

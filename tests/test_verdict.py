@@ -9,17 +9,20 @@ from typing import Any
 
 import pytest
 
-from flashlab.analysis.hypothesis import clause_class, judge, overall
+from flashlab.analysis.hypothesis import clause_class
+from flashlab.analysis.hypothesis import judge
+from flashlab.analysis.hypothesis import overall
 from flashlab.analysis.summary import summarize
-from flashlab.analysis.synthetic import OVERLOADED, SyntheticSpec, write_synthetic
-from flashlab.core.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_INCONCLUSIVE,
-    EXIT_OK,
-    EXIT_VERDICT_FAIL,
-    verdict_exit_code,
-)
-from flashlab.core.rundir import MANIFEST, load_run
+from flashlab.analysis.synthetic import OVERLOADED
+from flashlab.analysis.synthetic import SyntheticSpec
+from flashlab.analysis.synthetic import write_synthetic
+from flashlab.core.errors import EXIT_BAD_INPUT
+from flashlab.core.errors import EXIT_INCONCLUSIVE
+from flashlab.core.errors import EXIT_OK
+from flashlab.core.errors import EXIT_VERDICT_FAIL
+from flashlab.core.errors import verdict_exit_code
+from flashlab.core.rundir import MANIFEST
+from flashlab.core.rundir import load_run
 
 MIXED = ["oversell == 0", "lost_acknowledged == 0", "latency_ms.p99 < 10000"]
 
@@ -203,7 +206,8 @@ def test_a_failing_clause_still_fails_beside_an_unknown_check(
 
 
 def test_check_keys_take_the_class_their_check_declares(monkeypatch: pytest.MonkeyPatch) -> None:
-    from flashlab.analysis.checker import CHECK_KEYS, CHECKS
+    from flashlab.analysis.checker import CHECK_KEYS
+    from flashlab.analysis.checker import CHECKS
 
     for key, name in CHECK_KEYS.items():
         assert clause_class(key) == CHECKS[name].clause_class == "safety"

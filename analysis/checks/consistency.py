@@ -14,14 +14,12 @@
 
 from __future__ import annotations
 
-from flashlab.analysis.checks.base import (
-    Check,
-    CheckResult,
-    ok_ops,
-    order_keys,
-    orders_frame,
-    result,
-)
+from flashlab.analysis.checks.base import Check
+from flashlab.analysis.checks.base import CheckResult
+from flashlab.analysis.checks.base import ok_ops
+from flashlab.analysis.checks.base import order_keys
+from flashlab.analysis.checks.base import orders_frame
+from flashlab.analysis.checks.base import result
 from flashlab.analysis.stats import outcome_flags
 from flashlab.core.rundir import Run
 

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from flashlab.analysis.checks.base import (
-    Check,
-    CheckResult,
-    excess_order_keys,
-    ok_ops,
-    order_keys,
-    orders_frame,
-    result,
-)
+from flashlab.analysis.checks.base import Check
+from flashlab.analysis.checks.base import CheckResult
+from flashlab.analysis.checks.base import excess_order_keys
+from flashlab.analysis.checks.base import ok_ops
+from flashlab.analysis.checks.base import order_keys
+from flashlab.analysis.checks.base import orders_frame
+from flashlab.analysis.checks.base import result
 from flashlab.core.rundir import Run
 
 NS_PER_MS = 1_000_000

@@ -9,7 +9,10 @@ from typing import Any
 
 from pydantic import Field
 
-from flashlab.chaos.faults.base import Fault, FaultContext, FaultError, FaultParams
+from flashlab.chaos.faults.base import Fault
+from flashlab.chaos.faults.base import FaultContext
+from flashlab.chaos.faults.base import FaultError
+from flashlab.chaos.faults.base import FaultParams
 
 
 class ActorKillParams(FaultParams):

@@ -11,17 +11,24 @@ import contextlib
 import socket
 import threading
 import time
-from abc import ABC, abstractmethod
+from abc import ABC
+from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import ClassVar
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import redis
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+from pydantic import ConfigDict
 
 from flashlab.chaos.proxy import ProxyControl
-from flashlab.core.platform import Component, Platform, StackInfo
+from flashlab.core.platform import Component
+from flashlab.core.platform import Platform
+from flashlab.core.platform import StackInfo
 
 T = TypeVar("T")
 

@@ -6,12 +6,17 @@ probe through the proxy before and after shows what the API saw (added latency, 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
 from pydantic import Field
 
 from flashlab.chaos import proxy as toxics
-from flashlab.chaos.faults.base import Fault, FaultContext, FaultParams, host_port, tcp_ping
+from flashlab.chaos.faults.base import Fault
+from flashlab.chaos.faults.base import FaultContext
+from flashlab.chaos.faults.base import FaultParams
+from flashlab.chaos.faults.base import host_port
+from flashlab.chaos.faults.base import tcp_ping
 
 Direction = toxics.Direction
 _DIRECTION_HELP = "up = API->Redis, down = Redis->API, both"

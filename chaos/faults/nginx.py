@@ -8,14 +8,12 @@ from typing import Any
 
 import psutil
 
-from flashlab.chaos.faults.base import (
-    STOP_TIMEOUT_S,
-    Fault,
-    FaultContext,
-    StopStartFault,
-    elapsed_ms,
-    wait_for,
-)
+from flashlab.chaos.faults.base import STOP_TIMEOUT_S
+from flashlab.chaos.faults.base import Fault
+from flashlab.chaos.faults.base import FaultContext
+from flashlab.chaos.faults.base import StopStartFault
+from flashlab.chaos.faults.base import elapsed_ms
+from flashlab.chaos.faults.base import wait_for
 
 NGINX = "nginx"
 

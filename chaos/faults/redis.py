@@ -10,17 +10,15 @@ import signal
 import time
 from typing import Any
 
-from flashlab.chaos.faults.base import (
-    RESPAWN_TIMEOUT_S,
-    STOP_TIMEOUT_S,
-    Fault,
-    FaultContext,
-    StopStartFault,
-    elapsed_ms,
-    host_port,
-    tcp_ping,
-    wait_for,
-)
+from flashlab.chaos.faults.base import RESPAWN_TIMEOUT_S
+from flashlab.chaos.faults.base import STOP_TIMEOUT_S
+from flashlab.chaos.faults.base import Fault
+from flashlab.chaos.faults.base import FaultContext
+from flashlab.chaos.faults.base import StopStartFault
+from flashlab.chaos.faults.base import elapsed_ms
+from flashlab.chaos.faults.base import host_port
+from flashlab.chaos.faults.base import tcp_ping
+from flashlab.chaos.faults.base import wait_for
 
 REDIS = "redis"
 

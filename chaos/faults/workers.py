@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
 import httpx
-from pydantic import Field, field_validator
+from pydantic import Field
+from pydantic import field_validator
 
-from flashlab.chaos.faults.base import (
-    RESPAWN_TIMEOUT_S,
-    Fault,
-    FaultContext,
-    FaultError,
-    FaultParams,
-    elapsed_ms,
-    wait_for,
-)
+from flashlab.chaos.faults.base import RESPAWN_TIMEOUT_S
+from flashlab.chaos.faults.base import Fault
+from flashlab.chaos.faults.base import FaultContext
+from flashlab.chaos.faults.base import FaultError
+from flashlab.chaos.faults.base import FaultParams
+from flashlab.chaos.faults.base import elapsed_ms
+from flashlab.chaos.faults.base import wait_for
 from flashlab.core.platform import Component
 
 

@@ -7,12 +7,16 @@ from typing import Annotated
 
 import typer
 
-from flashlab.console import console, emit_json
-from flashlab.core.errors import EXIT_CODES_HELP, UserError, verdict_exit_code
+from flashlab.console import console
+from flashlab.console import emit_json
+from flashlab.core.errors import EXIT_CODES_HELP
+from flashlab.core.errors import UserError
+from flashlab.core.errors import verdict_exit_code
 
 
 def _load(run_dir: Path):
-    from flashlab.core.rundir import RunDirError, load_run
+    from flashlab.core.rundir import RunDirError
+    from flashlab.core.rundir import load_run
 
     try:
         return load_run(run_dir)
@@ -45,7 +49,8 @@ def check(
 
     from flashlab.analysis.summary import summarize
     from flashlab.commands.display import print_summary
-    from flashlab.core.rundir import SUMMARY, write_json_atomic
+    from flashlab.core.rundir import SUMMARY
+    from flashlab.core.rundir import write_json_atomic
 
     summary = summarize(run)
     if write:
@@ -64,7 +69,9 @@ def check(
 
 def _check_set(set_dir: Path, json_output: bool, write: bool) -> None:
     """Re-judge a trial set from its trials' summaries; exit code is the set's verdict."""
-    from flashlab.analysis.trials import load_set, summarize_set, write_set_outputs
+    from flashlab.analysis.trials import load_set
+    from flashlab.analysis.trials import summarize_set
+    from flashlab.analysis.trials import write_set_outputs
     from flashlab.commands.display import print_trial_set
     from flashlab.core.rundir import RunDirError
 
@@ -102,7 +109,8 @@ def report(
 
       flashlab report --matrix reports/matrix-20261125-1030
     """
-    from flashlab.analysis.report import write_matrix_report, write_report
+    from flashlab.analysis.report import write_matrix_report
+    from flashlab.analysis.report import write_report
     from flashlab.analysis.trials import is_trial_set
 
     if is_trial_set(path) and not matrix:
@@ -119,7 +127,8 @@ def report(
 
 def _write_set(set_dir: Path) -> Path:
     """trials.parquet/json/html of a complete trial set, rewritten; the path of trials.html."""
-    from flashlab.analysis.trials import TRIALS_HTML, write_set_outputs
+    from flashlab.analysis.trials import TRIALS_HTML
+    from flashlab.analysis.trials import write_set_outputs
     from flashlab.core.rundir import RunDirError
 
     try:

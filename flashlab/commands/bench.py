@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
 import typer
 
-from flashlab.console import console, emit_json, err_console
-from flashlab.core.errors import EXIT_INFRA, UserError
+from flashlab.console import console
+from flashlab.console import emit_json
+from flashlab.console import err_console
+from flashlab.core.errors import EXIT_INFRA
+from flashlab.core.errors import UserError
 
 EPILOG = (
     "Examples:\n\n"
@@ -51,7 +55,9 @@ def bench(
 ) -> None:
     """Measure the stack, the simulator and chaos cost as ratios; append one JSON line per benchmark."""
     mod = _import_bench()
-    from flashlab.bench.context import SIZES, BenchContext, default_paths
+    from flashlab.bench.context import SIZES
+    from flashlab.bench.context import BenchContext
+    from flashlab.bench.context import default_paths
 
     if size not in SIZES:
         raise UserError(f"--size: {size!r} is not one of: {', '.join(SIZES)}")

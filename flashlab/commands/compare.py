@@ -7,8 +7,11 @@ from typing import Annotated
 
 import typer
 
-from flashlab.console import console, emit_json
-from flashlab.core.errors import EXIT_OK, EXIT_VERDICT_FAIL, UserError
+from flashlab.console import console
+from flashlab.console import emit_json
+from flashlab.core.errors import EXIT_OK
+from flashlab.core.errors import EXIT_VERDICT_FAIL
+from flashlab.core.errors import UserError
 
 EPILOG = (
     "Examples:\n\n"
@@ -98,7 +101,8 @@ _OUTCOME_STYLE = {"better": "green", "worse": "bold red", "within noise": "dim",
 def _print(result, html: Path | None) -> None:
     from rich.table import Table
 
-    from flashlab.analysis.report import fmt, kind_of
+    from flashlab.analysis.report import fmt
+    from flashlab.analysis.report import kind_of
 
     title = (
         f"A {result.a.path} ({result.a.kind}, n={result.a.n})  vs  "

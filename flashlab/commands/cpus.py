@@ -6,18 +6,17 @@ bad values are one line naming the flag, exit 2.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
 import typer
 
 from flashlab.core.errors import UserError
-from flashlab.core.isolation import (
-    MODES,
-    IsolationError,
-    available_cpus,
-    check_split,
-    parse_split,
-)
+from flashlab.core.isolation import MODES
+from flashlab.core.isolation import IsolationError
+from flashlab.core.isolation import available_cpus
+from flashlab.core.isolation import check_split
+from flashlab.core.isolation import parse_split
 
 ISOLATION_HELP = (
     "CPU split between stack and load generator: auto (default: half/half, stack first; "

@@ -8,8 +8,12 @@ from typing import Annotated
 
 import typer
 
-from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
-from flashlab.console import console, err_console, titled_table
+from flashlab.commands.cpus import CpusOpt
+from flashlab.commands.cpus import IsolationOpt
+from flashlab.commands.cpus import isolation_overrides
+from flashlab.console import console
+from flashlab.console import err_console
+from flashlab.console import titled_table
 
 DEMO_RUNS = (
     # (shipped experiment name, what a correct lab shows, expected exit code, fields per shopper:
@@ -54,7 +58,8 @@ def demo(
 
       flashlab demo --shoppers 2000 --isolation off
     """
-    from flashlab.commands.run import load_with_overrides, run_and_report
+    from flashlab.commands.run import load_with_overrides
+    from flashlab.commands.run import run_and_report
     from flashlab.lab.run import RunRequest
 
     split = isolation_overrides(isolation, cpus)
@@ -81,7 +86,8 @@ def demo(
 
 def _missed_faults(rows: list) -> list[str]:
     """Faults that landed after sell-out or with nothing in flight (flashlab.analysis.placement)."""
-    from flashlab.analysis.placement import missed, placement
+    from flashlab.analysis.placement import missed
+    from flashlab.analysis.placement import placement
     from flashlab.core.rundir import load_run
 
     out = []

@@ -8,12 +8,19 @@ from typing import Any
 from rich.console import Group
 from rich.live import Live
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn
+from rich.progress import MofNCompleteColumn
+from rich.progress import Progress
+from rich.progress import TextColumn
+from rich.progress import TimeElapsedColumn
 from rich.table import Table
 
-from flashlab.analysis.markdown import fmt, headline_rows, load_generator_text
+from flashlab.analysis.markdown import fmt
+from flashlab.analysis.markdown import headline_rows
+from flashlab.analysis.markdown import load_generator_text
 from flashlab.console import console
-from flashlab.lab.events import Phase, RunEvents
+from flashlab.lab.events import Phase
+from flashlab.lab.events import RunEvents
 
 VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
 _STATUS_MARK = {"pass": "[green]✔[/]", "fail": "[red]✘[/]", "inconclusive": "[yellow]?[/]"}
@@ -187,14 +194,16 @@ def print_trial_done(index: int, outcome: Any) -> None:
 
 
 def _metric_text(m: dict[str, Any], key: str) -> str:
-    from flashlab.analysis.report import fmt, kind_of  # the report's formats, one per kind
+    from flashlab.analysis.report import fmt  # the report's formats, one per kind
+    from flashlab.analysis.report import kind_of  # the report's formats, one per kind
 
     return fmt(m.get(key), kind_of(m["path"]))[0]
 
 
 def print_trial_set(result: dict[str, Any], set_dir: str) -> None:
     """The set's verdict, its clauses on the CI bound, and the key metrics' medians and CIs."""
-    from flashlab.analysis.report import fmt, kind_of
+    from flashlab.analysis.report import fmt
+    from flashlab.analysis.report import kind_of
 
     console.print()
     console.print(verdict_line(result["verdict"], result.get("verdict_reasons")), soft_wrap=True)

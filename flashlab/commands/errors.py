@@ -16,7 +16,10 @@ from typer._click import exceptions as click_errors  # typer >= 0.29 vendors cli
 from typer.core import TyperGroup
 
 from flashlab.console import print_error
-from flashlab.core.errors import EXIT_BAD_INPUT, EXIT_INFRA, EXIT_INTERRUPTED, UserError
+from flashlab.core.errors import EXIT_BAD_INPUT
+from flashlab.core.errors import EXIT_INFRA
+from flashlab.core.errors import EXIT_INTERRUPTED
+from flashlab.core.errors import UserError
 
 DEBUG_ENV = "FLASHLAB_DEBUG"  # set to 1 to get the traceback of an unexpected error
 

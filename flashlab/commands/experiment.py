@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from flashlab.console import console, emit_json
+from flashlab.console import console
+from flashlab.console import emit_json
 
 
 def validate(

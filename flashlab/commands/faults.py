@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
 import typer
 from pydantic_core import PydanticUndefined
 from rich.table import Table
 
-from flashlab.console import console, emit_json
+from flashlab.console import console
+from flashlab.console import emit_json
 
 
 def _param_rows(name: str) -> list[dict[str, Any]]:
@@ -30,7 +32,8 @@ def _param_rows(name: str) -> list[dict[str, Any]]:
 
 def catalogue() -> list[dict[str, Any]]:
     """Every registered fault as plain data (what --json prints)."""
-    from flashlab.chaos.faults import fault_class, fault_names
+    from flashlab.chaos.faults import fault_class
+    from flashlab.chaos.faults import fault_names
 
     return [
         {

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
 import typer
 
-from flashlab.commands.ci import (
-    JunitOption,
-    SummaryMdOption,
-    check_ci_outputs,
-    write_ci_outputs,
-)
-from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
-from flashlab.console import console, emit_json, titled_table
-from flashlab.core.errors import EXIT_CODES_HELP, UserError
+from flashlab.commands.ci import JunitOption
+from flashlab.commands.ci import SummaryMdOption
+from flashlab.commands.ci import check_ci_outputs
+from flashlab.commands.ci import write_ci_outputs
+from flashlab.commands.cpus import CpusOpt
+from flashlab.commands.cpus import IsolationOpt
+from flashlab.commands.cpus import isolation_overrides
+from flashlab.console import console
+from flashlab.console import emit_json
+from flashlab.console import titled_table
+from flashlab.core.errors import EXIT_CODES_HELP
+from flashlab.core.errors import UserError
 
 EPILOG = (
     "Examples:\n\n"
@@ -83,7 +88,8 @@ def matrix(
     from flashlab.commands.run import load_with_overrides
     from flashlab.core.contract import Strategy
     from flashlab.core.platform import DURABILITY_MODES
-    from flashlab.lab.matrix import NO_FAULT, strategy_variants
+    from flashlab.lab.matrix import NO_FAULT
+    from flashlab.lab.matrix import strategy_variants
     from flashlab.lab.trials import check_repeat
 
     if repeat is not None:
@@ -123,7 +129,8 @@ def _run_and_print(
     from rich.progress import Progress
 
     from flashlab.analysis.report import write_matrix_report
-    from flashlab.lab.matrix import matrix_exit_code, run_matrix
+    from flashlab.lab.matrix import matrix_exit_code
+    from flashlab.lab.matrix import run_matrix
 
     total = len(axes[0]) * len(axes[1]) * len(axes[2])
     with Progress(console=console, transient=True, disable=json_output) as bar:

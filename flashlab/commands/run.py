@@ -5,20 +5,25 @@ from __future__ import annotations
 import contextlib
 import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
 import typer
 
-from flashlab.commands.ci import (
-    JunitOption,
-    SummaryMdOption,
-    check_ci_outputs,
-    write_ci_outputs,
-    write_error_outputs,
-)
-from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
-from flashlab.console import console, emit_json, err_console
-from flashlab.core.errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, UserError
+from flashlab.commands.ci import JunitOption
+from flashlab.commands.ci import SummaryMdOption
+from flashlab.commands.ci import check_ci_outputs
+from flashlab.commands.ci import write_ci_outputs
+from flashlab.commands.ci import write_error_outputs
+from flashlab.commands.cpus import CpusOpt
+from flashlab.commands.cpus import IsolationOpt
+from flashlab.commands.cpus import isolation_overrides
+from flashlab.console import console
+from flashlab.console import emit_json
+from flashlab.console import err_console
+from flashlab.core.errors import EXIT_CODES_HELP
+from flashlab.core.errors import EXIT_INTERRUPTED
+from flashlab.core.errors import UserError
 
 EPILOG = (
     "Examples:\n\n"
@@ -51,7 +56,8 @@ EPILOG = (
 
 
 def load_with_overrides(path: Path, overrides: dict[str, Any]) -> Any:
-    from flashlab.lab.experiment import ExperimentError, load_experiment
+    from flashlab.lab.experiment import ExperimentError
+    from flashlab.lab.experiment import load_experiment
 
     try:
         return load_experiment(path, overrides)
@@ -82,7 +88,8 @@ def _interrupt_handler(request: Any) -> Any:
 
 def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
     """Shared by `run` and `demo`: execute with a live display, print tables or JSON; the RunOutcome."""
-    from flashlab.commands.display import LiveRun, print_summary
+    from flashlab.commands.display import LiveRun
+    from flashlab.commands.display import print_summary
     from flashlab.lab.run import execute
 
     exp = request.experiment
@@ -257,7 +264,9 @@ def _write_run_ci_outputs(
     """JUnit and markdown for a run, or for a trial set: one suite per trial, the set's headline."""
     from flashlab.analysis.junit import run_suite
     from flashlab.analysis.markdown import run_markdown
-    from flashlab.core.rundir import MANIFEST, REPORT, read_json
+    from flashlab.core.rundir import MANIFEST
+    from flashlab.core.rundir import REPORT
+    from flashlab.core.rundir import read_json
 
     runs = getattr(outcome, "outcomes", None) or [outcome]
     suites = []
@@ -287,8 +296,10 @@ def run_trials_and_report(
     exp: Any, out: Path | None, target: Any, write_report: bool, json_output: bool
 ) -> Any:
     """`run --repeat N`: the trial set with a live display per trial; the TrialSetOutcome."""
-    from flashlab.commands.display import LiveRun, print_trial_set
-    from flashlab.lab.trials import TrialSetRequest, run_trials
+    from flashlab.commands.display import LiveRun
+    from flashlab.commands.display import print_trial_set
+    from flashlab.lab.trials import TrialSetRequest
+    from flashlab.lab.trials import run_trials
 
     live = LiveRun(
         exp.scenario.shoppers,

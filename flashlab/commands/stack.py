@@ -23,20 +23,25 @@ import psutil
 import typer
 from rich.table import Table
 
-from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
+from flashlab.commands.cpus import CpusOpt
+from flashlab.commands.cpus import IsolationOpt
+from flashlab.commands.cpus import isolation_overrides
 from flashlab.commands.errors import FlashlabGroup
-from flashlab.console import console, die, emit_json
-from flashlab.core.errors import EXIT_BAD_INPUT, EXIT_INFRA
-from flashlab.core.isolation import Isolation, IsolationError, resolve
-from flashlab.core.platform import (
-    PLATFORM_NAMES,
-    Platform,
-    PlatformConfigError,
-    PlatformError,
-    StackConfig,
-    StackInfo,
-    durability_problem,
-)
+from flashlab.console import console
+from flashlab.console import die
+from flashlab.console import emit_json
+from flashlab.core.errors import EXIT_BAD_INPUT
+from flashlab.core.errors import EXIT_INFRA
+from flashlab.core.isolation import Isolation
+from flashlab.core.isolation import IsolationError
+from flashlab.core.isolation import resolve
+from flashlab.core.platform import PLATFORM_NAMES
+from flashlab.core.platform import Platform
+from flashlab.core.platform import PlatformConfigError
+from flashlab.core.platform import PlatformError
+from flashlab.core.platform import StackConfig
+from flashlab.core.platform import StackInfo
+from flashlab.core.platform import durability_problem
 from flashlab.core.rundir import write_text_atomic
 
 STATE_ENV = "FLASHLAB_STATE_DIR"
@@ -161,7 +166,8 @@ def check_platform(name: str) -> None:
     if name not in PLATFORM_NAMES:
         die(f"--platform: {name!r} is not one of {', '.join(PLATFORM_NAMES)}")
     if name == "local":
-        from flashlab.system.platforms.local import REQUIRED_BINARIES, require_binary
+        from flashlab.system.platforms.local import REQUIRED_BINARIES
+        from flashlab.system.platforms.local import require_binary
 
         for binary in REQUIRED_BINARIES:
             try:

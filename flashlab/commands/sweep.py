@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
 import typer
 
-from flashlab.commands.cpus import CpusOpt, IsolationOpt, isolation_overrides
-from flashlab.console import console, emit_json
-from flashlab.core.errors import EXIT_CODES_HELP, EXIT_OK
+from flashlab.commands.cpus import CpusOpt
+from flashlab.commands.cpus import IsolationOpt
+from flashlab.commands.cpus import isolation_overrides
+from flashlab.console import console
+from flashlab.console import emit_json
+from flashlab.core.errors import EXIT_CODES_HELP
+from flashlab.core.errors import EXIT_OK
 
 EPILOG = (
     "Examples:\n\n"
@@ -57,7 +62,9 @@ def sweep(
 ) -> None:
     """Run an experiment over a grid of field values and plot each metric against them."""
     from flashlab.commands.run import load_with_overrides
-    from flashlab.lab.sweep import SweepRequest, parse_set, plan_cells
+    from flashlab.lab.sweep import SweepRequest
+    from flashlab.lab.sweep import parse_set
+    from flashlab.lab.sweep import plan_cells
     from flashlab.lab.trials import check_repeat
 
     if repeat is not None:
@@ -105,7 +112,9 @@ def _print_cells(sweep_dir: Path) -> None:
     import pandas as pd
     from rich.table import Table
 
-    from flashlab.analysis.sweep import SWEEP_HTML, SWEEP_PARQUET, load_manifest
+    from flashlab.analysis.sweep import SWEEP_HTML
+    from flashlab.analysis.sweep import SWEEP_PARQUET
+    from flashlab.analysis.sweep import load_manifest
 
     manifest = load_manifest(sweep_dir)
     frame = pd.read_parquet(sweep_dir / SWEEP_PARQUET)

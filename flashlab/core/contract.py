@@ -9,7 +9,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import field_validator
 
 API_PREFIX = "/api/v1"
 BUY_PATH = f"{API_PREFIX}/shop/buy"

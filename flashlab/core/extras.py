@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 
-from flashlab.core.errors import EXIT_BAD_INPUT, UserError
+from flashlab.core.errors import EXIT_BAD_INPUT
+from flashlab.core.errors import UserError
 
 # extra name (as in pyproject [project.optional-dependencies]) -> modules it must make importable
 EXTRAS: dict[str, tuple[str, ...]] = {

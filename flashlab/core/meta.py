@@ -12,7 +12,8 @@ import os
 import platform
 import shutil
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 

@@ -21,9 +21,14 @@ caller can catch "Docker is not there" without knowing which platform it asked f
 from __future__ import annotations
 
 import signal as _signal
-from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, get_args
+from abc import ABC
+from abc import abstractmethod
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Literal
+from typing import get_args
 
 Durability = Literal["none", "rdb", "aof-everysec", "aof-always"]
 # The platforms' names; flashlab.system.platforms.PLATFORMS maps each to its class (a test

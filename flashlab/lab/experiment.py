@@ -11,31 +11,31 @@ from __future__ import annotations
 import difflib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+from typing import Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import ValidationError
+from pydantic import ValidationInfo
+from pydantic import field_validator
+from pydantic import model_validator
 
-from flashlab.analysis.hypothesis import HypothesisError, parse_clause
+from flashlab.analysis.hypothesis import HypothesisError
+from flashlab.analysis.hypothesis import parse_clause
 from flashlab.chaos.spec import FaultSpec
-from flashlab.core.contract import (
-    ID_PATTERN,
-    RateLimit,
-    ResetRequest,
-    Strategy,
-    needs_queue_protocol,
-)
-from flashlab.core.platform import Durability, PlatformName
+from flashlab.core.contract import ID_PATTERN
+from flashlab.core.contract import RateLimit
+from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
+from flashlab.core.contract import needs_queue_protocol
+from flashlab.core.platform import Durability
+from flashlab.core.platform import PlatformName
 from flashlab.core.validation import first_error
-from flashlab.lab.guards import GuardError, parse_guard
+from flashlab.lab.guards import GuardError
+from flashlab.lab.guards import parse_guard
 from flashlab.simulator.client import QUEUE_CLIENTS
 from flashlab.simulator.scenario import Scenario
 from flashlab.system.strategies import settings_model

@@ -40,12 +40,15 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict
+from dataclasses import dataclass
+from typing import Any
+from typing import Literal
 
 import pyarrow as pa
 
-from flashlab.analysis.hypothesis import PHASE_KEYS, holds
+from flashlab.analysis.hypothesis import PHASE_KEYS
+from flashlab.analysis.hypothesis import holds
 from flashlab.lab.events import RunEvents
 
 GUARD_EVERY_S = 1.0
@@ -256,7 +259,8 @@ class GuardMonitor:
     def _absorb(self, now_ns: int) -> None:
         import pandas as pd
 
-        from flashlab.analysis.stats import outcome_flags, response_ms
+        from flashlab.analysis.stats import outcome_flags
+        from flashlab.analysis.stats import response_ms
 
         with self._lock:
             new = self.batches[self._absorbed :]

@@ -9,22 +9,23 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from flashlab.chaos.spec import FaultSpec
-from flashlab.core.errors import (
-    EXIT_INCONCLUSIVE,
-    EXIT_INFRA,
-    EXIT_OK,
-    EXIT_VERDICT_FAIL,
-    verdict_unexpected,
-)
+from flashlab.core.errors import EXIT_INCONCLUSIVE
+from flashlab.core.errors import EXIT_INFRA
+from flashlab.core.errors import EXIT_OK
+from flashlab.core.errors import EXIT_VERDICT_FAIL
+from flashlab.core.errors import verdict_unexpected
 from flashlab.core.rundir import write_json_atomic
 from flashlab.lab.experiment import Experiment
-from flashlab.lab.run import RunRequest, execute
+from flashlab.lab.run import RunRequest
+from flashlab.lab.run import execute
 
 NO_FAULT = "none"
 # Faults that can lose acknowledged writes when Redis does not fsync every write.
@@ -146,7 +147,8 @@ def _run_cell(cell: Cell, exp: Experiment, out_dir: Path, repeat: int) -> None:
         outcome = execute(RunRequest(experiment=exp, run_dir=out_dir / exp.name))
         _fill(cell, outcome.summary)
         return
-    from flashlab.lab.trials import TrialSetRequest, run_trials
+    from flashlab.lab.trials import TrialSetRequest
+    from flashlab.lab.trials import run_trials
 
     result = run_trials(TrialSetRequest(experiment=exp, repeat=repeat, set_dir=out_dir / exp.name))
     _fill_set(cell, result.result)

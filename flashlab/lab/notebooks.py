@@ -20,14 +20,21 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from flashlab.analysis import notebooks as nb
-from flashlab.analysis.sweep import is_sweep, load_manifest
-from flashlab.core.errors import EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK, UserError
-from flashlab.lab.experiment import Experiment, ExperimentError, load_experiment
+from flashlab.analysis.sweep import is_sweep
+from flashlab.analysis.sweep import load_manifest
+from flashlab.core.errors import EXIT_BAD_INPUT
+from flashlab.core.errors import EXIT_INFRA
+from flashlab.core.errors import EXIT_OK
+from flashlab.core.errors import UserError
+from flashlab.lab.experiment import Experiment
+from flashlab.lab.experiment import ExperimentError
+from flashlab.lab.experiment import load_experiment
 
 ROOT = nb.ROOT
 DEFAULT_RUNS = ROOT / "reports" / "notebook-runs"
@@ -142,13 +149,16 @@ def ensure(spec: RunSpec | SweepSpec, runs_dir: Path, revision: str) -> Path:
         shutil.rmtree(path)
     started = time.monotonic()
     if isinstance(spec, SweepSpec):
-        from flashlab.lab.sweep import SweepRequest, parse_set, run_sweep
+        from flashlab.lab.sweep import SweepRequest
+        from flashlab.lab.sweep import parse_set
+        from flashlab.lab.sweep import run_sweep
 
         sets = [parse_set(text) for text in spec.sets]
         request = SweepRequest(_experiment(spec), sets, sweep_dir=path, write_report=False)
         run_sweep(request)
     else:
-        from flashlab.lab.run import RunRequest, execute
+        from flashlab.lab.run import RunRequest
+        from flashlab.lab.run import execute
 
         # No report.html: the notebooks read the run files, and the plots cost seconds per run.
         request = RunRequest(_experiment(spec), run_dir=path, write_report=False, events=[])

@@ -12,10 +12,15 @@ import ipaddress
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import ExitStack
+from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import replace
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,21 +28,29 @@ from urllib.parse import urlsplit
 import httpx
 import pyarrow.parquet as pq
 
-from flashlab.core import meta, rundir
+from flashlab.core import meta
+from flashlab.core import rundir
 from flashlab.core.contract import needs_queue_protocol
-from flashlab.core.errors import UserError, verdict_exit_code
-from flashlab.core.isolation import Isolation, IsolationError, resolve
-from flashlab.core.platform import ComponentNotRunning, Platform, StackInfo
-from flashlab.lab.events import Announcer, NotesToStderr, Phase, RunEvents
+from flashlab.core.errors import UserError
+from flashlab.core.errors import verdict_exit_code
+from flashlab.core.isolation import Isolation
+from flashlab.core.isolation import IsolationError
+from flashlab.core.isolation import resolve
+from flashlab.core.platform import ComponentNotRunning
+from flashlab.core.platform import Platform
+from flashlab.core.platform import StackInfo
+from flashlab.lab.events import Announcer
+from flashlab.lab.events import NotesToStderr
+from flashlab.lab.events import Phase
+from flashlab.lab.events import RunEvents
 from flashlab.lab.experiment import Experiment
-from flashlab.lab.guards import AbortSwitch, RunWatch
+from flashlab.lab.guards import AbortSwitch
+from flashlab.lab.guards import RunWatch
 from flashlab.lab.hostspeed import HostSpeedProbe
-from flashlab.lab.nemesis import (
-    RayNemesis,
-    attached_ray,
-    check_faults,
-    wants_nemesis,
-)
+from flashlab.lab.nemesis import RayNemesis
+from flashlab.lab.nemesis import attached_ray
+from flashlab.lab.nemesis import check_faults
+from flashlab.lab.nemesis import wants_nemesis
 
 
 @dataclass(frozen=True)
@@ -281,7 +294,8 @@ def _load_route(stack: _Stack, exp: Experiment, load_cpus: list[int] | None) -> 
 
 
 def _reset_product(stack: _Stack, exp: Experiment) -> None:
-    from flashlab.system.admin import AdminClient, AdminError
+    from flashlab.system.admin import AdminClient
+    from flashlab.system.admin import AdminError
 
     admin = AdminClient(stack.base_url, stack.admin_token)
     try:

@@ -24,20 +24,33 @@ import json
 import secrets
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from flashlab.analysis import sweep as sweep_format
-from flashlab.core import meta, rundir
+from flashlab.core import meta
+from flashlab.core import rundir
 from flashlab.core.errors import UserError
-from flashlab.lab.events import Announcer, NotesToStderr, Phase, RunEvents
-from flashlab.lab.experiment import Experiment, ExperimentError, parse_experiment
-from flashlab.lab.run import RunOutcome, RunRequest, execute, shared_stack
-from flashlab.lab.trials import TrialSetRequest, check_repeat, run_trials
+from flashlab.lab.events import Announcer
+from flashlab.lab.events import NotesToStderr
+from flashlab.lab.events import Phase
+from flashlab.lab.events import RunEvents
+from flashlab.lab.experiment import Experiment
+from flashlab.lab.experiment import ExperimentError
+from flashlab.lab.experiment import parse_experiment
+from flashlab.lab.run import RunOutcome
+from flashlab.lab.run import RunRequest
+from flashlab.lab.run import execute
+from flashlab.lab.run import shared_stack
+from flashlab.lab.trials import TrialSetRequest
+from flashlab.lab.trials import check_repeat
+from flashlab.lab.trials import run_trials
 
 MAX_CELLS = 50  # more needs --yes: a sweep of hundreds of runs is rarely meant
 

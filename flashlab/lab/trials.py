@@ -10,28 +10,34 @@ interrupted set never looks complete. Judging the set is flashlab.analysis.trial
 
 from __future__ import annotations
 
-from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from contextlib import ExitStack
+from contextlib import nullcontext
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from flashlab.analysis import trials as set_format
-from flashlab.core import meta, rundir
-from flashlab.core.errors import UserError, verdict_exit_code
-from flashlab.lab.events import Announcer, NotesToStderr, Phase, RunEvents
+from flashlab.core import meta
+from flashlab.core import rundir
+from flashlab.core.errors import UserError
+from flashlab.core.errors import verdict_exit_code
+from flashlab.lab.events import Announcer
+from flashlab.lab.events import NotesToStderr
+from flashlab.lab.events import Phase
+from flashlab.lab.events import RunEvents
 from flashlab.lab.experiment import Experiment
-from flashlab.lab.run import (
-    RunOutcome,
-    RunRequest,
-    Target,
-    check_target,
-    execute,
-    new_run_id,
-    prepare_out_dir,
-    record_failure,
-    shared_stack,
-)
+from flashlab.lab.run import RunOutcome
+from flashlab.lab.run import RunRequest
+from flashlab.lab.run import Target
+from flashlab.lab.run import check_target
+from flashlab.lab.run import execute
+from flashlab.lab.run import new_run_id
+from flashlab.lab.run import prepare_out_dir
+from flashlab.lab.run import record_failure
+from flashlab.lab.run import shared_stack
 
 MAX_REPEAT = 100
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from flashlab.core.registry import load
-from flashlab.simulator.engines.base import Engine, EngineResult, LoadPlan
+from flashlab.simulator.engines.base import Engine
+from flashlab.simulator.engines.base import EngineResult
+from flashlab.simulator.engines.base import LoadPlan
 
 __all__ = [
     "ENGINES",

@@ -8,20 +8,32 @@ from __future__ import annotations
 import resource
 import threading
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from abc import ABC
+from abc import abstractmethod
+from collections.abc import Callable
+from collections.abc import Iterable
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import pyarrow as pa
 
 from flashlab.core.isolation import pinned
 from flashlab.simulator import loopmon
-from flashlab.simulator.history import Op, ops_to_batch, plan_op
+from flashlab.simulator.history import Op
+from flashlab.simulator.history import ops_to_batch
+from flashlab.simulator.history import plan_op
 from flashlab.simulator.progress import Progress
 from flashlab.simulator.scenario import Scenario
-from flashlab.simulator.schedule import ShopperPlan, VuPlan, partition, partition_vus, plan, vu_plan
-from flashlab.simulator.shopper import DriveSpec, Shipment
+from flashlab.simulator.schedule import ShopperPlan
+from flashlab.simulator.schedule import VuPlan
+from flashlab.simulator.schedule import partition
+from flashlab.simulator.schedule import partition_vus
+from flashlab.simulator.schedule import plan
+from flashlab.simulator.schedule import vu_plan
+from flashlab.simulator.shopper import DriveSpec
+from flashlab.simulator.shopper import Shipment
 
 WORKER_LOST = "worker lost"
 START_LEAD_S = 0.2  # t0 is set this far ahead so every worker starts on the same clock

@@ -9,15 +9,13 @@ import time
 
 import uvloop
 
-from flashlab.simulator.engines.base import (
-    Collector,
-    Engine,
-    EngineResult,
-    LoadPlan,
-    OnStart,
-    Shares,
-    cpu_seconds,
-)
+from flashlab.simulator.engines.base import Collector
+from flashlab.simulator.engines.base import Engine
+from flashlab.simulator.engines.base import EngineResult
+from flashlab.simulator.engines.base import LoadPlan
+from flashlab.simulator.engines.base import OnStart
+from flashlab.simulator.engines.base import Shares
+from flashlab.simulator.engines.base import cpu_seconds
 from flashlab.simulator.shopper import drive
 
 

@@ -15,23 +15,24 @@ import multiprocessing as mp
 import os
 import signal
 import time
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait
 from typing import Any
 
 import pyarrow as pa
 
-from flashlab.simulator.engines.base import (
-    Collector,
-    EngineResult,
-    LoadPlan,
-    OnStart,
-    PoolEngine,
-    Shares,
-    cpu_seconds,
-)
+from flashlab.simulator.engines.base import Collector
+from flashlab.simulator.engines.base import EngineResult
+from flashlab.simulator.engines.base import LoadPlan
+from flashlab.simulator.engines.base import OnStart
+from flashlab.simulator.engines.base import PoolEngine
+from flashlab.simulator.engines.base import Shares
+from flashlab.simulator.engines.base import cpu_seconds
 from flashlab.simulator.progress import Progress
-from flashlab.simulator.schedule import ShopperPlan, VuPlan
-from flashlab.simulator.shopper import DriveSpec, Shipment
+from flashlab.simulator.schedule import ShopperPlan
+from flashlab.simulator.schedule import VuPlan
+from flashlab.simulator.shopper import DriveSpec
+from flashlab.simulator.shopper import Shipment
 
 READY_TIMEOUT_S = 60.0  # spawn + imports; generous for a loaded 2-core machine
 POLL_S = 0.1

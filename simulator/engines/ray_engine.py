@@ -35,18 +35,20 @@ from typing import Any
 import psutil
 
 from flashlab.core.errors import UserError
-from flashlab.core.isolation import pin_process, pin_self
-from flashlab.simulator.engines.base import (
-    Collector,
-    EngineResult,
-    LoadPlan,
-    OnStart,
-    PoolEngine,
-    cpu_seconds,
-)
-from flashlab.simulator.engines.process import decode_shipment, encode_shipment
-from flashlab.simulator.schedule import ShopperPlan, VuPlan
-from flashlab.simulator.shopper import DriveSpec, Shipment
+from flashlab.core.isolation import pin_process
+from flashlab.core.isolation import pin_self
+from flashlab.simulator.engines.base import Collector
+from flashlab.simulator.engines.base import EngineResult
+from flashlab.simulator.engines.base import LoadPlan
+from flashlab.simulator.engines.base import OnStart
+from flashlab.simulator.engines.base import PoolEngine
+from flashlab.simulator.engines.base import cpu_seconds
+from flashlab.simulator.engines.process import decode_shipment
+from flashlab.simulator.engines.process import encode_shipment
+from flashlab.simulator.schedule import ShopperPlan
+from flashlab.simulator.schedule import VuPlan
+from flashlab.simulator.shopper import DriveSpec
+from flashlab.simulator.shopper import Shipment
 
 READY_TIMEOUT_S = 120.0
 ATTACH_CONNECT_TIMEOUT_S = 5.0  # --ray-address: a refused or silent GCS port fails this fast
@@ -270,7 +272,8 @@ def _reset_token_cache() -> None:
     # The driver's C++ config caches the auth mode and its loader caches the token (both read at
     # import); re-read them as Ray's own enable_token_auth_by_default() does.
     with contextlib.suppress(ImportError, AttributeError):
-        from ray._raylet import AuthenticationTokenLoader, Config
+        from ray._raylet import AuthenticationTokenLoader
+        from ray._raylet import Config
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()
@@ -491,7 +494,8 @@ class RayEngine(PoolEngine):
 def _spread_group(ray: Any, plan: LoadPlan, actors: int) -> Any:
     """A SPREAD placement group of one 1-CPU bundle per actor: shoppers over as many nodes as
     the cluster has. An attached cluster that cannot hold them is bad input (one line, exit 2)."""
-    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.placement_group import placement_group
+    from ray.util.placement_group import remove_placement_group
 
     where = f"the Ray cluster at {plan.ray_address}" if plan.ray_address else "the local Ray"
     cpus = ray.cluster_resources().get("CPU", 0.0)

@@ -5,7 +5,9 @@ The interface, its config and its error tree live in flashlab.core.platform; imp
 
 from __future__ import annotations
 
-from flashlab.core.platform import Platform, PlatformConfigError, StackConfig
+from flashlab.core.platform import Platform
+from flashlab.core.platform import PlatformConfigError
+from flashlab.core.platform import StackConfig
 from flashlab.core.registry import load
 
 PLATFORMS: dict[str, str] = {

@@ -32,23 +32,24 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Literal
 
 from flashlab.core.meta import checkout_root
-from flashlab.core.platform import (
-    Component,
-    ComponentNotRunning,
-    DockerUnavailable,
-    Platform,
-    PlatformConfigError,
-    PlatformError,
-    StackConfig,
-    StackInfo,
-    StackStartError,
-    check_durability,
-)
+from flashlab.core.platform import Component
+from flashlab.core.platform import ComponentNotRunning
+from flashlab.core.platform import DockerUnavailable
+from flashlab.core.platform import Platform
+from flashlab.core.platform import PlatformConfigError
+from flashlab.core.platform import PlatformError
+from flashlab.core.platform import StackConfig
+from flashlab.core.platform import StackInfo
+from flashlab.core.platform import StackStartError
+from flashlab.core.platform import check_durability
 from flashlab.system.platforms import free_port
 
 if TYPE_CHECKING:  # the Docker SDK is a host-only dependency; containers never import it

@@ -20,23 +20,23 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import redis
 
-from flashlab.core.platform import (
-    Component,
-    ComponentNotRunning,
-    Platform,
-    PlatformConfigError,
-    PlatformError,
-    StackConfig,
-    StackInfo,
-    StackStartError,
-    check_durability,
-)
+from flashlab.core.platform import Component
+from flashlab.core.platform import ComponentNotRunning
+from flashlab.core.platform import Platform
+from flashlab.core.platform import PlatformConfigError
+from flashlab.core.platform import PlatformError
+from flashlab.core.platform import StackConfig
+from flashlab.core.platform import StackInfo
+from flashlab.core.platform import StackStartError
+from flashlab.core.platform import check_durability
 from flashlab.system import procs
 from flashlab.system.config import uvicorn_argv
 from flashlab.system.config import write as write_config

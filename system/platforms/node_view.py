@@ -21,14 +21,12 @@ from dataclasses import replace
 
 import psutil
 
-from flashlab.core.platform import (
-    Component,
-    ComponentNotRunning,
-    Platform,
-    PlatformConfigError,
-    StackConfig,
-    StackInfo,
-)
+from flashlab.core.platform import Component
+from flashlab.core.platform import ComponentNotRunning
+from flashlab.core.platform import Platform
+from flashlab.core.platform import PlatformConfigError
+from flashlab.core.platform import StackConfig
+from flashlab.core.platform import StackInfo
 
 RESPAWNED_KINDS = ("api",)  # the owner's supervisor brings these back on the same port
 

@@ -11,17 +11,16 @@ import functools
 from typing import Any
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel
+from pydantic import create_model
 
 from flashlab.core.contract import Strategy
 from flashlab.core.registry import load
-from flashlab.system.strategies.base import (
-    Outcome,
-    ProductMeta,
-    Purchase,
-    PurchaseStrategy,
-    StrategySettings,
-)
+from flashlab.system.strategies.base import Outcome
+from flashlab.system.strategies.base import ProductMeta
+from flashlab.system.strategies.base import Purchase
+from flashlab.system.strategies.base import PurchaseStrategy
+from flashlab.system.strategies.base import StrategySettings
 
 STRATEGIES: dict[str, str] = {
     s.value: f"flashlab.system.strategies.{s.value}:{s.value.title()}Strategy" for s in Strategy

@@ -12,16 +12,21 @@ id alone (docs/CONTRACT.md, flashlab.analysis.checks.base.order_keys).
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
+from abc import abstractmethod
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import model_validator
 
 from flashlab.core.contract import json_number
-from flashlab.system.keys import ProductKeys, order_id
+from flashlab.system.keys import ProductKeys
+from flashlab.system.keys import order_id
 
 
 class Outcome(Enum):

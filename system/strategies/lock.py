@@ -12,15 +12,14 @@ import secrets
 import redis.asyncio as aioredis
 from pydantic import Field
 
-from flashlab.system.backend import BACKEND_ERRORS, arm
+from flashlab.system.backend import BACKEND_ERRORS
+from flashlab.system.backend import arm
 from flashlab.system.keys import ProductKeys
-from flashlab.system.strategies.base import (
-    BUSY,
-    ProductMeta,
-    Purchase,
-    PurchaseStrategy,
-    StrategySettings,
-)
+from flashlab.system.strategies.base import BUSY
+from flashlab.system.strategies.base import ProductMeta
+from flashlab.system.strategies.base import Purchase
+from flashlab.system.strategies.base import PurchaseStrategy
+from flashlab.system.strategies.base import StrategySettings
 
 RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then

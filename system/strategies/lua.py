@@ -12,17 +12,18 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from flashlab.system.backend import arm, execute_packed, pack_bulk
-from flashlab.system.keys import ProductKeys, order_id
-from flashlab.system.strategies.base import (
-    ALREADY,
-    SOLD_OUT,
-    STALE,
-    Outcome,
-    ProductMeta,
-    Purchase,
-    PurchaseStrategy,
-)
+from flashlab.system.backend import arm
+from flashlab.system.backend import execute_packed
+from flashlab.system.backend import pack_bulk
+from flashlab.system.keys import ProductKeys
+from flashlab.system.keys import order_id
+from flashlab.system.strategies.base import ALREADY
+from flashlab.system.strategies.base import SOLD_OUT
+from flashlab.system.strategies.base import STALE
+from flashlab.system.strategies.base import Outcome
+from flashlab.system.strategies.base import ProductMeta
+from flashlab.system.strategies.base import Purchase
+from flashlab.system.strategies.base import PurchaseStrategy
 
 # The sale itself, shared by the `lua` and `queue` buy scripts: take a unit, mark the buyer, log
 # the order. Needs KEYS = ProductKeys.sale() (then any others), ARGV[1] = user, `t` = TIME.

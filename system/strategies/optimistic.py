@@ -6,15 +6,14 @@ from pydantic import Field
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from flashlab.system.backend import arm, disarm
+from flashlab.system.backend import arm
+from flashlab.system.backend import disarm
 from flashlab.system.keys import ProductKeys
-from flashlab.system.strategies.base import (
-    BUSY,
-    ProductMeta,
-    Purchase,
-    PurchaseStrategy,
-    StrategySettings,
-)
+from flashlab.system.strategies.base import BUSY
+from flashlab.system.strategies.base import ProductMeta
+from flashlab.system.strategies.base import Purchase
+from flashlab.system.strategies.base import PurchaseStrategy
+from flashlab.system.strategies.base import StrategySettings
 
 
 class OptimisticSettings(StrategySettings):
