@@ -5,7 +5,10 @@ A chaos run proves little if its faults land after the sale is over. For every i
 
 - `stock_remaining_at_inject`: units not yet sold (truth order log) at injection time;
 - `in_flight`: purchase attempts whose [invoke, complete] overlaps the fault window
-  [inject, recover] (a fault that never recovered: up to the end of the load);
+  [inject, recover] (a fault that never recovered: up to the end of the load). The window
+  ends when the fault's *effect* ended: a worker kill "recovers" the instant the signal is
+  sent, but the worker is gone until it respawns (`observed.recovered_ns`, ~0.9 s), and a
+  purchase sent meanwhile meets the fault - so the later of the two ends counts;
 - `ok_in_window`: successful purchases that completed inside the window;
 - `hit`: stock remained at injection and some purchase was in flight during the window.
 
@@ -14,6 +17,7 @@ A chaos run proves little if its faults land after the sale is over. For every i
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -29,6 +33,19 @@ def _load_start_ns(run: Run) -> int:
     return int(start) if start is not None else int(run.history["invoke_ns"].min())
 
 
+def _window_end(fault: dict[str, Any], load_end_ns: int) -> int:
+    """When the fault's effect ended: the later of recover_ns and the observed recovery."""
+    recover = fault.get("recover_ns")
+    if recover is None or recover != recover:  # never recovered (None or NaN)
+        return load_end_ns
+    observed = fault.get("observed")
+    try:
+        effect = json.loads(observed).get("recovered_ns") if isinstance(observed, str) else None
+    except (ValueError, AttributeError):
+        effect = None  # a damaged record: the scheduler's own recover time still stands
+    return max(int(recover), int(effect)) if isinstance(effect, int) else int(recover)
+
+
 def placement(run: Run) -> list[dict[str, Any]]:
     """One row per injected fault (see the module doc), in schedule order."""
     start = _load_start_ns(run)
@@ -41,8 +58,7 @@ def placement(run: Run) -> list[dict[str, Any]]:
     rows = []
     for fault in run.faults.sort_values("index").to_dict("records"):
         inject = int(fault["inject_ns"])
-        recover = fault.get("recover_ns")
-        window_end = end if recover is None or recover != recover else int(recover)
+        window_end = _window_end(fault, end)
         sold = int(np.searchsorted(orders_ns, inject, side="right"))
         overlapping = (invoke <= window_end) & (complete >= inject)
         remaining = max(0, initial - sold)

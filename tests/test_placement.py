@@ -69,3 +69,29 @@ def test_demo_faults_hit_the_sale_end_to_end(tmp_path: Path) -> None:
     assert [p[0] for p in placed] == ["worker-kill", "redis-kill"], proc.stdout[-2000:]
     assert all(int(left) > 0 and int(flight) > 0 for _, left, flight in placed)
     assert "all outcomes as expected" in proc.stdout
+
+
+def test_an_instant_fault_counts_until_its_effect_ended(tmp_path: Path) -> None:
+    """A worker kill "recovers" the instant the signal is sent; its effect lasts until the worker
+    respawned (observed.recovered_ns). Purchases sent meanwhile met the fault and count."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from flashlab.core.rundir import FAULTS
+
+    path = sale(tmp_path, stock=350, start_s=0.3)
+    table = pq.read_table(path / FAULTS)
+    faults = table.to_pandas()
+    inject = int(faults.loc[0, "inject_ns"])
+    faults.loc[0, "recover_ns"] = inject + 1_000  # instant: 1 us
+    pq.write_table(pa.Table.from_pandas(faults, schema=table.schema), path / FAULTS)
+    (instant,) = placement(load_run(path))
+    faults.loc[0, "observed"] = json.dumps(
+        {"recovered_ns": inject + 300_000_000}
+    )  # back 0.3 s later
+    pq.write_table(pa.Table.from_pandas(faults, schema=table.schema), path / FAULTS)
+    (effect,) = placement(load_run(path))
+    assert effect["in_flight"] > instant["in_flight"]
+    assert abs(effect["recover_s"] - 0.6) < 0.05 and abs(instant["recover_s"] - 0.3) < 0.05
