@@ -49,30 +49,28 @@ class NetworkFault(Fault):
     def _probe(self, ctx: FaultContext) -> dict[str, Any]:
         return tcp_ping(*host_port(ctx.proxy.stats()["listen"]))
 
+    def _evidence(self, ctx: FaultContext, done: dict[str, Any], **stats: str) -> dict[str, Any]:
+        """What the proxy shows right after inject/recover: `done` (what the call returned),
+        the named stats (evidence key -> stats key) and a probe through the proxy."""
+        now = ctx.proxy.stats()
+        return {
+            **done,
+            **{key: now[name] for key, name in stats.items()},
+            "probe": self._probe(ctx),
+        }
+
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
         proxy = ctx.proxy  # FaultError here when the stack has no proxy
         self.target = PROXY
         direction = getattr(self.params, "direction", "both")
         toxic_type = self.toxic_type or self.name
         toxic = proxy.add(self.toxic_name(), toxic_type, direction, **self.toxic_params())
-        stats = proxy.stats()
-        return {
-            "toxic": toxic,
-            "connections_active": stats["connections_active"],
-            "resets": stats["resets"],
-            "probe": self._probe(ctx),
-        }
+        done = {"toxic": toxic}
+        return self._evidence(ctx, done, connections_active="connections_active", resets="resets")
 
     def recover(self, ctx: FaultContext) -> dict[str, Any]:
-        proxy = ctx.proxy
-        removed = proxy.remove(self.toxic_name())
-        stats = proxy.stats()
-        return {
-            "removed": removed,
-            "resets": stats["resets"],
-            "toxics_left": stats["toxics"],
-            "probe": self._probe(ctx),
-        }
+        removed = ctx.proxy.remove(self.toxic_name())
+        return self._evidence(ctx, {"removed": removed}, resets="resets", toxics_left="toxics")
 
 
 def network_fault(
