@@ -8,6 +8,7 @@ a workflow that uses all three.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Annotated
@@ -23,29 +24,6 @@ if TYPE_CHECKING:  # the analysis layer pulls pandas in; imported when a file is
 
 GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 
-JunitOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--junit",
-        metavar="FILE",
-        help="Write JUnit XML: one testcase per hypothesis clause and per consistency check.",
-    ),
-]
-SummaryMdOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--summary-md",
-        metavar="FILE",
-        help="Write a markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).",
-    ),
-]
-
-
-def check_ci_outputs(junit: Path | None, summary_md: Path | None) -> None:
-    """`--junit` and `--summary-md` checked before a long run (exit 2 naming the flag)."""
-    check_output_path(junit, "--junit")
-    check_output_path(summary_md, "--summary-md")
-
 
 def check_output_path(path: Path | None, flag: str) -> None:
     """Refuse an output path that cannot be written, before a long run (exit 2)."""
@@ -57,6 +35,37 @@ def check_output_path(path: Path | None, flag: str) -> None:
         raise UserError(f"{flag}: directory {path.parent} does not exist")
     if not os.access(path.parent, os.W_OK):
         raise UserError(f"{flag}: directory {path.parent} is not writable")
+
+
+def _writable(flag: str) -> Callable[[Path | None], Path | None]:
+    """The option's callback: its path is checked while the command line is parsed, so every
+    command that takes the option refuses a bad one before anything runs (exit 2)."""
+
+    def check(value: Path | None) -> Path | None:
+        check_output_path(value, flag)
+        return value
+
+    return check
+
+
+JunitOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--junit",
+        metavar="FILE",
+        help="Write JUnit XML: one testcase per hypothesis clause and per consistency check.",
+        callback=_writable("--junit"),
+    ),
+]
+SummaryMdOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--summary-md",
+        metavar="FILE",
+        help="Write a markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).",
+        callback=_writable("--summary-md"),
+    ),
+]
 
 
 def write_ci_outputs(

@@ -12,7 +12,6 @@ import typer
 
 from flashlab.commands.ci import JunitOption
 from flashlab.commands.ci import SummaryMdOption
-from flashlab.commands.ci import check_ci_outputs
 from flashlab.commands.ci import write_ci_outputs
 from flashlab.commands.cpus import CpusOpt
 from flashlab.commands.cpus import IsolationOpt
@@ -83,7 +82,6 @@ def matrix(
     summary_md: SummaryMdOption = None,
 ) -> None:
     """Run every strategy through every fault under every durability mode."""
-    check_ci_outputs(junit, summary_md)
     from flashlab.chaos.faults import fault_names
     from flashlab.commands.run import load_with_overrides
     from flashlab.core.contract import Strategy

@@ -12,7 +12,6 @@ import typer
 
 from flashlab.commands.ci import JunitOption
 from flashlab.commands.ci import SummaryMdOption
-from flashlab.commands.ci import check_ci_outputs
 from flashlab.commands.ci import write_ci_outputs
 from flashlab.commands.ci import write_error_outputs
 from flashlab.commands.cpus import CpusOpt
@@ -194,7 +193,6 @@ def run(
     """Run a flash sale from an experiment file and judge it (once, or as N trials with --repeat)."""
     from flashlab.lab.trials import check_repeat
 
-    check_ci_outputs(junit, summary_md)
     overrides = {
         "scenario.shoppers": shoppers,
         "product.stock": stock,
