@@ -153,9 +153,33 @@ AllowRemoteOpt = Annotated[
     ),
 ]
 AdminTokenOpt = Annotated[str | None, typer.Option(help="With --target: its admin token.")]
+
+
+def _checked_repeat(value: int | None) -> int | None:
+    """--repeat's callback: checked while the command line is parsed, so `--repeat 0` names the
+    flag (not the experiment field) before any file is read."""
+    if value is not None:
+        from flashlab.lab.trials import check_repeat
+
+        check_repeat(value)
+    return value
+
+
 RepeatOpt = Annotated[
     int | None,
-    typer.Option(help="Trials on one stack (overrides `repeat:`); > 1 writes a trial set."),
+    typer.Option(
+        help="Trials on one stack (overrides `repeat:`); > 1 writes a trial set.",
+        callback=_checked_repeat,
+    ),
+]
+# --repeat of the grid commands (matrix, sweep): every cell is a trial set of this many.
+CellRepeatOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Trials per cell on the cell's stack (> 1: median and 95% CI); "
+        "default: the experiment's `repeat:`.",
+        callback=_checked_repeat,
+    ),
 ]
 ReportOpt = Annotated[bool, typer.Option(help="Write report.html.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")]
@@ -191,8 +215,6 @@ def run(
     summary_md: SummaryMdOption = None,
 ) -> None:
     """Run a flash sale from an experiment file and judge it (once, or as N trials with --repeat)."""
-    from flashlab.lab.trials import check_repeat
-
     overrides = {
         "scenario.shoppers": shoppers,
         "product.stock": stock,
@@ -205,8 +227,6 @@ def run(
         "engine.ray_address": ray_address,
         **isolation_overrides(isolation, cpus),
     }
-    if repeat is not None:
-        check_repeat(repeat)  # before the file: `--repeat 0` names the flag, not the field
     target_args = (target, redis, admin_token, allow_remote)
     ci_outputs = (junit, summary_md)
     overrides["repeat"] = repeat
