@@ -8,10 +8,10 @@ a workflow that uses all three.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Annotated
+from typing import Any
 
 import typer
 
@@ -37,35 +37,23 @@ def check_output_path(path: Path | None, flag: str) -> None:
         raise UserError(f"{flag}: directory {path.parent} is not writable")
 
 
-def _writable(flag: str) -> Callable[[Path | None], Path | None]:
-    """The option's callback: its path is checked while the command line is parsed, so every
-    command that takes the option refuses a bad one before anything runs (exit 2)."""
+def _output_file_option(flag: str, help: str) -> Any:
+    """A `FLAG FILE` option alias whose path is checked while the command line is parsed (its
+    callback), so every command that takes it refuses a bad one before anything runs (exit 2)."""
 
     def check(value: Path | None) -> Path | None:
         check_output_path(value, flag)
         return value
 
-    return check
+    return Annotated[Path | None, typer.Option(flag, metavar="FILE", help=help, callback=check)]
 
 
-JunitOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--junit",
-        metavar="FILE",
-        help="Write JUnit XML: one testcase per hypothesis clause and per consistency check.",
-        callback=_writable("--junit"),
-    ),
-]
-SummaryMdOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--summary-md",
-        metavar="FILE",
-        help="Write a markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).",
-        callback=_writable("--summary-md"),
-    ),
-]
+JunitOption = _output_file_option(
+    "--junit", "Write JUnit XML: one testcase per hypothesis clause and per consistency check."
+)
+SummaryMdOption = _output_file_option(
+    "--summary-md", "Write a markdown summary (also appended to $GITHUB_STEP_SUMMARY when set)."
+)
 
 
 def write_ci_outputs(
