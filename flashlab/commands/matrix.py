@@ -17,6 +17,7 @@ from flashlab.commands.cpus import CpusOpt
 from flashlab.commands.cpus import IsolationOpt
 from flashlab.commands.cpus import isolation_overrides
 from flashlab.commands.run import CellRepeatOpt
+from flashlab.commands.run import load_with_overrides
 from flashlab.console import console
 from flashlab.console import emit_json
 from flashlab.console import titled_table
@@ -79,7 +80,6 @@ def matrix(
 ) -> None:
     """Run every strategy through every fault under every durability mode."""
     from flashlab.chaos.faults import fault_names
-    from flashlab.commands.run import load_with_overrides
     from flashlab.core.contract import Strategy
     from flashlab.core.platform import DURABILITY_MODES
     from flashlab.lab.matrix import NO_FAULT
