@@ -32,8 +32,7 @@ from typing import Literal
 from flashlab.analysis.checker import CHECK_KEYS
 from flashlab.analysis.checker import CHECKS
 from flashlab.analysis.checker import summary_keys as check_summary_keys
-
-PERCENTILE_KEYS = ("p50", "p90", "p95", "p99", "p999", "max")
+from flashlab.analysis.summary_schema import PERCENTILE_KEYS
 
 # Summary keys a hypothesis may name; dicts list their sub-keys. The checks' keys come from the
 # check registry (flashlab.analysis.checks): a new check's count is a clause key by itself.

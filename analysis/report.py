@@ -22,6 +22,7 @@ from markupsafe import escape
 from flashlab.analysis import plots
 from flashlab.analysis.checker import CHECKS
 from flashlab.analysis.markdown import host_speed_text
+from flashlab.analysis.summary_schema import PERCENTILE_KEYS
 from flashlab.analysis.trials import TRIALS_HTML
 from flashlab.core.errors import (  # the exit code the banner shows; the matrix rule
     verdict_exit_code,
@@ -164,7 +165,6 @@ LATENCY_SETS = [
     ("response time (ok only)", "latency_ok_ms"),
     ("service time (ok only)", "service_latency_ok_ms"),
 ]
-PERCENTILE_COLUMNS = ["p50", "p90", "p95", "p99", "p999", "max"]
 EVIDENCE_COLUMNS = [
     "op_id",
     "user_id",
@@ -300,7 +300,7 @@ def render_report(run: Run, summary: dict[str, Any]) -> str:
         manifest=_manifest_view(run.manifest),
         key_numbers=KEY_NUMBERS,
         latency_sets=[(label, key) for label, key in LATENCY_SETS if key in summary],
-        percentiles=PERCENTILE_COLUMNS,
+        percentiles=list(PERCENTILE_KEYS),
         codes=sorted((summary.get("codes") or {}).items(), key=lambda kv: -int(kv[1] or 0)),
         checks=summary.get("checks") or {},
         check_docs={name: c.description for name, c in CHECKS.items()},

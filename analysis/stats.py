@@ -39,11 +39,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flashlab.analysis.summary_schema import PERCENTILES
 from flashlab.core.rundir import Run
 
 EXPECTED_CODES = frozenset({"sold_out", "already_purchased", "busy"})
 GATEWAY_STATUSES = frozenset({502, 503, 504})
-PERCENTILES: dict[str, float] = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p999": 99.9}
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
 

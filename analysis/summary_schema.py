@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import ValidationError
+from pydantic import create_model
 
 from flashlab.core.rundir import SCHEMA_VERSION
 from flashlab.core.rundir import RunDirError
@@ -32,13 +33,19 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-class Percentiles(_Open):
-    p50: float | None = None
-    p90: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-    p999: float | None = None
-    max: float | None = None
+# The one home of the latency percentiles: key -> the percentile it is (numpy's linear
+# interpolation, flashlab.analysis.stats), then `max`. Clause keys, report columns and the
+# summary's model all come from here.
+PERCENTILES: dict[str, float] = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p999": 99.9}
+PERCENTILE_KEYS: tuple[str, ...] = (*PERCENTILES, "max")
+
+# One latency distribution (ms): every key the same kind of number, None when nothing was measured.
+Percentiles = create_model(
+    "Percentiles",
+    __base__=_Open,
+    __module__=__name__,
+    **{key: (float | None, None) for key in PERCENTILE_KEYS},  # type: ignore[call-overload]
+)
 
 
 class ClauseResult(_Open):

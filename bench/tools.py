@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from flashlab.core.periodic import PeriodicThread
 from flashlab.system import procs
 
 SAMPLE_S = 0.05  # process-tree sampling period (CPU/RSS)
@@ -44,18 +44,18 @@ class TreeMonitor:
     root_pid: int
     samples: list[TreeSample] = field(default_factory=list)
     _last: dict[tuple[int, float], float] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _sampler: PeriodicThread | None = None
 
     def start(self) -> TreeMonitor:
-        self._thread = threading.Thread(target=self._loop, name="bench-tree-monitor", daemon=True)
-        self._thread.start()
+        self.sample()  # the first sample at once, the rest every SAMPLE_S
+        self._sampler = PeriodicThread(
+            "bench-tree-monitor", SAMPLE_S, self.sample, join_timeout_s=5
+        ).start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._sampler is not None:
+            self._sampler.stop()
 
     def _tree(self) -> list[psutil.Process]:
         try:
@@ -81,11 +81,6 @@ class TreeMonitor:
             rss += mem
         if self._last or rss:
             self.samples.append(TreeSample(time.time(), sum(self._last.values()), rss))
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(SAMPLE_S)
 
     @property
     def cpu_total(self) -> float:

@@ -161,3 +161,26 @@ def test_bench_drive_of_a_queue_product_speaks_the_queue_protocol(
     h = run.history
     assert int(h["type"].eq("ok").sum()) == 5
     assert "not_admitted" not in set(h["code"].dropna())
+
+
+def test_tree_monitor_samples_a_child_until_stopped(tmp_path: Path) -> None:
+    """The process-tree monitor (a PeriodicThread): samples a real child process, counts its CPU
+    and RSS, and stops its thread; the child is ours and reaped here."""
+    import threading
+
+    from support import poll
+
+    from flashlab.bench.tools import TreeMonitor
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        monitor = TreeMonitor(child.pid).start()
+        poll(lambda: len(monitor.samples) >= 3, "three samples", timeout_s=20)
+        monitor.stop()
+        count = len(monitor.samples)
+        assert not any(t.name == "bench-tree-monitor" for t in threading.enumerate())
+        assert len(monitor.samples) == count
+        assert monitor.peak_rss > 0 and monitor.cpu_total >= 0
+    finally:
+        child.kill()
+        child.wait(timeout=10)

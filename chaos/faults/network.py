@@ -1,7 +1,8 @@
 """Network faults between the API workers and Redis, through the TCP fault proxy's toxics.
 
-Each fault adds one named toxic (`<fault>-<index>`) on inject and deletes it on recover. A PING
-probe through the proxy before and after shows what the API saw (added latency, timeout, reset).
+Each fault is one `network_fault(...)` row at the end of this module. It adds one named toxic
+(`<fault>-<index>`) on inject and deletes it on recover. A PING probe through the proxy before
+and after shows what the API saw (added latency, timeout, reset).
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 from typing import ClassVar
 
+from pydantic import BaseModel
 from pydantic import Field
+from pydantic import create_model
 
 from flashlab.chaos import proxy as toxics
 from flashlab.chaos.faults.base import Fault
@@ -46,90 +49,89 @@ class NetworkFault(Fault):
     def _probe(self, ctx: FaultContext) -> dict[str, Any]:
         return tcp_ping(*host_port(ctx.proxy.stats()["listen"]))
 
+    def _evidence(self, ctx: FaultContext, done: dict[str, Any], **stats: str) -> dict[str, Any]:
+        """What the proxy shows right after inject/recover: `done` (what the call returned),
+        the named stats (evidence key -> stats key) and a probe through the proxy."""
+        now = ctx.proxy.stats()
+        return {
+            **done,
+            **{key: now[name] for key, name in stats.items()},
+            "probe": self._probe(ctx),
+        }
+
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
         proxy = ctx.proxy  # FaultError here when the stack has no proxy
         self.target = PROXY
         direction = getattr(self.params, "direction", "both")
         toxic_type = self.toxic_type or self.name
         toxic = proxy.add(self.toxic_name(), toxic_type, direction, **self.toxic_params())
-        stats = proxy.stats()
-        return {
-            "toxic": toxic,
-            "connections_active": stats["connections_active"],
-            "resets": stats["resets"],
-            "probe": self._probe(ctx),
-        }
+        done = {"toxic": toxic}
+        return self._evidence(ctx, done, connections_active="connections_active", resets="resets")
 
     def recover(self, ctx: FaultContext) -> dict[str, Any]:
-        proxy = ctx.proxy
-        removed = proxy.remove(self.toxic_name())
-        stats = proxy.stats()
-        return {
-            "removed": removed,
-            "resets": stats["resets"],
-            "toxics_left": stats["toxics"],
-            "probe": self._probe(ctx),
-        }
+        removed = ctx.proxy.remove(self.toxic_name())
+        return self._evidence(ctx, {"removed": removed}, resets="resets", toxics_left="toxics")
 
 
-class LatencyParams(FaultParams):
-    ms: float = toxics.LatencyParams.model_fields["ms"]
-    direction: Direction = _direction("down")
+def network_fault(
+    name: str,
+    description: str,
+    toxic: type[BaseModel] | None = None,
+    direction: Direction | None = "down",
+    toxic_type: str | None = None,
+    **fields: Any,
+) -> type[NetworkFault]:
+    """A network fault class from one row: its params are the fields of the proxy's `toxic`
+    model (bounds and defaults have one home, flashlab.chaos.proxy; None: no fields of its own),
+    plus `fields` (name -> (type, Field)) that add or override some, plus a `direction` field
+    with this fault's default (None: no such field, the toxic acts both ways)."""
+    title = name.title()
+    if direction is not None:
+        fields["direction"] = (Direction, _direction(direction))
+    params = create_model(
+        f"{title}Params",
+        __base__=(toxic, FaultParams) if toxic else FaultParams,
+        __module__=__name__,
+        **fields,
+    )
+    attrs = {"name": name, "description": description, "Params": params, "toxic_type": toxic_type}
+    return type(title, (NetworkFault,), {"__module__": __name__, **attrs})
 
 
-class Latency(NetworkFault):
-    name = "latency"
-    description = "Add fixed latency between the API and Redis (default: to every Redis reply)."
-    Params = LatencyParams
-
-
-class JitterParams(toxics.LatencyParams, FaultParams):
+# The network faults, one row each (the registry, flashlab.chaos.faults, names these classes).
+Latency = network_fault(
+    "latency",
+    "Add fixed latency between the API and Redis (default: to every Redis reply).",
+    ms=(float, toxics.LatencyParams.model_fields["ms"]),
+)
+Jitter = network_fault(
+    "jitter",
+    "Variable latency between the API and Redis: ms +/- jitter_ms, seeded.",
+    toxic=toxics.LatencyParams,
+    toxic_type="latency",
     # The latency toxic's fields, with a smaller base delay and a spread by default.
-    ms: float = Field(default=20.0, ge=0, le=toxics.MAX_DELAY_MS, description="base delay")
-    jitter_ms: float = Field(
-        default=50.0, ge=0, le=toxics.MAX_DELAY_MS, description="uniform +/- spread"
-    )
-    direction: Direction = _direction("down")
-
-
-class Jitter(NetworkFault):
-    name = "jitter"
-    description = "Variable latency between the API and Redis: ms +/- jitter_ms, seeded."
-    Params = JitterParams
-    toxic_type = "latency"
-
-
-class ResetParams(toxics.ResetParams, FaultParams):
-    pass
-
-
-class Reset(NetworkFault):
-    name = "reset"
-    description = (
-        "Connection resets between the API and Redis: every open connection is dropped at "
-        "inject, new ones are reset with `probability` until recovery."
-    )
-    Params = ResetParams
-
-
-class BlackholeParams(toxics.BlackholeParams, FaultParams):
-    direction: Direction = _direction("both")
-
-
-class Blackhole(NetworkFault):
-    name = "blackhole"
-    description = (
-        "Blackhole between the API and Redis: bytes are accepted and never forwarded, so "
-        "every Redis call times out (API answers 503)."
-    )
-    Params = BlackholeParams
-
-
-class BandwidthParams(toxics.BandwidthParams, FaultParams):
-    direction: Direction = _direction("down")
-
-
-class Bandwidth(NetworkFault):
-    name = "bandwidth"
-    description = "Throttle the API<->Redis link to kb_per_s KiB/s."
-    Params = BandwidthParams
+    ms=(float, Field(default=20.0, ge=0, le=toxics.MAX_DELAY_MS, description="base delay")),
+    jitter_ms=(
+        float,
+        Field(default=50.0, ge=0, le=toxics.MAX_DELAY_MS, description="uniform +/- spread"),
+    ),
+)
+Reset = network_fault(
+    "reset",
+    "Connection resets between the API and Redis: every open connection is dropped at "
+    "inject, new ones are reset with `probability` until recovery.",
+    toxic=toxics.ResetParams,
+    direction=None,
+)
+Blackhole = network_fault(
+    "blackhole",
+    "Blackhole between the API and Redis: bytes are accepted and never forwarded, so "
+    "every Redis call times out (API answers 503).",
+    toxic=toxics.BlackholeParams,
+    direction="both",
+)
+Bandwidth = network_fault(
+    "bandwidth",
+    "Throttle the API<->Redis link to kb_per_s KiB/s.",
+    toxic=toxics.BandwidthParams,
+)

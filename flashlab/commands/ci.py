@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Annotated
+from typing import Any
 
 import typer
 
@@ -23,29 +24,6 @@ if TYPE_CHECKING:  # the analysis layer pulls pandas in; imported when a file is
 
 GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 
-JunitOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--junit",
-        metavar="FILE",
-        help="Write JUnit XML: one testcase per hypothesis clause and per consistency check.",
-    ),
-]
-SummaryMdOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--summary-md",
-        metavar="FILE",
-        help="Write a markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).",
-    ),
-]
-
-
-def check_ci_outputs(junit: Path | None, summary_md: Path | None) -> None:
-    """`--junit` and `--summary-md` checked before a long run (exit 2 naming the flag)."""
-    check_output_path(junit, "--junit")
-    check_output_path(summary_md, "--summary-md")
-
 
 def check_output_path(path: Path | None, flag: str) -> None:
     """Refuse an output path that cannot be written, before a long run (exit 2)."""
@@ -57,6 +35,25 @@ def check_output_path(path: Path | None, flag: str) -> None:
         raise UserError(f"{flag}: directory {path.parent} does not exist")
     if not os.access(path.parent, os.W_OK):
         raise UserError(f"{flag}: directory {path.parent} is not writable")
+
+
+def _output_file_option(flag: str, help: str) -> Any:
+    """A `FLAG FILE` option alias whose path is checked while the command line is parsed (its
+    callback), so every command that takes it refuses a bad one before anything runs (exit 2)."""
+
+    def check(value: Path | None) -> Path | None:
+        check_output_path(value, flag)
+        return value
+
+    return Annotated[Path | None, typer.Option(flag, metavar="FILE", help=help, callback=check)]
+
+
+JunitOption = _output_file_option(
+    "--junit", "Write JUnit XML: one testcase per hypothesis clause and per consistency check."
+)
+SummaryMdOption = _output_file_option(
+    "--summary-md", "Write a markdown summary (also appended to $GITHUB_STEP_SUMMARY when set)."
+)
 
 
 def write_ci_outputs(

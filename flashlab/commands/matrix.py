@@ -12,11 +12,12 @@ import typer
 
 from flashlab.commands.ci import JunitOption
 from flashlab.commands.ci import SummaryMdOption
-from flashlab.commands.ci import check_ci_outputs
 from flashlab.commands.ci import write_ci_outputs
 from flashlab.commands.cpus import CpusOpt
 from flashlab.commands.cpus import IsolationOpt
 from flashlab.commands.cpus import isolation_overrides
+from flashlab.commands.run import CellRepeatOpt
+from flashlab.commands.run import load_with_overrides
 from flashlab.console import console
 from flashlab.console import emit_json
 from flashlab.console import titled_table
@@ -70,12 +71,7 @@ def matrix(
     out: Annotated[
         Path | None, typer.Option(help="Matrix directory (default reports/matrix-<time>).")
     ] = None,
-    repeat: Annotated[
-        int | None,
-        typer.Option(
-            help="Trials per cell on one stack (> 1: median and 95% CI); default: the base's `repeat:`."
-        ),
-    ] = None,
+    repeat: CellRepeatOpt = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print matrix.json cells.")] = False,
     isolation: IsolationOpt = None,
     cpus: CpusOpt = None,
@@ -83,17 +79,11 @@ def matrix(
     summary_md: SummaryMdOption = None,
 ) -> None:
     """Run every strategy through every fault under every durability mode."""
-    check_ci_outputs(junit, summary_md)
     from flashlab.chaos.faults import fault_names
-    from flashlab.commands.run import load_with_overrides
     from flashlab.core.contract import Strategy
     from flashlab.core.platform import DURABILITY_MODES
     from flashlab.lab.matrix import NO_FAULT
     from flashlab.lab.matrix import strategy_variants
-    from flashlab.lab.trials import check_repeat
-
-    if repeat is not None:
-        check_repeat(repeat)
 
     strategy_list = _split(
         strategies, "--strategies", strategy_variants([s.value for s in Strategy])

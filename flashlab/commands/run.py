@@ -12,7 +12,6 @@ import typer
 
 from flashlab.commands.ci import JunitOption
 from flashlab.commands.ci import SummaryMdOption
-from flashlab.commands.ci import check_ci_outputs
 from flashlab.commands.ci import write_ci_outputs
 from flashlab.commands.ci import write_error_outputs
 from flashlab.commands.cpus import CpusOpt
@@ -154,9 +153,33 @@ AllowRemoteOpt = Annotated[
     ),
 ]
 AdminTokenOpt = Annotated[str | None, typer.Option(help="With --target: its admin token.")]
+
+
+def _checked_repeat(value: int | None) -> int | None:
+    """--repeat's callback: checked while the command line is parsed, so `--repeat 0` names the
+    flag (not the experiment field) before any file is read."""
+    if value is not None:
+        from flashlab.lab.trials import check_repeat
+
+        check_repeat(value)
+    return value
+
+
 RepeatOpt = Annotated[
     int | None,
-    typer.Option(help="Trials on one stack (overrides `repeat:`); > 1 writes a trial set."),
+    typer.Option(
+        help="Trials on one stack (overrides `repeat:`); > 1 writes a trial set.",
+        callback=_checked_repeat,
+    ),
+]
+# --repeat of the grid commands (matrix, sweep): every cell is a trial set of this many.
+CellRepeatOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Trials per cell on the cell's stack (> 1: median and 95% CI); "
+        "default: the experiment's `repeat:`.",
+        callback=_checked_repeat,
+    ),
 ]
 ReportOpt = Annotated[bool, typer.Option(help="Write report.html.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print summary.json to stdout.")]
@@ -192,9 +215,6 @@ def run(
     summary_md: SummaryMdOption = None,
 ) -> None:
     """Run a flash sale from an experiment file and judge it (once, or as N trials with --repeat)."""
-    from flashlab.lab.trials import check_repeat
-
-    check_ci_outputs(junit, summary_md)
     overrides = {
         "scenario.shoppers": shoppers,
         "product.stock": stock,
@@ -207,8 +227,6 @@ def run(
         "engine.ray_address": ray_address,
         **isolation_overrides(isolation, cpus),
     }
-    if repeat is not None:
-        check_repeat(repeat)  # before the file: `--repeat 0` names the flag, not the field
     target_args = (target, redis, admin_token, allow_remote)
     ci_outputs = (junit, summary_md)
     overrides["repeat"] = repeat

@@ -11,6 +11,8 @@ import typer
 from flashlab.commands.cpus import CpusOpt
 from flashlab.commands.cpus import IsolationOpt
 from flashlab.commands.cpus import isolation_overrides
+from flashlab.commands.run import CellRepeatOpt
+from flashlab.commands.run import load_with_overrides
 from flashlab.console import console
 from flashlab.console import emit_json
 from flashlab.core.errors import EXIT_CODES_HELP
@@ -42,13 +44,7 @@ def sweep(
             "--set", help="PATH=V1,V2,... (repeatable): a dotted experiment field and its values."
         ),
     ],
-    repeat: Annotated[
-        int | None,
-        typer.Option(
-            help="Trials per cell on the cell's stack (> 1: median and 95% CI); "
-            "default: the experiment's `repeat:`."
-        ),
-    ] = None,
+    repeat: CellRepeatOpt = None,
     out: Annotated[
         Path | None, typer.Option(help="Sweep directory (default reports/<sweep-id>).")
     ] = None,
@@ -61,14 +57,10 @@ def sweep(
     cpus: CpusOpt = None,
 ) -> None:
     """Run an experiment over a grid of field values and plot each metric against them."""
-    from flashlab.commands.run import load_with_overrides
     from flashlab.lab.sweep import SweepRequest
     from flashlab.lab.sweep import parse_set
     from flashlab.lab.sweep import plan_cells
-    from flashlab.lab.trials import check_repeat
 
-    if repeat is not None:
-        check_repeat(repeat)
     sets = [parse_set(text) for text in set_]
     exp = load_with_overrides(experiment, isolation_overrides(isolation, cpus))
     cells = plan_cells(exp, sets, yes)  # bad input exits 2 here, before any stack starts

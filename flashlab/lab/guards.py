@@ -49,6 +49,7 @@ import pyarrow as pa
 
 from flashlab.analysis.hypothesis import PHASE_KEYS
 from flashlab.analysis.hypothesis import holds
+from flashlab.core.periodic import PeriodicThread
 from flashlab.lab.events import RunEvents
 
 GUARD_EVERY_S = 1.0
@@ -214,8 +215,9 @@ class GuardMonitor:
         self._answers = 0
         self._since: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._evaluator = PeriodicThread(
+            "guards", every_s, lambda: self.check(time.time_ns()), done=self.switch.event.is_set
+        )
 
     def observe(self, batch: pa.RecordBatch) -> None:
         """The engine's on_batch. Counts here (cheap), so a guard on a cumulative metric without
@@ -237,18 +239,11 @@ class GuardMonitor:
 
     def start(self) -> GuardMonitor:
         if self.guards:
-            self._thread = threading.Thread(target=self._loop, name="guards", daemon=True)
-            self._thread.start()
+            self._evaluator.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every_s) and not self.switch.event.is_set():
-            self.check(time.time_ns())
+        self._evaluator.stop()
 
     def received(self) -> Any:
         """Every answer received so far, as a pandas frame in the history schema."""

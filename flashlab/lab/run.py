@@ -65,15 +65,21 @@ class Target:
 
 
 @dataclass
-class RunRequest:
+class ExperimentRequest:
+    """What running an experiment takes, once (RunRequest) or as a trial set (TrialSetRequest)."""
+
     experiment: Experiment
     out_root: Path = Path("reports")
-    run_dir: Path | None = None  # exact directory (--out); default out_root/<run-id>
     target: Target | None = None
     write_report: bool = True
-    # Who listens to the run's phases and events (flashlab.lab.events); notes go to stderr
-    # unless the list is replaced. Add a handler with `req.events.append(handler)`.
+    # Who listens to the phases and events (flashlab.lab.events); notes go to stderr unless the
+    # list is replaced. Add a handler with `req.events.append(handler)`.
     events: list[RunEvents] = field(default_factory=lambda: [NotesToStderr()])
+
+
+@dataclass
+class RunRequest(ExperimentRequest):
+    run_dir: Path | None = None  # exact directory (--out); default out_root/<run-id>
     manifest_extra: dict[str, Any] = field(default_factory=dict)  # e.g. {"trial": {...}}
     # The run's cooperative stop: guards trip it, and so does the CLI's first Ctrl-C (while armed).
     abort: AbortSwitch = field(default_factory=AbortSwitch)

@@ -25,13 +25,11 @@ from flashlab.core import rundir
 from flashlab.core.errors import UserError
 from flashlab.core.errors import verdict_exit_code
 from flashlab.lab.events import Announcer
-from flashlab.lab.events import NotesToStderr
 from flashlab.lab.events import Phase
-from flashlab.lab.events import RunEvents
 from flashlab.lab.experiment import Experiment
+from flashlab.lab.run import ExperimentRequest
 from flashlab.lab.run import RunOutcome
 from flashlab.lab.run import RunRequest
-from flashlab.lab.run import Target
 from flashlab.lab.run import check_target
 from flashlab.lab.run import execute
 from flashlab.lab.run import new_run_id
@@ -43,15 +41,10 @@ MAX_REPEAT = 100
 
 
 @dataclass
-class TrialSetRequest:
-    experiment: Experiment
-    repeat: int
-    out_root: Path = Path("reports")
+class TrialSetRequest(ExperimentRequest):
+    # `events` hear the set and every trial's run.
+    repeat: int = field(kw_only=True)
     set_dir: Path | None = None  # exact directory (--out); default out_root/<set-id>
-    target: Target | None = None
-    write_report: bool = True
-    # Listeners of the set and of every trial's run (flashlab.lab.events).
-    events: list[RunEvents] = field(default_factory=lambda: [NotesToStderr()])
 
 
 @dataclass
