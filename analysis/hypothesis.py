@@ -21,7 +21,6 @@ any failed clause -> "fail"; else any inconclusive clause -> "inconclusive"; els
 from __future__ import annotations
 
 import difflib
-import math
 import operator
 import re
 from collections.abc import Callable
@@ -299,14 +298,14 @@ def distrust(results: list[dict[str, Any]], reasons: list[str]) -> list[dict[str
 
 
 def host_band(spread: float) -> float:
-    """How far (as a factor) an unsteady host can move a whole-run figure: sqrt(p90/p10 spread).
+    """How far (as a factor) an unsteady host can move a whole-run figure: its p90/p10 spread.
 
-    The spread is between *moments* of one run; a run's figure (a p99, a throughput) is an
-    aggregate over all its moments, so another run on the same host moves by less. Calibrated
-    on this lab's 2-vCPU host (issue 9, lua 10k spike, ten runs): within-run spreads 1.42-1.70,
-    run-to-run CV of p99 and throughput 11-13%, i.e. about +-25% at two standard deviations,
-    which is sqrt(1.5) = 1.22 - sqrt(1.7) = 1.30. docs/METHOD.md."""
-    return math.sqrt(spread)
+    Calibrated on this lab's 2-vCPU host (issue 9, lua 10k spike, fifteen runs over 40 minutes):
+    within-run spreads were 1.42-1.70, and the runs' p99 and throughput had CVs of 19% and 17%,
+    about +-35% at two standard deviations - a factor of 1.4-1.5, the spread's own size. (A
+    square root of the spread fitted ten runs taken in one stretch, not the fifteen.)
+    docs/METHOD.md."""
+    return spread
 
 
 def near_threshold_on_unsteady_host(
