@@ -123,7 +123,10 @@ STARVE = """
 import random, sys, threading
 import flashlab.simulator.engines.inline as inline
 
-DATA = [random.Random(0).random() for _ in range(1_000_000)]
+RNG = random.Random(0)
+# Distinct values: each sort holds the GIL ~0.3 s. (One Random(0) per value made them all equal,
+# a 20 ms sort: the starvation only showed while full GC collections stalled the loop as well.)
+DATA = [RNG.random() for _ in range(1_000_000)]
 real_run = inline.InlineEngine._run
 
 
