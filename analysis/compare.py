@@ -30,6 +30,7 @@ from typing import Literal
 
 from flashlab.analysis import intervals
 from flashlab.analysis.hypothesis import HOST_SPREAD_STEADY
+from flashlab.analysis.stats import stack_unit_us
 from flashlab.analysis.trials import KEY_METRICS
 from flashlab.analysis.trials import Metric
 from flashlab.analysis.trials import Trial
@@ -252,12 +253,9 @@ def metric_row(metric: Metric, a: Side, b: Side) -> MetricRow:
 
 def _stack_unit_us(side: Side) -> float | None:
     """Median over the side's trials of the host-speed probe's unit time beside the stack."""
-    units = []
-    for t in side.trials:
-        speed = t.summary.get("host_speed") or {}
-        rec = speed.get("stack") or speed.get("host") or {}
-        if isinstance(rec.get("median_us"), int | float):
-            units.append(float(rec["median_us"]))
+    units = [
+        u for t in side.trials if (u := stack_unit_us(t.summary.get("host_speed"))) is not None
+    ]
     return float(statistics.median(units)) if units else None
 
 

@@ -297,29 +297,24 @@ def distrust(results: list[dict[str, Any]], reasons: list[str]) -> list[dict[str
     ]
 
 
-def host_band(spread: float) -> float:
-    """How far (as a factor) an unsteady host can move a whole-run figure: its p90/p10 spread.
-
-    Calibrated on this lab's 2-vCPU host (issue 9, lua 10k spike, fifteen runs over 40 minutes):
-    within-run spreads were 1.42-1.70, and the runs' p99 and throughput had CVs of 19% and 17%,
-    about +-35% at two standard deviations - a factor of 1.4-1.5, the spread's own size. (A
-    square root of the spread fitted ten runs taken in one stretch, not the fifteen.)
-    docs/METHOD.md."""
-    return spread
-
-
 def near_threshold_on_unsteady_host(
     results: list[dict[str, Any]], spread: float | None, why: str
 ) -> list[dict[str, Any]]:
-    """Timing clauses whose measured value lies within the host's band of their threshold become
-    "inconclusive": on a host whose CPU speed moved during the run, the same system could have
-    measured anywhere in [threshold / band, threshold * band] (band = `host_band(spread)`), so the
-    clause could have gone either way. Far from the threshold it is judged as usual.
+    """Timing clauses whose measured value lies within the host's speed spread of their threshold
+    become "inconclusive": on a host whose CPU speed moved during the run, the same system could
+    have measured anywhere in [threshold / spread, threshold * spread], so the clause could have
+    gone either way. Far from the threshold it is judged as usual.
     `spread` None or <= HOST_SPREAD_STEADY: nothing changes (flashlab.lab.hostspeed measures it).
+
+    Why the spread itself is the band: calibrated on this lab's 2-vCPU host (issue 9, lua 10k
+    spike, fifteen runs over 40 minutes), within-run spreads were 1.42-1.70 and the runs' p99 and
+    throughput had CVs of 19% and 17%, about +-35% at two standard deviations - a factor of
+    1.4-1.5, the spread's own size. (Its square root fitted ten runs taken in one stretch, not
+    the fifteen.) docs/METHOD.md.
     """
     if spread is None or spread <= HOST_SPREAD_STEADY:
         return results
-    band = host_band(spread)
+    band = spread
 
     def near(r: dict[str, Any]) -> bool:
         value, threshold = r.get("measured"), r["expected"]

@@ -11,6 +11,7 @@ from typing import Any
 
 from flashlab.analysis.hypothesis import HOST_SPREAD_STEADY
 from flashlab.analysis.junit import number
+from flashlab.analysis.stats import host_spreads
 from flashlab.core.isolation import describe as describe_isolation
 
 VERDICT_BADGE = {"pass": "✅ PASS", "fail": "❌ FAIL", "inconclusive": "⚠️ INCONCLUSIVE"}
@@ -44,9 +45,7 @@ def load_generator_text(gen: dict[str, Any]) -> str:
 
 def host_speed_text(host_speed: dict[str, Any] | None) -> str:
     """How steady the host CPU ran during the load, per side (flashlab.lab.hostspeed)."""
-    spreads = {
-        side: rec.get("spread") for side, rec in (host_speed or {}).items() if rec.get("spread")
-    }
+    spreads = host_spreads(host_speed)
     if not spreads:
         return "—"  # not measured (an older run, or too short a load)
     sides = ", ".join(f"{side} ×{spread:.2f}" for side, spread in spreads.items())

@@ -399,3 +399,31 @@ def load_generator_health(manifest: dict[str, Any]) -> dict[str, Any]:
         else lag < GENERATOR_LAG_P99_MS_MAX and stalled < GENERATOR_STALLED_S_MAX
     )
     return out
+
+
+# --- host speed (manifest.host_speed, written by flashlab.lab.hostspeed) ------------------------
+
+
+def host_spreads(host_speed: dict[str, Any] | None) -> dict[str, float]:
+    """Each side's p90/p10 CPU-speed spread over the load; sides without one are left out."""
+    return {
+        side: float(rec["spread"])
+        for side, rec in (host_speed or {}).items()
+        if isinstance(rec, dict) and isinstance(rec.get("spread"), int | float)
+    }
+
+
+def worst_host_spread(host_speed: dict[str, Any] | None) -> tuple[str, float] | None:
+    """(side, spread) of the least steady side; None when no side measured one."""
+    spreads = host_spreads(host_speed)
+    if not spreads:
+        return None
+    side = max(spreads, key=lambda k: spreads[k])
+    return side, spreads[side]
+
+
+def stack_unit_us(host_speed: dict[str, Any] | None) -> float | None:
+    """The probe's median unit time beside the stack (its side, or the whole host when unsplit)."""
+    rec = (host_speed or {}).get("stack") or (host_speed or {}).get("host") or {}
+    value = rec.get("median_us")
+    return float(value) if isinstance(value, int | float) else None

@@ -121,20 +121,16 @@ def host_speed(manifest: dict[str, Any]) -> dict[str, Any] | None:
 
 def host_unsteadiness(summary: dict[str, Any]) -> tuple[float | None, str]:
     """(the worst side's speed spread, one line saying so) for the judge; (None, "") unmeasured."""
-    sides = {
-        side: rec["spread"]
-        for side, rec in (summary.get("host_speed") or {}).items()
-        if isinstance(rec.get("spread"), int | float)
-    }
-    if not sides:
+    worst = stats.worst_host_spread(summary.get("host_speed"))
+    if worst is None:
         return None, ""
-    side = max(sides, key=lambda k: sides[k])
+    side, spread = worst
     cpus = ",".join(str(c) for c in summary["host_speed"][side].get("cpus") or []) or "all"
     why = (
         f"host CPU speed unsteady during the load ({side} CPUs {cpus}: the probe's fixed work "
-        f"took {sides[side]:.2f}x longer at p90 than at p10; a shared host, docs/METHOD.md)"
+        f"took {spread:.2f}x longer at p90 than at p10; a shared host, docs/METHOD.md)"
     )
-    return float(sides[side]), why
+    return spread, why
 
 
 def untrusted_timing(summary: dict[str, Any]) -> list[str]:

@@ -19,6 +19,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from flashlab.analysis.stats import stack_unit_us
+from flashlab.analysis.stats import worst_host_spread
 from flashlab.bench.context import REPO_ROOT
 from flashlab.bench.context import BenchContext
 from flashlab.bench.plotting import pyplot
@@ -66,6 +68,7 @@ def _changes(p: dict[str, Any], engine: str, isolation: str) -> dict[str, Any]:
 
 def _trial(lab: Any) -> dict[str, Any]:
     s = lab.summary
+    worst_host = worst_host_spread(s.get("host_speed"))  # (side, spread) or None
     return {
         "verdict": s["verdict"],
         "p99_ms": (s.get("latency_ms") or {}).get("p99"),
@@ -75,21 +78,9 @@ def _trial(lab: Any) -> dict[str, Any]:
         "lag_ms_p99": (s.get("generator") or {}).get("lag_ms_p99"),
         "isolation_applied": (s.get("isolation") or {}).get("applied"),
         "startup_s": (lab.manifest.get("engine") or {}).get("startup_s"),
-        "host_spread": _host_spread(s.get("host_speed")),
-        "stack_unit_us": _stack_unit_us(s.get("host_speed")),
+        "host_spread": worst_host[1] if worst_host else None,
+        "stack_unit_us": stack_unit_us(s.get("host_speed")),
     }
-
-
-def _stack_unit_us(host_speed: dict[str, Any] | None) -> float | None:
-    """The median time of the probe's fixed work beside the stack (its side, or the whole host)."""
-    side = (host_speed or {}).get("stack") or (host_speed or {}).get("host") or {}
-    return side.get("median_us")
-
-
-def _host_spread(host_speed: dict[str, Any] | None) -> float | None:
-    """The worst side's p90/p10 CPU-speed spread over the load (flashlab.lab.hostspeed)."""
-    spreads = [r.get("spread") for r in (host_speed or {}).values() if r.get("spread")]
-    return max(spreads) if spreads else None
 
 
 def cv(values: list[float | None]) -> float | None:

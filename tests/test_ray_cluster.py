@@ -83,21 +83,17 @@ def _write_experiment(path: Path, **changes: Any) -> Path:
     return path
 
 
+def _run_argv(cluster: raycluster.Cluster, exp: Path, out: Path, *extra: str) -> list[str]:
+    """`flashlab run EXP` against the cluster's stack, as the head namespace runs it."""
+    flashlab = str(raycluster.BIN / "flashlab")
+    args = ["run", str(exp), "--out", str(out), "--no-report", "--json"]
+    return [flashlab, *args, *_target_args(cluster), *extra]
+
+
 def _flashlab_run(
     cluster: raycluster.Cluster, exp: Path, out: Path, *extra: str
 ) -> subprocess.CompletedProcess[str]:
-    return cluster.run(
-        cluster.ns.head,
-        str(raycluster.BIN / "flashlab"),
-        "run",
-        str(exp),
-        "--out",
-        str(out),
-        "--no-report",
-        "--json",
-        *_target_args(cluster),
-        *extra,
-    )
+    return cluster.run(cluster.ns.head, *_run_argv(cluster, exp, out, *extra))
 
 
 def _shoppers(run_dir: Path) -> set[tuple[int, str, str]]:
@@ -159,17 +155,7 @@ def test_losing_a_node_mid_run_turns_its_shoppers_into_info_rows(
     out = tmp_path / "run"
     relay_log = cluster.root / "relay-node.log"
     argv = cluster.exec_argv(
-        cluster.ns.head,
-        str(raycluster.BIN / "flashlab"),
-        "run",
-        str(exp),
-        "--out",
-        str(out),
-        "--no-report",
-        "--json",
-        "--ray-address",
-        cluster.address,
-        *_target_args(cluster),
+        cluster.ns.head, *_run_argv(cluster, exp, out, "--ray-address", cluster.address)
     )
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env
