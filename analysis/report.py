@@ -130,14 +130,13 @@ def make_cell(data: dict[str, Any]) -> Callable[..., Markup]:
 
 # --- run report ---------------------------------------------------------------------------------
 
+# The checks' rows come from the checks themselves (`Check.report_row`), in registry order.
+CHECK_ROWS: list[tuple[str, list[str]]] = [
+    (c.report_row, list(c.summary_keys())) for c in CHECKS.values() if c.report_row
+]
 KEY_NUMBERS: list[tuple[str, list[str]]] = [
     ("sold / stock", ["sold", "stock_initial"]),
-    ("oversell", ["oversell"]),
-    ("lost acknowledged orders", ["lost_acknowledged"]),
-    ("duplicate purchases", ["duplicate_purchases"]),
-    ("phantom orders", ["phantom_orders"]),
-    ("undersold: units left / shoppers who gave up", ["undersold", "gave_up"]),
-    ("premature sold-out answers", ["premature_sold_out"]),
+    *CHECK_ROWS,
     ("FCFS inversion rate", ["fairness.fcfs_inversion_rate"]),
     ("stock remaining", ["stock_remaining"]),
     ("conflict rate (409 busy)", ["conflict_rate"]),
@@ -290,6 +289,16 @@ def _manifest_view(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _failed_check_rows(summary: dict[str, Any]) -> set[str]:
+    """The key-number labels of the checks this run failed: their cards are highlighted."""
+    results = summary.get("checks") or {}
+    return {
+        c.report_row
+        for name, c in CHECKS.items()
+        if c.report_row and (results.get(name) or {}).get("ok") is False
+    }
+
+
 def render_report(run: Run, summary: dict[str, Any]) -> str:
     template = _TEMPLATES.get_template("report.html.j2")
     recovery = summary.get("recovery") or []
@@ -299,6 +308,7 @@ def render_report(run: Run, summary: dict[str, Any]) -> str:
         run_id=summary.get("run_id") or run.run_id,
         manifest=_manifest_view(run.manifest),
         key_numbers=KEY_NUMBERS,
+        alert_labels=_failed_check_rows(summary),
         latency_sets=[(label, key) for label, key in LATENCY_SETS if key in summary],
         percentiles=list(PERCENTILE_KEYS),
         codes=sorted((summary.get("codes") or {}).items(), key=lambda kv: -int(kv[1] or 0)),

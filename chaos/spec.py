@@ -11,7 +11,6 @@ from pydantic import field_validator
 from pydantic import model_validator
 
 from flashlab.chaos.faults import FAULTS
-from flashlab.chaos.faults import fault_names
 from flashlab.chaos.faults import fault_param_error
 
 
@@ -34,9 +33,7 @@ class FaultSpec(_Model):
     @field_validator("fault")
     @classmethod
     def _known(cls, name: str) -> str:
-        if name not in FAULTS:
-            allowed = ", ".join(fault_names()) or "none registered"
-            raise ValueError(f"unknown fault {name!r} (allowed: {allowed})")
+        FAULTS.ref(name)  # ValueError naming the allowed faults
         return name
 
     @model_validator(mode="after")

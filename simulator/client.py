@@ -3,7 +3,7 @@
 
 Every client also speaks the waiting-room protocol of strategy `queue`: `queue(user_id)` is
 `POST /api/v1/shop/queue` (join, or refresh the user's ticket: the poll), answered with the
-ticket's state in `Answer.queue_state` / `position` / `expires_in_ms`.
+ticket's state in `Answer.queue` (a `QueueTicket`).
 
 All implementations share one interface so the engines can swap them (`client: httpx`) and the
 CPU cost of each stays measurable. Client-side failures are reduced to the four kinds that
@@ -31,6 +31,16 @@ QUEUE_CLIENTS = CLIENTS
 
 
 @dataclass(slots=True)
+class QueueTicket:
+    """A waiting-room answer (200 from the queue endpoint): the ticket's state and its place."""
+
+    state: str  # flashlab.core.contract.QueueState's values
+    ticket: int | None = None
+    position: int | None = None  # tickets ahead (waiting only)
+    expires_in_ms: int | None = None  # what is left of an admission
+
+
+@dataclass(slots=True)
 class Answer:
     status: int  # 0 when no HTTP answer arrived
     code: str | None = None  # body `code`, "ok" on 200
@@ -40,11 +50,7 @@ class Answer:
     maybe_committed: bool = False
     failure: Failure | None = None
     error: str | None = None
-    # Waiting-room answers (200 from the queue endpoint) only:
-    queue_state: str | None = None
-    ticket: int | None = None
-    position: int | None = None
-    expires_in_ms: int | None = None
+    queue: QueueTicket | None = None  # waiting-room answers only
 
 
 def parse_answer(status: int, body: bytes, retry_after: str | None) -> Answer:
@@ -83,10 +89,12 @@ def _queue_answer(data: dict[str, object]) -> Answer:
     return Answer(
         200,
         "queue",
-        queue_state=str(data["state"]),
-        ticket=_int_or_none(data.get("ticket")),
-        position=_int_or_none(data.get("position")),
-        expires_in_ms=_int_or_none(data.get("expiresInMs")),
+        queue=QueueTicket(
+            str(data["state"]),
+            _int_or_none(data.get("ticket")),
+            _int_or_none(data.get("position")),
+            _int_or_none(data.get("expiresInMs")),
+        ),
     )
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import numpy as np
@@ -51,31 +53,28 @@ def percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
+@dataclass(eq=False)
 class LoopMonitor:
     """Samples the running loop's lag and this process's CPU until `stop()`. Start inside the loop."""
 
-    def __init__(
-        self,
-        interval_s: float = LAG_INTERVAL_S,
-        stall_ms: float = STALL_MS,
-        cpu_every_s: float = CPU_EVERY_S,
-        max_samples: int = MAX_SAMPLES,
-    ) -> None:
-        self.interval_s, self.stall_ms = interval_s, stall_ms
-        self.cpu_every_s, self.max_samples = cpu_every_s, max_samples
-        self.lags_ms: list[float] = []
-        self.samples = 0
-        self.lag_max_ms = 0.0
-        self.stalls = 0
-        self.stalled_s = 0.0
-        self.cpu_samples: list[float] = []
-        self._rng = random.Random(0)
-        self._proc = psutil.Process()
-        self._task: asyncio.Task[None] | None = None
-        self._wall0 = 0.0
-        self._cpu0 = 0.0
-        self._last_cpu_at = 0.0
-        self._result: dict[str, Any] | None = None
+    interval_s: float = LAG_INTERVAL_S
+    stall_ms: float = STALL_MS
+    cpu_every_s: float = CPU_EVERY_S
+    max_samples: int = MAX_SAMPLES
+    # What the sampler has seen so far (never passed in).
+    lags_ms: list[float] = field(default_factory=list, init=False)
+    samples: int = field(default=0, init=False)
+    lag_max_ms: float = field(default=0.0, init=False)
+    stalls: int = field(default=0, init=False)
+    stalled_s: float = field(default=0.0, init=False)
+    cpu_samples: list[float] = field(default_factory=list, init=False)
+    _rng: random.Random = field(default_factory=lambda: random.Random(0), init=False, repr=False)
+    _proc: psutil.Process = field(default_factory=psutil.Process, init=False, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _wall0: float = field(default=0.0, init=False, repr=False)
+    _cpu0: float = field(default=0.0, init=False, repr=False)
+    _last_cpu_at: float = field(default=0.0, init=False, repr=False)
+    _result: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
     def _cpu_s(self) -> float:
         t = self._proc.cpu_times()

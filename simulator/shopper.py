@@ -231,6 +231,7 @@ class _Driver:
         """The one row of a shopper that leaves the waiting room without buying."""
         now = time.time_ns()
         code = answer.code if answer.status not in (0, 200) else why
+        position = answer.queue.position if answer.queue else None
         op = plan_op(
             s,
             self.spec.run_id,
@@ -241,7 +242,7 @@ class _Driver:
             answer.status if answer.status != 200 else 0,
             op_id=f"{s.shopper}:q",
             code=code,
-            error=answer.error or f"left the queue: {why} (position {answer.position})",
+            error=answer.error or f"left the queue: {why} (position {position})",
         )
         self.rec.add(op, answer)
 
@@ -256,17 +257,17 @@ class _Driver:
             visit.polls_left -= 1
             await _sleep_until(start_ns)
             answer = await self._poll(s.user_id)
-            state = answer.queue_state
-            if state in ("admitted", "purchased"):
+            ticket = answer.queue
+            if ticket is not None and ticket.state in ("admitted", "purchased"):
                 return True
-            if state is None:
+            if ticket is None:
                 verdict = classify(
                     answer.status, answer.code, answer.failure, answer.maybe_committed
                 )
                 if verdict.retry_key not in QUEUE_RETRY:
                     self._left_queue(s, joined_ns, answer, answer.code or "refused")
                     return False
-            ahead = answer.position or 0
+            ahead = (ticket.position or 0) if ticket else 0
             delay = min(QUEUE_POLL_MAX_S, max(QUEUE_POLL_MIN_S, ahead * QUEUE_POLL_PER_POSITION_S))
             delay = max(delay * rng.uniform(0.75, 1.25), answer.retry_after_s or 0.0)
             start_ns = max(start_ns, time.time_ns()) + int(delay * 1e9)

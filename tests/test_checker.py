@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -296,5 +297,13 @@ def test_vocabulary_summary_report_and_junit_follow_the_registry(tmp_path: Path)
     html = render_report(run, summary)
     for name, c in CHECKS.items():
         assert f"<code>{name}</code>" in html and str(escape(c.description)) in html
+    rows = [c.report_row for c in CHECKS.values() if c.report_row]
+    assert (
+        "undersold: units left / shoppers who gave up" in rows
+    )  # a key number declared by its check
+    alerted = re.findall(r'<div class="card alert">\s*<div class="label">([^<]*)</div>', html)
+    assert alerted == [str(escape(CHECKS["undersold"].report_row))]  # the one failed check's card
+    for row in rows:
+        assert f'<div class="label">{escape(row)}</div>' in html, row
     cases = [case for case in run_suite(summary, "x").cases if case.classname == "x.checks"]
     assert [case.name for case in cases] == list(CHECKS)

@@ -31,14 +31,17 @@ from flashlab.simulator.schedule import plan
 from flashlab.simulator.shopper import ABORTED
 from flashlab.system.truth import read_truth
 
+# Written as an experiment file's `profiles:` entries are: validated from plain data.
 RETRYING = [
-    Profile(
-        name="patient",
-        weight=3,
-        max_attempts=4,
-        max_wait_s=10,
-        backoff_base_ms=5,
-        backoff_max_ms=50,
+    Profile.model_validate(
+        {
+            "name": "patient",
+            "weight": 3,
+            "max_attempts": 4,
+            "max_wait_s": 10,
+            "backoff_base_ms": 5,
+            "backoff_max_ms": 50,
+        }
     ),
     Profile(name="impatient", weight=1, max_attempts=1, max_wait_s=5),
 ]

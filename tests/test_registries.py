@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import BaseModel
 
@@ -47,3 +49,54 @@ def test_platform_names_are_the_platform_registry() -> None:
     from flashlab.system.platforms import PLATFORMS
 
     assert set(PLATFORM_NAMES) == set(PLATFORMS)
+
+
+def test_a_registry_names_its_kind_and_the_allowed_names_for_an_unknown_entry() -> None:
+    from flashlab.core.registry import Registry
+
+    reg = Registry("widget", {"b": "json:dumps", "a": "json"}, error=KeyError)
+    assert reg.names() == ["b", "a"] and dict(reg) == {"b": "json:dumps", "a": "json"}
+    assert reg.load("b") is json.dumps and reg.load("a") is json
+    with pytest.raises(KeyError, match=r"unknown widget 'c' \(allowed: a, b\)"):
+        reg.load("c")
+
+
+def test_every_registry_refuses_an_unknown_name_in_one_line() -> None:
+    from flashlab.bench import get_bench
+    from flashlab.chaos.faults import fault_class
+    from flashlab.core.platform import PlatformConfigError
+    from flashlab.simulator.engines import get_engine
+    from flashlab.system.platforms import get_platform
+
+    with pytest.raises(ValueError, match=r"^unknown fault 'x' \(allowed: .*redis-kill"):
+        fault_class("x")
+    with pytest.raises(ValueError, match=r"^unknown engine 'x' \(allowed: inline, process, ray\)$"):
+        get_engine("x")
+    with pytest.raises(PlatformConfigError, match=r"^unknown platform 'x' \(allowed: compose, "):
+        get_platform("x", None)  # type: ignore[arg-type]  # refused before the config is read
+    with pytest.raises(ValueError, match=r"^unknown benchmark 'x' \(allowed: actors, "):
+        get_bench("x")
+
+
+def test_an_extension_is_described_by_the_first_paragraph_of_its_own_docstring() -> None:
+    from flashlab.analysis.checker import CHECKS
+    from flashlab.chaos.faults import FAULTS
+    from flashlab.chaos.faults import fault_class
+    from flashlab.core.registry import doc_summary
+
+    class Described:
+        """One line
+        wrapped.
+
+        Details that stay in the code."""
+
+    class Undescribed(Described):
+        pass
+
+    assert doc_summary(Described) == "One line wrapped." and doc_summary(Undescribed) is None
+    for check in CHECKS.values():
+        assert check.description == doc_summary(type(check)), check.name
+    for name in FAULTS:
+        cls = fault_class(name)
+        # network faults are made by `network_fault(...)`, which passes the description itself
+        assert cls.description and cls.description == (doc_summary(cls) or cls.description)

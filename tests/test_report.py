@@ -84,13 +84,11 @@ def parse(html: str) -> KeyedElements:
 def resolve(data: Any, path: str) -> Any:
     """Strict lookup of a dotted path (list indices as numbers); EMPTY when the path does not exist."""
     node = data
-    for part in path.split("."):
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            return EMPTY
+    try:
+        for part in path.split("."):
+            node = node[int(part)] if isinstance(node, list) else node[part]
+    except (LookupError, TypeError, ValueError):  # no such key or index, or not a container
+        return EMPTY
     return node
 
 

@@ -2,11 +2,13 @@
 
 A check is one `Check` subclass: `name` (the row in checks / the report / JUnit), `key` (the
 summary.json count a hypothesis clause can name; default: the name, e.g. `oversell`; None:
-reported but not in the clause vocabulary), `figures` (further summary.json numbers the check measures,
-each a clause key too), `description` (one line for docs and the report), `clause_class` (how
-the verdict treats clauses on its key: "safety" always decides) and `run(run) -> CheckResult`.
-Examples are ids a human can look up (op ids `<shopper>:<attempt>`, order ids, user ids), at most
-MAX_EXAMPLES. A check never imports another; shared frames are the helpers below.
+reported but not in the clause vocabulary), `figures` (further summary.json numbers the check
+measures, each a clause key too), its docstring (the first paragraph is `description`: one line
+for docs and the report), `report_row` (its label among the report's key numbers; None: only in
+the checks table), `clause_class` (how the verdict treats clauses on its key: "safety" always
+decides) and `run(run) -> CheckResult`. Examples are ids a human can look up (op ids
+`<shopper>:<attempt>`, order ids, user ids), at most MAX_EXAMPLES. A check never imports
+another; shared frames are the helpers below.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Literal
 
 import pandas as pd
 
+from flashlab.core.registry import doc_summary
 from flashlab.core.rundir import Run
 
 MAX_EXAMPLES = 10
@@ -72,12 +75,15 @@ class Check(ABC):
     key: ClassVar[str | None]  # default: `name`
     description: ClassVar[str]
     figures: ClassVar[tuple[str, ...]] = ()
+    report_row: ClassVar[str | None] = None
     clause_class: ClassVar[ClauseClass] = "safety"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "key" not in cls.__dict__ and "name" in cls.__dict__:
             cls.key = cls.name  # most checks' count is summary.json's key of the same name
+        if "description" not in cls.__dict__ and "name" in cls.__dict__:
+            cls.description = doc_summary(cls) or ""
 
     @abstractmethod
     def run(self, run: Run) -> CheckResult:

@@ -25,8 +25,10 @@ from flashlab.core.rundir import Run
 
 
 class Oversell(Check):
+    """orders in Redis beyond the initial stock (examples: the latest, excess orders)."""
+
     name = "oversell"
-    description = "orders in Redis beyond the initial stock (examples: the latest, excess orders)"
+    report_row = "oversell"
 
     def run(self, run: Run) -> CheckResult:
         orders = orders_frame(run).sort_values(["ts_ms", "order_id"], kind="stable")
@@ -38,8 +40,9 @@ class Oversell(Check):
 
 
 class NegativeStock(Check):
+    """answers that reported remaining < 0, plus 1 if the final stock is negative."""
+
     name = "negative_stock"
-    description = "answers that reported remaining < 0, plus 1 if the final stock is negative"
 
     def run(self, run: Run) -> CheckResult:
         h = run.history
@@ -53,11 +56,11 @@ class NegativeStock(Check):
 
 
 class LostAcknowledged(Check):
+    """200 answers whose order (id and user) is not in Redis (an acknowledged sale the store
+    forgot)."""
+
     name = "lost_acknowledged"
-    description = (
-        "200 answers whose order (id and user) is not in Redis (an acknowledged sale the store"
-        " forgot)"
-    )
+    report_row = "lost acknowledged orders"
 
     def run(self, run: Run) -> CheckResult:
         ok = ok_ops(run)
@@ -71,8 +74,10 @@ class LostAcknowledged(Check):
 
 
 class DuplicatePurchases(Check):
+    """users holding more than one order in Redis or acknowledged more than once."""
+
     name = "duplicate_purchases"
-    description = "users holding more than one order in Redis or acknowledged more than once"
+    report_row = "duplicate purchases"
 
     def run(self, run: Run) -> CheckResult:
         per_truth = orders_frame(run)["user_id"].value_counts()
@@ -87,8 +92,10 @@ class DuplicatePurchases(Check):
 
 
 class PhantomOrders(Check):
+    """orders in Redis nobody was told about and no indeterminate attempt explains."""
+
     name = "phantom_orders"
-    description = "orders in Redis nobody was told about and no indeterminate attempt explains"
+    report_row = "phantom orders"
 
     def run(self, run: Run) -> CheckResult:
         h = run.history
@@ -107,9 +114,10 @@ class PhantomOrders(Check):
 
 
 class Conservation(Check):
+    """stock_initial == stock_remaining + orders; count = |difference|."""
+
     name = "conservation"
     key = "conservation_errors"
-    description = "stock_initial == stock_remaining + orders; count = |difference|"
 
     def run(self, run: Run) -> CheckResult:
         t = run.truth
@@ -123,9 +131,10 @@ class Conservation(Check):
 
 
 class ServerErrors(Check):
+    """answers 5xx other than 502/503/504 (a 500 is always a bug)."""
+
     name = "server_errors"
     key = None  # the clause vocabulary has `server_error_rate` (flashlab.analysis.stats) instead
-    description = "answers 5xx other than 502/503/504 (a 500 is always a bug)"
 
     def run(self, run: Run) -> CheckResult:
         h = run.history

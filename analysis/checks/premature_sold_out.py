@@ -50,11 +50,11 @@ def log_sellout_ns(run: Run) -> int | None:
 
 
 class PrematureSoldOut(Check):
+    """410 sold_out answers that completed before a later sale or while Redis's order log still
+    showed stock."""
+
     name = "premature_sold_out"
-    description = (
-        "410 sold_out answers that completed before a later sale or while Redis's order log "
-        "still showed stock"
-    )
+    report_row = "premature sold-out answers"
 
     def run(self, run: Run) -> CheckResult:
         h = run.history

@@ -17,9 +17,11 @@ from flashlab.core.rundir import Run
 
 
 class Undersold(Check):
+    """units left unsold while shoppers gave up without buying (count = units left)."""
+
     name = "undersold"
+    report_row = "undersold: units left / shoppers who gave up"
     figures = ("gave_up",)
-    description = "units left unsold while shoppers gave up without buying (count = units left)"
 
     def run(self, run: Run) -> CheckResult:
         h = run.history

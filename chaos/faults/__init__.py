@@ -6,26 +6,29 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from typing import Any
 
-from flashlab.core.registry import load
+from flashlab.core.registry import Registry
 
 if TYPE_CHECKING:
     from flashlab.chaos.faults.base import Fault
 
 # name -> "module:Class"; names listed here are valid in experiment files.
-FAULTS: dict[str, str] = {
-    "redis-restart": "flashlab.chaos.faults.redis:RedisRestart",
-    "redis-kill": "flashlab.chaos.faults.redis:RedisKill",
-    "redis-pause": "flashlab.chaos.faults.redis:RedisPause",
-    "worker-kill": "flashlab.chaos.faults.workers:WorkerKill",
-    "nginx-reload": "flashlab.chaos.faults.nginx:NginxReload",
-    "nginx-kill": "flashlab.chaos.faults.nginx:NginxKill",
-    "latency": "flashlab.chaos.faults.network:Latency",
-    "jitter": "flashlab.chaos.faults.network:Jitter",
-    "reset": "flashlab.chaos.faults.network:Reset",
-    "blackhole": "flashlab.chaos.faults.network:Blackhole",
-    "bandwidth": "flashlab.chaos.faults.network:Bandwidth",
-    "actor-kill": "flashlab.chaos.faults.actors:ActorKill",
-}
+FAULTS = Registry(
+    "fault",
+    {
+        "redis-restart": "flashlab.chaos.faults.redis:RedisRestart",
+        "redis-kill": "flashlab.chaos.faults.redis:RedisKill",
+        "redis-pause": "flashlab.chaos.faults.redis:RedisPause",
+        "worker-kill": "flashlab.chaos.faults.workers:WorkerKill",
+        "nginx-reload": "flashlab.chaos.faults.nginx:NginxReload",
+        "nginx-kill": "flashlab.chaos.faults.nginx:NginxKill",
+        "latency": "flashlab.chaos.faults.network:Latency",
+        "jitter": "flashlab.chaos.faults.network:Jitter",
+        "reset": "flashlab.chaos.faults.network:Reset",
+        "blackhole": "flashlab.chaos.faults.network:Blackhole",
+        "bandwidth": "flashlab.chaos.faults.network:Bandwidth",
+        "actor-kill": "flashlab.chaos.faults.actors:ActorKill",
+    },
+)
 
 
 def fault_names() -> list[str]:
@@ -34,9 +37,7 @@ def fault_names() -> list[str]:
 
 def fault_class(name: str) -> type[Fault]:
     """The class registered under `name`; ValueError naming the allowed faults when unknown."""
-    if name not in FAULTS:
-        raise ValueError(f"unknown fault {name!r} (allowed: {', '.join(fault_names())})")
-    return load(FAULTS[name])
+    return FAULTS.load(name)
 
 
 def make_fault(name: str, params: dict[str, Any] | None = None, index: int = 0) -> Fault:

@@ -20,11 +20,10 @@ class ActorKillParams(FaultParams):
 
 
 class ActorKill(Fault):
+    """Kill one load-generator worker (Ray actor / process) mid-flight; its in-flight requests
+    become indeterminate."""
+
     name = "actor-kill"
-    description = (
-        "Kill one load-generator worker (Ray actor / process) mid-flight; its in-flight "
-        "requests become indeterminate."
-    )
     Params = ActorKillParams
 
     def inject(self, ctx: FaultContext) -> dict[str, Any]:

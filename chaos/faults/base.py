@@ -29,6 +29,7 @@ from flashlab.chaos.proxy import ProxyControl
 from flashlab.core.platform import Component
 from flashlab.core.platform import Platform
 from flashlab.core.platform import StackInfo
+from flashlab.core.registry import doc_summary
 
 T = TypeVar("T")
 
@@ -109,7 +110,8 @@ class FaultContext:
 
 
 class Fault(ABC):
-    """One fault occurrence. Subclasses set `name`, `description`, `Params` and implement inject.
+    """One fault occurrence. Subclasses set `name` and `Params`, implement inject, and describe
+    themselves in their docstring (its first paragraph is `description`: flashlab.core.registry).
 
     `recover` must be safe to call even when `inject` failed half-way: the scheduler always calls
     it after an injection attempt, because leaving Redis paused or a toxic on is worse than a
@@ -119,6 +121,11 @@ class Fault(ABC):
     description: ClassVar[str]
     Params: ClassVar[type[FaultParams]] = FaultParams
     needs_proxy: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and "description" not in cls.__dict__:
+            cls.description = doc_summary(cls) or ""
 
     def __init__(self, params: dict[str, Any] | FaultParams | None = None, index: int = 0) -> None:
         self.params = self.Params.model_validate(

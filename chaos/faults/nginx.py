@@ -29,11 +29,10 @@ def _worker_pids(master: int | None) -> list[int]:
 
 
 class NginxReload(Fault):
+    """nginx reload (SIGHUP): the master re-reads its config and replaces its worker processes
+    gracefully; no request should fail."""
+
     name = "nginx-reload"
-    description = (
-        "nginx reload (SIGHUP): the master re-reads its config and replaces its worker "
-        "processes gracefully; no request should fail."
-    )
 
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
         platform, comp = self.aim(ctx, NGINX)
@@ -61,11 +60,10 @@ def _fresh_workers(master: int | None, before: list[int]) -> list[int] | None:
 
 
 class NginxKill(StopStartFault):
+    """nginx crash: SIGKILL to master and workers; clients get connection refused until it is
+    started again after duration_s."""
+
     name = "nginx-kill"
-    description = (
-        "nginx crash: SIGKILL to master and workers; clients get connection refused until it "
-        "is started again after duration_s."
-    )
     component = NGINX
     sig = signal.SIGKILL
     stop_what = "nginx to stop"

@@ -55,29 +55,26 @@ class _RedisStop(StopStartFault):
 
 
 class RedisRestart(_RedisStop):
+    """Graceful Redis restart: SIGTERM (Redis persists per its durability mode and exits), started
+    again after duration_s."""
+
     name = "redis-restart"
-    description = (
-        "Graceful Redis restart: SIGTERM (Redis persists per its durability mode and exits), "
-        "started again after duration_s."
-    )
     sig = signal.SIGTERM
 
 
 class RedisKill(_RedisStop):
+    """Redis crash: SIGKILL (no final fsync), started again after duration_s. Acknowledged orders
+    survive only with durability aof-always."""
+
     name = "redis-kill"
-    description = (
-        "Redis crash: SIGKILL (no final fsync), started again after duration_s. "
-        "Acknowledged orders survive only with durability aof-always."
-    )
     sig = signal.SIGKILL
 
 
 class RedisPause(Fault):
+    """Freeze Redis with SIGSTOP for duration_s, then SIGCONT: connections stay open, every call
+    times out (API answers 503)."""
+
     name = "redis-pause"
-    description = (
-        "Freeze Redis with SIGSTOP for duration_s, then SIGCONT: connections stay open, "
-        "every call times out (API answers 503)."
-    )
 
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
         platform, comp = self.aim(ctx, REDIS)

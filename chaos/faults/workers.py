@@ -35,11 +35,10 @@ class WorkerKillParams(FaultParams):
 
 
 class WorkerKill(Fault):
+    """SIGKILL `count` API workers (or all); the supervisor respawns them. Repeats rotate through
+    the workers. Requests in flight on a killed worker are lost (nginx answers 502)."""
+
     name = "worker-kill"
-    description = (
-        "SIGKILL `count` API workers (or all); the supervisor respawns them. Repeats rotate "
-        "through the workers. Requests in flight on a killed worker are lost (nginx answers 502)."
-    )
     Params = WorkerKillParams
 
     def _victims(self, ctx: FaultContext) -> list[Component]:

@@ -62,10 +62,11 @@ def bench(
     if size not in SIZES:
         raise UserError(f"--size: {size!r} is not one of: {', '.join(SIZES)}")
     names = mod.bench_names() if name == "all" else [name]
-    if name != "all" and name not in mod.BENCHMARKS:
-        raise UserError(
-            f"NAME: unknown benchmark {name!r} (allowed: {', '.join(mod.BENCHMARKS)}, all)"
-        )
+    if name != "all":
+        try:
+            mod.BENCHMARKS.ref(name)
+        except ValueError as exc:
+            raise UserError(f"NAME: {exc}, or all") from None
     default_results, default_plots = default_paths(size)  # type: ignore[arg-type]
     results_path = results or default_results
     plots_dir = plots or (default_plots if results is None else results_path.parent / "plots")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flashlab.core.registry import load
+from flashlab.core.registry import Registry
 from flashlab.simulator.engines.base import Engine
 from flashlab.simulator.engines.base import EngineResult
 from flashlab.simulator.engines.base import LoadPlan
@@ -17,14 +17,16 @@ __all__ = [
     "require_engine",
 ]
 
-# Imported lazily so `inline` never pays for Ray's import.
-ENGINES: dict[str, str] = {
-    "inline": "flashlab.simulator.engines.inline:InlineEngine",
-    "process": "flashlab.simulator.engines.process:ProcessEngine",
-    "ray": "flashlab.simulator.engines.ray_engine:RayEngine",
-}
-# Engines that need an optional extra (pyproject [project.optional-dependencies]).
-ENGINE_EXTRAS: dict[str, str] = {"ray": "ray"}
+# Imported lazily so `inline` never pays for Ray's import; `ray` needs the `ray` extra.
+ENGINES = Registry(
+    "engine",
+    {
+        "inline": "flashlab.simulator.engines.inline:InlineEngine",
+        "process": "flashlab.simulator.engines.process:ProcessEngine",
+        "ray": "flashlab.simulator.engines.ray_engine:RayEngine",
+    },
+    extras={"ray": "ray"},
+)
 
 
 def engine_names() -> list[str]:
@@ -33,15 +35,9 @@ def engine_names() -> list[str]:
 
 def require_engine(name: str) -> None:
     """Raise flashlab.core.extras.MissingExtra (one line, exit 2) when `name` needs an extra not installed."""
-    if name in ENGINE_EXTRAS:
-        from flashlab.core.extras import require
-
-        require(ENGINE_EXTRAS[name], f"engine {name!r}")
+    ENGINES.require(name)
 
 
 def get_engine(name: str) -> Engine:
     """A fresh engine instance (one per run: it holds that run's workers)."""
-    if name not in ENGINES:
-        raise ValueError(f"engine: unknown {name!r} (allowed: {', '.join(engine_names())})")
-    require_engine(name)
-    return load(ENGINES[name])()
+    return ENGINES.load(name)()

@@ -8,15 +8,19 @@ from __future__ import annotations
 from flashlab.core.platform import Platform
 from flashlab.core.platform import PlatformConfigError
 from flashlab.core.platform import StackConfig
+from flashlab.core.registry import Registry
 from flashlab.core.registry import load
 
-PLATFORMS: dict[str, str] = {
-    # name -> "module:Class"; imported lazily so `local` never needs the Docker SDK.
-    "local": "flashlab.system.platforms.local:LocalPlatform",
-    "compose": "flashlab.system.platforms.compose:ComposePlatform",
-}
-# Platforms that need an optional extra (pyproject [project.optional-dependencies]).
-PLATFORM_EXTRAS: dict[str, str] = {"compose": "compose"}
+# name -> "module:Class"; imported lazily so `local` never needs the Docker SDK (the `compose` extra).
+PLATFORMS = Registry(
+    "platform",
+    {
+        "local": "flashlab.system.platforms.local:LocalPlatform",
+        "compose": "flashlab.system.platforms.compose:ComposePlatform",
+    },
+    extras={"compose": "compose"},
+    error=PlatformConfigError,
+)
 # Platforms that need the repository itself (not only the installed package), and why.
 PLATFORM_NEEDS_CHECKOUT: dict[str, str] = {
     "compose": "it builds its images from the repository's Dockerfile and docker-compose.yml"
@@ -25,10 +29,7 @@ PLATFORM_NEEDS_CHECKOUT: dict[str, str] = {
 
 def require_platform(name: str) -> None:
     """Raise a UserError (one line, exit 2) when `name` needs an extra or a checkout that is not here."""
-    if name in PLATFORM_EXTRAS:
-        from flashlab.core.extras import require
-
-        require(PLATFORM_EXTRAS[name], f"platform {name!r}")
+    PLATFORMS.require(name)
     if name in PLATFORM_NEEDS_CHECKOUT:
         from flashlab.core.meta import require_checkout
 
@@ -45,12 +46,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def get_platform(name: str, config: StackConfig) -> Platform:
-    try:
-        target = PLATFORMS[name]
-    except KeyError:
-        raise PlatformConfigError(
-            f"unknown platform {name!r} (allowed: {', '.join(PLATFORMS)})"
-        ) from None
+    target = PLATFORMS.ref(name)  # PlatformConfigError naming the allowed platforms
     require_platform(name)
     return load(target)(config)
 

@@ -22,7 +22,8 @@ from typing import ClassVar
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 from pydantic import ConfigDict
-from pydantic import model_validator
+from pydantic import ValidationInfo
+from pydantic import field_validator
 
 from flashlab.core.contract import json_number
 from flashlab.system.keys import ProductKeys
@@ -113,18 +114,11 @@ class StrategySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _json_numbers(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key, value in data.items():
-                field = cls.model_fields.get(key)
-                if field is not None and field.annotation in (int, float):
-                    try:
-                        json_number(value)
-                    except ValueError as exc:
-                        raise ValueError(f"{key}: {exc}") from None
-        return data
+    def _json_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        numeric = info.field_name and cls.model_fields[info.field_name].annotation in (int, float)
+        return json_number(value) if numeric else value
 
 
 class NoSettings(StrategySettings):

@@ -1,8 +1,4 @@
-"""The `lock` strategy: a `SET NX PX` pessimistic lock per product; losers get 409 busy.
-
-This is the reference's phase 2 (docs/REFERENCE.md). The lock is released with a compare-and-delete script so a
-worker whose lock expired (TTL) can never delete a lock another worker now holds.
-"""
+"""The `lock` strategy: a `SET NX PX` pessimistic lock per product; losers get 409 busy."""
 
 from __future__ import annotations
 
@@ -35,6 +31,11 @@ class LockSettings(StrategySettings):
 
 
 class LockStrategy(PurchaseStrategy):
+    """The reference's phase 2 (docs/REFERENCE.md): one buyer at a time per product.
+
+    The lock is released with a compare-and-delete script, so a worker whose lock expired (its
+    TTL) can never delete a lock another worker now holds."""
+
     name = "lock"
     Settings = LockSettings
 

@@ -1,8 +1,4 @@
-"""The `naive` strategy: read stock, then write stock-1 — non-atomic on purpose, so it oversells.
-
-This is the reference's phase 1 (docs/REFERENCE.md). The optional `naive_delay_ms` sleep between the read and the
-write widens the race window so concurrent buyers reliably read the same stock value.
-"""
+"""The `naive` strategy: read stock, then write stock-1 — non-atomic on purpose, so it oversells."""
 
 from __future__ import annotations
 
@@ -25,6 +21,11 @@ class NaiveSettings(StrategySettings):
 
 
 class NaiveStrategy(PurchaseStrategy):
+    """The reference's phase 1 (docs/REFERENCE.md): the lost update, kept on purpose.
+
+    The optional `naive_delay_ms` sleep between the read and the write widens the race window,
+    so concurrent buyers reliably read the same stock value."""
+
     name = "naive"
     Settings = NaiveSettings
 

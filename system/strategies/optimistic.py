@@ -22,6 +22,11 @@ class OptimisticSettings(StrategySettings):
 
 
 class OptimisticStrategy(PurchaseStrategy):
+    """Optimistic concurrency: no lock is held; a transaction that lost a race is discarded.
+
+    A lost race (WatchError) is retried `optimistic_retries` times on the same connection; after
+    that the shopper is told 409 busy and may come back."""
+
     name = "optimistic"
     Settings = OptimisticSettings
 

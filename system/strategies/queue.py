@@ -141,6 +141,11 @@ class QueueSettings(StrategySettings):
 
 
 class QueueStrategy(PurchaseStrategy):
+    """The waiting room's three calls, each one Lua script over the sale's and the queue's keys.
+
+    `join` hands out a ticket, `status` tells a ticket's state, and `buy` sells only to a ticket
+    admitted less than `admission_ttl_ms` ago; every script first advances the admissions."""
+
     name = "queue"
     Settings = QueueSettings
 
