@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the Compose images with NO image registry: a debootstrap'd Debian base (cached), a
-# host-built wheelhouse of only the API's runtime deps (+ the project), then `docker build`.
+# host-built wheelhouse of only the API's runtime deps (+ the project), then `docker build`
+# (whose stages fill their venv with scripts/image-venv.sh, staged as .wheelhouse/bin/image-venv).
 #   scripts/build-images.sh [--base IMAGE] [--no-prometheus] [--force-base] [--ray]
 #     --base IMAGE     use IMAGE as the base instead (e.g. debian:bookworm-slim where a registry works)
 #     --no-prometheus  build only the app image (api, redis, nginx, proxy)
@@ -111,7 +112,9 @@ deps_wheelhouse() {  # deps_wheelhouse DIR REQ...: wheels of REQ (pinned) for th
   mkdir -p "$dir"
   printf '%s\n' "$@" > "$dir/requirements.txt"
   # Same requirements, same pins, same image Python: the wheelhouse from last time still fits.
-  key=$(cat "$dir/requirements.txt" "$constraints" <(docker image inspect -f '{{.Id}}' "$OS_IMAGE") | sha256sum | cut -c1-16)
+  # The `os` image's layers, not its id: the id also covers the flashlab.source label, which
+  # changes with every code edit and would rebuild the wheelhouse for nothing.
+  key=$(cat "$dir/requirements.txt" "$constraints" <(docker image inspect -f '{{.RootFS.Layers}}' "$OS_IMAGE") | sha256sum | cut -c1-16)
   if [[ -f $stamp && $(cat "$stamp") == "$key" ]]; then
     say "wheelhouse $name cached"
     return
@@ -145,6 +148,17 @@ complete_for_image() {  # complete_for_image DIR LOG
   fail "$dir is still incomplete for the image after 5 rounds"
 }
 
+# The Dockerfile's one venv installer (scripts/image-venv.sh), put where the build context admits
+# it. Rewritten only when its content changed (the classic builder's COPY cache ignores mtimes
+# anyway): an unchanged script keeps the cached `os` layers, and with them the wheelhouse stamps;
+# an edited one changes those layers, so the wheelhouses are rebuilt once.
+stage_image_venv() {
+  local src=scripts/image-venv.sh dst=$WHEELHOUSE/bin/image-venv
+  mkdir -p "$WHEELHOUSE/bin"
+  cmp -s "$src" "$dst" || cp "$src" "$dst"
+  chmod 0755 "$dst"
+}
+
 build() {  # build TARGET IMAGE
   local t0
   t0=$(date +%s)
@@ -164,6 +178,7 @@ flock -w 1200 9 || fail "another build-images.sh held $WHEELHOUSE/.lock for 20 m
 # The platform compares this label with the tree to know whether the images are current.
 SOURCE_HASH=$("$PY" -m flashlab.system.platforms.compose source-hash) || fail "cannot hash the sources"
 [[ $base == "$BASE_TAG" ]] && make_base
+stage_image_venv
 build os "$OS_IMAGE"  # the image's Python decides which wheels it needs
 make_wheelhouse
 build app "$APP_IMAGE"

@@ -99,7 +99,12 @@ def _source_files() -> Iterator[Path]:
         for path in sorted((REPO_ROOT / package).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 yield path
-    for name in ("pyproject.toml", "Dockerfile", "scripts/build-images.sh"):
+    for name in (
+        "pyproject.toml",
+        "Dockerfile",
+        "scripts/build-images.sh",
+        "scripts/image-venv.sh",
+    ):
         yield REPO_ROOT / name
 
 
