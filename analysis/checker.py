@@ -15,7 +15,6 @@ from flashlab.analysis.checks.base import MAX_EXAMPLES
 from flashlab.analysis.checks.base import Check
 from flashlab.analysis.checks.base import CheckResult
 from flashlab.analysis.checks.base import unknown
-from flashlab.core.registry import load
 from flashlab.core.rundir import Run
 
 __all__ = [
@@ -30,14 +29,14 @@ __all__ = [
 ]
 
 
-def _load(name: str, path: str) -> Check:
-    check_cls = load(path)
+def _load(name: str) -> Check:
+    check_cls = CHECK_PATHS.load(name)
     if check_cls.name != name:
         raise RuntimeError(f"check registry: {name!r} points at a check named {check_cls.name!r}")
     return check_cls()
 
 
-CHECKS: dict[str, Check] = {name: _load(name, path) for name, path in CHECK_PATHS.items()}
+CHECKS: dict[str, Check] = {name: _load(name) for name in CHECK_PATHS}
 
 # summary key -> check name, for every key a check fills (its count and its figures)
 CHECK_KEYS: dict[str, str] = {key: c.name for c in CHECKS.values() for key in c.summary_keys()}

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
 
+from flashlab.core.extras import require as require_extra
+
 
 def load(ref: str) -> Any:
     """What `ref` names: `"pkg.mod:Name"` -> that attribute; `"pkg.mod"` -> the module itself."""
@@ -65,9 +67,7 @@ class Registry(Mapping[str, str]):
     def require(self, name: str) -> None:
         """Raise MissingExtra (one line, exit 2) when `name` needs an extra that is not installed."""
         if name in self.extras:
-            from flashlab.core.extras import require
-
-            require(self.extras[name], f"{self.kind} {name!r}")
+            require_extra(self.extras[name], f"{self.kind} {name!r}")
 
     def load(self, name: str) -> Any:
         """The implementation registered under `name` (its extra checked before the import)."""

@@ -15,20 +15,21 @@ from pydantic import BaseModel
 from pydantic import create_model
 
 from flashlab.core.contract import Strategy
-from flashlab.core.registry import load
+from flashlab.core.registry import Registry
 from flashlab.system.strategies.base import Outcome
 from flashlab.system.strategies.base import ProductMeta
 from flashlab.system.strategies.base import Purchase
 from flashlab.system.strategies.base import PurchaseStrategy
 from flashlab.system.strategies.base import StrategySettings
 
-STRATEGIES: dict[str, str] = {
-    s.value: f"flashlab.system.strategies.{s.value}:{s.value.title()}Strategy" for s in Strategy
-}
+STRATEGIES = Registry(
+    "strategy",
+    {s.value: f"flashlab.system.strategies.{s.value}:{s.value.title()}Strategy" for s in Strategy},
+)
 
 
 def strategy_class(name: str) -> type[PurchaseStrategy]:
-    return load(STRATEGIES[name])
+    return STRATEGIES.load(name)
 
 
 def settings_model(name: str) -> type[BaseModel]:
