@@ -4,7 +4,10 @@ The checks themselves live in flashlab.analysis.checks (one `Check` class each, 
 `flashlab.analysis.checks.CHECKS`). As Jepsen's `check-safe`, a check that raises yields an
 "unknown" result (ok=None, count=None, the error in `detail`) instead of killing the summary;
 the verdict treats a clause on an unknown check's key as inconclusive
-(flashlab.analysis.summary). `CHECKS` here is the loaded registry (name -> Check instance);
+(flashlab.analysis.summary). A check whose facts the run does not offer (flashlab.core.facts:
+a backend described by a target file that, say, reads no truth) is not run: its result is
+"n/a" with the reason, and clauses on it are inconclusive too.
+`CHECKS` here is the loaded registry (name -> Check instance);
 `CHECK_KEYS` (summary key -> check name) and `summary_keys()` are derived from it.
 """
 
@@ -14,6 +17,8 @@ from flashlab.analysis.checks import CHECKS as CHECK_PATHS
 from flashlab.analysis.checks.base import MAX_EXAMPLES
 from flashlab.analysis.checks.base import Check
 from flashlab.analysis.checks.base import CheckResult
+from flashlab.analysis.checks.base import not_applicable
+from flashlab.analysis.checks.base import run_facts
 from flashlab.analysis.checks.base import unknown
 from flashlab.core.rundir import Run
 
@@ -56,8 +61,13 @@ def run_check(c: Check, run: Run) -> CheckResult:
 
 
 def check(run: Run) -> dict[str, CheckResult]:
-    """Run every registered check over `run`."""
-    return {name: run_check(c, run) for name, c in CHECKS.items()}
+    """Run every registered check over `run` that its facts allow; the others are n/a."""
+    offered = run_facts(run)
+    out = {}
+    for name, c in CHECKS.items():
+        reason = c.not_applicable(offered)
+        out[name] = not_applicable(reason) if reason else run_check(c, run)
+    return out
 
 
 def figures(name: str, res: CheckResult) -> dict[str, float | int | None]:

@@ -187,6 +187,9 @@ def check_case(name: str, check: dict[str, Any], gated: bool, classname: str) ->
     if check.get("ok"):
         case.output = str(check.get("detail", ""))
         return case
+    if check.get("na"):  # the backend does not offer the facts it needs: neither pass nor fail
+        case.outcome, case.message = "skipped", f"n/a: {check['na']}"
+        return case
     if check.get("ok") is None:  # the check raised: unknown, neither pass nor fail
         case.outcome, case.message = "skipped", f"unknown: {check.get('detail', '')}"
         return case

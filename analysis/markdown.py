@@ -99,6 +99,9 @@ def _failed_checks(checks: dict[str, Any]) -> list[str]:
     for name, check in checks.items():
         if check.get("ok"):
             continue
+        if check.get("na"):
+            lines.append(f"- **{name}**: n/a — {check['na']}")
+            continue
         if check.get("ok") is None:
             lines.append(f"- **{name}**: unknown — {check.get('detail', '')}")
             continue

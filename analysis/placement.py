@@ -46,11 +46,22 @@ def _window_end(fault: dict[str, Any], load_end_ns: int) -> int:
     return max(int(recover), int(effect)) if isinstance(effect, int) else int(recover)
 
 
+def _sale_times_ns(run: Run) -> np.ndarray:
+    """When each unit was sold, sorted: the truth's order log, or (a target whose truth has no
+    order times) when each acknowledgement arrived."""
+    t = run.truth
+    if t.has("orders") and t.has("ts_ms"):
+        ms = [o.ts_ms for o in t.orders if o.ts_ms is not None]
+        return np.sort(np.array(ms, dtype="int64")) * NS_PER_MS
+    h = run.history
+    return np.sort(h.loc[h["type"].eq("ok"), "complete_ns"].to_numpy(dtype="int64"))
+
+
 def placement(run: Run) -> list[dict[str, Any]]:
     """One row per injected fault (see the module doc), in schedule order."""
     start = _load_start_ns(run)
     end = int(run.manifest.get("load_end_ns") or run.history["complete_ns"].max())
-    orders_ns = np.sort(np.array([o.ts_ms for o in run.truth.orders], dtype="int64")) * NS_PER_MS
+    orders_ns = _sale_times_ns(run)
     initial = run.truth.stock_initial
     h = run.history
     ok = h["code"].eq("ok").to_numpy()

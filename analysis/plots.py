@@ -118,9 +118,13 @@ def binned(run: Run, width_s: float | None = None) -> pd.DataFrame:
 
 
 def truth_stock(run: Run) -> tuple[np.ndarray, np.ndarray]:
-    """(t_s, stock) steps from Redis truth's order log: exact, not binned."""
+    """(t_s, stock) steps from the truth's order log: exact, not binned; empty when the truth has
+    no timed order log (a target whose file reads none)."""
+    if not (run.truth.has("orders") and run.truth.has("ts_ms")):
+        return np.array([]), np.array([])
     start, _ = load_window(run)
-    ts_ns = np.sort(np.array([o.ts_ms for o in run.truth.orders], dtype="int64")) * 1_000_000
+    timed = [o.ts_ms for o in run.truth.orders if o.ts_ms is not None]
+    ts_ns = np.sort(np.array(timed, dtype="int64")) * 1_000_000
     t = np.concatenate([[0.0], (ts_ns - start) / NS_PER_S])
     stock = run.truth.stock_initial - np.arange(len(t))
     return t, stock
@@ -250,7 +254,9 @@ def timeline(run: Run) -> Figure:
     ax_codes.set_ylabel("answers/s")
     ax_codes.set_title("Answers by code", loc="left", fontsize=11)
     ts, stock = truth_stock(run)
-    ax_stock.step(ts, stock, where="post", label="Redis truth (order log)", color="#212121")
+    if ts.size:
+        label = f"{run.truth.source} truth (order log)"
+        ax_stock.step(ts, stock, where="post", label=label, color="#212121")
     tc, seen = client_stock(run)
     if tc.size:
         ax_stock.step(

@@ -260,8 +260,11 @@ def _table_columns(rows: list[dict[str, Any]]) -> list[str]:
 def _manifest_view(manifest: dict[str, Any]) -> dict[str, Any]:
     exp = manifest.get("experiment") or {}
     stack = manifest.get("stack") or {}
+    target = exp.get("target") or {}
     return {
         "synthetic": bool(manifest.get("synthetic")),
+        "target": target.get("name") if isinstance(target, dict) else None,
+        "target_file": target.get("file") if isinstance(target, dict) else None,
         "experiment_name": exp.get("name", ""),
         "description": exp.get("description", ""),
         "strategy": (exp.get("product") or {}).get("strategy", ""),

@@ -17,7 +17,7 @@ complete - invoke, in ms; percentiles use numpy's default (linear interpolation)
 Time series bin ops by their *completion* time, in whole seconds since the load started.
 Sell-out (`sellout_s`) is measured from Redis truth: seconds from load start to the server
 timestamp of the order that took the last unit (the `stock_initial`-th order); None if the
-stock never ran out. `sellout_first_answer_s` is the client view: the first `sold_out` answer.
+stock never ran out, or the truth has no timed order log (a target whose file reads none). `sellout_first_answer_s` is the client view: the first `sold_out` answer.
 Fairness: a shopper *won* if Redis truth holds an order for their user id. rank_correlation is
 Spearman's rho between arrival rank (`shopper`) and winning (1/0): strongly negative means
 first come, first served; near 0 means arrival order did not matter. FCFS inversions: pairs
@@ -163,7 +163,9 @@ def throughput_rps(run: Run) -> float | None:
 
 
 def _truth_orders(run: Run) -> pd.DataFrame:
-    orders = run.truth.orders
+    """The truth's orders with server times; empty when the truth has no timed order log."""
+    timed = run.truth.has("orders") and run.truth.has("ts_ms")
+    orders = [o for o in run.truth.orders if o.ts_ms is not None] if timed else []
     return pd.DataFrame(
         {
             "order_id": [o.order_id for o in orders],
@@ -195,6 +197,8 @@ def timeseries(run: Run) -> pd.DataFrame:
     frame["stock_client"] = seen.cummin().ffill().fillna(initial)
     sold = order_sec.value_counts().reindex(index, fill_value=0).cumsum()
     frame["stock_truth"] = initial - sold
+    if not (run.truth.has("orders") and run.truth.has("ts_ms")):
+        frame["stock_truth"] = np.nan  # no timed order log: the truth's curve is unknown
     return frame
 
 
@@ -225,7 +229,7 @@ def sellout(run: Run) -> dict[str, float | None]:
     """Seconds from load start to the last unit's order (truth) and to the first sold_out answer."""
     start, _ = load_window(run)
     initial = run.truth.stock_initial
-    ts = np.sort(np.array([o.ts_ms for o in run.truth.orders], dtype="int64"))
+    ts = np.sort(_truth_orders(run)["ts_ms"].to_numpy(dtype="int64"))
     truth_s: float | None = None
     if initial == 0:
         truth_s = 0.0
@@ -325,7 +329,11 @@ def fairness(run: Run) -> dict[str, Any]:
     first = h.groupby("shopper", sort=True)[["user_id", "profile"]].first()
     shoppers = first["user_id"]
     n = len(shoppers)
-    winners = {o.user_id for o in run.truth.orders}
+    # Who holds a unit per the truth; without buyers in the truth, who was told they bought one.
+    if run.truth.has("orders") and run.truth.has("user_id"):
+        winners = {o.user_id for o in run.truth.orders}
+    else:
+        winners = set(h.loc[h["type"].eq("ok"), "user_id"])
     won = shoppers.isin(winners).to_numpy(dtype="float64")
     rank = np.arange(n, dtype="float64")  # shoppers sorted by arrival rank
     rho: float | None = None

@@ -75,7 +75,8 @@ def _measurements(run: Run) -> dict[str, Any]:
         "checks": {name: c.to_dict() for name, c in checks.items()},
         # Each check's count and figures under its declared keys (flashlab.analysis.checks).
         **{k: v for name, c in checks.items() for k, v in figures(name, c).items()},
-        "sold": len(t.orders),
+        "sold": len(t.orders) if t.has("orders") else None,
+        "acknowledged": int(h["type"].eq("ok").sum()),
         "stock_initial": t.stock_initial,
         "stock_remaining": t.stock_remaining,
         "strategy": t.strategy,
@@ -172,13 +173,20 @@ def steady_state_reason(before: dict[str, Any] | None) -> str | None:
 
 
 def unknown_checks(summary: dict[str, Any]) -> dict[str, str]:
-    """summary key -> why its check could not run, for every check whose `ok` is None."""
+    """summary key -> why its check gave no answer, for every check whose `ok` is None: it could
+    not run (unknown) or it does not apply to this backend (n/a, with the facts it needs)."""
     checks = summary.get("checks") or {}
     return {
-        key: f"check {name} {checks[name].get('detail') or 'could not run'}"
+        key: _no_answer(name, checks[name])
         for key, name in CHECK_KEYS.items()
         if name in checks and checks[name].get("ok") is None
     }
+
+
+def _no_answer(name: str, check: dict[str, Any]) -> str:
+    if check.get("na"):
+        return f"check {name} is n/a: {check['na']}"
+    return f"check {name} {check.get('detail') or 'could not run'}"
 
 
 def summarize(run: Run) -> dict[str, Any]:
@@ -201,7 +209,10 @@ def summarize(run: Run) -> dict[str, Any]:
     summary["verdict"] = verdict
     summary["verdict_reasons"] = reasons
     summary["failed_checks"] = [n for n, c in summary["checks"].items() if c["ok"] is False]
-    summary["unknown_checks"] = [n for n, c in summary["checks"].items() if c["ok"] is None]
+    summary["unknown_checks"] = [
+        n for n, c in summary["checks"].items() if c["ok"] is None and not c.get("na")
+    ]
+    summary["na_checks"] = {n: c["na"] for n, c in summary["checks"].items() if c.get("na")}
     # Verdict and headline first, for humans reading the file.
     head_keys = (
         "run_id",
@@ -211,6 +222,7 @@ def summarize(run: Run) -> dict[str, Any]:
         "hypothesis",
         "failed_checks",
         "unknown_checks",
+        "na_checks",
     )
     head = {k: summary.pop(k) for k in head_keys}
     return {"schema_version": SCHEMA_VERSION} | head | summary

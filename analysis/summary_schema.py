@@ -75,6 +75,11 @@ class CheckSummary(_Open):
     figures: dict[str, float | int | None] | None = Field(
         default=None, description="Further numbers the check measured (e.g. undersold: gave_up)."
     )
+    na: str | None = Field(
+        default=None,
+        description="Set when the check does not apply to this backend: the facts it needs "
+        "(flashlab.core.facts); ok and count are then None.",
+    )
 
 
 class GeneratorHealth(_Open):
@@ -148,6 +153,11 @@ class SummaryModel(_Open):
     unknown_checks: list[str] | None = Field(
         default=None, description="Checks that raised: their clauses are inconclusive."
     )
+    na_checks: dict[str, str] | None = Field(
+        default=None,
+        description="Checks that do not apply to this backend, with the facts each needs: "
+        "their clauses are inconclusive.",
+    )
     checks: dict[str, CheckSummary]
     # The checks' counts (flashlab.analysis.checks; None when the check could not run).
     oversell: int | None
@@ -159,9 +169,10 @@ class SummaryModel(_Open):
     undersold: int | None = None
     gave_up: int | None = None
     premature_sold_out: int | None = None
-    sold: int
+    sold: int | None = Field(description="Units sold per the truth's order log (None: not read).")
+    acknowledged: int | None = Field(default=None, description="Purchases answered `ok`.")
     stock_initial: int
-    stock_remaining: int
+    stock_remaining: int | None = Field(description="Stock left per the truth (None: not read).")
     strategy: str
     shoppers: int
     attempts: int

@@ -380,6 +380,15 @@ def plant_undersold(sale: Sale, k: int) -> list[str]:
     return []
 
 
+def plant_unknown_answers(sale: Sale, k: int) -> list[str]:
+    """k "sold out" answers a target's rules would not have recognised (outcome unknown)."""
+    h = sale.history
+    chosen = _pick(sale, h[h["code"].eq("sold_out")], k, "sold_out answers")
+    answer = ["info", 418, "unknown", None, None, "HTTP 418: I'm a teapot"]
+    h.loc[chosen.index, [*ACK_FIELDS, "error"]] = answer
+    return list(chosen["op_id"])
+
+
 PLANTERS: dict[str, Callable[[Sale, int], list[str]]] = {
     "oversell": plant_oversell,
     "negative_stock": plant_negative_stock,
@@ -393,6 +402,7 @@ PLANTERS: dict[str, Callable[[Sale, int], list[str]]] = {
     "premature_sold_out": plant_premature_sold_out,
     "stock_comes_back": plant_stock_comes_back,
     "undersold": plant_undersold,
+    "unknown_answers": plant_unknown_answers,
 }
 
 

@@ -32,6 +32,7 @@ app = typer.Typer(
         "  flashlab matrix --strategies lua,lock --faults none,redis-kill\n\n"
         "  flashlab sweep experiments/race-window.yaml --set product.settings.naive_delay_ms=0,2,5\n\n"
         "  flashlab demo                                     # what `make demo` runs\n\n"
+        "  flashlab target probe targets/node-lock.yaml      # a backend the lab did not build\n\n"
         + EXIT_CODES_HELP
     ),
     no_args_is_help=True,
@@ -67,9 +68,10 @@ def _mount() -> None:
     from flashlab.commands import run
     from flashlab.commands import schema
     from flashlab.commands import sweep
+    from flashlab.commands import target
     from flashlab.commands.stack import app as stack_app
 
-    for module in (run, analyze, compare, experiment, matrix, sweep, demo, schema, bench):
+    for module in (run, analyze, compare, experiment, matrix, sweep, demo, schema, bench, target):
         module.register(app)
     app.add_typer(
         stack_app,

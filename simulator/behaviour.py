@@ -98,6 +98,21 @@ def classify(
     return Verdict("info", None, "unclassified answer")
 
 
+# A target's answers are read by its file's rules into an outcome (flashlab.core.target.Outcome):
+# the outcome, not the status, says what happened. Same Jepsen rules: `info` when it may have.
+OUTCOME_VERDICTS: dict[str, Verdict] = {
+    "ok": Verdict("ok", None, "acknowledged purchase"),
+    "busy": Verdict("fail", "busy", "lost the race; nothing written"),
+    "sold_out": Verdict("fail", None, "sold out"),
+    "already_purchased": Verdict("fail", None, "this user already holds a unit"),
+    "rate_limited": Verdict("fail", "rate_limited", "rate limited; retry after Retry-After"),
+    "unavailable": Verdict("fail", "backend_unavailable", "the backend could not serve"),
+    "rejected": Verdict("fail", None, "refused: retrying cannot help"),
+    "indeterminate": Verdict("info", "gateway", "the purchase may have happened"),
+    "unknown": Verdict("info", None, "no answer rule matched: may have happened"),
+}
+
+
 def backoff_s(profile: Profile, attempt: int, rng: random.Random) -> float:
     """Delay before attempt `attempt + 1`: capped exponential backoff with the profile's jitter."""
     raw_ms = profile.backoff_base_ms * profile.backoff_multiplier ** max(attempt - 1, 0)

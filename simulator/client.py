@@ -5,6 +5,10 @@ Every client also speaks the waiting-room protocol of strategy `queue`: `queue(u
 `POST /api/v1/shop/queue` (join, or refresh the user's ticket: the poll), answered with the
 ticket's state in `Answer.queue` (a `QueueTicket`).
 
+A backend the lab did not build (a target file, flashlab.core.target) is spoken to by
+`TargetClient` (aiohttp): its own request, rendered per attempt, and its answers read by the
+file's rules into an outcome, whose verdict travels on `Answer.verdict`.
+
 All implementations share one interface so the engines can swap them (`client: httpx`) and the
 CPU cost of each stays measurable. Client-side failures are reduced to the four kinds that
 `flashlab.simulator.behaviour` classifies: connect (never sent), timeout, reset (sent, then dropped),
@@ -22,7 +26,12 @@ import orjson
 from flashlab.core.contract import BUY_PATH
 from flashlab.core.contract import QUEUE_PATH
 from flashlab.core.contract import USER_HEADER
+from flashlab.core.target import AnswerReader
+from flashlab.core.target import TargetRequest
+from flashlab.core.target import build_request
+from flashlab.simulator.behaviour import OUTCOME_VERDICTS
 from flashlab.simulator.behaviour import Failure
+from flashlab.simulator.behaviour import Verdict
 
 CLIENTS = ("aiohttp", "httpx", "raw")
 # The clients that implement `queue()` (the waiting-room protocol of strategy `queue`): today
@@ -51,6 +60,9 @@ class Answer:
     failure: Failure | None = None
     error: str | None = None
     queue: QueueTicket | None = None  # waiting-room answers only
+    # Set by a client that already knows what the answer means (a target's rules); else the
+    # shopper classifies status + code (flashlab.simulator.behaviour.classify).
+    verdict: Verdict | None = None
 
 
 def parse_answer(status: int, body: bytes, retry_after: str | None) -> Answer:
@@ -98,6 +110,9 @@ def _queue_answer(data: dict[str, object]) -> Answer:
     )
 
 
+_Raw = tuple[int, bytes, str | None]
+
+
 def _retry_after(value: str | None) -> float | None:
     try:
         return float(value) if value is not None else None
@@ -106,7 +121,7 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class ShopperClient(Protocol):
-    async def buy(self, user_id: str) -> Answer: ...
+    async def buy(self, user_id: str, attempt: int = 1) -> Answer: ...
 
     async def queue(self, user_id: str) -> Answer: ...
 
@@ -126,7 +141,7 @@ class _JsonPostClient:
     def _headers(user_id: str) -> dict[str, str]:
         return {USER_HEADER: user_id, "content-type": "application/json"}
 
-    async def buy(self, user_id: str) -> Answer:
+    async def buy(self, user_id: str, attempt: int = 1) -> Answer:
         return await self._post(self._url, user_id)
 
     async def queue(self, user_id: str) -> Answer:
@@ -157,12 +172,16 @@ class AiohttpClient(_JsonPostClient):
         )
 
     async def _post(self, url: str, user_id: str) -> Answer:
+        got = await self._request("POST", url, data=self._body, headers=self._headers(user_id))
+        return got if isinstance(got, Answer) else parse_answer(*got)
+
+    async def _request(self, method: str, url: str, **kwargs: object) -> Answer | _Raw:
+        """(status, body, Retry-After) of one request, or the Answer saying how it failed."""
         aiohttp = self._aiohttp
-        headers = self._headers(user_id)
         try:
-            async with self._session.post(url, data=self._body, headers=headers) as resp:
+            async with self._session.request(method, url, **kwargs) as resp:  # type: ignore[arg-type]
                 body = await resp.read()
-                return parse_answer(resp.status, body, resp.headers.get("Retry-After"))
+                return resp.status, body, resp.headers.get("Retry-After")
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             return Answer(0, failure="connect", error=_err(exc))
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -222,7 +241,7 @@ class RawClient:
         ).render
         self._send = self._pool.send
 
-    async def buy(self, user_id: str) -> Answer:
+    async def buy(self, user_id: str, attempt: int = 1) -> Answer:
         return await self._post(self._request(user_id))
 
     async def queue(self, user_id: str) -> Answer:
@@ -244,6 +263,50 @@ class RawClient:
         await self._pool.close()
 
 
+class TargetClient(AiohttpClient):
+    """A backend the lab did not build: its own request (flashlab.core.target.Buy), rendered per
+    attempt with `{user}`, `{attempt}` and `{product}`, and its answers read by its rules. The
+    outcome's verdict rides on the Answer; an answer no rule matches is `unknown` (indeterminate)
+    and keeps its status and a body excerpt in `error`. No waiting-room protocol."""
+
+    def __init__(
+        self,
+        base_url: str,
+        product_id: str,
+        connections: int,
+        timeout_s: float,
+        target: TargetRequest,
+    ) -> None:
+        super().__init__(base_url, product_id, connections, timeout_s)
+        self._base = base_url.rstrip("/")
+        self._product = product_id
+        self._buy = target.buy
+        self._reader = AnswerReader(target.answers)
+
+    async def buy(self, user_id: str, attempt: int = 1) -> Answer:
+        values = {"product": self._product, "user": user_id, "attempt": attempt}
+        req = build_request(self._buy, values)
+        got = await self._request(
+            req.method, self._base + req.path, headers=req.headers, params=req.params, data=req.body
+        )
+        if isinstance(got, Answer):
+            return got
+        status, body, retry_after = got
+        reading = self._reader.read(status, body)
+        return Answer(
+            status,
+            reading.code,
+            reading.order_id,
+            reading.remaining,
+            retry_after_s=_retry_after(retry_after),
+            error=reading.note,
+            verdict=OUTCOME_VERDICTS[reading.outcome.value],
+        )
+
+    async def queue(self, user_id: str) -> Answer:
+        raise NotImplementedError("a target file has no waiting-room protocol")
+
+
 def _err(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
@@ -252,11 +315,24 @@ def _err(exc: BaseException) -> str:
 _FACTORIES = {"aiohttp": AiohttpClient, "httpx": HttpxClient, "raw": RawClient}
 
 
+# The clients that can speak a target file's own request (flashlab.core.target): aiohttp.
+TARGET_CLIENTS = ("aiohttp",)
+
+
 def make_client(
-    kind: str, base_url: str, product_id: str, connections: int, timeout_s: float
+    kind: str,
+    base_url: str,
+    product_id: str,
+    connections: int,
+    timeout_s: float,
+    target: TargetRequest | None = None,
 ) -> ShopperClient:
     """Build a client; must be called inside the event loop that will use it."""
     if kind not in _FACTORIES:
         raise ValueError(f"client: unknown {kind!r} (allowed: {', '.join(CLIENTS)})")
     asyncio.get_running_loop()  # fail early, clearly, outside a loop
+    if target is not None:
+        if kind not in TARGET_CLIENTS:
+            raise ValueError(f"client: {kind} cannot speak a target file's request (use aiohttp)")
+        return TargetClient(base_url, product_id, connections, timeout_s, target)
     return _FACTORIES[kind](base_url, product_id, connections, timeout_s)

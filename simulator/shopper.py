@@ -34,6 +34,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from flashlab.core.target import TargetRequest
+from flashlab.simulator.behaviour import Verdict
 from flashlab.simulator.behaviour import classify
 from flashlab.simulator.behaviour import next_delay
 from flashlab.simulator.behaviour import should_retry
@@ -95,6 +97,7 @@ class DriveSpec:
     connections: int = 256
     worker: str = "w0"
     queue: bool = False  # waiting room: join and poll the queue before buying
+    target: TargetRequest | None = None  # a backend the lab did not build: its request, its rules
 
 
 @dataclass
@@ -154,6 +157,13 @@ class Recorder:
             self.flush()
 
 
+def _verdict(answer: Answer) -> Verdict:
+    """What an answer means: the client's own reading (a target's rules), else the table."""
+    if answer.verdict is not None:
+        return answer.verdict
+    return classify(answer.status, answer.code, answer.failure, answer.maybe_committed)
+
+
 async def _sleep_until(ns: int) -> None:
     delay = (ns - time.time_ns()) / 1e9
     if delay > 0:
@@ -185,7 +195,7 @@ class _Driver:
         task.add_done_callback(self.tasks.discard)
 
     def _op(self, s: ShopperPlan, attempt: int, times: tuple[int, int, int], answer: Answer) -> Op:
-        verdict = classify(answer.status, answer.code, answer.failure, answer.maybe_committed)
+        verdict = _verdict(answer)
         return plan_op(
             s,
             self.spec.run_id,
@@ -205,7 +215,7 @@ class _Driver:
             invoke_ns = time.time_ns()
             self.rec.progress.in_flight += 1
             try:
-                answer = await self.client.buy(s.user_id)
+                answer = await self.client.buy(s.user_id, attempt)
             except asyncio.CancelledError:
                 # Sent and never answered: indeterminate, and it must be in the history.
                 answer = Answer(0, failure="cancelled", error=self.cancel_reason)
@@ -304,9 +314,7 @@ class _Driver:
                         return
                     intended_ns, attempt = op.complete_ns, attempt + 1
                     continue
-                verdict = classify(
-                    answer.status, answer.code, answer.failure, answer.maybe_committed
-                )
+                verdict = _verdict(answer)
                 delay = next_delay(
                     profile, attempt, rng, answer.retry_after_s, verdict.retry_key == "rate_limited"
                 )
@@ -383,7 +391,12 @@ async def drive(
     """
     scenario = spec.scenario
     client = make_client(
-        spec.client, spec.base_url, spec.product_id, spec.connections, scenario.request_timeout_s
+        spec.client,
+        spec.base_url,
+        spec.product_id,
+        spec.connections,
+        scenario.request_timeout_s,
+        spec.target,
     )
     recorder = Recorder(on_ship)
     driver = _Driver(spec, client, recorder, t0_ns)

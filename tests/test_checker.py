@@ -33,6 +33,7 @@ CASES: dict[str, tuple[str, dict[str, int | str]]] = {
     "conservation": ("conservation", {}),
     "undersold": ("undersold", {}),
     "premature_sold_out": ("premature_sold_out", {}),
+    "unknown_answers": ("unknown_answers", {}),
     # Redis came back empty and re-seeded: every sale before the restart is gone, and the new
     # log numbers its orders from o-1 again. lost_acknowledged matches (order id, user), so the
     # new orders cannot stand in for the lost ones: every acknowledged purchase (the stock) is lost.

@@ -195,7 +195,7 @@ def test_the_steady_state_check_fails_when_the_stack_does_not_answer(free_port: 
     check = SteadyStateCheck(
         ["success_rate > 0.5", "oversell == 0", "latency_ms.p99 < 50"],
         monitor,
-        f"http://127.0.0.1:{free_port}",
+        f"http://127.0.0.1:{free_port}/readyz",
         T0,
     )
     assert check() is False

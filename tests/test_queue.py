@@ -320,11 +320,11 @@ class SlowCheckout:
     def __init__(self, inner: Any, slow: int, delay_s: float) -> None:
         self.inner, self.slow, self.delay_s = inner, slow, delay_s
 
-    async def buy(self, user_id: str) -> Any:
+    async def buy(self, user_id: str, attempt: int = 1) -> Any:
         if self.slow > 0:
             self.slow -= 1
             await asyncio.sleep(self.delay_s)
-        return await self.inner.buy(user_id)
+        return await self.inner.buy(user_id, attempt)
 
     async def queue(self, user_id: str) -> Any:
         return await self.inner.queue(user_id)

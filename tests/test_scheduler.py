@@ -24,7 +24,7 @@ from flashlab.core.platform import StackInfo
 from flashlab.core.rundir import FAULTS_SCHEMA
 from flashlab.system import procs
 from flashlab.system.platforms.local import free_port
-from flashlab.system.platforms.local import wait_until
+from flashlab.system.supervisor import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 

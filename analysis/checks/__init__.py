@@ -20,5 +20,6 @@ CHECKS = Registry(
         "server_errors": "flashlab.analysis.checks.consistency:ServerErrors",
         "undersold": "flashlab.analysis.checks.undersold:Undersold",
         "premature_sold_out": "flashlab.analysis.checks.premature_sold_out:PrematureSoldOut",
+        "unknown_answers": "flashlab.analysis.checks.consistency:UnknownAnswers",
     },
 )

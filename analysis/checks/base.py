@@ -9,6 +9,12 @@ the checks table), `clause_class` (how the verdict treats clauses on its key: "s
 decides) and `run(run) -> CheckResult`. Examples are ids a human can look up (op ids
 `<shopper>:<attempt>`, order ids, user ids), at most MAX_EXAMPLES. A check never imports
 another; shared frames are the helpers below.
+
+A check declares the facts it needs (`needs`, all of them; `needs_one_of`, at least one;
+flashlab.core.facts): a run that lacks one (a backend the lab did not build, whose target file
+sends no user id or reads no truth) gets a "n/a" result with the reason, never a silent pass.
+Orders are matched to acknowledgements on what both sides carry (`match_on`): order id and user
+on the lab's own stack, else the order id alone, else the user alone.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ from typing import Literal
 
 import pandas as pd
 
+from flashlab.core.facts import Fact
+from flashlab.core.facts import facts_of
+from flashlab.core.facts import missing
+from flashlab.core.facts import needs_text
 from flashlab.core.registry import doc_summary
 from flashlab.core.rundir import Run
 
@@ -34,18 +44,29 @@ ClauseClass = Literal["safety", "timing"]
 
 @dataclass
 class CheckResult:
-    """ok True/False, or None when the check could not run ("unknown", Jepsen's :unknown)."""
+    """ok True/False, or None when the check could not run ("unknown", Jepsen's :unknown) or
+    does not apply to this run (`na` holds why: the facts it needs are missing)."""
 
     ok: bool | None
     count: int | None
     examples: list[str] = field(default_factory=list)
     detail: str = ""
     figures: dict[str, float | int | None] = field(default_factory=dict)
+    na: str | None = None
+
+    @property
+    def status(self) -> str:
+        """pass | fail | unknown | n/a"""
+        if self.na is not None:
+            return "n/a"
+        return "unknown" if self.ok is None else "pass" if self.ok else "fail"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         if not self.figures:  # the summary's `checks.<name>` keeps its shape for figure-less checks
             out.pop("figures")
+        if self.na is None:
+            out.pop("na")
         return out
 
 
@@ -60,6 +81,11 @@ def result(
         detail=detail,
         figures=dict(figures or {}),
     )
+
+
+def not_applicable(reason: str) -> CheckResult:
+    """The result of a check this run cannot answer: neither pass nor fail, with the reason."""
+    return CheckResult(ok=None, count=None, detail=f"n/a: {reason}", na=reason)
 
 
 def unknown(exc: BaseException) -> CheckResult:
@@ -77,6 +103,9 @@ class Check(ABC):
     figures: ClassVar[tuple[str, ...]] = ()
     report_row: ClassVar[str | None] = None
     clause_class: ClassVar[ClauseClass] = "safety"
+    needs: ClassVar[tuple[Fact, ...]] = ()  # every one of these
+    needs_one_of: ClassVar[tuple[Fact, ...]] = ()  # at least one of these
+    needs_matching: ClassVar[bool] = False  # orders matched to acknowledgements (match_on)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -89,22 +118,74 @@ class Check(ABC):
     def run(self, run: Run) -> CheckResult:
         """Judge one run directory."""
 
+    def not_applicable(self, offered: frozenset[Fact]) -> str | None:
+        """Why this check cannot judge a run offering `offered` (None: it can)."""
+        gone = missing(self.needs, offered)
+        if gone:
+            return needs_text(gone)
+        if self.needs_one_of and not set(self.needs_one_of) & offered:
+            return " or ".join(needs_text([f]) for f in self.needs_one_of) + " (it offers neither)"
+        if self.needs_matching and match_on(offered) is None:
+            return (
+                "needs to match orders to acknowledgements: order ids in both the answers and "
+                "the truth, or a user id in both the requests and the truth"
+            )
+        return None
+
     def summary_keys(self) -> tuple[str, ...]:
         """Every summary.json key this check fills (its count, then its figures)."""
         return ((self.key,) if self.key else ()) + self.figures
+
+
+# --- facts and matching ------------------------------------------------------------------------
+
+
+def run_facts(run: Run) -> frozenset[Fact]:
+    """The facts `run` offers: from manifest.json `facts` and truth.json `fields`."""
+    return facts_of(run.manifest, run.truth.fields)
+
+
+def match_on(offered: frozenset[Fact]) -> tuple[str, ...] | None:
+    """The columns an order and an acknowledgement are matched on, given the run's facts: both
+    (order id and user) when both sides carry both, else the order id, else the user; None when
+    nothing is carried on both sides."""
+    ids = {Fact.order_id, Fact.order_ids} <= offered
+    users = {Fact.user, Fact.order_users} <= offered
+    if ids and users:
+        return ("order_id", "user_id")
+    if ids:
+        return ("order_id",)
+    if users:
+        return ("user_id",)
+    return None
+
+
+def match_keys(frame: pd.DataFrame, on: tuple[str, ...]) -> pd.Series:
+    """The matching key of each row (`order_keys` when matched on both)."""
+    if on == ("order_id", "user_id"):
+        return order_keys(frame)
+    return frame[on[0]].astype("object")
+
+
+def run_match_on(run: Run) -> tuple[str, ...]:
+    """match_on for this run; the checks that need it declare `needs_matching`."""
+    on = match_on(run_facts(run))
+    assert on is not None, "checked by not_applicable before the check ran"
+    return on
 
 
 # --- frames several checks share ---------------------------------------------------------------
 
 
 def orders_frame(run: Run) -> pd.DataFrame:
-    """Redis truth's order log as a frame: order_id, user_id, ts_ms (server time)."""
+    """The truth's order log as a frame: order_id, user_id, ts_ms (server time; null where the
+    backend records none)."""
     orders = run.truth.orders
     return pd.DataFrame(
         {
             "order_id": pd.Series([o.order_id for o in orders], dtype="object"),
             "user_id": pd.Series([o.user_id for o in orders], dtype="object"),
-            "ts_ms": pd.Series([o.ts_ms for o in orders], dtype="int64"),
+            "ts_ms": pd.Series([o.ts_ms for o in orders], dtype="Int64"),
         }
     )
 
@@ -114,12 +195,13 @@ def ok_ops(run: Run) -> pd.DataFrame:
     return h[h["type"].eq("ok")]
 
 
-def excess_order_keys(run: Run) -> set[str]:
+def excess_order_keys(run: Run, on: tuple[str, ...] = ("order_id", "user_id")) -> set[str]:
     """Orders beyond stock_initial, latest first by server time: the oversold units, as
-    `order_keys` (order id and user, so an id reused after an empty restart is not confused)."""
+    `match_keys` (by default order id and user, so an id reused after an empty restart is not
+    confused)."""
     orders = orders_frame(run).sort_values(["ts_ms", "order_id"], kind="stable")
     excess = max(0, len(orders) - run.truth.stock_initial)
-    return set(order_keys(orders).iloc[len(orders) - excess :]) if excess else set()
+    return set(match_keys(orders, on).iloc[len(orders) - excess :]) if excess else set()
 
 
 def order_keys(frame: pd.DataFrame) -> pd.Series:

@@ -21,10 +21,12 @@ import numpy as np
 from flashlab.analysis.checks.base import Check
 from flashlab.analysis.checks.base import CheckResult
 from flashlab.analysis.checks.base import excess_order_keys
+from flashlab.analysis.checks.base import match_keys
 from flashlab.analysis.checks.base import ok_ops
-from flashlab.analysis.checks.base import order_keys
 from flashlab.analysis.checks.base import orders_frame
 from flashlab.analysis.checks.base import result
+from flashlab.analysis.checks.base import run_match_on
+from flashlab.core.facts import Fact
 from flashlab.core.rundir import Run
 
 NS_PER_MS = 1_000_000
@@ -33,8 +35,9 @@ NS_PER_S = 1_000_000_000
 
 def last_sale_ns(run: Run) -> int | None:
     """The invoke time of the last successful purchase of a real (not oversold) unit."""
+    on = run_match_on(run)
     ok = ok_ops(run)
-    ok = ok[~order_keys(ok).isin(excess_order_keys(run))]
+    ok = ok[~match_keys(ok, on).isin(excess_order_keys(run, on))]
     return int(ok["invoke_ns"].max()) if len(ok) else None
 
 
@@ -55,6 +58,8 @@ class PrematureSoldOut(Check):
 
     name = "premature_sold_out"
     report_row = "premature sold-out answers"
+    needs = (Fact.orders, Fact.order_times)
+    needs_matching = True
 
     def run(self, run: Run) -> CheckResult:
         h = run.history

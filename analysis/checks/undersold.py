@@ -13,6 +13,7 @@ from flashlab.analysis.checks.base import CheckResult
 from flashlab.analysis.checks.base import ok_ops
 from flashlab.analysis.checks.base import orders_frame
 from flashlab.analysis.checks.base import result
+from flashlab.core.facts import Fact
 from flashlab.core.rundir import Run
 
 
@@ -22,11 +23,12 @@ class Undersold(Check):
     name = "undersold"
     report_row = "undersold: units left / shoppers who gave up"
     figures = ("gave_up",)
+    needs = (Fact.orders, Fact.user)
 
     def run(self, run: Run) -> CheckResult:
         h = run.history
         units_left = max(0, run.truth.stock_initial - len(run.truth.orders))
-        bought = set(orders_frame(run)["user_id"]) | set(ok_ops(run)["user_id"])
+        bought = set(orders_frame(run)["user_id"].dropna()) | set(ok_ops(run)["user_id"])
         first = h.sort_values("shopper", kind="stable").drop_duplicates("user_id")
         gave_up = first.loc[~first["user_id"].isin(bought), "user_id"]
         count = units_left if len(gave_up) else 0

@@ -27,6 +27,8 @@ FAULTS = Registry(
         "blackhole": "flashlab.chaos.faults.network:Blackhole",
         "bandwidth": "flashlab.chaos.faults.network:Bandwidth",
         "actor-kill": "flashlab.chaos.faults.actors:ActorKill",
+        "db-restart": "flashlab.chaos.faults.db:DbRestart",
+        "db-kill": "flashlab.chaos.faults.db:DbKill",
     },
 )
 
@@ -47,6 +49,16 @@ def make_fault(name: str, params: dict[str, Any] | None = None, index: int = 0) 
 def needs_proxy(names: Iterable[str]) -> bool:
     """True when any of these faults acts through the TCP fault proxy (the stack must start it)."""
     return any(name in FAULTS and fault_class(name).needs_proxy for name in names)
+
+
+def network_links(faults: Iterable[Any]) -> frozenset[str]:
+    """The proxy links a schedule's network faults act on ("store", "client"); `faults` are
+    FaultSpecs (name + params)."""
+    return frozenset(
+        str(f.params.get("link", "store"))
+        for f in faults
+        if f.fault in FAULTS and fault_class(f.fault).needs_proxy
+    )
 
 
 def fault_param_error(name: str, params: dict[str, Any]) -> str | None:

@@ -56,22 +56,27 @@ class FaultContext:
     info: StackInfo
     platform: Platform | None = None
     engine: Any | None = None  # simulator engine: kill_worker(i), worker_count()
-    _proxy: ProxyControl | None = field(default=None, repr=False)
+    _proxies: dict[str, ProxyControl] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def proxy(self) -> ProxyControl:
-        url = self.info.extra.get("proxy_control_url")
+        return self.proxy_for("store")
+
+    def proxy_for(self, link: str) -> ProxyControl:
+        """The fault proxy's control client on `link`: "store" (between the API and its
+        store) or "client" (between the shoppers and a target's base_url)."""
+        key = "proxy_control_url" if link == "store" else f"{link}_proxy_control_url"
+        url = self.info.extra.get(key)
         if not url:
             raise FaultError(
-                "this fault needs the TCP fault proxy, but the stack has none "
-                "(start it with proxy on: StackConfig(proxy=True); `flashlab run` does so "
-                "automatically for experiments with network faults)"
+                f"this fault needs the TCP fault proxy on the {link} link, but the stack has "
+                "none (`flashlab run` starts it for experiments with network faults)"
             )
         with self._lock:
-            if self._proxy is None:
-                self._proxy = ProxyControl(url)
-            return self._proxy
+            if link not in self._proxies:
+                self._proxies[link] = ProxyControl(url)
+            return self._proxies[link]
 
     def require_platform(self) -> Platform:
         if self.platform is None:
@@ -81,6 +86,15 @@ class FaultContext:
     def components(self, kind: str | None = None) -> list[Component]:
         found = self.require_platform().components()
         return [c for c in found if kind is None or c.kind == kind]
+
+    def component_of(self, kind: str) -> Component:
+        """The (first) component of `kind` ("redis", "db", "api", "nginx"): what a fault that
+        acts on a role hits, whatever the platform names it (a target's `role:`)."""
+        found = self.components(kind)
+        if not found:
+            have = ", ".join(f"{c.name} ({c.kind})" for c in self.components()) or "none"
+            raise FaultError(f"stack has no {kind} component (have: {have})")
+        return found[0]
 
     def component(self, name: str) -> Component:
         for comp in self.components():
@@ -104,9 +118,9 @@ class FaultContext:
 
     def close(self) -> None:
         with self._lock:
-            if self._proxy is not None:
-                self._proxy.close()
-                self._proxy = None
+            for proxy in self._proxies.values():
+                proxy.close()
+            self._proxies.clear()
 
 
 class Fault(ABC):
@@ -121,6 +135,9 @@ class Fault(ABC):
     description: ClassVar[str]
     Params: ClassVar[type[FaultParams]] = FaultParams
     needs_proxy: ClassVar[bool] = False
+    # The role a backend described by a target file must give a process for this fault to hit
+    # (flashlab.core.target.Role); None: not a component of the backend (network, actors).
+    role: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -138,11 +155,13 @@ class Fault(ABC):
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
         """Do the damage; return what was observed (PIDs, INFO fields, proxy stats...)."""
 
-    def aim(self, ctx: FaultContext, component: str) -> tuple[Platform, Component]:
-        """Target one component of a stack the lab started: its platform and its state now."""
+    def aim(self, ctx: FaultContext, kind: str) -> tuple[Platform, Component]:
+        """Target the component of `kind` in a stack the lab started: its platform and its
+        state now; `self.target` is its name."""
         platform = ctx.require_platform()
-        self.target = component
-        return platform, ctx.component(component)
+        comp = ctx.component_of(kind)
+        self.target = comp.name
+        return platform, comp
 
     def recover(self, ctx: FaultContext) -> dict[str, Any]:
         """Undo the damage (restart, continue, remove toxic); return what was observed."""
@@ -150,15 +169,19 @@ class Fault(ABC):
 
 
 class StopStartFault(Fault):
-    """Stop `component` with `sig` and wait until it is gone; recover starts it again.
+    """Stop the `component` (a kind) with `sig` and wait until it is gone; recover starts it
+    again.
 
     `start_component` waits until the component answers (Redis PING, nginx /readyz). Subclasses
     add evidence from before the signal and after the restart through the two hooks.
     """
 
-    component: ClassVar[str]
+    component: ClassVar[str]  # the component kind: "redis", "db", "nginx"
     sig: ClassVar[int]
     stop_what: ClassVar[str]  # the wait_for description of the stop
+
+    def stop_signal(self) -> int:
+        return self.sig
 
     def _before_stop(self, ctx: FaultContext) -> dict[str, Any]:
         return {}
@@ -170,15 +193,16 @@ class StopStartFault(Fault):
         platform, old = self.aim(ctx, self.component)
         before = self._before_stop(ctx)
         start = time.monotonic()
-        platform.signal(self.component, self.sig)
-        wait_for(lambda: not ctx.component(self.component).running, STOP_TIMEOUT_S, self.stop_what)
+        platform.signal(old.name, self.stop_signal())
+        wait_for(lambda: not ctx.component(old.name).running, STOP_TIMEOUT_S, self.stop_what)
         self._stopped_at = time.monotonic()
         return {**before, "old_pid": old.pid, "stopped_ms": elapsed_ms(start)}
 
     def recover(self, ctx: FaultContext) -> dict[str, Any]:
         platform = ctx.require_platform()
         start = time.monotonic()
-        comp = platform.start_component(self.component)
+        name = self.target or ctx.component_of(self.component).name
+        comp = platform.start_component(name)
         after = self._after_start(ctx)
         stopped = getattr(self, "_stopped_at", None)
         return {

@@ -1,14 +1,19 @@
-"""Network faults between the API workers and Redis, through the TCP fault proxy's toxics.
+"""Network faults through the TCP fault proxy's toxics: between the API and its store, or between the shoppers and the API.
 
 Each fault is one `network_fault(...)` row at the end of this module. It adds one named toxic
 (`<fault>-<index>`) on inject and deletes it on recover. A PING probe through the proxy before
 and after shows what the API saw (added latency, timeout, reset).
+
+Every network fault takes `link`: `store` (the default: the proxy between the API workers and
+Redis, or a target's processes and the store its file gives role redis or db) or `client` (the
+proxy between the shoppers and a target's base_url; the lab's own stack has only the store link).
 """
 
 from __future__ import annotations
 
 from typing import Any
 from typing import ClassVar
+from typing import Literal
 
 from pydantic import BaseModel
 from pydantic import Field
@@ -22,7 +27,9 @@ from flashlab.chaos.faults.base import host_port
 from flashlab.chaos.faults.base import tcp_ping
 
 Direction = toxics.Direction
-_DIRECTION_HELP = "up = API->Redis, down = Redis->API, both"
+Link = Literal["store", "client"]
+_DIRECTION_HELP = "up = toward the store (link client: toward the API), down = back, both"
+_LINK_HELP = "store: between the API and its store; client: between the shoppers and a target"
 PROXY = "proxy"
 
 
@@ -41,18 +48,24 @@ class NetworkFault(Fault):
     def toxic_name(self) -> str:
         return f"{self.name}-{self.index}"
 
+    def link(self) -> str:
+        return str(getattr(self.params, "link", "store"))
+
     def toxic_params(self) -> dict[str, Any]:
         params = self.params.model_dump()
         params.pop("direction", None)
+        params.pop("link", None)
         return params
 
     def _probe(self, ctx: FaultContext) -> dict[str, Any]:
-        return tcp_ping(*host_port(ctx.proxy.stats()["listen"]))
+        if self.link() != "store":
+            return {"result": "not probed (client link: HTTP, not RESP)"}
+        return tcp_ping(*host_port(ctx.proxy_for(self.link()).stats()["listen"]))
 
     def _evidence(self, ctx: FaultContext, done: dict[str, Any], **stats: str) -> dict[str, Any]:
         """What the proxy shows right after inject/recover: `done` (what the call returned),
         the named stats (evidence key -> stats key) and a probe through the proxy."""
-        now = ctx.proxy.stats()
+        now = ctx.proxy_for(self.link()).stats()
         return {
             **done,
             **{key: now[name] for key, name in stats.items()},
@@ -60,8 +73,8 @@ class NetworkFault(Fault):
         }
 
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
-        proxy = ctx.proxy  # FaultError here when the stack has no proxy
-        self.target = PROXY
+        proxy = ctx.proxy_for(self.link())  # FaultError here when the stack has no proxy
+        self.target = PROXY if self.link() == "store" else f"{PROXY}:{self.link()}"
         direction = getattr(self.params, "direction", "both")
         toxic_type = self.toxic_type or self.name
         toxic = proxy.add(self.toxic_name(), toxic_type, direction, **self.toxic_params())
@@ -69,7 +82,7 @@ class NetworkFault(Fault):
         return self._evidence(ctx, done, connections_active="connections_active", resets="resets")
 
     def recover(self, ctx: FaultContext) -> dict[str, Any]:
-        removed = ctx.proxy.remove(self.toxic_name())
+        removed = ctx.proxy_for(self.link()).remove(self.toxic_name())
         return self._evidence(ctx, {"removed": removed}, resets="resets", toxics_left="toxics")
 
 
@@ -88,6 +101,7 @@ def network_fault(
     title = name.title()
     if direction is not None:
         fields["direction"] = (Direction, _direction(direction))
+    fields["link"] = (Link, Field(default="store", description=_LINK_HELP))
     params = create_model(
         f"{title}Params",
         __base__=(toxic, FaultParams) if toxic else FaultParams,

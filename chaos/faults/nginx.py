@@ -15,7 +15,7 @@ from flashlab.chaos.faults.base import StopStartFault
 from flashlab.chaos.faults.base import elapsed_ms
 from flashlab.chaos.faults.base import wait_for
 
-NGINX = "nginx"
+NGINX = "nginx"  # the component kind (a target's process with role gateway)
 
 
 def _worker_pids(master: int | None) -> list[int]:
@@ -33,13 +33,14 @@ class NginxReload(Fault):
     gracefully; no request should fail."""
 
     name = "nginx-reload"
+    role = "gateway"
 
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
         platform, comp = self.aim(ctx, NGINX)
         master = comp.pid
         before = _worker_pids(master)
         start = time.monotonic()
-        platform.signal(NGINX, signal.SIGHUP)
+        platform.signal(comp.name, signal.SIGHUP)
         observed: dict[str, Any] = {"master_pid": master, "workers_before": before}
         if before:
             # A reload starts new workers; the old ones drain and exit. Wait for a fresh set.
@@ -50,7 +51,7 @@ class NginxReload(Fault):
         return observed
 
     def recover(self, ctx: FaultContext) -> dict[str, Any]:
-        comp = ctx.component(NGINX) if ctx.platform is not None else None
+        comp = ctx.component_of(NGINX) if ctx.platform is not None else None
         return {"master_pid": comp.pid if comp else None, "running": bool(comp and comp.running)}
 
 
@@ -64,6 +65,7 @@ class NginxKill(StopStartFault):
     started again after duration_s."""
 
     name = "nginx-kill"
+    role = "gateway"
     component = NGINX
     sig = signal.SIGKILL
     stop_what = "nginx to stop"

@@ -20,7 +20,7 @@ from flashlab.chaos.faults.base import host_port
 from flashlab.chaos.faults.base import tcp_ping
 from flashlab.chaos.faults.base import wait_for
 
-REDIS = "redis"
+REDIS = "redis"  # the component kind (a target's process with role redis)
 
 
 def _info_or_error(ctx: FaultContext) -> dict[str, Any]:
@@ -39,6 +39,7 @@ class _RedisStop(StopStartFault):
     """
 
     component = REDIS
+    role = "redis"
     stop_what = "redis to stop after signal"
 
     def _before_stop(self, ctx: FaultContext) -> dict[str, Any]:
@@ -75,14 +76,15 @@ class RedisPause(Fault):
     times out (API answers 503)."""
 
     name = "redis-pause"
+    role = "redis"
 
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
         platform, comp = self.aim(ctx, REDIS)
-        platform.signal(REDIS, signal.SIGSTOP)
+        platform.signal(comp.name, signal.SIGSTOP)
         observed: dict[str, Any] = {"pid": comp.pid}
         # The platform says what "frozen" looks like (a stopped process, a paused container).
         observed["paused"] = wait_for(
-            lambda: platform.paused(REDIS), STOP_TIMEOUT_S, "redis to be paused"
+            lambda: platform.paused(comp.name), STOP_TIMEOUT_S, "redis to be paused"
         )
         observed["probe"] = tcp_ping(*host_port(ctx.info.redis_url))
         return observed
@@ -90,7 +92,7 @@ class RedisPause(Fault):
     def recover(self, ctx: FaultContext) -> dict[str, Any]:
         platform = ctx.require_platform()
         start = time.monotonic()
-        platform.signal(REDIS, signal.SIGCONT)
+        platform.signal(self.target or ctx.component_of(REDIS).name, signal.SIGCONT)
         wait_for(
             lambda: tcp_ping(*host_port(ctx.info.redis_url))["result"] == "ok",
             RESPAWN_TIMEOUT_S,

@@ -40,6 +40,7 @@ class WorkerKill(Fault):
 
     name = "worker-kill"
     Params = WorkerKillParams
+    role = "worker"
 
     def _victims(self, ctx: FaultContext) -> list[Component]:
         workers = sorted(ctx.components("api"), key=lambda c: _worker_index(c.name))
@@ -67,9 +68,16 @@ class WorkerKill(Fault):
         if not before:
             return {}
         start = time.monotonic()
-        fresh = wait_for(
-            lambda: _respawned(ctx, before), RESPAWN_TIMEOUT_S, "api workers to be respawned"
-        )
+        if ctx.info.platform == "target":
+            # A target's worker is respawned by its platform when its file says `restart`, and
+            # started here when not; either way start_component returns once its `ready` check
+            # passes (it starts nothing that already runs).
+            platform = ctx.require_platform()
+            fresh = [platform.start_component(name) for name in before]
+        else:
+            fresh = wait_for(
+                lambda: _respawned(ctx, before), RESPAWN_TIMEOUT_S, "api workers to be respawned"
+            )
         for comp in fresh:
             if comp.port is not None and ctx.info.platform == "local":
                 # A new PID is not yet a serving worker: wait for its own /healthz.

@@ -29,9 +29,10 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
     from flashlab.analysis.hypothesis import HypothesisError
     from flashlab.core.platform import PlatformConfigError
     from flashlab.core.rundir import RunDirError
+    from flashlab.core.target import TargetError
     from flashlab.lab.experiment import ExperimentError
 
-    return (RunDirError, ExperimentError, HypothesisError, PlatformConfigError)
+    return (RunDirError, ExperimentError, HypothesisError, PlatformConfigError, TargetError)
 
 
 def _usage_line(exc: click_errors.UsageError) -> str:

@@ -4,37 +4,75 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from typing import Any
 
 import typer
 
 from flashlab.console import console
 from flashlab.console import emit_json
+from flashlab.core.errors import UserError
 
 
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Experiment YAML files.")],
+    files: Annotated[list[Path], typer.Argument(help="Experiment or target YAML files.")],
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the normalised experiments.")
     ] = False,
 ) -> None:
-    """Validate experiment files; the first error names the field and the allowed values.
+    """Validate experiment files and target files; the first error names the field and the
+    allowed values.
 
     Examples:
 
       flashlab validate experiments/*.yaml
-    """
-    from flashlab.commands.run import load_with_overrides
 
-    loaded = [load_with_overrides(path, {}) for path in files]  # raises UserError -> exit 2
+      flashlab validate targets/*.yaml experiments/targets/*.yaml
+    """
+    loaded = [_load_any(path) for path in files]  # raises UserError -> exit 2
     if json_output:
         emit_json({str(p): e.model_dump(mode="json") for p, e in zip(files, loaded, strict=True)})
         return
-    for path, exp in zip(files, loaded, strict=True):
-        console.print(
-            f"[green]ok[/] {path}: {exp.product.strategy} · {exp.scenario.shoppers} shoppers · "
-            f"stock {exp.product.stock} · {len(exp.faults)} fault(s) · {len(exp.guards)} guard(s) · "
-            f"{exp.stack.platform}"
+    for path, item in zip(files, loaded, strict=True):
+        console.print(f"[green]ok[/] {path}: {_describe(item)}")
+
+
+def _load_any(path: Path) -> Any:
+    """An experiment, or a target file (a file with `buy:`/`answers:` and no `scenario:`)."""
+    from flashlab.commands.run import load_with_overrides
+    from flashlab.core.target import TargetError
+    from flashlab.core.target import load_target
+    from flashlab.core.target import looks_like_target
+    from flashlab.core.target import read_yaml
+
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        try:
+            if looks_like_target(read_yaml(path)):
+                return load_target(path)
+        except TargetError as exc:
+            raise UserError(str(exc)) from None
+    return load_with_overrides(path, {})
+
+
+def _describe(item: Any) -> str:
+    from flashlab.core.target import TargetSpec
+
+    if isinstance(item, TargetSpec):
+        roles = ", ".join(f"{r.value}={n}" for r, n in item.roles().items()) or "no roles"
+        truth = item.truth.source if item.truth else "none"
+        facts = ", ".join(sorted(f.value for f in item.facts())) or "none"
+        return (
+            f"target {item.name} · {len(item.answers)} answer rule(s) · truth {truth} · "
+            f"roles {roles} · offers {facts}"
         )
+    backend = (
+        f"target {item.target.name}"
+        if item.target
+        else f"{item.product.strategy} · {item.stack.platform}"
+    )
+    return (
+        f"{backend} · {item.scenario.shoppers} shoppers · stock {item.product.stock} · "
+        f"{len(item.faults)} fault(s) · {len(item.guards)} guard(s)"
+    )
 
 
 def experiments(

@@ -35,6 +35,8 @@ EPILOG = (
     "  flashlab run experiments/lua.yaml --isolation off     # stack and load share every CPU\n\n"
     "  flashlab run experiments/smoke.yaml --junit junit.xml --summary-md summary.md   # CI\n\n"
     "  flashlab run experiments/actor-kill.yaml --ray-address 10.0.0.5:6379   # a Ray cluster\n\n"
+    "  flashlab run experiments/targets/node-lock.yaml        # a backend the lab did not build\n\n"
+    "  flashlab run experiments/lua.yaml --target-file targets/pg-atomic.yaml   # same sale, PostgreSQL shop\n\n"
     "  flashlab run experiments/lua.yaml --target http://127.0.0.1:8080 --redis redis://127.0.0.1:6379/0 "
     "--admin-token TOKEN\n\n"
     "  flashlab run experiments/smoke.yaml --target https://staging.example:443 --redis "
@@ -153,6 +155,13 @@ AllowRemoteOpt = Annotated[
     ),
 ]
 AdminTokenOpt = Annotated[str | None, typer.Option(help="With --target: its admin token.")]
+TargetFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="A backend the lab did not build, described by a target file (docs/TARGETS.md): "
+        "replaces the experiment's stack: and strategy.",
+    ),
+]
 
 
 def _checked_repeat(value: int | None) -> int | None:
@@ -206,6 +215,7 @@ def run(
     redis: RedisOpt = None,
     admin_token: AdminTokenOpt = None,
     allow_remote: AllowRemoteOpt = False,
+    target_file: TargetFileOpt = None,
     repeat: RepeatOpt = None,
     report: ReportOpt = True,
     json_output: JsonOpt = False,
@@ -225,8 +235,11 @@ def run(
         "stack.durability": durability,
         "engine.client": client,
         "engine.ray_address": ray_address,
+        "target": str(target_file) if target_file is not None else None,
         **isolation_overrides(isolation, cpus),
     }
+    if target_file is not None and (target or redis or admin_token):
+        raise UserError("--target-file: not with --target/--redis/--admin-token (pick one backend)")
     target_args = (target, redis, admin_token, allow_remote)
     ci_outputs = (junit, summary_md)
     overrides["repeat"] = repeat
@@ -240,8 +253,6 @@ def _external_target(
     from flashlab.lab.run import Target
 
     if not (target or redis or admin_token):
-        if allow_remote:
-            raise UserError("--allow-remote: only with --target/--redis")
         return None
     if not (target and redis and admin_token):
         raise UserError("--target, --redis and --admin-token go together")
@@ -264,10 +275,19 @@ def _run_file(
     try:
         exp = load_with_overrides(experiment, overrides)
         tgt = _external_target(*target_args)
+        allow_remote = target_args[3]
+        if allow_remote and tgt is None and exp.target is None:
+            raise UserError("--allow-remote: only with --target/--redis or a target file")
         if exp.repeat > 1:
-            outcome = run_trials_and_report(exp, out, tgt, report, json_output)
+            outcome = run_trials_and_report(exp, out, tgt, report, json_output, allow_remote)
         else:
-            request = RunRequest(experiment=exp, run_dir=out, target=tgt, write_report=report)
+            request = RunRequest(
+                experiment=exp,
+                run_dir=out,
+                target=tgt,
+                write_report=report,
+                allow_remote=allow_remote,
+            )
             outcome = run_and_report(request, json_output)
     except Exception as exc:  # no verdict: CI still gets a JUnit error and a summary line
         write_error_outputs(experiment.stem, exc, junit, summary_md)
@@ -311,7 +331,12 @@ def _existing(path: Path) -> str | None:
 
 
 def run_trials_and_report(
-    exp: Any, out: Path | None, target: Any, write_report: bool, json_output: bool
+    exp: Any,
+    out: Path | None,
+    target: Any,
+    write_report: bool,
+    json_output: bool,
+    allow_remote: bool = False,
 ) -> Any:
     """`run --repeat N`: the trial set with a live display per trial; the TrialSetOutcome."""
     from flashlab.commands.display import LiveRun
@@ -332,6 +357,7 @@ def run_trials_and_report(
         set_dir=out,
         target=target,
         write_report=write_report,
+        allow_remote=allow_remote,
     )
     request.events.append(live)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

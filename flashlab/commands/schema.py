@@ -1,4 +1,4 @@
-"""`flashlab schema experiment|summary`: print the JSON Schema of experiment files or summary.json."""
+"""`flashlab schema experiment|summary|target`: print the JSON Schema of experiment files, summary.json or target files."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ EPILOG = (
     "Examples:\n\n"
     "  flashlab schema experiment > experiment.schema.json   # for your editor's YAML plugin\n\n"
     "  flashlab schema summary | jq '.properties.verdict'\n\n"
+    "  flashlab schema target > target.schema.json           # target files (docs/TARGETS.md)\n\n"
     "  flashlab schema summary --write                       # maintainers: refresh the shipped file\n\n"
     "The schemas are also shipped inside the package (flashlab/schemas/*.json); "
     "`x-schema-version` is the output contract's version, also in every summary.json and "
@@ -22,12 +23,12 @@ EPILOG = (
 
 
 def schema(
-    name: Annotated[str, typer.Argument(help="experiment | summary", show_default=False)],
+    name: Annotated[str, typer.Argument(help="experiment | summary | target", show_default=False)],
     write: Annotated[
         bool, typer.Option("--write", help="Rewrite the shipped flashlab/schemas/NAME.json.")
     ] = False,
 ) -> None:
-    """Print the JSON Schema of experiment files or of summary.json (generated from the models)."""
+    """Print the JSON Schema of experiment files, summary.json or target files (from the models)."""
     from flashlab.lab import schema as schemas
 
     if name not in schemas.SCHEMAS:

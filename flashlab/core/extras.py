@@ -17,6 +17,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "ray": ("ray",),
     "compose": ("docker",),
     "notebooks": ("nbclient", "nbformat", "nbconvert", "ipykernel"),
+    "sql": ("sqlalchemy", "psycopg"),  # a target whose reset or truth is SQL
 }
 
 

@@ -24,6 +24,7 @@ from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import ValidationError
 
+from flashlab.core.facts import ALL_TRUTH_FIELDS
 from flashlab.core.validation import first_error
 
 MANIFEST = "manifest.json"
@@ -84,22 +85,35 @@ ADDED_COLUMNS: frozenset[str] = frozenset({"node"})
 
 
 class TruthOrder(BaseModel):
-    order_id: str
-    user_id: str
-    ts_ms: int
+    """One sold unit. A backend the lab did not build may record only some of these (truth
+    `fields` says which); the lab's own stack records all three."""
+
+    order_id: str | None = None
+    user_id: str | None = None
+    ts_ms: int | None = None
 
 
 class Truth(BaseModel):
-    """Final Redis state of the product, read directly from Redis (never through the API)."""
+    """The product's final state, read from the backend's own store (never through the API).
+
+    `fields` says what the read returned (flashlab.core.facts.TRUTH_FIELDS): `stock` (then
+    `stock_remaining` is a number), `orders` (then `orders` lists every sold unit) and which
+    order fields (`order_id`, `user_id`, `ts_ms`). The lab's own stack reads all of them from
+    Redis; a target reads what its file's `truth:` describes, possibly nothing."""
 
     product_id: str
     strategy: str
     stock_initial: int
-    stock_remaining: int
-    buyers: list[str]
-    orders: list[TruthOrder]
+    stock_remaining: int | None = None
+    buyers: list[str] = Field(default_factory=list)
+    orders: list[TruthOrder] = Field(default_factory=list)
     read_at_ns: int
     redis_info: dict[str, Any] = Field(default_factory=dict)
+    source: str = "redis"  # redis | sql | http | none
+    fields: list[str] = Field(default_factory=lambda: list(ALL_TRUTH_FIELDS))
+
+    def has(self, field: str) -> bool:
+        return field in self.fields
 
 
 class ManifestHead(BaseModel):

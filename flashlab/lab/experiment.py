@@ -33,10 +33,14 @@ from flashlab.core.contract import Strategy
 from flashlab.core.contract import needs_queue_protocol
 from flashlab.core.platform import Durability
 from flashlab.core.platform import PlatformName
+from flashlab.core.target import TargetError
+from flashlab.core.target import TargetSpec
+from flashlab.core.target import load_target
 from flashlab.core.validation import first_error
 from flashlab.lab.guards import GuardError
 from flashlab.lab.guards import parse_guard
 from flashlab.simulator.client import QUEUE_CLIENTS
+from flashlab.simulator.client import TARGET_CLIENTS
 from flashlab.simulator.scenario import Scenario
 from flashlab.system.strategies import settings_model
 
@@ -166,6 +170,10 @@ class Experiment(_Model):
     seed: int = Field(default=1, ge=0, le=2**63 - 1)
     # Trials per run: > 1 makes `flashlab run` write a trial set (seeds seed, seed+1, ...).
     repeat: int = Field(default=1, ge=1, le=100)
+    # A backend the lab did not build (docs/TARGETS.md), instead of `stack:`: the path of its
+    # target file (relative to this experiment's folder, else to the current one), loaded and
+    # checked with the experiment; the manifest records the whole file.
+    target: TargetSpec | None = None
     stack: StackSpec = Field(default_factory=StackSpec)
     product: ProductSpec = Field(default_factory=ProductSpec)
     scenario: Scenario = Field(default_factory=Scenario)
@@ -199,10 +207,65 @@ class Experiment(_Model):
             _check_profile(text, clause.profile, info.data.get("scenario"))
         return clauses
 
+    @model_validator(mode="before")
+    @classmethod
+    def _target_replaces_the_stack(cls, data: Any) -> Any:
+        # A key at its default is no choice (a dumped experiment has them all): only a value
+        # someone chose is refused.
+        if not isinstance(data, dict) or data.get("target") is None:
+            return data
+        if data.get("stack", DEFAULT_STACK) != DEFAULT_STACK:
+            raise ValueError("stack: a target brings its own (its file's start:); drop one of them")
+        product = data.get("product")
+        chosen = [
+            k
+            for k in sorted(OWN_STACK_ONLY)
+            if isinstance(product, dict) and k in product and product[k] != DEFAULT_PRODUCT[k]
+        ]
+        if chosen:
+            raise ValueError(
+                f"product.{chosen[0]}: only for the lab's own stack (a target has its own logic)"
+            )
+        return data
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _load_target(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str | Path):
+            return value
+        base = (info.context or {}).get("base_dir")
+        try:
+            return load_target(find_target(Path(value), base))
+        except TargetError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _faults_fit_the_target(self) -> Experiment:
+        if self.target is None:
+            for i, f in enumerate(self.faults):
+                if f.params.get("link", "store") != "store":
+                    raise ValueError(
+                        f"faults.{i}.params.link: {f.params['link']!r} needs a target "
+                        "(the lab's own stack has the store link only)"
+                    )
+            return self
+        if self.engine.client not in TARGET_CLIENTS:
+            raise ValueError(
+                f"engine.client: a target is spoken to by {', '.join(TARGET_CLIENTS)} "
+                f"(not {self.engine.client})"
+            )
+        for i, f in enumerate(self.faults):
+            problem = target_fault_problem(self.target, f)
+            if problem:
+                raise ValueError(f"faults.{i}: {problem}")
+        return self
+
     @model_validator(mode="after")
     def _queue_needs_a_queue_client(self) -> Experiment:
         # A waiting room is only reachable by shoppers that join it and poll: a client without
         # the protocol would only ever be told `not_admitted`.
+        if self.target is not None:
+            return self
         if needs_queue_protocol(self.product.strategy) and self.engine.client not in QUEUE_CLIENTS:
             raise ValueError(
                 f"engine.client: {self.engine.client} cannot speak the waiting-room protocol of "
@@ -221,15 +284,55 @@ class Experiment(_Model):
         return guards
 
 
+# Product keys that configure the lab's own API; a target file says how its backend behaves.
+OWN_STACK_ONLY = frozenset({"strategy", "settings", "rate_limit", "price_cents"})
+
+
+DEFAULT_STACK = StackSpec().model_dump(mode="json")
+DEFAULT_PRODUCT = ProductSpec().model_dump(mode="json")
+
+
+def find_target(path: Path, base_dir: Path | None) -> Path:
+    """A target file named by an experiment: relative to the experiment's folder when it is
+    there, else to the current folder (as given)."""
+    if path.is_absolute() or base_dir is None:
+        return path
+    beside = base_dir / path
+    return beside if beside.exists() or not path.exists() else path
+
+
+def target_fault_problem(target: TargetSpec, fault: FaultSpec) -> str | None:
+    """Why a scheduled fault cannot hit this target (None: it can)."""
+    from flashlab.chaos.faults import fault_class
+    from flashlab.system.targets.processes import link_problem
+
+    cls = fault_class(fault.fault)
+    roles = target.roles()
+    if cls.role is not None and cls.role not in roles:
+        have = ", ".join(sorted(r.value for r in roles)) or "none"
+        return (
+            f"{fault.fault} hits the process with role {cls.role}; target {target.name!r} has "
+            f"roles: {have}"
+        )
+    if cls.needs_proxy:
+        problem = link_problem(target, str(fault.params.get("link", "store")))
+        if problem:
+            return f"{fault.fault}: {problem}"
+    return None
+
+
 class ExperimentError(ValueError):
     """One line, naming the file and the field: what the CLI prints before exiting 2."""
 
 
-def parse_experiment(data: Any, source: str = "<experiment>") -> Experiment:
+def parse_experiment(
+    data: Any, source: str = "<experiment>", base_dir: Path | None = None
+) -> Experiment:
+    """An experiment from its parsed YAML; `base_dir` is where relative `target:` paths start."""
     if not isinstance(data, dict):
         raise ExperimentError(f"{source}: top level must be a mapping of fields")
     try:
-        return Experiment.model_validate(data)
+        return Experiment.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ExperimentError(
             f"{source}: {first_error(exc, friendly=True, choices=True, count_more=True)}"
@@ -294,7 +397,13 @@ def load_experiment(path: Path | str, overrides: dict[str, Any] | None = None) -
         ) from None
     if not isinstance(data, dict):
         raise ExperimentError(f"{path}: top level must be a mapping of fields")
-    for dotted, value in (overrides or {}).items():
+    overrides = overrides or {}
+    if overrides.get("target") is not None:
+        # --target-file: the file's backend instead of the lab's stack and its strategy.
+        data.pop("stack", None)
+        if isinstance(data.get("product"), dict):
+            data["product"] = {k: v for k, v in data["product"].items() if k not in OWN_STACK_ONLY}
+    for dotted, value in overrides.items():
         if value is None:
             continue
         node = data
@@ -305,4 +414,4 @@ def load_experiment(path: Path | str, overrides: dict[str, Any] | None = None) -
                 field = ".".join(parents[:depth])
                 raise ExperimentError(f"{path}: {field}: must be a mapping of fields")
         node[leaf] = value
-    return parse_experiment(data, str(path))
+    return parse_experiment(data, str(path), path.parent)

@@ -44,6 +44,7 @@ from dataclasses import asdict
 from dataclasses import dataclass
 from typing import Any
 from typing import Literal
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 
@@ -336,13 +337,15 @@ class SteadyStateCheck:
         self,
         clauses: list[str],
         monitor: GuardMonitor,
-        base_url: str,
+        ready_url: str | None,
         t0_ns: int,
         probe: Callable[[str], tuple[int | None, str | None]] | None = None,
     ) -> None:
         self.clauses = clauses
         self.monitor = monitor
-        self.readyz = base_url.rstrip("/") + "/readyz"
+        # The stack's readiness (GET /readyz through nginx; a target's `health`); None: a target
+        # that declares none, judged by its clauses alone.
+        self.ready_url = ready_url
         self.t0_ns = t0_ns
         self.probe = probe or _get_status
         self.result: dict[str, Any] | None = None
@@ -370,10 +373,11 @@ class SteadyStateCheck:
                 details.append({"clause": clause.text, "measured": None, "ok": None})
                 continue
             details.append({k: result[k] for k in ("clause", "measured", "ok")})
-        status, error = self.probe(self.readyz)
-        details.append(
-            {"probe": "GET /readyz", "status": status, "error": error, "ok": status == 200}
-        )
+        if self.ready_url is not None:
+            status, error = self.probe(self.ready_url)
+            probe = f"GET {urlsplit(self.ready_url).path or '/'}"
+            ok = status is not None and 200 <= status < 300
+            details.append({"probe": probe, "status": status, "error": error, "ok": ok})
         failed = [d for d in details if d["ok"] is False]
         reason = None
         if failed:
@@ -381,7 +385,7 @@ class SteadyStateCheck:
             what = (
                 f"clause {first['clause']!r} measured {first['measured']}"
                 if "clause" in first
-                else f"GET /readyz answered {first['status'] or first['error']}"
+                else f"{first['probe']} answered {first['status'] or first['error']}"
             )
             reason = f"not in steady state before the first fault at t={t_s:.2f}s: {what}; faults not injected"
         self.result = {"ok": not failed, "t_s": t_s, "reason": reason, "details": details}
@@ -410,13 +414,13 @@ class RunWatch(RunEvents):
         guards: list[str],
         hypothesis: list[str],
         stock: int,
-        base_url: str,
+        ready_url: str | None,
         switch: AbortSwitch,
     ) -> None:
         self.switch = switch
         self.monitor = GuardMonitor(guards, stock, switch)
         self.hypothesis = hypothesis
-        self.base_url = base_url
+        self.ready_url = ready_url
         self.steady: SteadyStateCheck | None = None
 
     def tee(self, write: Callable[[pa.RecordBatch], None]) -> Callable[[pa.RecordBatch], None]:
@@ -437,7 +441,7 @@ class RunWatch(RunEvents):
         self.start(t0_ns)
 
     def steady_state_gate(self, t0_ns: int) -> SteadyStateCheck:
-        self.steady = SteadyStateCheck(self.hypothesis, self.monitor, self.base_url, t0_ns)
+        self.steady = SteadyStateCheck(self.hypothesis, self.monitor, self.ready_url, t0_ns)
         return self.steady
 
     def stop(self) -> None:

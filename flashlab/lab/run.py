@@ -39,6 +39,7 @@ from flashlab.core.isolation import resolve
 from flashlab.core.platform import ComponentNotRunning
 from flashlab.core.platform import Platform
 from flashlab.core.platform import StackInfo
+from flashlab.core.target import TargetSpec
 from flashlab.lab.events import Announcer
 from flashlab.lab.events import NotesToStderr
 from flashlab.lab.events import Phase
@@ -72,6 +73,9 @@ class ExperimentRequest:
     out_root: Path = Path("reports")
     target: Target | None = None
     write_report: bool = True
+    # A target file whose backend the lab does not start (no `start:`) may be remote only when
+    # the user says so (`--allow-remote`); the load plan is printed first.
+    allow_remote: bool = False
     # Who listens to the phases and events (flashlab.lab.events); notes go to stderr unless the
     # list is replaced. Add a handler with `req.events.append(handler)`.
     events: list[RunEvents] = field(default_factory=lambda: [NotesToStderr()])
@@ -127,10 +131,18 @@ def load_plan(exp: Experiment, target: Target) -> str:
     )
 
 
-def check_target(exp: Experiment, target: Target | None, on_note: Callable[[str], None]) -> None:
-    """Refuse a non-loopback --target/--redis unless --allow-remote; with it, say the plan first.
+def check_target(
+    exp: Experiment,
+    target: Target | None,
+    on_note: Callable[[str], None],
+    allow_remote: bool = False,
+) -> None:
+    """Refuse a non-loopback --target/--redis (or a target file's base_url) unless
+    --allow-remote; with it, say the plan first.
 
     Called before anything is started or sent, so a refusal costs no traffic at all."""
+    if exp.target is not None:
+        _check_target_file(exp, exp.target, on_note, allow_remote)
     if target is None:
         return
     if exp.faults:
@@ -140,6 +152,23 @@ def check_target(exp: Experiment, target: Target | None, on_note: Callable[[str]
         return
     require_loopback(target.base_url, "--target")
     require_loopback(target.redis_url, "--redis")
+
+
+def _check_target_file(
+    exp: Experiment, spec: TargetSpec, on_note: Callable[[str], None], allow_remote: bool
+) -> None:
+    """A target the lab starts listens on loopback ports it picked; one it only reaches (no
+    `start:`) must be on loopback unless --allow-remote."""
+    if spec.start is not None or is_loopback_url(spec.base_url):
+        return
+    if not allow_remote:
+        require_loopback(spec.base_url, f"{spec.file or spec.name}: base_url")
+    sc = exp.scenario
+    on_note(
+        f"remote load plan: {sc.shoppers} shoppers ({sc.model} model), at most "
+        f"{sc.duration_s:g}s, product {exp.product.id!r} reset to stock {exp.product.stock} "
+        f"-> target {spec.name} at {spec.base_url}"
+    )
 
 
 def new_run_id(experiment: Experiment, tag: str = "") -> str:
@@ -205,12 +234,26 @@ class MetricsScraper:
 
 @dataclass
 class _Stack:
-    base_url: str
+    base_url: str  # where the shoppers send (a target's client proxy, when it has one)
     redis_url: str
     admin_token: str
     platform: Platform | None = None  # when the lab started it (None: an external --target)
     info: StackInfo | None = None
     public: dict[str, Any] = field(default_factory=dict)  # for the manifest (no token)
+    # A backend the lab did not build (flashlab.core.target): its file, its placeholders'
+    # values (ports, workdir, ...) and its own base URL (reset and truth calls, health).
+    target: TargetSpec | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    own_url: str = ""
+
+    @property
+    def ready_url(self) -> str | None:
+        """What says "serving" before the first fault: /readyz, or the target's health."""
+        if self.target is None:
+            return self.base_url.rstrip("/") + "/readyz"
+        from flashlab.system.targets import target_health
+
+        return target_health(self.target, self.values)
 
 
 def resolve_isolation(exp: Experiment, target: Target | None) -> Isolation:
@@ -245,6 +288,10 @@ def shared_stack(
 def _stack(
     exp: Experiment, target: Target | None, cpus: list[int] | None = None
 ) -> Iterator[_Stack]:
+    if exp.target is not None:
+        with _target_stack(exp.target, exp, cpus) as stack:
+            yield stack
+        return
     if target is not None:
         yield _Stack(
             target.base_url,
@@ -276,6 +323,35 @@ def _stack(
         platform.stop()
 
 
+@contextmanager
+def _target_stack(spec: TargetSpec, exp: Experiment, cpus: list[int] | None) -> Iterator[_Stack]:
+    """A backend the lab did not build: its own processes or Compose file, started and stopped
+    here (or nothing, when its file has no `start:`), with the fault proxies its faults need."""
+    from flashlab.chaos.faults import network_links
+    from flashlab.core.platform import StackConfig
+    from flashlab.system.targets import start_target
+
+    config = StackConfig(prometheus=False, cpus=cpus)
+    platform = start_target(spec, config, network_links(exp.faults))
+    try:
+        info = platform.start()
+        public = info.to_dict() | {"platform": info.platform, "target": spec.name}
+        public.pop("admin_token", None)
+        yield _Stack(
+            info.base_url,
+            info.redis_url,
+            "",
+            platform,
+            info,
+            public,
+            target=spec,
+            values=dict(platform.values),
+            own_url=platform.base_url(),
+        )
+    finally:
+        platform.stop()
+
+
 def wants_stack_ray(exp: Experiment) -> bool:
     """`--platform compose --engine ray` (no ray_address): the stack brings its own Ray nodes."""
     return (
@@ -300,6 +376,13 @@ def _load_route(stack: _Stack, exp: Experiment, load_cpus: list[int] | None) -> 
 
 
 def _reset_product(stack: _Stack, exp: Experiment) -> None:
+    if stack.target is not None:
+        from flashlab.system.targets import require_serving
+        from flashlab.system.targets.reset import reset_target
+
+        require_serving(stack.target, stack.values, stack.own_url)
+        reset_target(stack.target, stack.values, stack.own_url, exp.product.id, exp.product.stock)
+        return
     from flashlab.system.admin import AdminClient
     from flashlab.system.admin import AdminError
 
@@ -313,6 +396,12 @@ def _reset_product(stack: _Stack, exp: Experiment) -> None:
 
 
 def _read_truth(stack: _Stack, exp: Experiment) -> Any:
+    if stack.target is not None:
+        from flashlab.system.targets.truth import read_target_truth
+
+        return read_target_truth(
+            stack.target, stack.values, stack.own_url, exp.product.id, exp.product.stock
+        )
     import redis
 
     from flashlab.system.truth import read_truth
@@ -429,7 +518,9 @@ def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
     exp = req.experiment
     events = Announcer(req.events)
     # A trial on a shared stack: its set has already checked the target and said the plan.
-    check_target(exp, req.target, events.note if stack is None else (lambda _note: None))
+    check_target(
+        exp, req.target, events.note if stack is None else (lambda _note: None), req.allow_remote
+    )
     if wants_nemesis(exp):
         check_faults(exp.faults)
     _require_extras(exp, req.target)
@@ -534,9 +625,21 @@ def _start_stack(run: _Run) -> None:
 
 
 def _reset(run: _Run) -> None:
-    _reset_product(run.on_stack, run.exp)
-    run.scraper = MetricsScraper(run.on_stack.base_url).start()
+    stack = run.on_stack
+    _reset_product(stack, run.exp)
+    run.manifest["facts"] = _facts(stack)
+    if stack.target is not None:
+        return  # a target has no flashlab /metrics to scrape: reconciliation says so
+    run.scraper = MetricsScraper(stack.base_url).start()
     run.cleanup.callback(run.scraper.stop)
+
+
+def _facts(stack: _Stack) -> list[str]:
+    """What the requests carry and the answers say (flashlab.core.facts): the checks' n/a."""
+    from flashlab.core.facts import CLIENT_FACTS
+
+    offered = stack.target.facts() if stack.target is not None else set(CLIENT_FACTS)
+    return [f.value for f in CLIENT_FACTS if f in offered]
 
 
 def _load_plan(run: _Run) -> Any:
@@ -552,7 +655,8 @@ def _load_plan(run: _Run) -> Any:
         workers=exp.engine.workers,
         connections=exp.engine.connections,
         tmp_dir=str(run.run_dir / ".tmp"),
-        queue=needs_queue_protocol(exp.product.strategy),
+        queue=exp.target is None and needs_queue_protocol(exp.product.strategy),
+        target=exp.target.request() if exp.target is not None else None,
         **_load_route(run.on_stack, exp, run.isolation.load),
     )
 
@@ -581,7 +685,7 @@ def _drive_load(run: _Run) -> None:
     engine = get_engine(exp.engine.kind)
     writer = HistoryWriter(run.run_dir / rundir.HISTORY)
     run.watch = RunWatch(
-        exp.guards, exp.hypothesis, exp.product.stock, stack.base_url, run.req.abort
+        exp.guards, exp.hypothesis, exp.product.stock, stack.ready_url, run.req.abort
     )
     run.cleanup.callback(run.watch.stop)
     if wants_nemesis(exp):
@@ -631,12 +735,13 @@ def _collect_evidence(run: _Run) -> None:
     if scheduler is not None:
         scheduler.stop()
     faults = scheduler.table() if scheduler is not None else rundir.FAULTS_SCHEMA.empty_table()
-    assert run.watch is not None and run.scraper is not None
+    assert run.watch is not None
     run.watch.record(run.manifest, gated=scheduler is not None and scheduler.gated)
     _write_faults(run.run_dir / rundir.FAULTS, faults)
     truth = _read_truth(run.on_stack, run.exp)
     rundir.write_json_atomic(run.run_dir / rundir.TRUTH, truth.model_dump(mode="json"))
-    rundir.write_json_atomic(run.run_dir / rundir.METRICS, run.scraper.evidence())
+    scrapes = run.scraper.evidence() if run.scraper is not None else []
+    rundir.write_json_atomic(run.run_dir / rundir.METRICS, scrapes)
 
 
 def _judge(run: _Run) -> None:

@@ -25,7 +25,21 @@ def experiment_schema() -> dict[str, Any]:
     from flashlab.lab.experiment import Experiment
 
     schema = Experiment.model_json_schema()
+    # In a file, `target:` is the path of a target file (loaded into the object form).
+    target = schema["properties"]["target"]
+    target["anyOf"].insert(0, {"type": "string", "description": "path of a target file"})
     schema["title"] = "flashlab experiment file"
+    schema["$schema"] = JSON_SCHEMA_DIALECT
+    schema[VERSION_KEY] = SCHEMA_VERSION
+    return schema
+
+
+def target_schema() -> dict[str, Any]:
+    from flashlab.core.rundir import SCHEMA_VERSION
+    from flashlab.core.target import TargetSpec
+
+    schema = TargetSpec.model_json_schema()
+    schema["title"] = "flashlab target file"
     schema["$schema"] = JSON_SCHEMA_DIALECT
     schema[VERSION_KEY] = SCHEMA_VERSION
     return schema
@@ -40,6 +54,7 @@ def summary_schema() -> dict[str, Any]:
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     "experiment": experiment_schema,
     "summary": summary_schema,
+    "target": target_schema,
 }
 
 

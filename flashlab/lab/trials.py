@@ -91,7 +91,7 @@ def run_trials(req: TrialSetRequest, stack: Any = None) -> TrialSetOutcome:
     check_repeat(req.repeat)
     exp = req.experiment
     events = Announcer(req.events)
-    check_target(exp, req.target, events.note)
+    check_target(exp, req.target, events.note, req.allow_remote)
     set_id = new_set_id(exp, req.repeat)
     set_dir = prepare_out_dir(req.set_dir, req.out_root, set_id)
     manifest = _set_manifest(req, set_id)
@@ -136,6 +136,7 @@ def _run_all(
                 run_dir=set_dir / name,
                 target=req.target,
                 write_report=req.write_report,
+                allow_remote=req.allow_remote,
                 events=req.events,
                 manifest_extra={
                     "trial": {"set_id": manifest["set_id"], "index": index, "of": req.repeat}

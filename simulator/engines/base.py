@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from flashlab.core.isolation import pinned
+from flashlab.core.target import TargetRequest
 from flashlab.simulator import loopmon
 from flashlab.simulator.history import Op
 from flashlab.simulator.history import ops_to_batch
@@ -58,6 +59,7 @@ class LoadPlan:
     tmp_dir: str | None = None  # engine scratch (Ray session files); a temp dir when None
     cpus: list[int] | None = None  # load CPUs (flashlab.core.isolation); None = not pinned
     queue: bool = False  # the product is a waiting room (strategy `queue`): join, poll, then buy
+    target: TargetRequest | None = None  # a backend the lab did not build (flashlab.core.target)
 
     def spec(self, worker: str) -> DriveSpec:
         return DriveSpec(
@@ -69,6 +71,7 @@ class LoadPlan:
             self.connections,
             worker,
             self.queue,
+            self.target,
         )
 
     def hard_deadline_s(self) -> float:

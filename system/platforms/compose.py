@@ -245,6 +245,7 @@ class ComposePlatform(Platform):
         self._info: StackInfo | None = None
         self._env: dict[str, str] = {}
         self._compose_file: Path | None = None
+        self._project_dir: Path = REPO_ROOT  # what relative paths in the compose file start at
         self._own_workdir: Path | None = None
         self._client_obj: docker.DockerClient | None = None
         # start_component restarts, counted like the local supervisor counts them; Docker's
@@ -287,7 +288,7 @@ class ComposePlatform(Platform):
             raise DockerUnavailable("docker-compose not found; run scripts/ensure-docker.sh")
         assert self.project is not None and self._compose_file is not None
         cmd = ["docker-compose", "-p", self.project, "-f", str(self._compose_file)]
-        cmd += ["--project-directory", str(REPO_ROOT), *args]
+        cmd += ["--project-directory", str(self._project_dir), *args]
         env = {**os.environ, **self._env, "COMPOSE_PROFILES": ",".join(self._profiles())}
         try:
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -14,18 +14,12 @@ import os
 import secrets
 import shutil
 import signal as _signal
-import socket
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from dataclasses import field
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 import redis
 
 from flashlab.core.platform import Component
@@ -41,14 +35,13 @@ from flashlab.system import procs
 from flashlab.system.config import uvicorn_argv
 from flashlab.system.config import write as write_config
 from flashlab.system.platforms import free_port
+from flashlab.system.supervisor import HOST
+from flashlab.system.supervisor import Slot
+from flashlab.system.supervisor import Supervisor
+from flashlab.system.supervisor import http_ok
+from flashlab.system.supervisor import tcp_open
 
-HOST = "127.0.0.1"
-START_TIMEOUT_S = 60.0  # per component; uvicorn imports take ~1-2 s each on 2 busy cores
-STOP_GRACE_S = 5.0
 PORT_ATTEMPTS = 3
-RESPAWN_BACKOFF_MAX_S = 5.0
-QUICK_DEATH_S = 2.0  # a worker dying this soon after its start counts towards backoff
-MONITOR_INTERVAL_S = 0.1
 UPSTREAM_KEEPALIVE = 64
 
 APT_HINTS = {  # binary -> how to install it (Debian); scripts/bootstrap.sh installs the same
@@ -76,33 +69,6 @@ def require_binary(name: str) -> str:
     return path
 
 
-def wait_until(
-    check: Callable[[], bool], what: str, timeout: float, alive: Callable[[], bool]
-) -> None:
-    """Poll `check` until true; fail fast if the process died, or after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if not alive():
-            raise StackStartError(f"{what}: process exited during startup")
-        time.sleep(0.05)
-    raise StackStartError(f"{what}: not ready after {timeout:.0f}s")
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _tcp_open(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((HOST, port)) == 0
-
-
 def _redis_ping(port: int) -> bool:
     try:
         client = redis.Redis(host=HOST, port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
@@ -110,31 +76,6 @@ def _redis_ping(port: int) -> bool:
             return bool(client.ping())
     except redis.RedisError:
         return False
-
-
-@dataclass
-class _Slot:
-    """One named component: how to (re)start it and its current process."""
-
-    name: str
-    kind: str
-    port: int
-    start: Callable[[], procs.Tracked]
-    ready: Callable[[], bool]
-    tracked: procs.Tracked | None = None
-    restarts: int = 0
-    respawn: bool = False  # api workers only: the monitor brings them back
-    history: list[int] = field(default_factory=list)  # every PID this slot has had
-    logs: list[Path] = field(default_factory=list)  # where its errors land (for messages)
-    quick_deaths: int = 0  # consecutive deaths soon after a start (respawn backoff)
-    next_respawn: float = 0.0  # monotonic time before which the monitor waits
-
-    @property
-    def pid(self) -> int | None:
-        return self.tracked.pid if self.tracked else None
-
-    def running(self) -> bool:
-        return self.tracked is not None and procs.is_alive(self.tracked.pid)
 
 
 class LocalPlatform(Platform):
@@ -148,10 +89,7 @@ class LocalPlatform(Platform):
             raise PlatformConfigError(f"workers must be >= 1 (got {config.workers})")
         super().__init__(config)
         self.token = config.admin_token or secrets.token_urlsafe(24)
-        self._slots: dict[str, _Slot] = {}
-        self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._monitor: threading.Thread | None = None
+        self._sup = Supervisor(on_death=self._forget_metrics)
         self._workdir: Path | None = None
         self._owns_workdir = config.workdir is None
         self._info: StackInfo | None = None
@@ -189,15 +127,13 @@ class LocalPlatform(Platform):
                 # can take one in between. Start over on fresh ports rather than fail the run.
                 if attempt == PORT_ATTEMPTS or not _port_clash(str(exc)):
                     raise
-        self._monitor = threading.Thread(target=self._watch, name="flashlab-monitor", daemon=True)
-        self._monitor.start()
+        self._sup.watch()
         self._info = self._make_info()
         return self.status()
 
     def _start_once(self) -> None:
         atexit.register(self.stop)  # safety net: an exception or sys.exit never leaves children
-        self._stopping.clear()
-        self._slots = {}
+        self._sup = Supervisor(on_death=self._forget_metrics)
         if self.config.workdir:
             self._workdir = Path(self.config.workdir).resolve()
             self._workdir.mkdir(parents=True, exist_ok=True)
@@ -205,12 +141,9 @@ class LocalPlatform(Platform):
             self._workdir = Path(tempfile.mkdtemp(prefix="flashlab-"))
         try:
             self._plan()
-            for slot in self._slots.values():
-                self._launch(slot)
             # Everything boots in parallel (each worker's imports cost ~0.5 s of CPU); readiness
             # is awaited in dependency order.
-            for slot in list(self._slots.values()):
-                self._await_ready(slot)
+            self._sup.start_all()
         except BaseException:
             self.stop()
             raise
@@ -219,19 +152,7 @@ class LocalPlatform(Platform):
         """Stop the monitor's respawning, terminate children newest-first, reap, clean up."""
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
-        self._stopping.set()
-        with self._lock:
-            slots = list(self._slots.values())
-        for slot in reversed(slots):
-            if slot.tracked is not None and slot.tracked.popen.poll() is None:
-                procs.terminate(slot.tracked.pid, STOP_GRACE_S)
-            for pid in slot.history:  # any earlier incarnation still around (should be none)
-                if procs.is_alive(pid):
-                    procs.terminate(pid, STOP_GRACE_S)
-        # The monitor saw _stopping under the lock, so it respawns nothing from here on.
-        if self._monitor is not None and self._monitor is not threading.current_thread():
-            self._monitor.join(timeout=5.0)
-        self._monitor = None
+        self._sup.stop()
         if self._workdir is not None and self._owns_workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
         self._info = None
@@ -242,38 +163,13 @@ class LocalPlatform(Platform):
         return replace(self._info, components=self.components())
 
     def components(self) -> list[Component]:
-        with self._lock:
-            return [
-                Component(
-                    name=s.name,
-                    kind=s.kind,
-                    pid=s.pid,
-                    port=s.port,
-                    restarts=s.restarts,
-                    running=s.running(),
-                )
-                for s in self._slots.values()
-            ]
+        return self._sup.components()
 
     def signal(self, component: str, sig: int = _signal.SIGTERM) -> None:
-        slot = self._slot(component)
-        if slot.tracked is None:
-            raise ComponentNotRunning(f"component {component!r} has no process")
-        # SIGKILL means "the component dies": take its whole process group (nginx workers,
-        # redis' BGSAVE fork) so nothing keeps the port. Other signals go to the main process
-        # only (SIGHUP is nginx's reload; SIGSTOP/SIGCONT pause redis).
-        procs.send(slot.tracked.pid, sig, group=sig == _signal.SIGKILL)
+        self._sup.signal(component, sig)
 
     def start_component(self, component: str) -> Component:
-        slot = self._slot(component)
-        with self._lock:
-            if not slot.running():
-                if slot.tracked is not None:
-                    self._reap(slot)
-                    slot.restarts += 1
-                self._launch(slot)
-        self._await_ready(slot)
-        return next(c for c in self.components() if c.name == component)
+        return self._sup.start_component(component)
 
     # ------------------------------------------------------------------ plan
 
@@ -291,7 +187,7 @@ class LocalPlatform(Platform):
                 "proxy",
                 api_redis_port,
                 lambda: self._start_proxy(api_redis_port, redis_port, control),
-                lambda: _tcp_open(control) and _tcp_open(api_redis_port),
+                lambda: tcp_open(control) and tcp_open(api_redis_port),
             )
         multiproc = self.workdir / "prometheus-multiproc"
         shutil.rmtree(multiproc, ignore_errors=True)  # stale mmap files would skew /metrics
@@ -342,23 +238,15 @@ class LocalPlatform(Platform):
         port: int,
         start: Callable[[], procs.Tracked],
         ready: Callable[[], bool],
-    ) -> _Slot:
+    ) -> Slot:
         logs = [self._log(name), self._log(f"{name}-stdout")]
-        slot = _Slot(name=name, kind=kind, port=port, start=start, ready=ready, logs=logs)
-        self._slots[name] = slot
-        return slot
+        return self._sup.add(
+            Slot(name=name, kind=kind, port=port, start=start, ready=ready, logs=logs)
+        )
 
     @staticmethod
     def _http_check(url: str) -> Callable[[], bool]:
-        return lambda: _http_ok(url)
-
-    def _slot(self, name: str) -> _Slot:
-        try:
-            return self._slots[name]
-        except KeyError:
-            raise PlatformConfigError(
-                f"unknown component {name!r} (have: {', '.join(self._slots) or 'none'})"
-            ) from None
+        return lambda: http_ok(url)
 
     def _make_info(self) -> StackInfo:
         extra: dict[str, object] = {"notes": list(self.notes)}
@@ -378,36 +266,13 @@ class LocalPlatform(Platform):
 
     # ------------------------------------------------------------------ starters
 
-    def _launch(self, slot: _Slot) -> None:
-        slot.tracked = slot.start()
-        slot.history.append(slot.tracked.pid)
-
-    def _await_ready(self, slot: _Slot) -> None:
-        tracked = slot.tracked
-        assert tracked is not None
-        try:
-            wait_until(
-                slot.ready,
-                f"{slot.name} (port {slot.port})",
-                START_TIMEOUT_S,
-                lambda: tracked.popen.poll() is None,
-            )
-        except StackStartError as exc:
-            tails = [(path, procs.tail(path, 3)) for path in slot.logs]
-            path, text = next(((p, t) for p, t in tails if t), (slot.logs[0], "(empty)"))
-            raise StackStartError(f"{exc}; log {path}: {text}") from None
-
-    def _reap(self, slot: _Slot) -> None:
-        if slot.tracked is not None:
-            procs.wait(slot.tracked.pid, 1.0)
-
     def _start_redis(self) -> procs.Tracked:
         conf = self._path("redis", "redis.conf")
         write_config(
             "redis.conf",
             conf,
             bind=HOST,
-            port=self._slots["redis"].port,
+            port=self._sup.slot("redis").port,
             dir=str(conf.parent),
             durability=self.config.durability,
             logfile=str(self._log("redis")),
@@ -520,39 +385,11 @@ class LocalPlatform(Platform):
 
     # ------------------------------------------------------------------ monitor
 
-    def _watch(self) -> None:
-        """Respawn API workers that died (like the reference's Node cluster, docs/REFERENCE.md), counting restarts."""
-        while not self._stopping.wait(MONITOR_INTERVAL_S):
-            with self._lock:
-                if self._stopping.is_set():
-                    return
-                for slot in self._slots.values():
-                    if slot.respawn and slot.tracked is not None:
-                        self._maybe_respawn(slot)
-
-    def _maybe_respawn(self, slot: _Slot) -> None:
+    def _forget_metrics(self, slot: Slot) -> None:
+        """A dead API worker's live gauges must not linger in /metrics (its respawn is the
+        supervisor's, like the reference's Node cluster: docs/REFERENCE.md)."""
         from prometheus_client import multiprocess
 
-        assert slot.tracked is not None
-        if slot.tracked.popen.poll() is None:
-            return
-        now = time.monotonic()
-        if slot.next_respawn == 0.0:
-            # First sight of this death: its live gauges must not linger in /metrics, and a
-            # worker that keeps dying at startup (bad env, broken import) is respawned with
-            # exponential backoff instead of 10 times a second.
+        if slot.kind == "api" and slot.tracked is not None:
             with contextlib.suppress(OSError):
                 multiprocess.mark_process_dead(slot.tracked.pid, str(self._multiproc))
-            lived = time.time() - slot.tracked.started_at
-            slot.quick_deaths = slot.quick_deaths + 1 if lived < QUICK_DEATH_S else 0
-            delay = (
-                min(RESPAWN_BACKOFF_MAX_S, 0.1 * 2**slot.quick_deaths)
-                if slot.quick_deaths > 1
-                else 0.0
-            )
-            slot.next_respawn = now + delay
-        if now < slot.next_respawn:
-            return
-        slot.next_respawn = 0.0
-        slot.restarts += 1
-        self._launch(slot)

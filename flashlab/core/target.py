@@ -1,0 +1,798 @@
+"""Target files: a flash-sale backend the lab did not build, described in YAML, and how to read its answers.
+
+A target file says how to start the backend (processes the lab owns, or the user's Compose
+file), how to reset its stock, how to buy, how to read each answer (ordered rules: the first that
+matches decides the outcome), where its ground truth lives (Redis, SQL or HTTP) and which of its
+processes play which role for faults. docs/TARGETS.md is the user's guide; this module is the
+types (`TargetSpec`), the placeholders (`{port}`, `{product}`, ...), the answer reader
+(`AnswerReader`) and the facts a target offers its checks (`TargetSpec.facts`).
+
+Placeholders are checked when the file is loaded: a `{name}` that no rule defines where it is
+used is an error naming the key and the closest valid name. `{{` and `}}` are literal braces.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import string
+import sys
+from collections.abc import Iterator
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from typing import Literal
+
+import orjson
+import yaml
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import ValidationError
+from pydantic import field_validator
+from pydantic import model_validator
+
+from flashlab.core.facts import Fact
+from flashlab.core.validation import first_error
+
+NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+# `{port}`, `{redis_port}`, `{db_port}`...: a free loopback port the lab picks per stack.
+PORT_NAME = re.compile(r"^(?:[a-z][a-z0-9]*_)*port$")
+# Defined wherever the file is read on this machine: the target's own temp dir (removed with the
+# stack), the folder of the target file, the lab's Python interpreter.
+PORTS = "<name>_port"  # in a scope: every port placeholder is defined there
+LOCAL = frozenset({"workdir", "dir", "python", PORTS})
+SALE = LOCAL | {"product", "stock"}
+REQUEST = frozenset({"product", "user", "attempt"})
+INT_VALUES = frozenset({"stock", "attempt"})  # a JSON value that is only this placeholder: a number
+
+
+class Outcome(StrEnum):
+    """What an answer means, whatever its status and body look like."""
+
+    ok = "ok"  # an acknowledged purchase
+    busy = "busy"  # lost a race; nothing written; worth a retry
+    sold_out = "sold_out"
+    already_purchased = "already_purchased"
+    rate_limited = "rate_limited"
+    unavailable = "unavailable"  # the backend could not serve; nothing written; worth a retry
+    rejected = "rejected"  # a definite refusal (bad input, unknown product): never retried
+    indeterminate = "indeterminate"  # the purchase may have happened (e.g. a 500 after a write)
+    unknown = "unknown"  # no rule matched: counted, shown, indeterminate for the checks
+
+
+# The history's `code` for each outcome: the lab's own stack's words where they exist, so every
+# statistic treats a target's answers as it treats the stack's.
+OUTCOME_CODES: dict[Outcome, str] = {o: o.value for o in Outcome} | {
+    Outcome.unavailable: "backend_unavailable"
+}
+BODY_EXCERPT = 160  # characters of an unmatched answer's body kept in the history
+
+
+class TargetError(ValueError):
+    """A target file that cannot be used: one line naming the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def compile_path(text: str) -> Any:
+    from jsonpath_ng.exceptions import JsonPathLexerError
+    from jsonpath_ng.exceptions import JsonPathParserError
+    from jsonpath_ng.ext import parse
+
+    try:
+        return parse(text)
+    except (JsonPathLexerError, JsonPathParserError, Exception) as exc:
+        raise ValueError(f"invalid JSONPath {text!r} ({str(exc).splitlines()[0]})") from None
+
+
+def _check_path(text: str | None) -> str | None:
+    if text is not None:
+        compile_path(text)
+    return text
+
+
+# --- start -------------------------------------------------------------------------------------
+
+
+class Role(StrEnum):
+    """What a process is, for faults: redis-* hit `redis`, db-* hit `db`, worker-kill hits
+    `worker`, nginx-* hit `gateway`."""
+
+    redis = "redis"
+    db = "db"
+    worker = "worker"
+    gateway = "gateway"
+
+
+STORE_ROLES = (Role.redis, Role.db)
+
+
+class Ready(_Strict):
+    """When a started process counts as up: a TCP port accepts, or an HTTP GET answers 2xx."""
+
+    tcp: str | None = None  # "127.0.0.1:{redis_port}"
+    http: str | None = None  # "/health" (on base_url) or a full URL
+    timeout_s: float = Field(default=60.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _one(self) -> Ready:
+        if (self.tcp is None) == (self.http is None):
+            raise ValueError("give exactly one of tcp or http")
+        return self
+
+
+class Setup(_Strict):
+    """A command run once before the first start, skipped when `creates` exists (npm ci)."""
+
+    command: str
+    cwd: str | None = None
+    creates: str | None = None
+    timeout_s: float = Field(default=600.0, gt=0, le=3600)
+
+
+class Process(_Strict):
+    """One process the lab starts, owns (by PID) and stops."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    command: str | list[str]
+    cwd: str | None = None  # relative to the target file's folder
+    env: dict[str, str] = Field(default_factory=dict)
+    ready: Ready | None = None
+    role: Role | None = None
+    # Respawned when it dies, as a process manager would (pm2, systemd Restart=always).
+    # Default: workers yes, everything else no (a killed Redis stays down until a fault's recovery).
+    restart: bool | None = None
+
+    @property
+    def respawns(self) -> bool:
+        return self.restart if self.restart is not None else self.role == Role.worker
+
+
+class Service(_Strict):
+    """One service of the user's Compose file: its role and when it is up."""
+
+    role: Role | None = None
+    ready: Ready | None = None
+
+
+class ComposeStart(_Strict):
+    """The user's own Compose file, brought up under a project name the lab owns. Port
+    placeholders are passed as environment variables in upper case (`{port}` -> `$PORT`)."""
+
+    compose: str  # relative to the target file's folder
+    services: dict[str, Service] = Field(default_factory=dict)
+    build: bool = True  # `up --build`
+    env: dict[str, str] = Field(default_factory=dict)  # more variables for the file's ${...}
+
+
+# --- reset, buy, answers ---------------------------------------------------------------------
+
+
+class HttpCall(_Strict):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    path: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = Field(default=None, alias="json")
+    expect: list[int] = Field(default_factory=lambda: [200, 201, 202, 204])
+
+
+class Reset(_Strict):
+    """How to put `stock` units of `product` on sale and forget earlier orders, before each run
+    or trial. Steps run in this order: redis, sql, http, command."""
+
+    redis: list[str] | None = None  # commands; on redis_url, else truth.redis.url
+    redis_url: str | None = None
+    sql: list[str] | None = None  # statements in one transaction; on sql_url, else truth.sql.url
+    sql_url: str | None = None
+    http: list[HttpCall] | None = None
+    command: str | None = None
+
+    @field_validator("http", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _something(self) -> Reset:
+        if not (self.redis or self.sql or self.http or self.command):
+            raise ValueError("give at least one of redis, sql, http, command")
+        return self
+
+
+class Buy(_Strict):
+    """One purchase attempt. `{user}` is the shopper's id, `{attempt}` its attempt number."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH"] = "POST"
+    path: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = Field(default=None, alias="json")
+    body: str | None = None  # a raw body instead of json (set content-type in headers)
+
+    @model_validator(mode="after")
+    def _one_body(self) -> Buy:
+        if self.json_body is not None and self.body is not None:
+            raise ValueError("give json or body, not both")
+        return self
+
+
+StatusMatch = int | list[int] | str
+
+
+class AnswerRule(_Strict):
+    """Matches on the status and optionally on the body (a regex) and JSON fields (JSONPath ->
+    value); the first rule that matches decides. `order_id`/`remaining` extract by JSONPath."""
+
+    status: StatusMatch
+    body: str | None = None
+    json_fields: dict[str, Any] | None = Field(default=None, alias="json")
+    outcome: Outcome
+    order_id: str | None = None
+    remaining: str | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value: StatusMatch) -> StatusMatch:
+        _status_set(value)  # raises on a bad form
+        return value
+
+    @field_validator("body")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {value!r} ({exc})") from None
+        return value
+
+    @field_validator("json_fields")
+    @classmethod
+    def _paths(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for path in value or {}:
+            compile_path(path)
+        return value
+
+    @field_validator("order_id", "remaining")
+    @classmethod
+    def _extract(cls, value: str | None) -> str | None:
+        return _check_path(value)
+
+    def label(self) -> str:
+        """A short, readable form for tables: `409 body~'busy' -> busy`."""
+        parts = [str(self.status)]
+        if self.body is not None:
+            parts.append(f"body~{self.body!r}")
+        parts += [f"{k}=={v!r}" for k, v in (self.json_fields or {}).items()]
+        return " ".join(parts) + f" -> {self.outcome.value}"
+
+
+def _status_set(value: StatusMatch) -> frozenset[int]:
+    """200 / [400, 422] / "4xx" / "200-204" as the statuses they match."""
+    if isinstance(value, bool):
+        raise ValueError("must be a status, a list of statuses, or a class like '4xx'")
+    if isinstance(value, int):
+        values = [value]
+    elif isinstance(value, list):
+        values = value
+    elif re.fullmatch(r"[1-5]xx", value.strip().lower()):
+        first = int(value.strip()[0]) * 100
+        return frozenset(range(first, first + 100))
+    elif m := re.fullmatch(r"\s*(\d{3})\s*-\s*(\d{3})\s*", value):
+        values = list(range(int(m[1]), int(m[2]) + 1))
+    else:
+        raise ValueError(f"{value!r}: must be a status, a list, 'Nxx' or 'LOW-HIGH'")
+    if not values or any(not 100 <= v <= 599 for v in values):
+        raise ValueError(f"{value!r}: statuses are 100..599")
+    return frozenset(values)
+
+
+# --- truth -------------------------------------------------------------------------------------
+
+
+class OrderPaths(_Strict):
+    """Where an order's fields are inside one item (JSONPath); an item that is a plain string,
+    with no paths, is the order id."""
+
+    order_id: str | None = None
+    user: str | None = None
+    ts_ms: str | None = None
+
+    @field_validator("order_id", "user", "ts_ms")
+    @classmethod
+    def _paths(cls, value: str | None) -> str | None:
+        return _check_path(value)
+
+    def fields(self) -> list[str]:
+        named = {"order_id": self.order_id, "user_id": self.user, "ts_ms": self.ts_ms}
+        return [k for k, v in named.items() if v is not None] or ["order_id"]
+
+
+class RedisOrders(OrderPaths):
+    command: str  # LRANGE/SMEMBERS/...: one item per order (JSON text or a plain id)
+
+
+class RedisTruth(_Strict):
+    url: str
+    stock: str | None = None  # a command answering one integer
+    buyers: str | None = None  # a command answering the set of buyers (user ids)
+    orders: str | RedisOrders | None = None
+
+    @field_validator("orders", mode="before")
+    @classmethod
+    def _command(cls, value: Any) -> Any:
+        return {"command": value} if isinstance(value, str) else value
+
+
+class SqlTruth(_Strict):
+    """`url` is a SQLAlchemy URL (postgresql://... uses psycopg). `orders` names its columns
+    order_id, user_id, ts_ms (any of them); `{product}`/`{stock}` are bound parameters."""
+
+    url: str
+    stock: str | None = None
+    orders: str | None = None
+
+
+class HttpValue(_Strict):
+    path: str
+    value: str  # JSONPath
+
+    @field_validator("value")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _check_path(value) or value
+
+
+class HttpOrders(OrderPaths):
+    path: str
+    items: str  # JSONPath to the list of orders
+
+    @field_validator("items")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _check_path(value) or value
+
+
+class HttpTruth(_Strict):
+    stock: HttpValue | None = None
+    buyers: HttpValue | None = None
+    orders: HttpOrders | None = None
+
+
+class TruthSpec(_Strict):
+    """Where the backend's ground truth lives: exactly one of redis, sql, http."""
+
+    redis: RedisTruth | None = None
+    sql: SqlTruth | None = None
+    http: HttpTruth | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TruthSpec:
+        given = [k for k in ("redis", "sql", "http") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of redis, sql, http (got {', '.join(given) or 'none'})"
+            )
+        source = getattr(self, given[0])
+        if not (source.stock or getattr(source, "buyers", None) or source.orders):
+            raise ValueError(f"{given[0]}: read at least one of stock, buyers, orders")
+        return self
+
+    @property
+    def source(self) -> str:
+        return "redis" if self.redis else "sql" if self.sql else "http"
+
+    def templates(self) -> dict[str, Any]:
+        """The templated strings of the truth (JSONPaths are not templates: not included)."""
+        if self.redis is not None:
+            orders = self.redis.orders.command if self.redis.orders else None
+            return {"redis": {"url": self.redis.url, "stock": self.redis.stock,
+                              "buyers": self.redis.buyers, "orders": orders}}  # fmt: skip
+        if self.sql is not None:
+            return {"sql": self.sql.model_dump()}
+        assert self.http is not None
+        paths = {k: getattr(self.http, k) for k in ("stock", "buyers", "orders")}
+        return {"http": {k: v.path for k, v in paths.items() if v is not None}}
+
+    def fields(self) -> list[str]:
+        """What this truth reads (truth.json `fields`, flashlab.core.facts.TRUTH_FIELDS)."""
+        src = self.redis or self.sql or self.http
+        assert src is not None
+        out = ["stock"] if src.stock else []
+        orders = src.orders
+        if isinstance(orders, OrderPaths):
+            out += ["orders", *orders.fields()]
+        elif orders is not None:  # SQL: its columns say; known only once it ran
+            out += ["orders"]
+        elif getattr(src, "buyers", None):
+            out += ["orders", "user_id"]
+        return out
+
+
+@dataclass(frozen=True)
+class TargetRequest:
+    """What a load worker needs of a target: its buy request and its answer rules (picklable:
+    it crosses process and Ray actor boundaries)."""
+
+    buy: Buy
+    answers: list[AnswerRule]
+
+
+# --- the file ----------------------------------------------------------------------------------
+
+
+class TargetSpec(_Strict):
+    """A flash-sale backend the lab did not build."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    base_url: str
+    setup: list[Setup] = Field(default_factory=list)
+    start: list[Process] | ComposeStart | None = None
+    health: str | None = None  # GET this (on base_url) for "is it serving": probes, steady state
+    reset: Reset
+    buy: Buy
+    answers: list[AnswerRule] = Field(min_length=1)
+    truth: TruthSpec | None = None
+    # Set by the loader: the file this came from (relative paths start at its folder).
+    file: str | None = None
+
+    @field_validator("start")
+    @classmethod
+    def _names(cls, start: list[Process] | ComposeStart | None) -> Any:
+        if isinstance(start, list):
+            names = [p.name for p in start]
+            if dupes := sorted({n for n in names if names.count(n) > 1}):
+                raise ValueError(f"process names must differ (repeated: {', '.join(dupes)})")
+        return start
+
+    def placeholder_problem(self) -> str | None:
+        """`key: why` for the first templated string that cannot be rendered (None: all can).
+        Checked by `parse_target`, outside pydantic, so the message names the key."""
+        for where, text, scope in self._templates():
+            problem = placeholder_problem(text, scope)
+            if problem:
+                return f"{where}: {problem}"
+        return None
+
+    def _templates(self) -> Iterator[tuple[str, str, frozenset[str]]]:
+        """Every templated string of the file: (where, text, the names defined there)."""
+        ports = frozenset({PORTS})
+        yield "base_url", self.base_url, ports
+        if self.health:
+            yield "health", self.health, ports
+        for i, s in enumerate(self.setup):
+            yield from _strings(f"setup[{i}]", s.model_dump(exclude={"timeout_s"}), LOCAL)
+        if isinstance(self.start, list):
+            for i, p in enumerate(self.start):
+                yield from _strings(f"start[{i}]", p.model_dump(exclude={"role", "restart"}), LOCAL)
+        elif self.start is not None:
+            yield from _strings("start", self.start.model_dump(), LOCAL)
+        yield from _strings("reset", self.reset.model_dump(by_alias=True), SALE)
+        yield from _strings("buy", self.buy.model_dump(by_alias=True), REQUEST)
+        if self.truth is not None:
+            yield from _strings("truth", self.truth.templates(), SALE)
+
+    # -- what the lab reads off it
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.file).parent if self.file else Path.cwd()
+
+    def request(self) -> TargetRequest:
+        return TargetRequest(self.buy, list(self.answers))
+
+    def processes(self) -> list[Process]:
+        return self.start if isinstance(self.start, list) else []
+
+    def roles(self) -> dict[Role, str]:
+        """role -> the process or service that plays it (the first one, for faults)."""
+        if isinstance(self.start, ComposeStart):
+            named = [(name, s.role) for name, s in self.start.services.items()]
+        else:
+            named = [(p.name, p.role) for p in self.processes()]
+        out: dict[Role, str] = {}
+        for name, role in named:
+            if role is not None:
+                out.setdefault(role, name)
+        return out
+
+    def port_names(self) -> list[str]:
+        """Every port placeholder the file uses, in first-use order (`port` first if used)."""
+        names: list[str] = []
+        for _where, text, _scope in self._templates():
+            for name in placeholders(text):
+                if PORT_NAME.match(name) and name not in names:
+                    names.append(name)
+        return sorted(names, key=lambda n: n != "port")
+
+    def facts(self) -> frozenset[Fact]:
+        """The request and answer facts this target offers (the truth's come from its read)."""
+        out = set()
+        buy = _strings("buy", self.buy.model_dump(by_alias=True), REQUEST)
+        if any("user" in placeholders(text) for _where, text, _scope in buy):
+            out.add(Fact.user)
+        if any(r.order_id for r in self.answers if r.outcome == Outcome.ok):
+            out.add(Fact.order_id)
+        if any(r.remaining for r in self.answers):
+            out.add(Fact.remaining)
+        return frozenset(out)
+
+
+def _strings(
+    where: str, value: Any, scope: frozenset[str]
+) -> Iterator[tuple[str, str, frozenset[str]]]:
+    """Every string inside a dumped model (keys of mappings too), with its dotted place."""
+    if isinstance(value, str):
+        yield where, value, scope
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(f"{where}.{key}", str(key), scope)
+            yield from _strings(f"{where}.{key}", item, scope)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _strings(f"{where}[{i}]", item, scope)
+
+
+def placeholders(text: str) -> list[str]:
+    """The `{names}` in `text`, in order; ValueError on a stray brace."""
+    return [name for _lit, name, _spec, _conv in string.Formatter().parse(text) if name is not None]
+
+
+def placeholder_problem(text: str, scope: frozenset[str]) -> str | None:
+    """Why `text` cannot be rendered where the names in `scope` are defined (None: it can)."""
+    try:
+        names = placeholders(text)
+    except ValueError as exc:
+        return f"{text!r}: {exc} (write {{{{ and }}}} for literal braces)"
+    for name in names:
+        if not name.isidentifier():
+            return (
+                f"{text!r}: {{{name}}} is not a placeholder name (write {{{{ and }}}} for braces)"
+            )
+        if name in scope or (PORTS in scope and PORT_NAME.match(name)):
+            continue
+        named = sorted(n for n in scope if n != PORTS)
+        ports = ["port", "redis_port", "db_port"] if PORTS in scope else []
+        close = difflib.get_close_matches(name, named + ports, n=1)
+        hint = f"did you mean {{{close[0]}}}? " if close else ""
+        defined = ", ".join(named + (["port", PORTS] if ports else [])) or "no placeholders"
+        return f"unknown placeholder {{{name}}} ({hint}defined here: {defined})"
+    return None
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def render(text: str, values: Mapping[str, Any]) -> str:
+    """`text` with every `{name}` replaced; the names were checked when the file was loaded."""
+    return text.format_map(values)
+
+
+def render_value(value: Any, values: Mapping[str, Any]) -> Any:
+    """A JSON value with its strings rendered; a string that is exactly `{stock}` or
+    `{attempt}` becomes that number."""
+    if isinstance(value, str):
+        names = placeholders(value)
+        if len(names) == 1 and value == f"{{{names[0]}}}" and names[0] in INT_VALUES:
+            return values[names[0]]
+        return render(value, values)
+    if isinstance(value, Mapping):
+        return {render(str(k), values): render_value(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(v, values) for v in value]
+    return value
+
+
+def local_values(spec: TargetSpec, workdir: Path | str, ports: Mapping[str, int]) -> dict[str, Any]:
+    """The values of the placeholders defined on this machine: ports, workdir, dir, python."""
+    return {
+        **ports,
+        "workdir": str(workdir),
+        "dir": str(spec.folder.resolve()),
+        "python": sys.executable,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One rendered buy: what the client sends."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    params: dict[str, str]
+    body: bytes | None
+
+
+def build_request(buy: Buy, values: Mapping[str, Any]) -> Request:
+    """The buy request for one attempt (`values`: product, user, attempt)."""
+    headers = {render(k, values): render(v, values) for k, v in buy.headers.items()}
+    body: bytes | None = None
+    if buy.json_body is not None:
+        body = orjson.dumps(render_value(buy.json_body, values))
+        headers = {"content-type": "application/json", **headers}
+    elif buy.body is not None:
+        body = render(buy.body, values).encode()
+    params = {render(k, values): render(v, values) for k, v in buy.query.items()}
+    return Request(buy.method, render(buy.path, values), headers, params, body)
+
+
+# --- reading answers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One answer, read: which rule matched (None: none did), the outcome, what was extracted."""
+
+    rule: int | None
+    outcome: Outcome
+    order_id: str | None = None
+    remaining: int | None = None
+    note: str | None = None  # for an unknown answer: status and a body excerpt
+
+    @property
+    def code(self) -> str:
+        return OUTCOME_CODES[self.outcome]
+
+
+class AnswerReader:
+    """The answer rules, compiled once (in the process that reads answers)."""
+
+    def __init__(self, rules: list[AnswerRule]) -> None:
+        self.rules = rules
+        self._compiled = [
+            (
+                _status_set(r.status),
+                re.compile(r.body) if r.body is not None else None,
+                [(compile_path(p), v) for p, v in (r.json_fields or {}).items()],
+                compile_path(r.order_id) if r.order_id else None,
+                compile_path(r.remaining) if r.remaining else None,
+            )
+            for r in rules
+        ]
+
+    def read(self, status: int, body: bytes) -> Reading:
+        text: str | None = None
+        data: Any = _UNPARSED
+        for index, (statuses, regex, fields, order_path, remaining_path) in enumerate(
+            self._compiled
+        ):
+            if status not in statuses:
+                continue
+            if regex is not None:
+                text = body.decode("utf-8", "replace") if text is None else text
+                if not regex.search(text):
+                    continue
+            if fields:
+                data = _json(body) if data is _UNPARSED else data
+                if not all(_equal(_first(p, data), want) for p, want in fields):
+                    continue
+            if order_path is not None or remaining_path is not None:
+                data = _json(body) if data is _UNPARSED else data
+            order_id = _first(order_path, data) if order_path is not None else None
+            remaining = _first(remaining_path, data) if remaining_path is not None else None
+            return Reading(
+                index,
+                self.rules[index].outcome,
+                None if order_id is None else str(order_id),
+                _int_or_none(remaining),
+            )
+        excerpt = body.decode("utf-8", "replace")[:BODY_EXCERPT].replace("\n", " ")
+        return Reading(None, Outcome.unknown, note=f"HTTP {status}: {excerpt}")
+
+
+_UNPARSED = object()
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _first(path: Any, data: Any) -> Any:
+    if data is None or data is _UNPARSED:
+        return None
+    found = path.find(data)
+    return found[0].value if found else None
+
+
+def _equal(value: Any, want: Any) -> bool:
+    """A JSON field against the rule's value: booleans only equal booleans (or "true"/"false"),
+    a number equals its text ("42" == 42), anything else by ==."""
+    if isinstance(want, bool) or isinstance(value, bool):
+        if isinstance(want, str):
+            return str(value).lower() == want.lower()
+        return value is want
+    if isinstance(want, str) and value is not None and not isinstance(value, str):
+        return str(value) == want
+    return bool(value == want)
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        return int(value)
+    return None
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def parse_target(data: Any, source: str = "<target>", file: Path | None = None) -> TargetSpec:
+    """A target from its parsed YAML; TargetError naming the source and the key."""
+    if not isinstance(data, dict):
+        raise TargetError(f"{source}: top level must be a mapping of keys")
+    if file is not None:
+        data = {**data, "file": str(file.resolve())}
+    try:
+        spec = TargetSpec.model_validate(data)
+    except ValidationError as exc:
+        raise TargetError(f"{source}: {_first_problem(exc)}") from None
+    problem = spec.placeholder_problem()
+    if problem:
+        raise TargetError(f"{source}: {problem}")
+    return spec
+
+
+def _first_problem(exc: ValidationError) -> str:
+    """The first unknown key if there is one (a typo explains the missing key it causes),
+    else the first error; as `key.path: message`."""
+    unknown = [e for e in exc.errors() if e["type"] == "extra_forbidden"]
+    if not unknown:
+        return first_error(exc, friendly=True, choices=True)
+    loc = unknown[0]["loc"]
+    known = sorted({f.alias or n for m in _MODELS for n, f in m.model_fields.items()} - {"file"})
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{'.'.join(str(p) for p in loc)}: unknown key{hint}"
+
+
+_MODELS: tuple[type[BaseModel], ...] = (
+    TargetSpec, Process, Ready, Setup, Service, ComposeStart, Reset, HttpCall, Buy, AnswerRule,
+    TruthSpec, RedisTruth, RedisOrders, SqlTruth, HttpTruth, HttpValue, HttpOrders,
+)  # fmt: skip
+
+
+def read_yaml(path: Path, what: str = "file") -> Any:
+    """A YAML file's content; TargetError with one line when it cannot be read or parsed."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TargetError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise TargetError(f"{path}: is a directory, not a {what}") from None
+    except UnicodeDecodeError as exc:
+        raise TargetError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise TargetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise TargetError(
+            f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
+
+
+def load_target(path: Path | str) -> TargetSpec:
+    path = Path(path)
+    return parse_target(read_yaml(path, "target file"), str(path), path)
+
+
+def looks_like_target(data: Any) -> bool:
+    """A parsed YAML document that is a target file rather than an experiment."""
+    return (
+        isinstance(data, dict) and ("buy" in data or "answers" in data) and "scenario" not in data
+    )
