@@ -189,13 +189,28 @@ def _no_answer(name: str, check: dict[str, Any]) -> str:
     return f"check {name} {check.get('detail') or 'could not run'}"
 
 
+def not_offered(run: Run) -> dict[str, str]:
+    """summary key -> why the backend's truth cannot give it (a target whose file reads no such
+    thing): clauses on these keys are inconclusive, never failed for a number nobody could read."""
+    t = run.truth
+    out: dict[str, str] = {}
+    if not t.has("stock"):
+        out["stock_remaining"] = "the truth reads no stock (its target file's truth: has none)"
+    if not t.has("orders"):
+        out["sold"] = "the truth reads no orders (its target file's truth: has none)"
+    if not (t.has("orders") and t.has("ts_ms")):
+        out["sellout_s"] = "the truth reads no order times"
+    return out
+
+
 def summarize(run: Run) -> dict[str, Any]:
     """Every summary.json key (all of flashlab.analysis.hypothesis.SUMMARY_KEYS among them) plus the verdict."""
     summary = json_safe(_measurements(run))
     summary["isolation"] = json_safe(isolation(run.manifest))
     passed, measured = hypothesis.evaluate(_clauses(run), summary)
+    unjudged = not_offered(run) | unknown_checks(summary)
     clauses, verdict, reasons = hypothesis.judge(
-        measured, untrusted_timing(summary), unknown_checks(summary), host_unsteadiness(summary)
+        measured, untrusted_timing(summary), unjudged, host_unsteadiness(summary)
     )
     before = (run.manifest.get("steady_state") or {}).get("before")
     summary["steady_state"] = json_safe({"before": before, "after": {"ok": passed}})

@@ -13,7 +13,7 @@ source scripts/lib/need.sh
 PY=${PYTHON:-python3}
 VENV=.venv
 # Every extra: the lab's own checkout runs everything (ray engine, Compose, notebooks, the suite).
-EXTRAS=dev,ray,compose,notebooks
+EXTRAS=dev,ray,compose,notebooks,sql
 want_test=0
 want_plan=0
 for arg in "$@"; do
@@ -33,7 +33,9 @@ REQUIRED=(redis-server=redis-server nginx=nginx-light)
 # Optional extras: Prometheus scraping, the wrk reference benchmark, report screenshots (tests).
 OPTIONAL=(prometheus=prometheus wrk=wrk)
 # ip (iproute2): the ray_cluster tests put each Ray node in a network namespace of their own.
-(( want_test )) && OPTIONAL+=(chromium=chromium ip=iproute2)
+# node/npm and PostgreSQL: the two backends the lab did not build (tests/targets/), judged by the
+# suite through target files (need.sh finds Debian's postgres off the PATH).
+(( want_test )) && OPTIONAL+=(chromium=chromium ip=iproute2 node=nodejs npm=npm postgres=postgresql)
 
 # Python: the interpreter itself, then its venv/ensurepip module (Debian splits it off into
 # python3-venv; a minimal Debian has neither).

@@ -2,11 +2,13 @@
 # Build the Compose images with NO image registry: a debootstrap'd Debian base (cached), a
 # host-built wheelhouse of only the API's runtime deps (+ the project), then `docker build`
 # (whose stages fill their venv with scripts/image-venv.sh, staged as .wheelhouse/bin/image-venv).
-#   scripts/build-images.sh [--base IMAGE] [--no-prometheus] [--force-base] [--ray]
+#   scripts/build-images.sh [--base IMAGE] [--no-prometheus] [--force-base] [--ray] [--base-only]
 #     --base IMAGE     use IMAGE as the base instead (e.g. debian:bookworm-slim where a registry works)
 #     --no-prometheus  build only the app image (api, redis, nginx, proxy)
 #     --force-base     rebuild flashlab-base:bookworm even when it exists
 #     --ray            also build flashlab-ray (the compose `ray` profile: Ray head and worker)
+#     --base-only      only the debootstrap'd base (cached): what a target's own Dockerfile starts
+#                      from (targets/node-compose.yaml)
 # Env: FLASHLAB_APT_MIRROR (default: the host's apt mirror), FLASHLAB_IMAGE_TAG (default: latest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +32,7 @@ base=$BASE_TAG
 build_prom=1
 build_ray=0
 force_base=0
+base_only=0
 while (( $# )); do
   case $1 in
     --base) [[ -n ${2:-} ]] || { echo "build-images: --base needs an image name" >&2; exit 2; }
@@ -37,7 +40,8 @@ while (( $# )); do
     --no-prometheus) build_prom=0 ;;
     --force-base) force_base=1 ;;
     --ray) build_ray=1 ;;
-    *) echo "build-images: unknown option $1 (allowed: --base IMAGE, --no-prometheus, --force-base, --ray)" >&2; exit 2 ;;
+    --base-only) base_only=1 ;;
+    *) echo "build-images: unknown option $1 (allowed: --base IMAGE, --no-prometheus, --force-base, --ray, --base-only)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -172,6 +176,7 @@ build() {  # build TARGET IMAGE
 
 t_start=$(date +%s)
 mkdir -p "$WHEELHOUSE"
+if (( base_only )); then make_base; exit 0; fi
 # One build at a time per checkout: concurrent runs would overwrite each other's wheelhouse.
 exec 9>"$WHEELHOUSE/.lock"
 flock -w 1200 9 || fail "another build-images.sh held $WHEELHOUSE/.lock for 20 min"

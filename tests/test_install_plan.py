@@ -83,6 +83,9 @@ def test_bootstrap_plans_every_package_on_a_bare_machine(tmp_path: Path) -> None
         "wrk",
         "chromium",
         "iproute2",  # `ip`: the ray_cluster tests' network namespaces
+        "nodejs",  # tests/targets/node-express, a backend the lab did not build
+        "npm",
+        "postgresql",  # the server (postgres), not the psql client: tests/targets/pg-shop
     ]
 
 

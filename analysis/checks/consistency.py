@@ -84,7 +84,7 @@ class NegativeStock(Check):
 
 
 class LostAcknowledged(Check):
-    """200 answers whose order (id and user) is not in Redis (an acknowledged sale the store
+    """200 answers whose order (id and user) is not in the store (an acknowledged sale the store
     forgot)."""
 
     name = "lost_acknowledged"
@@ -106,7 +106,7 @@ class LostAcknowledged(Check):
 
 
 class DuplicatePurchases(Check):
-    """users holding more than one order in Redis or acknowledged more than once."""
+    """users holding more than one order in the store or acknowledged more than once."""
 
     name = "duplicate_purchases"
     report_row = "duplicate purchases"
@@ -122,13 +122,13 @@ class DuplicatePurchases(Check):
         return result(
             len(users),
             users,
-            f"{int((per_truth > 1).sum())} users hold > 1 order in Redis, "
+            f"{int((per_truth > 1).sum())} users hold > 1 order in {run.truth.source}, "
             f"{int((per_acked > 1).sum())} were acknowledged > 1 time",
         )
 
 
 class PhantomOrders(Check):
-    """orders in Redis nobody was told about and no indeterminate attempt explains."""
+    """orders in the store nobody was told about and no indeterminate attempt explains."""
 
     name = "phantom_orders"
     report_row = "phantom orders"

@@ -1,6 +1,6 @@
 """undersold: units left unsold at the end while at least one shopper gave up without buying.
 
-Units left = stock_initial - orders in Redis's order log (truth); a shopper gave up when the run
+Units left = stock_initial - orders in the store's order log (truth); a shopper gave up when the run
 ended with no `ok` answer and no order in the log for their user id (turned away, out of
 patience, or told "sold out"). Count = units left when at least one shopper gave up, else 0:
 stock nobody asked for is not undersold. Examples: the earliest-arriving shoppers who gave up.

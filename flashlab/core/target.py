@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
+from pydantic import TypeAdapter
 from pydantic import ValidationError
 from pydantic import field_validator
 from pydantic import model_validator
@@ -235,9 +236,10 @@ class AnswerRule(_Strict):
     order_id: str | None = None
     remaining: str | None = None
 
-    @field_validator("status")
+    @field_validator("status", mode="before")
     @classmethod
-    def _status(cls, value: StatusMatch) -> StatusMatch:
+    def _status(cls, value: Any) -> Any:
+        # Before the union: its errors would name a member (`status.int`), not the form.
         _status_set(value)  # raises on a bad form
         return value
 
@@ -274,7 +276,10 @@ class AnswerRule(_Strict):
 
 def _status_set(value: StatusMatch) -> frozenset[int]:
     """200 / [400, 422] / "4xx" / "200-204" as the statuses they match."""
-    if isinstance(value, bool):
+    listed = isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    )
+    if isinstance(value, bool) or not (isinstance(value, int | str) or listed):
         raise ValueError("must be a status, a list of statuses, or a class like '4xx'")
     if isinstance(value, int):
         values = [value]
@@ -321,9 +326,9 @@ class RedisTruth(_Strict):
     url: str
     stock: str | None = None  # a command answering one integer
     buyers: str | None = None  # a command answering the set of buyers (user ids)
-    orders: str | RedisOrders | None = None
+    orders: RedisOrders | None = None  # a plain command is {command: ...}
 
-    @field_validator("orders", mode="before")
+    @field_validator("orders", mode="before", json_schema_input_type=str | RedisOrders | None)
     @classmethod
     def _command(cls, value: Any) -> Any:
         return {"command": value} if isinstance(value, str) else value
@@ -425,6 +430,8 @@ class TargetRequest:
 
 # --- the file ----------------------------------------------------------------------------------
 
+_PROCESSES: TypeAdapter[list[Process]] = TypeAdapter(list[Process])
+
 
 class TargetSpec(_Strict):
     """A flash-sale backend the lab did not build."""
@@ -441,6 +448,19 @@ class TargetSpec(_Strict):
     truth: TruthSpec | None = None
     # Set by the loader: the file this came from (relative paths start at its folder).
     file: str | None = None
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _form(cls, start: Any) -> Any:
+        # By the input's form, so an error names `start.0.ready` or `start.services.api.role`,
+        # not a union member (`start.list[Process]...`) or the other member's complaint.
+        if isinstance(start, list):
+            return _PROCESSES.validate_python(start)
+        if isinstance(start, dict):
+            return ComposeStart.model_validate(start)
+        if start is None or isinstance(start, ComposeStart):
+            return start
+        raise ValueError("must be a list of processes, or a mapping with `compose:`")
 
     @field_validator("start")
     @classmethod
@@ -616,7 +636,8 @@ def build_request(buy: Buy, values: Mapping[str, Any]) -> Request:
     body: bytes | None = None
     if buy.json_body is not None:
         body = orjson.dumps(render_value(buy.json_body, values))
-        headers = {"content-type": "application/json", **headers}
+        if not any(k.lower() == "content-type" for k in headers):  # the file's own one wins
+            headers = {"content-type": "application/json", **headers}
     elif buy.body is not None:
         body = render(buy.body, values).encode()
     params = {render(k, values): render(v, values) for k, v in buy.query.items()}

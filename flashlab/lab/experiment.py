@@ -9,6 +9,7 @@ importlib.resources, so it works from any directory once flashlab is installed).
 from __future__ import annotations
 
 import difflib
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,10 @@ class Experiment(_Model):
         # someone chose is refused.
         if not isinstance(data, dict) or data.get("target") is None:
             return data
-        if data.get("stack", DEFAULT_STACK) != DEFAULT_STACK:
+        stack = data.get("stack") or {}
+        if isinstance(stack, BaseModel):
+            stack = stack.model_dump(mode="json")
+        if not isinstance(stack, dict) or {**DEFAULT_STACK, **stack} != DEFAULT_STACK:
             raise ValueError("stack: a target brings its own (its file's start:); drop one of them")
         product = data.get("product")
         chosen = [
@@ -334,9 +338,10 @@ def parse_experiment(
     try:
         return Experiment.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise ExperimentError(
-            f"{source}: {first_error(exc, friendly=True, choices=True, count_more=True)}"
-        ) from None
+        message = first_error(exc, friendly=True, choices=True, count_more=True)
+        # A whole-file rule names its own key ("stack: ..."): no "(top level)" before it.
+        message = re.sub(r"^\(top level\): (?=[a-z_.0-9]+: )", "", message)
+        raise ExperimentError(f"{source}: {message}") from None
 
 
 SHIPPED_PACKAGE = "flashlab.experiments"  # the repository's experiments/ folder, as package data
@@ -397,12 +402,18 @@ def load_experiment(path: Path | str, overrides: dict[str, Any] | None = None) -
         ) from None
     if not isinstance(data, dict):
         raise ExperimentError(f"{path}: top level must be a mapping of fields")
-    overrides = overrides or {}
+    overrides = dict(overrides or {})
     if overrides.get("target") is not None:
-        # --target-file: the file's backend instead of the lab's stack and its strategy.
+        # --target-file: the file's backend instead of the lab's stack and its strategy. Its
+        # path is as typed (relative to the current folder, not to the experiment's).
+        overrides["target"] = str(Path(overrides["target"]).absolute())
         data.pop("stack", None)
         if isinstance(data.get("product"), dict):
             data["product"] = {k: v for k, v in data["product"].items() if k not in OWN_STACK_ONLY}
+        # Spoken to by a client that renders its request (`raw` speaks only the lab's own API).
+        engine = data.get("engine")
+        if isinstance(engine, dict) and engine.get("client") not in (None, *TARGET_CLIENTS):
+            engine.pop("client")
     for dotted, value in overrides.items():
         if value is None:
             continue

@@ -5,7 +5,7 @@
 #
 # A binary counts as present only when an executable file of that exact name sits in one of the
 # search directories: the PATH plus the sbin directories (where Debian puts nginx, dockerd and
-# debootstrap even when root's PATH lacks them). A `docker` CLIENT on the PATH therefore does not
+# debootstrap even when root's PATH lacks them) and /usr/lib/postgresql/*/bin (the server). A `docker` CLIENT on the PATH therefore does not
 # stand in for the engine `dockerd`, nor `redis-cli` for `redis-server`.
 #
 # FLASHLAB_BIN_DIRS (colon-separated) replaces the search directories: the tests point it at a
@@ -17,6 +17,8 @@ need_dirs() {
   else
     printf '%s\n' "$PATH" | tr ':' '\n'
     printf '%s\n' /usr/local/sbin /usr/sbin /sbin
+    # Debian keeps the PostgreSQL server (postgres, initdb) in a versioned folder off the PATH.
+    compgen -G '/usr/lib/postgresql/*/bin' || true
   fi
 }
 

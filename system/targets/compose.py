@@ -34,6 +34,7 @@ from flashlab.system.platforms.compose import ComposePlatform
 from flashlab.system.supervisor import http_ok
 from flashlab.system.supervisor import tcp_open
 from flashlab.system.targets.processes import KINDS
+from flashlab.system.targets.processes import run_setup
 
 BUILD_UP_TIMEOUT_S = 900.0  # `up --build` may install packages into an image first
 READY_TIMEOUT_S = 120.0
@@ -71,6 +72,14 @@ class ComposeTarget(ComposePlatform):
             shutil.rmtree(workdir, ignore_errors=True)
             raise PlatformConfigError(f"start.compose: {compose_file} is not a file")
         self._compose_file, self._project_dir = compose_file, compose_file.parent
+        (workdir / "logs").mkdir()
+        try:
+            run_setup(
+                self.spec.setup, self.spec.folder, self.values, workdir / "logs" / "setup.log"
+            )
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
         self.project = f"flashlab-{self.spec.name.lower()}-{secrets.token_hex(3)}"
         self._env = {name.upper(): str(port) for name, port in ports.items()}
         self._env |= {k: render(v, self.values) for k, v in self.start_spec.env.items()}
