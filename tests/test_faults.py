@@ -221,6 +221,8 @@ def test_catalogue_is_complete_and_defaults_validate() -> None:
         "blackhole",
         "bandwidth",
         "actor-kill",
+        "db-restart",  # a target's process with role db (tests/test_target_faults.py)
+        "db-kill",
     }
     assert set(fault_names()) == expected
     for name in FAULTS:
@@ -234,7 +236,8 @@ def test_param_errors_name_the_field() -> None:
     assert fault_param_error("latency", {"ms": -1}).startswith("ms:")
     assert fault_param_error("worker-kill", {"count": 0}).startswith("count:")
     assert fault_param_error("worker-kill", {"count": "all"}) is None
-    assert "allowed: ms, direction" in fault_param_error("latency", {"msec": 5})
+    assert "allowed: ms, direction, link" in fault_param_error("latency", {"msec": 5})
+    assert fault_param_error("latency", {"link": "moon"}).startswith("link:")
     with pytest.raises(ValueError, match="unknown fault"):
         fault_class("nope")
 
@@ -422,5 +425,6 @@ def test_faults_command_lists_the_catalogue_as_json() -> None:
     assert {p["name"]: p["default"] for p in entries["latency"]["params"]} == {
         "ms": 100.0,
         "direction": "down",
+        "link": "store",
     }
     assert entries["latency"]["needs_proxy"] and not entries["redis-kill"]["needs_proxy"]

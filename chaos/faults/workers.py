@@ -73,6 +73,7 @@ class WorkerKill(Fault):
             # started here when not; either way start_component returns once its `ready` check
             # passes (it starts nothing that already runs).
             platform = ctx.require_platform()
+            wait_for(lambda: _gone(ctx, before), RESPAWN_TIMEOUT_S, "killed workers to be gone")
             fresh = [platform.start_component(name) for name in before]
         else:
             fresh = wait_for(
@@ -107,6 +108,16 @@ def _respawned(ctx: FaultContext, before: dict[str, tuple[int | None, int]]) -> 
             return []
         fresh.append(comp)
     return fresh
+
+
+def _gone(ctx: FaultContext, before: dict[str, tuple[int | None, int]]) -> bool:
+    """Every killed process is dead (or already replaced): a SIGKILLed one runs on for a moment,
+    and starting a component that still looks alive would start nothing."""
+    current = {c.name: c for c in ctx.components("api")}
+    return all(
+        name not in current or not current[name].running or current[name].pid != pid
+        for name, (pid, _restarts) in before.items()
+    )
 
 
 def _healthy(url: str) -> bool:

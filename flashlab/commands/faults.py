@@ -40,6 +40,8 @@ def catalogue() -> list[dict[str, Any]]:
             "name": name,
             "description": fault_class(name).description,
             "needs_proxy": fault_class(name).needs_proxy,
+            # The role a target file must give a process for this fault (docs/TARGETS.md).
+            "role": fault_class(name).role,
             "params": _param_rows(name),
         }
         for name in fault_names()
@@ -64,5 +66,6 @@ def faults(
     for entry in entries:
         params = "\n".join(f"{p['name']}={p['default']!r}" for p in entry["params"]) or "-"
         note = " [dim](via fault proxy)[/]" if entry["needs_proxy"] else ""
+        note += f" [dim](a target's role {entry['role']})[/]" if entry["role"] else ""
         table.add_row(entry["name"], params, entry["description"] + note)
     console.print(table)
