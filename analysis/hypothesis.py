@@ -47,6 +47,8 @@ SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
     "error_rate": (),
     "indeterminate_rate": (),
     "server_error_rate": (),  # 5xx other than 503 (a 500 is always a bug)
+    "unknown_rate": (),  # a target's answers no rule matched (docs/TARGETS.md)
+    "acknowledged": (),
     "availability": (),
     "throughput_rps": (),
     "duration_s": (),

@@ -56,14 +56,21 @@ def host_speed_text(host_speed: dict[str, Any] | None) -> str:
 def headline_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) of every headline figure, in display order."""
     lat = summary.get("latency_ms") or {}
+    na = summary.get("na_checks") or {}
+
+    def count(key: str, check: str | None = None) -> str:
+        return "n/a" if (check or key) in na else fmt(summary.get(key))
+
+    sold = "n/a" if summary.get("sold") is None and "sold" in summary else fmt(summary.get("sold"))
     return [
-        ("sold / stock", f"{fmt(summary.get('sold'))} / {fmt(summary.get('stock_initial'))}"),
-        ("oversell", fmt(summary.get("oversell"))),
-        ("lost acknowledged orders", fmt(summary.get("lost_acknowledged"))),
-        ("duplicate purchases", fmt(summary.get("duplicate_purchases"))),
-        ("phantom orders", fmt(summary.get("phantom_orders"))),
-        ("undersold / gave up", f"{fmt(summary.get('undersold'))} / {fmt(summary.get('gave_up'))}"),
-        ("premature sold-out answers", fmt(summary.get("premature_sold_out"))),
+        ("sold / stock", f"{sold} / {fmt(summary.get('stock_initial'))}"),
+        ("acknowledged purchases", fmt(summary.get("acknowledged"))),
+        ("oversell", count("oversell")),
+        ("lost acknowledged orders", count("lost_acknowledged")),
+        ("duplicate purchases", count("duplicate_purchases")),
+        ("phantom orders", count("phantom_orders")),
+        ("undersold / gave up", f"{count('undersold')} / {count('gave_up', 'undersold')}"),
+        ("premature sold-out answers", count("premature_sold_out")),
         ("shoppers / attempts", f"{fmt(summary.get('shoppers'))} / {fmt(summary.get('attempts'))}"),
         ("conflict rate", fmt(pct(summary.get("conflict_rate")), "%")),
         ("error rate", fmt(pct(summary.get("error_rate")), "%")),

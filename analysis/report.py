@@ -149,7 +149,7 @@ KEY_NUMBERS: list[tuple[str, list[str]]] = [
         ["service_latency_ms.p50", "service_latency_ms.p95", "service_latency_ms.p99"],
     ),
     ("throughput", ["throughput_rps"]),
-    ("sell-out (Redis truth)", ["sellout_s"]),
+    ("sell-out (truth)", ["sellout_s"]),
     ("first sold_out answer", ["sellout_first_answer_s"]),
     ("shoppers / attempts", ["shoppers", "attempts"]),
     ("load duration", ["duration_s"]),
@@ -302,6 +302,15 @@ def _failed_check_rows(summary: dict[str, Any]) -> set[str]:
     }
 
 
+def _na_rows(summary: dict[str, Any]) -> set[str]:
+    """The key-number labels of the checks that do not apply to this backend: shown "n/a"."""
+    na = summary.get("na_checks") or {}
+    rows = {c.report_row for name, c in CHECKS.items() if c.report_row and name in na}
+    if summary.get("sold") is None and "sold" in summary:
+        rows.add("sold / stock")
+    return rows
+
+
 def render_report(run: Run, summary: dict[str, Any]) -> str:
     template = _TEMPLATES.get_template("report.html.j2")
     recovery = summary.get("recovery") or []
@@ -312,6 +321,11 @@ def render_report(run: Run, summary: dict[str, Any]) -> str:
         manifest=_manifest_view(run.manifest),
         key_numbers=KEY_NUMBERS,
         alert_labels=_failed_check_rows(summary),
+        na_labels=_na_rows(summary),
+        timing_inconclusive=any(
+            c.get("class") == "timing" and c.get("status") == "inconclusive"
+            for c in summary.get("hypothesis") or []
+        ),
         latency_sets=[(label, key) for label, key in LATENCY_SETS if key in summary],
         percentiles=list(PERCENTILE_KEYS),
         codes=sorted((summary.get("codes") or {}).items(), key=lambda kv: -int(kv[1] or 0)),

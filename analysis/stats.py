@@ -12,6 +12,7 @@ Definitions (every rate's denominator is `attempts` = history rows, one per purc
                        available attempts / attempts. Sold-out and busy answers count as available.
 - server_error_rate  = attempts answered 5xx other than 502/503/504 / attempts (a 500 is a bug;
                        503 is the contract's "backend unavailable", 502/504 come from nginx).
+- unknown_rate       = attempts whose answer no rule of a target file matched / attempts.
 Latency: response time = complete - intended (no coordinated omission), service time =
 complete - invoke, in ms; percentiles use numpy's default (linear interpolation).
 Time series bin ops by their *completion* time, in whole seconds since the load started.
@@ -98,6 +99,8 @@ def rates(history: pd.DataFrame) -> dict[str, float | None]:
         "indeterminate_rate": _rate(flags["info"].sum(), n),
         "availability": _rate(flags["available"].sum(), n),
         "server_error_rate": _rate(flags["server_error"].sum(), n),
+        # A target's answers its file's rules did not recognise (outcome `unknown`).
+        "unknown_rate": _rate(history["code"].eq("unknown").sum(), n),
     }
 
 

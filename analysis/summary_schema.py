@@ -182,6 +182,9 @@ class SummaryModel(_Open):
     indeterminate_rate: float | None = None
     availability: float | None = None
     server_error_rate: float | None = None
+    unknown_rate: float | None = Field(
+        default=None, description="Answers no rule of a target file matched / attempts."
+    )
     latency_ms: Percentiles
     service_latency_ms: Percentiles
     latency_ok_ms: Percentiles | None = None

@@ -295,3 +295,34 @@ def tail(path: Path | None, lines: int = 5) -> str:
         return ""
     text = path.read_text(errors="replace").strip().splitlines()
     return " | ".join(line.strip() for line in text[-lines:])
+
+
+def run_once(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path,
+    timeout_s: float,
+    where: str,
+    error: type[Exception],
+    log_path: Path | None = None,
+) -> None:
+    """A one-shot command (a setup step, a reset command), waited for here: not supervised, it
+    ends by itself. `error` (one line naming `where`) when it is not found, runs longer than
+    `timeout_s` or exits non-zero; its output goes to `log_path` (its last line is in the error)."""
+    try:
+        if log_path is not None:
+            with open(log_path, "ab") as out:
+                done = subprocess.run(
+                    list(argv), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout_s
+                )
+            last = tail(log_path, 1)
+        else:
+            done = subprocess.run(list(argv), cwd=cwd, capture_output=True, timeout=timeout_s)
+            lines = (done.stderr or done.stdout).decode("utf-8", "replace").strip().splitlines()
+            last = lines[-1] if lines else ""
+    except FileNotFoundError:
+        raise error(f"{where}: {argv[0]} not found") from None
+    except subprocess.TimeoutExpired:
+        raise error(f"{where}: still running after {timeout_s:.0f}s") from None
+    if done.returncode != 0:
+        raise error(f"{where} exited {done.returncode}: {last}")

@@ -16,13 +16,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 
 from flashlab.core.platform import Component
 from flashlab.core.platform import ComponentNotRunning
+from flashlab.core.platform import Platform
 from flashlab.core.platform import PlatformConfigError
+from flashlab.core.platform import StackInfo
 from flashlab.core.platform import StackStartError
 from flashlab.system import procs
 
@@ -243,3 +246,25 @@ class Supervisor:
         slot.next_respawn = 0.0
         slot.restarts += 1
         self.launch(slot)
+
+
+class SupervisedPlatform(Platform):
+    """A platform whose components are this process's children, kept by one Supervisor (the
+    local platform, a target's processes): what it knows of them is what the supervisor knows."""
+
+    _sup: Supervisor
+    _info: StackInfo | None = None
+
+    def status(self) -> StackInfo:
+        if self._info is None:
+            raise ComponentNotRunning("stack not started")
+        return replace(self._info, components=self.components())
+
+    def components(self) -> list[Component]:
+        return self._sup.components()
+
+    def signal(self, component: str, sig: int = _signal.SIGTERM) -> None:
+        self._sup.signal(component, sig)
+
+    def start_component(self, component: str) -> Component:
+        return self._sup.start_component(component)

@@ -58,7 +58,7 @@ def test_missing_experiment_file(tmp_path: Path) -> None:
     ("body", "needles"),
     [
         ("faults:\n  - {fault: no-such-fault, at_s: 1}\n", ("faults.0.fault", "unknown fault")),
-        ("hypothesis: ['wat_rate < 1']\n", ("hypothesis", "unknown key 'wat_rate'", "allowed")),
+        ("hypothesis: ['xyzzy < 1']\n", ("hypothesis", "unknown key 'xyzzy'", "allowed")),
         ("hypothesis: ['oversel == 0']\n", ("hypothesis", "did you mean 'oversell'")),
         (
             "faults:\n  - {fault: redis-kill, at_s: 1}\n"

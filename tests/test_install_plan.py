@@ -112,6 +112,9 @@ def test_bootstrap_with_everything_plans_nothing(tmp_path: Path) -> None:
         wrk="exit 0",
         chromium="exit 0",
         ip="exit 0",
+        node="exit 0",
+        npm="exit 0",
+        postgres="exit 0",
     )
     assert plan(BOOTSTRAP, folder, "--test") == []
 

@@ -142,7 +142,7 @@ def test_schedule_injects_on_time_and_recovers_after_duration(rig: Rig) -> None:
         observed = json.loads(r["observed"])
         assert observed["inject"]["toxic"]["name"] == f"{r['fault']}-{r['index']}"
         assert observed["recover"]["removed"] is True
-    assert json.loads(got[0]["params"]) == {"ms": 50.0, "direction": "down"}
+    assert json.loads(got[0]["params"]) == {"ms": 50.0, "direction": "down", "link": "store"}
     assert json.loads(got[1]["observed"])["inject"]["probe"]["result"] == "timeout"
     assert rig.control.toxics() == []
 

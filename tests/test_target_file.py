@@ -243,7 +243,7 @@ def test_invalid_yaml_is_one_line_naming_the_file_and_the_line(tmp_path: Path) -
 
 
 def test_a_missing_target_file_or_a_folder_is_one_line(tmp_path: Path) -> None:
-    with pytest.raises(TargetError, match=r"^.*nope\.yaml: no such target file$"):
+    with pytest.raises(TargetError, match=r"^.*nope\.yaml: no such file$"):
         load_target(tmp_path / "nope.yaml")
     with pytest.raises(TargetError, match=r"is a directory, not a target file$"):
         load_target(tmp_path)

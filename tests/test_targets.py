@@ -22,9 +22,11 @@ from support import ROOT
 from support import assert_one_line_error
 from support import run_flashlab
 
+from flashlab.core.platform import StackStartError
 from flashlab.core.rundir import load_run
 from flashlab.core.target import load_target
 from flashlab.lab.experiment import load_experiment
+from flashlab.lab.probe import probe
 from flashlab.lab.run import RunRequest
 from flashlab.lab.run import execute
 from flashlab.system import procs
@@ -201,7 +203,7 @@ def test_a_target_without_truth_gets_n_a_checks_with_reasons_everywhere(tmp_path
 # --- the probe ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["node-lock", "pg-atomic"])
+@pytest.mark.parametrize("name", ["node-lock", "node-naive", "pg-atomic", "pg-naive"])
 def test_probe_prints_every_answer_with_its_rule_and_the_truth(name: str) -> None:
     proc = run_flashlab("target", "probe", str(TARGETS / f"{name}.yaml"), "--json", timeout=240)
     assert proc.returncode == 0, proc.stderr
@@ -275,6 +277,10 @@ def test_a_start_command_that_exits_early_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(
         run_flashlab("target", "probe", str(path), timeout=120), "api", "exited during startup"
     )
+    before = set(procs.alive_pids())  # in this process too: the redis it started is stopped
+    with pytest.raises(StackStartError, match="MODE must be"):
+        probe(load_target(path))
+    assert set(procs.alive_pids()) <= before
     proc = run_flashlab(
         "run", str(EXPERIMENTS / "node-lock.yaml"), "--target-file", str(path), "--out",
         str(tmp_path / "run"), timeout=120,
@@ -304,6 +310,23 @@ def test_a_bad_target_file_is_refused_before_anything_starts(
     proc = run_flashlab("run", str(EXPERIMENTS / "node-lock.yaml"), "--target-file", str(path),
                         "--out", str(tmp_path / "run"), timeout=60)  # fmt: skip
     assert_one_line_error(proc, needle, code=2)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_remote_base_url_is_refused_without_allow_remote(tmp_path: Path) -> None:
+    """A target the lab does not start may live elsewhere only on purpose: nothing is sent."""
+    data = yaml.safe_load((TARGETS / "node-lock.yaml").read_text())
+    for key in ("setup", "start"):
+        data.pop(key)
+    data["base_url"] = "http://192.0.2.10:8080"  # TEST-NET-1: never routed
+    data["truth"]["redis"]["url"] = "redis://192.0.2.10:6379"
+    path = tmp_path / "remote.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    proc = run_flashlab(
+        "run", str(EXPERIMENTS / "node-lock.yaml"), "--target-file", str(path), "--out",
+        str(tmp_path / "run"), timeout=60,
+    )  # fmt: skip
+    assert_one_line_error(proc, "base_url", "not a loopback address", "--allow-remote", code=2)
     assert not (tmp_path / "run").exists()
 
 

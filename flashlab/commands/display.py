@@ -146,6 +146,8 @@ def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
         warn = key == "load generator" and value.startswith("OVERLOADED")
         table.add_row(key, f"[yellow]{escape(value)}[/]" if warn else escape(value))
     console.print(table)
+    for name, reason in (summary.get("na_checks") or {}).items():
+        console.print(f"[dim]n/a {name}: {escape(reason)}[/]", soft_wrap=True)
     clauses = summary.get("hypothesis") or []
     if clauses:
         hyp = Table(title="steady-state hypothesis", title_justify="left")

@@ -110,18 +110,18 @@ def _print_probe(result: Any) -> None:
     console.print(f"[dim]started: {', '.join(result.started) or 'nothing'} · {result.seconds} s[/]")
 
 
+# `init`'s options (module level, so the command reads as one short function).
+OpenApiOpt = Annotated[
+    str, typer.Option(help="URL or file of the backend's OpenAPI document (JSON or YAML).")
+]
+PathOpt = Annotated[
+    str | None, typer.Option(help="The purchase operation's path (default: guessed).")
+]
+OutOpt = Annotated[Path | None, typer.Option(help="Write the draft here (default: stdout).")]
+
+
 @app.command(epilog=INIT_EPILOG)
-def init(
-    openapi: Annotated[
-        str, typer.Option(help="URL or file of the backend's OpenAPI document (JSON or YAML).")
-    ],
-    path: Annotated[
-        str | None, typer.Option(help="The purchase operation's path (default: guessed).")
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Write the draft here (default: stdout).")
-    ] = None,
-) -> None:
+def init(openapi: OpenApiOpt, path: PathOpt = None, out: OutOpt = None) -> None:
     """Draft a target file from the backend's OpenAPI document."""
     from flashlab.lab.target_draft import DraftError
     from flashlab.lab.target_draft import draft

@@ -26,7 +26,6 @@ from typing import Any
 from typing import Literal
 
 import orjson
-import yaml
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
@@ -37,6 +36,7 @@ from pydantic import model_validator
 
 from flashlab.core.facts import Fact
 from flashlab.core.validation import first_error
+from flashlab.core.validation import read_yaml as _read_yaml
 
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 # `{port}`, `{redis_port}`, `{db_port}`...: a free loopback port the lab picks per stack.
@@ -787,24 +787,9 @@ _MODELS: tuple[type[BaseModel], ...] = (
 )  # fmt: skip
 
 
-def read_yaml(path: Path, what: str = "file") -> Any:
+def read_yaml(path: Path, what: str = "target file") -> Any:
     """A YAML file's content; TargetError with one line when it cannot be read or parsed."""
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TargetError(f"{path}: no such {what}") from None
-    except IsADirectoryError:
-        raise TargetError(f"{path}: is a directory, not a {what}") from None
-    except UnicodeDecodeError as exc:
-        raise TargetError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise TargetError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise TargetError(
-            f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})"
-        ) from None
+    return _read_yaml(path, what, TargetError)
 
 
 def load_target(path: Path | str) -> TargetSpec:

@@ -7,8 +7,10 @@ boundary's wording (the API says `body` for a whole-body error, a file says `(to
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 
@@ -48,3 +50,23 @@ def _message(err: Any, friendly: bool, choices: bool, unknown_field: str) -> str
     if friendly and err["type"] == "extra_forbidden":
         msg = unknown_field
     return msg
+
+
+def read_yaml(path: Path, what: str, error: type[Exception]) -> Any:
+    """A YAML file's content; `error` with one line naming the file (and the line) when it
+    cannot be read or parsed. `what` names the kind of file ("experiment file")."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory, not an {what}" if what[0] in "aeiou" else
+                    f"{path}: is a directory, not a {what}") from None  # fmt: skip
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise error(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None

@@ -38,6 +38,7 @@ from flashlab.core.target import TargetError
 from flashlab.core.target import TargetSpec
 from flashlab.core.target import load_target
 from flashlab.core.validation import first_error
+from flashlab.core.validation import read_yaml
 from flashlab.lab.guards import GuardError
 from flashlab.lab.guards import parse_guard
 from flashlab.simulator.client import QUEUE_CLIENTS
@@ -384,22 +385,7 @@ def describe_shipped() -> list[dict[str, str]]:
 def load_experiment(path: Path | str, overrides: dict[str, Any] | None = None) -> Experiment:
     """Read and validate an experiment (a file or a shipped name); `overrides` are dotted paths, e.g. {'product.stock': 10}."""
     path = resolve_experiment(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ExperimentError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ExperimentError(f"{path}: is a directory, not an experiment file") from None
-    except UnicodeDecodeError as exc:
-        raise ExperimentError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise ExperimentError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ExperimentError(
-            f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})"
-        ) from None
+    data = read_yaml(path, "experiment file", ExperimentError) or {}
     if not isinstance(data, dict):
         raise ExperimentError(f"{path}: top level must be a mapping of fields")
     overrides = dict(overrides or {})

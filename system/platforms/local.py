@@ -17,14 +17,11 @@ import signal as _signal
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import redis
 
-from flashlab.core.platform import Component
 from flashlab.core.platform import ComponentNotRunning
-from flashlab.core.platform import Platform
 from flashlab.core.platform import PlatformConfigError
 from flashlab.core.platform import PlatformError
 from flashlab.core.platform import StackConfig
@@ -37,6 +34,7 @@ from flashlab.system.config import write as write_config
 from flashlab.system.platforms import free_port
 from flashlab.system.supervisor import HOST
 from flashlab.system.supervisor import Slot
+from flashlab.system.supervisor import SupervisedPlatform
 from flashlab.system.supervisor import Supervisor
 from flashlab.system.supervisor import http_ok
 from flashlab.system.supervisor import tcp_open
@@ -78,7 +76,7 @@ def _redis_ping(port: int) -> bool:
         return False
 
 
-class LocalPlatform(Platform):
+class LocalPlatform(SupervisedPlatform):
     """Real processes on loopback: redis-server, N uvicorn workers, nginx, optional prometheus/proxy."""
 
     name = "local"
@@ -156,20 +154,6 @@ class LocalPlatform(Platform):
         if self._workdir is not None and self._owns_workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
         self._info = None
-
-    def status(self) -> StackInfo:
-        if self._info is None:
-            raise ComponentNotRunning("stack not started")
-        return replace(self._info, components=self.components())
-
-    def components(self) -> list[Component]:
-        return self._sup.components()
-
-    def signal(self, component: str, sig: int = _signal.SIGTERM) -> None:
-        self._sup.signal(component, sig)
-
-    def start_component(self, component: str) -> Component:
-        return self._sup.start_component(component)
 
     # ------------------------------------------------------------------ plan
 

@@ -19,21 +19,15 @@ import contextlib
 import os
 import shlex
 import shutil
-import signal as _signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from flashlab.core.platform import Component
-from flashlab.core.platform import ComponentNotRunning
-from flashlab.core.platform import Platform
 from flashlab.core.platform import PlatformConfigError
 from flashlab.core.platform import StackConfig
 from flashlab.core.platform import StackInfo
@@ -52,6 +46,7 @@ from flashlab.system import procs
 from flashlab.system.platforms import free_port
 from flashlab.system.supervisor import HOST
 from flashlab.system.supervisor import Slot
+from flashlab.system.supervisor import SupervisedPlatform
 from flashlab.system.supervisor import Supervisor
 from flashlab.system.supervisor import http_ok
 from flashlab.system.supervisor import tcp_open
@@ -104,35 +99,19 @@ def run_setup(steps: list[Setup], folder: Path, values: Mapping[str, Any], log: 
         if step.creates and (cwd / render(step.creates, values)).exists():
             continue
         argv = shlex.split(render(step.command, values))
-        try:
-            with open(log, "ab") as out:
-                done = subprocess.run(
-                    argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=step.timeout_s
-                )
-        except FileNotFoundError:
-            raise StackStartError(f"setup {step.command!r}: {argv[0]} not found") from None
-        except subprocess.TimeoutExpired:
-            raise StackStartError(
-                f"setup {step.command!r}: still running after {step.timeout_s:.0f}s"
-            ) from None
-        if done.returncode != 0:
-            raise StackStartError(
-                f"setup {step.command!r} exited {done.returncode}; log {log}: {procs.tail(log, 3)}"
-            )
+        procs.run_once(
+            argv, cwd=cwd, timeout_s=step.timeout_s, where=f"setup {step.command!r}",
+            error=StackStartError, log_path=log,
+        )  # fmt: skip
 
 
-class ProcessTarget(Platform):
+class ProcessTarget(SupervisedPlatform):
     """A target's own processes on loopback (or nothing, when its file has no `start:`)."""
 
     name = "target"
 
-    def __init__(
-        self,
-        spec: TargetSpec,
-        config: StackConfig | None = None,
-        links: frozenset[str] = frozenset(),
-    ) -> None:
-        super().__init__(config or StackConfig(prometheus=False))
+    def __init__(self, spec: TargetSpec, config: StackConfig, links: frozenset[str] = frozenset()):
+        super().__init__(config)
         for link in links:
             problem = link_problem(spec, link)
             if problem:
@@ -185,20 +164,6 @@ class ProcessTarget(Platform):
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
         self._info = None
-
-    def status(self) -> StackInfo:
-        if self._info is None:
-            raise ComponentNotRunning("target not started")
-        return replace(self._info, components=self.components())
-
-    def components(self) -> list[Component]:
-        return self._sup.components()
-
-    def signal(self, component: str, sig: int = _signal.SIGTERM) -> None:
-        self._sup.signal(component, sig)
-
-    def start_component(self, component: str) -> Component:
-        return self._sup.start_component(component)
 
     # ------------------------------------------------------------------ plan
 

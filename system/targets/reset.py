@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shlex
-import subprocess
 from collections.abc import Mapping
 from typing import Any
 
-from flashlab.core.platform import StackStartError
 from flashlab.core.target import TargetSpec
 from flashlab.core.target import render
+from flashlab.system import procs
 from flashlab.system.targets.stores import TargetQueryError
 from flashlab.system.targets.stores import http_json
 from flashlab.system.targets.stores import redis_client
@@ -60,20 +59,8 @@ def _truth_url(spec: TargetSpec, kind: str) -> str:
 
 
 def _run(command: str, spec: TargetSpec, values: Mapping[str, Any]) -> None:
-    """A one-shot command, waited for here (not a supervised process: it ends by itself)."""
     argv = shlex.split(render(command, values))
-    try:
-        done = subprocess.run(
-            argv, cwd=spec.folder, capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False
-        )
-    except FileNotFoundError:
-        raise TargetQueryError(f"reset.command: {argv[0]} not found") from None
-    except subprocess.TimeoutExpired:
-        raise StackStartError(
-            f"reset.command: still running after {COMMAND_TIMEOUT_S:.0f}s"
-        ) from None
-    if done.returncode != 0:
-        out = (done.stderr or done.stdout).decode("utf-8", "replace").strip().splitlines()
-        raise TargetQueryError(
-            f"reset.command {command!r} exited {done.returncode}: {out[-1] if out else ''}"
-        )
+    where = f"reset.command {command!r}"
+    procs.run_once(
+        argv, cwd=spec.folder, timeout_s=COMMAND_TIMEOUT_S, where=where, error=TargetQueryError
+    )
