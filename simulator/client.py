@@ -23,12 +23,12 @@ from typing import Protocol
 
 import orjson
 
+from flashlab.core.answers import AnswerReader
+from flashlab.core.answers import build_request
 from flashlab.core.contract import BUY_PATH
 from flashlab.core.contract import QUEUE_PATH
 from flashlab.core.contract import USER_HEADER
-from flashlab.core.target import AnswerReader
 from flashlab.core.target import TargetRequest
-from flashlab.core.target import build_request
 from flashlab.simulator.behaviour import OUTCOME_VERDICTS
 from flashlab.simulator.behaviour import Failure
 from flashlab.simulator.behaviour import Verdict

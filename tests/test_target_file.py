@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
+from flashlab.core.answers import BODY_EXCERPT
+from flashlab.core.answers import AnswerReader
+from flashlab.core.answers import build_request
 from flashlab.core.facts import Fact
-from flashlab.core.target import BODY_EXCERPT
+from flashlab.core.placeholders import render_value
 from flashlab.core.target import OUTCOME_CODES
-from flashlab.core.target import AnswerReader
 from flashlab.core.target import AnswerRule
 from flashlab.core.target import Buy
 from flashlab.core.target import Outcome
@@ -27,11 +29,9 @@ from flashlab.core.target import Role
 from flashlab.core.target import TargetError
 from flashlab.core.target import TargetSpec
 from flashlab.core.target import TruthSpec
-from flashlab.core.target import build_request
 from flashlab.core.target import load_target
 from flashlab.core.target import looks_like_target
 from flashlab.core.target import parse_target
-from flashlab.core.target import render_value
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.experiment import ExperimentError
 from flashlab.lab.experiment import StackSpec

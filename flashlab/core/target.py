@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import string
 import sys
 from collections.abc import Iterator
 from collections.abc import Mapping
@@ -25,7 +24,6 @@ from pathlib import Path
 from typing import Any
 from typing import Literal
 
-import orjson
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
@@ -35,19 +33,18 @@ from pydantic import field_validator
 from pydantic import model_validator
 
 from flashlab.core.facts import Fact
+from flashlab.core.placeholders import LOCAL
+from flashlab.core.placeholders import PORT_NAME
+from flashlab.core.placeholders import PORTS
+from flashlab.core.placeholders import REQUEST
+from flashlab.core.placeholders import SALE
+from flashlab.core.placeholders import placeholder_problem
+from flashlab.core.placeholders import placeholders
+from flashlab.core.placeholders import strings
 from flashlab.core.validation import first_error
 from flashlab.core.validation import read_yaml as _read_yaml
 
 NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
-# `{port}`, `{redis_port}`, `{db_port}`...: a free loopback port the lab picks per stack.
-PORT_NAME = re.compile(r"^(?:[a-z][a-z0-9]*_)*port$")
-# Defined wherever the file is read on this machine: the target's own temp dir (removed with the
-# stack), the folder of the target file, the lab's Python interpreter.
-PORTS = "<name>_port"  # in a scope: every port placeholder is defined there
-LOCAL = frozenset({"workdir", "dir", "python", PORTS})
-SALE = LOCAL | {"product", "stock"}
-REQUEST = frozenset({"product", "user", "attempt"})
-INT_VALUES = frozenset({"stock", "attempt"})  # a JSON value that is only this placeholder: a number
 
 
 class Outcome(StrEnum):
@@ -69,7 +66,6 @@ class Outcome(StrEnum):
 OUTCOME_CODES: dict[Outcome, str] = {o: o.value for o in Outcome} | {
     Outcome.unavailable: "backend_unavailable"
 }
-BODY_EXCERPT = 160  # characters of an unmatched answer's body kept in the history
 
 
 class TargetError(ValueError):
@@ -240,7 +236,7 @@ class AnswerRule(_Strict):
     @classmethod
     def _status(cls, value: Any) -> Any:
         # Before the union: its errors would name a member (`status.int`), not the form.
-        _status_set(value)  # raises on a bad form
+        status_set(value)  # raises on a bad form
         return value
 
     @field_validator("body")
@@ -274,7 +270,7 @@ class AnswerRule(_Strict):
         return " ".join(parts) + f" -> {self.outcome.value}"
 
 
-def _status_set(value: StatusMatch) -> frozenset[int]:
+def status_set(value: StatusMatch) -> frozenset[int]:
     """200 / [400, 422] / "4xx" / "200-204" as the statuses they match."""
     listed = isinstance(value, list) and all(
         isinstance(v, int) and not isinstance(v, bool) for v in value
@@ -487,16 +483,16 @@ class TargetSpec(_Strict):
         if self.health:
             yield "health", self.health, ports
         for i, s in enumerate(self.setup):
-            yield from _strings(f"setup[{i}]", s.model_dump(exclude={"timeout_s"}), LOCAL)
+            yield from strings(f"setup[{i}]", s.model_dump(exclude={"timeout_s"}), LOCAL)
         if isinstance(self.start, list):
             for i, p in enumerate(self.start):
-                yield from _strings(f"start[{i}]", p.model_dump(exclude={"role", "restart"}), LOCAL)
+                yield from strings(f"start[{i}]", p.model_dump(exclude={"role", "restart"}), LOCAL)
         elif self.start is not None:
-            yield from _strings("start", self.start.model_dump(), LOCAL)
-        yield from _strings("reset", self.reset.model_dump(by_alias=True), SALE)
-        yield from _strings("buy", self.buy.model_dump(by_alias=True), REQUEST)
+            yield from strings("start", self.start.model_dump(), LOCAL)
+        yield from strings("reset", self.reset.model_dump(by_alias=True), SALE)
+        yield from strings("buy", self.buy.model_dump(by_alias=True), REQUEST)
         if self.truth is not None:
-            yield from _strings("truth", self.truth.templates(), SALE)
+            yield from strings("truth", self.truth.templates(), SALE)
 
     # -- what the lab reads off it
 
@@ -534,7 +530,7 @@ class TargetSpec(_Strict):
     def facts(self) -> frozenset[Fact]:
         """The request and answer facts this target offers (the truth's come from its read)."""
         out = set()
-        buy = _strings("buy", self.buy.model_dump(by_alias=True), REQUEST)
+        buy = strings("buy", self.buy.model_dump(by_alias=True), REQUEST)
         if any("user" in placeholders(text) for _where, text, _scope in buy):
             out.add(Fact.user)
         if any(r.order_id for r in self.answers if r.outcome == Outcome.ok):
@@ -544,69 +540,7 @@ class TargetSpec(_Strict):
         return frozenset(out)
 
 
-def _strings(
-    where: str, value: Any, scope: frozenset[str]
-) -> Iterator[tuple[str, str, frozenset[str]]]:
-    """Every string inside a dumped model (keys of mappings too), with its dotted place."""
-    if isinstance(value, str):
-        yield where, value, scope
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _strings(f"{where}.{key}", str(key), scope)
-            yield from _strings(f"{where}.{key}", item, scope)
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            yield from _strings(f"{where}[{i}]", item, scope)
-
-
-def placeholders(text: str) -> list[str]:
-    """The `{names}` in `text`, in order; ValueError on a stray brace."""
-    return [name for _lit, name, _spec, _conv in string.Formatter().parse(text) if name is not None]
-
-
-def placeholder_problem(text: str, scope: frozenset[str]) -> str | None:
-    """Why `text` cannot be rendered where the names in `scope` are defined (None: it can)."""
-    try:
-        names = placeholders(text)
-    except ValueError as exc:
-        return f"{text!r}: {exc} (write {{{{ and }}}} for literal braces)"
-    for name in names:
-        if not name.isidentifier():
-            return (
-                f"{text!r}: {{{name}}} is not a placeholder name (write {{{{ and }}}} for braces)"
-            )
-        if name in scope or (PORTS in scope and PORT_NAME.match(name)):
-            continue
-        named = sorted(n for n in scope if n != PORTS)
-        ports = ["port", "redis_port", "db_port"] if PORTS in scope else []
-        close = difflib.get_close_matches(name, named + ports, n=1)
-        hint = f"did you mean {{{close[0]}}}? " if close else ""
-        defined = ", ".join(named + (["port", PORTS] if ports else [])) or "no placeholders"
-        return f"unknown placeholder {{{name}}} ({hint}defined here: {defined})"
-    return None
-
-
 # --- rendering ---------------------------------------------------------------------------------
-
-
-def render(text: str, values: Mapping[str, Any]) -> str:
-    """`text` with every `{name}` replaced; the names were checked when the file was loaded."""
-    return text.format_map(values)
-
-
-def render_value(value: Any, values: Mapping[str, Any]) -> Any:
-    """A JSON value with its strings rendered; a string that is exactly `{stock}` or
-    `{attempt}` becomes that number."""
-    if isinstance(value, str):
-        names = placeholders(value)
-        if len(names) == 1 and value == f"{{{names[0]}}}" and names[0] in INT_VALUES:
-            return values[names[0]]
-        return render(value, values)
-    if isinstance(value, Mapping):
-        return {render(str(k), values): render_value(v, values) for k, v in value.items()}
-    if isinstance(value, list):
-        return [render_value(v, values) for v in value]
-    return value
 
 
 def local_values(spec: TargetSpec, workdir: Path | str, ports: Mapping[str, int]) -> dict[str, Any]:
@@ -617,136 +551,6 @@ def local_values(spec: TargetSpec, workdir: Path | str, ports: Mapping[str, int]
         "dir": str(spec.folder.resolve()),
         "python": sys.executable,
     }
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One rendered buy: what the client sends."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    params: dict[str, str]
-    body: bytes | None
-
-
-def build_request(buy: Buy, values: Mapping[str, Any]) -> Request:
-    """The buy request for one attempt (`values`: product, user, attempt)."""
-    headers = {render(k, values): render(v, values) for k, v in buy.headers.items()}
-    body: bytes | None = None
-    if buy.json_body is not None:
-        body = orjson.dumps(render_value(buy.json_body, values))
-        if not any(k.lower() == "content-type" for k in headers):  # the file's own one wins
-            headers = {"content-type": "application/json", **headers}
-    elif buy.body is not None:
-        body = render(buy.body, values).encode()
-    params = {render(k, values): render(v, values) for k, v in buy.query.items()}
-    return Request(buy.method, render(buy.path, values), headers, params, body)
-
-
-# --- reading answers ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One answer, read: which rule matched (None: none did), the outcome, what was extracted."""
-
-    rule: int | None
-    outcome: Outcome
-    order_id: str | None = None
-    remaining: int | None = None
-    note: str | None = None  # for an unknown answer: status and a body excerpt
-
-    @property
-    def code(self) -> str:
-        return OUTCOME_CODES[self.outcome]
-
-
-class AnswerReader:
-    """The answer rules, compiled once (in the process that reads answers)."""
-
-    def __init__(self, rules: list[AnswerRule]) -> None:
-        self.rules = rules
-        self._compiled = [
-            (
-                _status_set(r.status),
-                re.compile(r.body) if r.body is not None else None,
-                [(compile_path(p), v) for p, v in (r.json_fields or {}).items()],
-                compile_path(r.order_id) if r.order_id else None,
-                compile_path(r.remaining) if r.remaining else None,
-            )
-            for r in rules
-        ]
-
-    def read(self, status: int, body: bytes) -> Reading:
-        text: str | None = None
-        data: Any = _UNPARSED
-        for index, (statuses, regex, fields, order_path, remaining_path) in enumerate(
-            self._compiled
-        ):
-            if status not in statuses:
-                continue
-            if regex is not None:
-                text = body.decode("utf-8", "replace") if text is None else text
-                if not regex.search(text):
-                    continue
-            if fields:
-                data = _json(body) if data is _UNPARSED else data
-                if not all(_equal(_first(p, data), want) for p, want in fields):
-                    continue
-            if order_path is not None or remaining_path is not None:
-                data = _json(body) if data is _UNPARSED else data
-            order_id = _first(order_path, data) if order_path is not None else None
-            remaining = _first(remaining_path, data) if remaining_path is not None else None
-            return Reading(
-                index,
-                self.rules[index].outcome,
-                None if order_id is None else str(order_id),
-                _int_or_none(remaining),
-            )
-        excerpt = body.decode("utf-8", "replace")[:BODY_EXCERPT].replace("\n", " ")
-        return Reading(None, Outcome.unknown, note=f"HTTP {status}: {excerpt}")
-
-
-_UNPARSED = object()
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _first(path: Any, data: Any) -> Any:
-    if data is None or data is _UNPARSED:
-        return None
-    found = path.find(data)
-    return found[0].value if found else None
-
-
-def _equal(value: Any, want: Any) -> bool:
-    """A JSON field against the rule's value: booleans only equal booleans (or "true"/"false"),
-    a number equals its text ("42" == 42), anything else by ==."""
-    if isinstance(want, bool) or isinstance(value, bool):
-        if isinstance(want, str):
-            return str(value).lower() == want.lower()
-        return value is want
-    if isinstance(want, str) and value is not None and not isinstance(value, str):
-        return str(value) == want
-    return bool(value == want)
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        return int(value)
-    return None
 
 
 # --- loading -----------------------------------------------------------------------------------

@@ -17,12 +17,12 @@ from typing import Any
 
 import httpx
 
+from flashlab.core.answers import AnswerReader
+from flashlab.core.answers import build_request
 from flashlab.core.platform import StackConfig
 from flashlab.core.rundir import Truth
-from flashlab.core.target import AnswerReader
 from flashlab.core.target import Outcome
 from flashlab.core.target import TargetSpec
-from flashlab.core.target import build_request
 
 EXCERPT = 80
 TIMEOUT_S = 10.0

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from flashlab.core.errors import UserError
+from flashlab.core.placeholders import render
 from flashlab.core.platform import Platform
 from flashlab.core.platform import StackConfig
 from flashlab.core.target import ComposeStart
 from flashlab.core.target import TargetSpec
-from flashlab.core.target import render
 
 
 def start_target(spec: TargetSpec, config: StackConfig, links: frozenset[str]) -> Platform:

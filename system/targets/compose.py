@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flashlab.core.placeholders import render
 from flashlab.core.platform import Component
 from flashlab.core.platform import PlatformConfigError
 from flashlab.core.platform import StackConfig
@@ -26,7 +27,6 @@ from flashlab.core.platform import StackStartError
 from flashlab.core.target import ComposeStart
 from flashlab.core.target import TargetSpec
 from flashlab.core.target import local_values
-from flashlab.core.target import render
 from flashlab.system.platforms import free_port
 from flashlab.system.platforms.compose import _LIVE
 from flashlab.system.platforms.compose import _LIVE_LOCK

@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from flashlab.core.placeholders import PORT_NAME
+from flashlab.core.placeholders import placeholders
+from flashlab.core.placeholders import render
 from flashlab.core.platform import PlatformConfigError
 from flashlab.core.platform import StackConfig
 from flashlab.core.platform import StackInfo
 from flashlab.core.platform import StackStartError
-from flashlab.core.target import PORT_NAME
 from flashlab.core.target import STORE_ROLES
 from flashlab.core.target import Process
 from flashlab.core.target import Ready
@@ -40,8 +42,6 @@ from flashlab.core.target import Role
 from flashlab.core.target import Setup
 from flashlab.core.target import TargetSpec
 from flashlab.core.target import local_values
-from flashlab.core.target import placeholders
-from flashlab.core.target import render
 from flashlab.system import procs
 from flashlab.system.platforms import free_port
 from flashlab.system.supervisor import HOST

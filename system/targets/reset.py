@@ -6,8 +6,8 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from flashlab.core.placeholders import render
 from flashlab.core.target import TargetSpec
-from flashlab.core.target import render
 from flashlab.system import procs
 from flashlab.system.targets.stores import TargetQueryError
 from flashlab.system.targets.stores import http_json

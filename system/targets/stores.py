@@ -21,9 +21,9 @@ import orjson
 import redis
 
 from flashlab.core.errors import UserError
+from flashlab.core.placeholders import render
+from flashlab.core.placeholders import render_value
 from flashlab.core.platform import ComponentNotRunning
-from flashlab.core.target import render
-from flashlab.core.target import render_value
 
 BOUND = frozenset({"product", "stock"})  # bound as SQL parameters, never pasted into the text
 TIMEOUT_S = 10.0

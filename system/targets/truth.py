@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from flashlab.core.placeholders import render
 from flashlab.core.rundir import Truth
 from flashlab.core.rundir import TruthOrder
 from flashlab.core.target import HttpTruth
@@ -23,7 +24,6 @@ from flashlab.core.target import RedisTruth
 from flashlab.core.target import SqlTruth
 from flashlab.core.target import TargetSpec
 from flashlab.core.target import compile_path
-from flashlab.core.target import render
 from flashlab.system.targets.reset import sale_values
 from flashlab.system.targets.stores import TargetQueryError
 from flashlab.system.targets.stores import http_json
