@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap demo test test-fast lint format bench notebooks docker clean help
+.PHONY: bootstrap demo test test-fast lint format bench notebooks docker clean help lock
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ notebooks: bootstrap ## make (or reuse) the real runs the notebooks read, execut
 docker: bootstrap ## build the offline Compose images
 	@scripts/ensure-docker.sh
 	@scripts/build-images.sh
+
+lock: ## refresh constraints.txt (the exact versions bootstrap installs) from pyproject's ranges
+	@scripts/lock.sh
 
 clean: ## remove generated reports and caches (keeps .venv)
 	rm -rf reports/* .pytest_cache .ruff_cache test-artifacts

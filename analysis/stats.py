@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 from flashlab.analysis.summary_schema import PERCENTILES
 from flashlab.core.rundir import Run
@@ -341,8 +342,8 @@ def fairness(run: Run) -> dict[str, Any]:
     rank = np.arange(n, dtype="float64")  # shoppers sorted by arrival rank
     rho: float | None = None
     if n > 1 and 0 < won.sum() < n:
-        # Spearman = Pearson on ranks; ties in `won` get average ranks.
-        rho = float(np.corrcoef(rank, pd.Series(won).rank().to_numpy())[0, 1])
+        # Ties in `won` get average ranks (scipy's Spearman does, as the definition asks).
+        rho = float(spearmanr(rank, won).statistic)
     total_won = int(won.sum())
     early = int(won[rank < n / 2].sum())
     decile = (rank * 10 // max(n, 1)).astype("int64")

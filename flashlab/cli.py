@@ -4,6 +4,8 @@ an exit code that means one thing (flashlab.console: 2 bad input, 4 infrastructu
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -92,6 +94,10 @@ _mount()
 
 def main() -> None:
     """Console-script entry: errors become one red line and a meaningful exit code (FlashlabGroup)."""
+    if os.name != "posix":
+        # Process groups, POSIX signals and PR_SET_PDEATHSIG are how the lab owns its children.
+        sys.stderr.write("error: flashlab needs a POSIX system (Linux or macOS)\n")
+        raise SystemExit(2)
     app()
 
 

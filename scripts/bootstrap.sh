@@ -77,13 +77,14 @@ command -v "$PY" >/dev/null || fail "python3 not found; install Python >= 3.11"
 # --- virtualenv + project -------------------------------------------------------------
 [[ -x $VENV/bin/python ]] || { say "creating $VENV"; "$PY" -m venv "$VENV"; }
 stamp=$VENV/.flashlab-installed
-hash=$(cat pyproject.toml <(echo "$EXTRAS") | sha256sum | cut -c1-16)
+# constraints.txt pins every package (`make lock` refreshes it): the same install on every machine.
+hash=$(cat pyproject.toml constraints.txt <(echo "$EXTRAS") | sha256sum | cut -c1-16)
 if [[ ! -f $stamp || $(cat "$stamp") != "$hash" ]]; then
   say "installing flashlab and its dependencies into $VENV (first time: a few minutes)"
   # pip's and the build backend's chatter goes to a log; on failure its tail says why.
   log=$VENV/pip-install.log
   { "$VENV/bin/python" -m pip install -q --upgrade pip \
-      && "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"; } >"$log" 2>&1 \
+      && "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[$EXTRAS]"; } >"$log" 2>&1 \
     || { grep -E '^(ERROR|error)' "$log" | tail -n 5 >&2; fail "pip install failed (log: $log)"; }
   echo "$hash" > "$stamp"
 fi
