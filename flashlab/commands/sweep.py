@@ -15,7 +15,6 @@ from flashlab.commands.run import CellRepeatOpt
 from flashlab.commands.run import load_with_overrides
 from flashlab.console import console
 from flashlab.console import emit_json
-from flashlab.core.errors import EXIT_CODES_HELP
 from flashlab.core.errors import EXIT_OK
 
 EPILOG = (
@@ -30,9 +29,10 @@ EPILOG = (
     "`stack.*`/`isolation.*`). More than 50 cells needs --yes.\n\n"
     "Writes <out>/sweep.json (manifest, complete=true last), one run directory (or trial set "
     "with --repeat) per cell, sweep.parquet (one row per cell; CI columns when repeated) and "
-    "sweep.html (a plot per metric against the swept values). A sweep measures: it exits 0 "
-    "when every cell ran, whatever the cells' verdicts (they are in sweep.parquet). "
-    + EXIT_CODES_HELP
+    "sweep.html (a plot per metric against the swept values). A sweep measures; it does not "
+    "judge: each cell's verdict is in sweep.parquet and sweep.html.\n\n"
+    "Exit codes: 0 every cell ran (whatever its verdict), 2 bad input, 4 infrastructure error "
+    "(a stack could not start), 130 interrupted."
 )
 
 
