@@ -302,6 +302,14 @@ def _failed_check_rows(summary: dict[str, Any]) -> set[str]:
     }
 
 
+def clause_counts(clauses: list[dict[str, Any]]) -> dict[str, int] | None:
+    """How many hypothesis clauses held, broke, or could not be judged (None: no clauses)."""
+    if not clauses:
+        return None
+    statuses = [c.get("status") or ("pass" if c.get("ok") else "fail") for c in clauses]
+    return {k: statuses.count(k) for k in ("pass", "fail", "inconclusive")}
+
+
 def _na_rows(summary: dict[str, Any]) -> set[str]:
     """The key-number labels of the checks that do not apply to this backend: shown "n/a"."""
     na = summary.get("na_checks") or {}
@@ -322,6 +330,7 @@ def render_report(run: Run, summary: dict[str, Any]) -> str:
         key_numbers=KEY_NUMBERS,
         alert_labels=_failed_check_rows(summary),
         na_labels=_na_rows(summary),
+        clause_counts=clause_counts(summary.get("hypothesis") or []),
         timing_inconclusive=any(
             c.get("class") == "timing" and c.get("status") == "inconclusive"
             for c in summary.get("hypothesis") or []

@@ -98,12 +98,17 @@ def report(
     matrix: Annotated[
         bool, typer.Option("--matrix", help="Render matrix.html for a matrix directory.")
     ] = False,
+    open_it: Annotated[
+        bool, typer.Option("--open", help="Open the written page in the default browser.")
+    ] = False,
 ) -> None:
     """(Re)generate report.html for a run, trials.html for a trial set, or matrix.html for a matrix.
 
     Examples:
 
       flashlab report reports/20261125-101500-lua-ab12
+
+      flashlab report reports/20261125-101500-lua-ab12 --open   # and show it ($BROWSER, or the default)
 
       flashlab report reports/20261125-101500-lua-x5-ab12     # a trial set: trials.*
 
@@ -123,6 +128,16 @@ def report(
         _load(path)
         out = write_report(path)
     console.print(f"report: [bold]{out}[/]")
+    if open_it:
+        _open_in_browser(out)
+
+
+def _open_in_browser(page: Path) -> None:
+    """The page in the user's browser ($BROWSER, else the system default); one line when none."""
+    import webbrowser
+
+    if not webbrowser.open(page.resolve().as_uri()):
+        raise UserError(f"--open: no browser to open {page} (set $BROWSER)")
 
 
 def _write_set(set_dir: Path) -> Path:
