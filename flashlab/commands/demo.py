@@ -5,15 +5,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Annotated
+from typing import Any
 
 import typer
+from rich.table import Table
 
 from flashlab.commands.cpus import CpusOpt
 from flashlab.commands.cpus import IsolationOpt
 from flashlab.commands.cpus import isolation_overrides
 from flashlab.console import console
 from flashlab.console import err_console
-from flashlab.console import titled_table
 
 DEMO_RUNS = (
     # (shipped experiment name, what a correct lab shows, expected exit code, fields per shopper:
@@ -106,32 +107,40 @@ def _missed_faults(rows: list) -> list[str]:
 
 
 def _print_demo_table(rows: list) -> int:  # list[(Experiment, RunOutcome, expected exit code)]
-    columns = ("run", "strategy", "faults", "sold / stock", "oversell", "lost", "undersold")
-    table = titled_table(
-        "demo: what each strategy sold", (*columns, "FCFS inversions", "verdict", "as expected")
-    )
+    """One column per run, one row per figure: readable at 80 columns whatever the names."""
+    table = Table(title="demo: what each strategy sold", title_justify="left")
+    table.add_column("", style="dim", no_wrap=True)
+    for exp, _outcome, _expected in rows:
+        table.add_column(exp.name, overflow="fold")
+    figures: dict[str, list[str]] = {}
     surprises = 0
     for exp, outcome, expected in rows:
         s = outcome.summary
         ok = outcome.exit_code == expected
         surprises += not ok
-        table.add_row(
-            exp.name,
-            str(exp.product.strategy),
-            ", ".join(f.fault for f in exp.faults) or "none",
-            f"{s['sold']} / {s['stock_initial']}",
-            str(s["oversell"]),
-            str(s["lost_acknowledged"]),
-            _shown(s.get("undersold"), "{}"),
-            _shown((s.get("fairness") or {}).get("fcfs_inversion_rate"), "{:.1%}"),
-            s["verdict"].upper(),
-            "[green]yes[/]" if ok else "[red]NO[/]",
-        )
+        for label, value in _demo_figures(exp, s, ok):
+            figures.setdefault(label, []).append(value)
+    for label, values in figures.items():
+        table.add_row(label, *values)
     console.rule()
     console.print(table)
     for exp, outcome, _ in rows:
         console.print(f"report ({exp.name}): [bold]{outcome.run_dir / 'report.html'}[/]")
     return surprises
+
+
+def _demo_figures(exp: Any, s: dict[str, Any], ok: bool) -> list[tuple[str, str]]:
+    return [
+        ("strategy", str(exp.product.strategy)),
+        ("faults", ", ".join(f.fault for f in exp.faults) or "none"),
+        ("sold / stock", f"{s['sold']} / {s['stock_initial']}"),
+        ("oversell", str(s["oversell"])),
+        ("lost acknowledged", str(s["lost_acknowledged"])),
+        ("undersold", _shown(s.get("undersold"), "{}")),
+        ("FCFS inversions", _shown((s.get("fairness") or {}).get("fcfs_inversion_rate"), "{:.1%}")),
+        ("verdict", s["verdict"].upper()),
+        ("as expected", "[green]yes[/]" if ok else "[red]NO[/]"),
+    ]
 
 
 def _shown(value: object, pattern: str) -> str:
