@@ -61,6 +61,25 @@ def error_exit_code(exc: BaseException) -> tuple[int, str]:
     return EXIT_INFRA, f"{type(exc).__name__}: {exc} ({DEBUG_ENV}=1 shows the traceback)"
 
 
+def bare_flags(command: Any) -> None:
+    """A flag takes no value, so its help shows none: typer would print `<bool>` beside every
+    flag (--json, --open, --allow-remote...), which reads as if it wanted one."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    make_help = command.get_help_option  # --help is made per call, not listed in params
+
+    def get_help_option(ctx: Any) -> Any:
+        option = make_help(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in (getattr(command, "commands", None) or {}).values():
+        bare_flags(sub)
+
+
 class FlashlabGroup(TyperGroup):
     """The root group: every exception a command raises ends as one line on stderr + an exit code.
 
@@ -68,6 +87,7 @@ class FlashlabGroup(TyperGroup):
     standalone mode would."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        bare_flags(self)
         try:
             result = super().main(*args, standalone_mode=False, **kwargs)
             code = result if isinstance(result, int) else 0
