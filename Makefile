@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap demo test test-fast lint format bench notebooks docker clean help lock
+.PHONY: bootstrap demo test test-fast lint format bench notebooks jupyter docker clean help lock
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ bench: bootstrap ## the full benchmark suite; appends to bench/results.jsonl
 
 notebooks: bootstrap ## make (or reuse) the real runs the notebooks read, execute them, render reports/notebooks/*.html
 	@$(BIN)/python -m flashlab.lab.notebooks --out reports/notebooks
+
+jupyter: bootstrap ## JupyterLab on notebooks/ (they read the runs `make notebooks` cached; a banner says when there are none)
+	@$(BIN)/jupyter lab --notebook-dir notebooks
 
 docker: bootstrap ## build the offline Compose images
 	@scripts/ensure-docker.sh

@@ -1,25 +1,25 @@
-"""Running the analysis notebooks: parameter injection, execution on the venv's kernel, HTML rendering, stand-in runs.
+"""Executing the analysis notebooks with papermill on this interpreter's kernel, and rendering them as offline HTML.
 
 Notebooks in `notebooks/` are stored without outputs and take their inputs from a cell tagged
-`parameters` (papermill style: `RUN_DIRS = [...]`, `SYNTHETIC_DIR = ...`). `execute_notebook`
-inserts an `injected-parameters` cell after it, runs the notebook with nbclient on a kernel spec
-that points at *this* interpreter (so the kernel sees the venv's packages, whatever `python` is on
-PATH), and renders HTML with nbconvert: images inline, no CDN scripts (require.js/MathJax blocks
-are emptied), so the page opens offline.
+`parameters`. `execute_notebook` runs one with papermill (which adds the `injected-parameters`
+cell after it, exactly as `papermill NB OUT -p NAME VALUE` does) on a kernel spec that points at
+*this* interpreter (so the kernel sees this venv's packages and this checkout's code, whatever
+`python` or kernel is on PATH), and renders HTML with nbconvert: images inline, no CDN scripts
+(require.js/MathJax blocks are emptied), so the page opens offline.
 
-`resolve_run` is what a notebook calls for each run directory: a complete run is used as is; a
-missing one is replaced by a synthetic stand-in (flashlab.analysis.synthetic) under SYNTHETIC_DIR, written
-once and clearly marked `synthetic` in its manifest. Stand-ins are for unit tests: `make notebooks`
-(flashlab.lab.notebooks) makes real runs first and refuses a notebook that fell back to one.
+What a notebook reads by default (the newest cached real runs, a banner when there are none,
+synthetic stand-ins only when asked for) is flashlab.analysis.notebook_setup's job; making the
+real runs is `make notebooks` (flashlab.lab.notebooks).
 
-CLI (execute with given parameters, no runs made):
-`python -m flashlab.analysis.notebooks --out reports/notebooks [--only 01-oversell] [--param NAME=JSON]`.
+CLI (execute with given parameters, no runs made; `-p` as papermill takes it):
+`python -m flashlab.analysis.notebooks --out reports/notebooks [--only 01-oversell] [-p NAME VALUE]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -36,13 +36,11 @@ from flashlab.core.rundir import write_text_atomic
 
 try:  # the `notebooks` extra (pip install 'flashlab[notebooks]'); the core runs without it
     import nbformat
+    import papermill
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-    from nbclient.exceptions import CellTimeoutError
-    from nbclient.exceptions import DeadKernelError
     from nbformat import NotebookNode
+    from papermill.exceptions import PapermillExecutionError
 except ImportError:
     _missing = MissingExtra("notebooks", "python -m flashlab.analysis.notebooks")
     if __name__ == "__main__":  # run as a command: one line, exit 2, no traceback
@@ -55,8 +53,6 @@ ROOT = checkout_root() or Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = ROOT / "notebooks"
 KERNEL_NAME = "flashlab-venv"
 CELL_TIMEOUT_S = 300
-PARAMETERS_TAG = "parameters"
-INJECTED_TAG = "injected-parameters"
 
 # An nbconvert "lab" page without the blocks that fetch require.js, MathJax, widgets or mermaid from a CDN.
 _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
@@ -68,29 +64,14 @@ _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 
 
 class NotebookError(RuntimeError):
-    """A notebook failed to run: the message names the notebook and the failing cell's error."""
+    """A notebook failed to run: the message names the notebook and the failing cell's error.
 
+    `notebook` is the notebook as far as it ran (the failing cell's output included), or None.
+    """
 
-# --- parameters ---------------------------------------------------------------------------------
-
-
-def parameters_index(nb: NotebookNode) -> int | None:
-    for i, cell in enumerate(nb.cells):
-        if PARAMETERS_TAG in cell.get("metadata", {}).get("tags", []):
-            return i
-    return None
-
-
-def inject_parameters(nb: NotebookNode, params: dict[str, Any]) -> NotebookNode:
-    """Insert `NAME = <repr>` assignments right after the `parameters` cell (or first, if none)."""
-    if not params:
-        return nb
-    lines = ["# Parameters injected by flashlab.analysis.notebooks"]
-    lines += [f"{name} = {value!r}" for name, value in params.items()]
-    cell = nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": [INJECTED_TAG]})
-    at = parameters_index(nb)
-    nb.cells.insert(0 if at is None else at + 1, cell)
-    return nb
+    def __init__(self, message: str, notebook: NotebookNode | None = None) -> None:
+        super().__init__(message)
+        self.notebook = notebook
 
 
 # --- kernel -------------------------------------------------------------------------------------
@@ -128,12 +109,21 @@ def venv_kernel() -> Iterator[KernelManager]:
 # --- execution ----------------------------------------------------------------------------------
 
 
-def _first_error(nb: NotebookNode) -> str:
-    for i, cell in enumerate(nb.cells):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                return f"cell {i}: {out.get('ename')}: {out.get('evalue')}"
-    return "unknown error"
+def _papermill(path: Path, out: Path, params: dict[str, Any], cwd: Path, timeout_s: int) -> None:
+    # papermill logs every cell at INFO (and warns of parameters the cell lacks): keep that quiet.
+    logging.getLogger("papermill").setLevel(logging.ERROR)
+    with venv_kernel() as km:
+        papermill.execute_notebook(
+            str(path),
+            str(out),
+            parameters=params,
+            kernel_name=KERNEL_NAME,
+            language="python",
+            progress_bar=False,
+            cwd=str(cwd),
+            execution_timeout=timeout_s,
+            km=km,
+        )
 
 
 def execute_notebook(
@@ -142,33 +132,31 @@ def execute_notebook(
     out_html: Path | str | None = None,
     cwd: Path | str | None = None,
     timeout_s: int = CELL_TIMEOUT_S,
+    out_ipynb: Path | str | None = None,
 ) -> NotebookNode:
-    """Run `path` with `params` injected; write HTML to `out_html` if given; return the executed notebook.
+    """Run `path` with papermill, `params` injected; write HTML to `out_html` and the executed
+    notebook to `out_ipynb` if given; return the executed notebook.
 
-    Raises NotebookError (one line: notebook, cell, exception) if any cell fails.
+    Raises NotebookError (one line: notebook, cell, exception) if any cell fails; the HTML and the
+    executed notebook are written all the same (papermill marks the failing cell), so a notebook
+    that stopped on its banner still renders it.
     """
     path = Path(path)
-    nb = inject_parameters(nbformat.read(path, as_version=4), dict(params or {}))
-    workdir = Path(cwd) if cwd else ROOT
-    with venv_kernel() as km:
-        client = NotebookClient(
-            nb,
-            km=km,
-            timeout=timeout_s,
-            allow_errors=False,
-            resources={"metadata": {"path": str(workdir)}},
-        )
+    with tempfile.TemporaryDirectory(prefix="flashlab-nb-") as tmp:
+        out = Path(out_ipynb) if out_ipynb else Path(tmp) / path.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        error = None
         try:
-            client.execute()
-        except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
-            detail = (
-                _first_error(nb)
-                if isinstance(exc, CellExecutionError)
-                else str(exc).splitlines()[0]
-            )
-            raise NotebookError(f"{path.name}: {detail}") from None
-    if out_html is not None:
+            _papermill(path, out, dict(params or {}), Path(cwd or ROOT), timeout_s)
+        except PapermillExecutionError as exc:
+            error = f"cell {exc.cell_index}: {exc.ename}: {exc.evalue}"
+        except (TimeoutError, RuntimeError) as exc:  # cell timeout, dead kernel
+            error = str(exc).splitlines()[0]
+        nb = nbformat.read(out, as_version=4) if out.is_file() else None
+    if nb is not None and out_html is not None:
         write_html(nb, Path(out_html))
+    if error is not None or nb is None:
+        raise NotebookError(f"{path.name}: {error or 'no notebook was written'}", nb)
     return nb
 
 
@@ -197,54 +185,6 @@ def notebook_paths(only: Sequence[str] = ()) -> list[Path]:
     return paths
 
 
-# --- run directories for notebooks --------------------------------------------------------------
-
-
-def _is_complete_run(path: Path) -> bool:
-    try:
-        return bool(json.loads((path / "manifest.json").read_text()).get("complete"))
-    except (OSError, ValueError):
-        return False
-
-
-def resolve_run(
-    path: Path | str,
-    synthetic_dir: Path | str,
-    experiment: dict[str, Any] | None = None,
-    **spec: Any,
-) -> Path:
-    """`path` if it is a complete run; else a synthetic stand-in `<synthetic_dir>/<name>` (made once).
-
-    `spec` are flashlab.analysis.synthetic.SyntheticSpec fields for the stand-in; `experiment` is merged
-    into the stand-in's manifest experiment (e.g. {"stack": {"durability": "aof-always"}}) so
-    notebooks can label it like a real run.
-    """
-    path = Path(path)
-    if _is_complete_run(path):
-        return path
-    from flashlab.analysis.synthetic import SyntheticSpec
-    from flashlab.analysis.synthetic import write_synthetic
-    from flashlab.core.rundir import MANIFEST
-    from flashlab.core.rundir import SUMMARY
-    from flashlab.core.rundir import write_json_atomic
-
-    stand_in = Path(synthetic_dir) / path.name
-    if not _is_complete_run(stand_in):
-        write_synthetic(stand_in, SyntheticSpec(run_id=path.name, **spec))
-        if experiment:
-            manifest = json.loads((stand_in / MANIFEST).read_text())
-            for key, value in experiment.items():
-                node = manifest["experiment"].setdefault(key, {})
-                if isinstance(node, dict) and isinstance(value, dict):
-                    node.update(value)
-                else:
-                    manifest["experiment"][key] = value
-            write_json_atomic(stand_in / MANIFEST, manifest)
-        (stand_in / SUMMARY).unlink(missing_ok=True)
-    print(f"{path}: no complete run there; using synthetic stand-in {stand_in}")
-    return stand_in
-
-
 # --- CLI ----------------------------------------------------------------------------------------
 
 
@@ -254,10 +194,25 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parameter_value(text: str) -> Any:
+    """A `-p` value typed as papermill's CLI types it: True/False/None, int, float, else the string."""
+    constants = {"True": True, "False": False, "None": None}
+    if text in constants:
+        return constants[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _arguments(argv: Sequence[str] | None) -> tuple[argparse.Namespace, _Parser]:
     parser = _Parser(
         prog="python -m flashlab.analysis.notebooks",
-        description="Execute the analysis notebooks and render HTML.",
+        description="Execute the analysis notebooks with papermill and render offline HTML.",
+        epilog="Example: python -m flashlab.analysis.notebooks --only 01-oversell "
+        "-p RUN_DIRS reports/my-naive,reports/my-lua",
     )
     parser.add_argument(
         "--out", type=Path, default=ROOT / "reports" / "notebooks", help="where the .html files go"
@@ -266,22 +221,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only", action="append", default=[], help="notebook name (stem), repeatable"
     )
     parser.add_argument(
-        "--param",
+        "-p",
+        "--parameters",
+        nargs=2,
         action="append",
         default=[],
-        metavar="NAME=JSON",
-        help="override a parameter, e.g. --param 'RUN_DIRS=[\"reports/lua\"]'",
+        metavar=("NAME", "VALUE"),
+        help="a parameter, as papermill's -p (e.g. -p SYNTHETIC True, -p RUN_DIRS a,b)",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv), parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, parser = _arguments(argv)
     params: dict[str, Any] = {}
-    for item in args.param:
-        name, sep, raw = item.partition("=")
-        try:
-            if not (sep and name.isidentifier()):
-                raise ValueError("expected NAME=JSON")
-            params[name] = json.loads(raw)
-        except ValueError as exc:
-            parser.error(f"--param {item!r}: {exc}")
+    for name, value in args.parameters:
+        if not name.isidentifier():
+            parser.error(f"-p {name!r}: not a parameter name")
+        params[name] = parameter_value(value)
     if checkout_root() is None:
         print(
             "error: the notebooks live in a flashlab checkout (notebooks/); run from one",

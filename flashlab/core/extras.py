@@ -16,7 +16,7 @@ from flashlab.core.errors import UserError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "ray": ("ray",),
     "compose": ("docker",),
-    "notebooks": ("nbclient", "nbformat", "nbconvert", "ipykernel"),
+    "notebooks": ("papermill", "nbclient", "nbformat", "nbconvert", "ipykernel", "jupyterlab"),
     "sql": ("sqlalchemy", "psycopg"),  # a target whose reset or truth is SQL
 }
 

@@ -5,9 +5,11 @@ makes the run directories (or the sweep) its parameters name, at a size that kee
 set to a few minutes, under `<runs>/<name>-<key>` where the key hashes the experiment (after
 overrides) and the code revision (commit, plus the non-doc diff when the tree is dirty). A complete
 directory with that key is reused, so a second `make notebooks` only re-executes the notebooks.
-Then it executes each notebook (flashlab.analysis.notebooks) with those paths injected and
-renders HTML. A notebook that falls back to a synthetic stand-in is an error here: synthetic
-stand-ins are for unit tests only.
+Each directory gets a `notebook-run.json` (spec, revision, key): a notebook opened by hand in
+Jupyter finds the newest complete one per spec name (flashlab.analysis.notebook_runs) and says
+which revision made it. Then it executes each notebook with papermill
+(flashlab.analysis.notebooks), the paths injected as RUN_DIRS / SWEEP_DIR and SYNTHETIC=False
+(a missing run stops the notebook; it never falls back to a stand-in), and renders HTML.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from flashlab.analysis import notebooks as nb
-from flashlab.analysis.sweep import is_sweep
-from flashlab.analysis.sweep import load_manifest
+from flashlab.analysis.notebook_runs import is_complete
+from flashlab.analysis.notebook_runs import write_sidecar
 from flashlab.core.errors import EXIT_BAD_INPUT
 from flashlab.core.errors import EXIT_INFRA
 from flashlab.core.errors import EXIT_OK
@@ -125,22 +126,12 @@ def cache_key(spec: RunSpec | SweepSpec, revision: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _complete(path: Path) -> bool:
-    if is_sweep(path):
-        try:
-            return bool(load_manifest(path).get("complete"))
-        except Exception:  # a damaged sweep is remade, not trusted
-            return False
-    try:
-        return bool(json.loads((path / "manifest.json").read_text()).get("complete"))
-    except (OSError, ValueError):
-        return False
-
-
 def ensure(spec: RunSpec | SweepSpec, runs_dir: Path, revision: str) -> Path:
     """The spec's directory under `runs_dir`: reused when complete, else (re)made now."""
-    path = runs_dir / f"{spec.name}-{cache_key(spec, revision)}"
-    if _complete(path):
+    key = cache_key(spec, revision)
+    path = runs_dir / f"{spec.name}-{key}"
+    if is_complete(path):
+        write_sidecar(path, spec.name, revision, key)  # runs cached before sidecars get one too
         print(f"{spec.name}: cached {path}")
         return path
     if path.exists():  # an interrupted earlier attempt: start it again
@@ -163,6 +154,7 @@ def ensure(spec: RunSpec | SweepSpec, runs_dir: Path, revision: str) -> Path:
         # No report.html: the notebooks read the run files, and the plots cost seconds per run.
         request = RunRequest(_experiment(spec), run_dir=path, write_report=False, events=[])
         execute(request)
+    write_sidecar(path, spec.name, revision, key)
     print(f"{spec.name}: made {path} in {time.monotonic() - started:.1f} s")
     return path
 
@@ -180,14 +172,10 @@ def notebook_params(stem: str, runs_dir: Path, revision: str) -> dict[str, Any]:
 
 def render(stem: str, runs_dir: Path, out_dir: Path, revision: str) -> Path:
     """Make the notebook's runs, execute it on them, write `<out_dir>/<stem>.html`."""
-    params = notebook_params(stem, runs_dir, revision)
-    with tempfile.TemporaryDirectory(prefix="flashlab-no-synthetic-") as tmp:
-        synthetic = Path(tmp) / "synthetic"
-        params["SYNTHETIC_DIR"] = str(synthetic)
-        out = out_dir / f"{stem}.html"
-        nb.execute_notebook(nb.NOTEBOOKS_DIR / f"{stem}.ipynb", params, out)
-        if synthetic.exists():
-            raise nb.NotebookError(f"{stem}: fell back to a synthetic stand-in (a run is missing)")
+    # SYNTHETIC=False: a missing run stops the notebook (NoRuns), whatever FLASHLAB_SYNTHETIC says.
+    params = notebook_params(stem, runs_dir, revision) | {"SYNTHETIC": False}
+    out = out_dir / f"{stem}.html"
+    nb.execute_notebook(nb.NOTEBOOKS_DIR / f"{stem}.ipynb", params, out)
     return out
 
 
