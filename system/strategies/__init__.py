@@ -16,11 +16,11 @@ from pydantic import create_model
 
 from flashlab.core.contract import Strategy
 from flashlab.core.registry import Registry
-from flashlab.system.strategies.base import Outcome
-from flashlab.system.strategies.base import ProductMeta
-from flashlab.system.strategies.base import Purchase
-from flashlab.system.strategies.base import PurchaseStrategy
-from flashlab.system.strategies.base import StrategySettings
+from flashlab.system.strategies.strategy import Outcome
+from flashlab.system.strategies.strategy import ProductMeta
+from flashlab.system.strategies.strategy import Purchase
+from flashlab.system.strategies.strategy import PurchaseStrategy
+from flashlab.system.strategies.strategy import StrategySettings
 
 STRATEGIES = Registry(
     "strategy",
