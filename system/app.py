@@ -83,7 +83,7 @@ log = logging.getLogger("flashlab.api")
 JSON = "application/json"
 CODE_KEY = "flashlab.code"  # ASGI scope key: the answer's ErrorCode, read by the metrics middleware
 RETRY_AFTER_S = "1"
-META_TTL_S = 1.0  # how long a worker trusts a cached product meta (lua/queue only)
+META_TTL_S = 1.0  # how long a worker trusts a cached product meta (`rechecks_strategy` only)
 _ID_RE = re.compile(ID_PATTERN)
 _USER_HEADER_B = USER_HEADER.encode()
 _CONFLICTS = {
@@ -294,11 +294,12 @@ class Api:
         self.backend = Backend(settings)
         self.strategies: dict[str, PurchaseStrategy] = load_strategies(self.backend.redis)
         self.limiter = RateLimiter(self.backend.redis)
-        # Only `lua` and `queue` metas are trusted from cache: their scripts re-check the strategy
-        # atomically and answer "stale" after a reset; every other strategy re-reads meta.
-        # Trusted for META_TTL_S only, so a reset that keeps the strategy but changes the rate
-        # limit reaches every worker within that time. product id -> (meta, monotonic expiry).
-        self._meta: dict[str, tuple[ProductMeta, float]] = {}
+        # A meta is trusted from cache only for the strategies whose scripts re-check the strategy
+        # atomically and answer "stale" after a reset (their `rechecks_strategy` trait); every
+        # other strategy re-reads meta. Trusted for META_TTL_S only, so a reset that keeps the
+        # strategy but changes the rate limit reaches every worker within that time.
+        self._cacheable = frozenset(n for n, s in self.strategies.items() if s.rechecks_strategy)
+        self._meta: dict[str, tuple[ProductMeta, float]] = {}  # product id -> (meta, expiry)
 
     async def load_meta(self, keys: ProductKeys) -> ProductMeta | None:
         meta = ProductMeta.from_hash(await self.backend.redis.hgetall(keys.meta))
@@ -313,7 +314,7 @@ class Api:
         if (
             cached is None
             or cached[1] < time.monotonic()
-            or cached[0].strategy not in _SELF_CHECKING
+            or cached[0].strategy not in self._cacheable
         ):
             return await self.load_meta(keys)
         return cached[0]
@@ -478,9 +479,6 @@ class Api:
         return error_response(
             request.scope, ErrorCode.backend_unavailable, "redis did not answer PING in time"
         )
-
-
-_SELF_CHECKING = ("lua", "queue")
 
 
 def client_ip(forwarded: str | None, client: Any) -> str:

@@ -2,7 +2,8 @@
 
 The registry is the HTTP contract's `flashlab.core.contract.Strategy` enum (the names /admin/reset
 accepts). Adding a strategy is one module `flashlab.system.strategies.<name>` with a
-`<Name>Strategy(PurchaseStrategy)` class (and its own `Settings` model) plus one line in that enum.
+`<Name>Strategy(PurchaseStrategy)` class (its own `Settings` model, and its traits such as
+`rechecks_strategy`, which the API reads instead of naming strategies) plus one line in that enum.
 """
 
 from __future__ import annotations

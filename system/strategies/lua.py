@@ -65,6 +65,7 @@ def sale_reply(reply: list[Any], codes: dict[int, Purchase] = SALE_CODES) -> Pur
 
 class LuaStrategy(PurchaseStrategy):
     name = "lua"
+    rechecks_strategy = True  # every script starts by checking meta's strategy
 
     def __init__(self, redis: aioredis.Redis) -> None:
         super().__init__(redis)

@@ -148,6 +148,7 @@ class QueueStrategy(PurchaseStrategy):
 
     name = "queue"
     Settings = QueueSettings
+    rechecks_strategy = True  # every script starts by checking meta's strategy
 
     def __init__(self, redis: aioredis.Redis) -> None:
         super().__init__(redis)
