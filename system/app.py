@@ -286,7 +286,7 @@ def check_user(user: str | None) -> str:
 # --------------------------------------------------------------------------- the API
 
 
-class Api:
+class ShopService:
     """Per-worker state: the Redis backend, strategy instances, and a product-meta cache."""
 
     def __init__(self, settings: Settings) -> None:
@@ -528,10 +528,10 @@ class EdgeMiddleware:
     Fast lane: `POST /api/v1/shop/buy` is answered here, skipping routing, FastAPI's
     dependency machinery and two middleware layers — about a third of the per-request CPU
     of a lua purchase. The FastAPI route for the same path (reached only if this lane is
-    absent) runs the same `Api.buy` and documents the endpoint in OpenAPI.
+    absent) runs the same `ShopService.buy` and documents the endpoint in OpenAPI.
     """
 
-    def __init__(self, app: Callable[..., Awaitable[None]], api: Api) -> None:
+    def __init__(self, app: Callable[..., Awaitable[None]], api: ShopService) -> None:
         self.app = app
         self.api = api
 
@@ -649,7 +649,7 @@ def _install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_anything)
 
 
-def _install_routes(app: FastAPI, api: Api) -> None:
+def _install_routes(app: FastAPI, api: ShopService) -> None:
     """The shop's routes, then the operator's (health, metrics, reset): the OpenAPI order."""
     _install_shop_routes(app, api)
     _install_operator_routes(app, api)
@@ -677,7 +677,7 @@ def _shopper_errors(*conflicts: ErrorCode) -> dict[int | str, dict[str, Any]]:
     )
 
 
-def _install_shop_routes(app: FastAPI, api: Api) -> None:
+def _install_shop_routes(app: FastAPI, api: ShopService) -> None:
     user_schema = {"type": "string", "pattern": ID_PATTERN}
 
     @app.post(
@@ -704,7 +704,7 @@ def _install_shop_routes(app: FastAPI, api: Api) -> None:
         return await api.product(request, product_id)
 
 
-def _install_queue_routes(app: FastAPI, api: Api, user_schema: dict[str, Any]) -> None:
+def _install_queue_routes(app: FastAPI, api: ShopService, user_schema: dict[str, Any]) -> None:
     """The waiting room of strategy `queue`: join/refresh (POST) and one ticket's state (GET)."""
 
     @app.post(
@@ -731,7 +731,7 @@ def _install_queue_routes(app: FastAPI, api: Api, user_schema: dict[str, Any]) -
         return await api.queue_status(request, product_id, ticket)
 
 
-def _install_operator_routes(app: FastAPI, api: Api) -> None:
+def _install_operator_routes(app: FastAPI, api: ShopService) -> None:
     health = orjson.dumps({"status": "ok", "worker": api.settings.worker_id})
 
     @app.get("/healthz", response_model=Health)
@@ -773,7 +773,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except SettingsError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
-    api = Api(settings)
+    api = ShopService(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
