@@ -38,7 +38,7 @@ WORKDIR /data
 EXPOSE 8000
 # The api service's command (docker-compose.yml sets each service's own).
 # Mirrors flashlab.system.config.uvicorn_argv: keep-alive 75 s outlives nginx upstream keepalive_timeout 60 s.
-CMD ["python", "-m", "uvicorn", "flashlab.system.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--timeout-keep-alive", "75", "--no-access-log", "--log-level", "warning"]
+CMD ["python", "-m", "uvicorn", "flashlab.system.api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--timeout-keep-alive", "75", "--no-access-log", "--log-level", "warning"]
 
 # From `os`, not `app`: a code change then reuses the cached prometheus package layer.
 # The venv is here only to render prometheus.yml from the shared template at start.

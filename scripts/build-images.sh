@@ -21,7 +21,7 @@ PROM_IMAGE=flashlab-prometheus:$TAG
 RAY_IMAGE=flashlab-ray:$TAG
 WHEELHOUSE=.wheelhouse
 PY=.venv/bin/python
-# What the containers import: flashlab.system.app (API), flashlab.system.config (config rendering at container
+# What the containers import: flashlab.system.api (API), flashlab.system.config (config rendering at container
 # start), flashlab.chaos.proxy (fault proxy). No ray/pandas: they never run inside a container.
 RUNTIME_REQS=(fastapi "uvicorn[standard]" "redis[hiredis]" prometheus-client orjson pydantic
   uvloop httptools jinja2 aiohttp httpx)

@@ -70,7 +70,7 @@ UVICORN_KEEPALIVE_S = 75
 def uvicorn_argv(python: str, host: str, port: int, log_level: str = "warning") -> list[str]:
     """The one command line of an API worker (the Dockerfile's CMD mirrors it)."""
     return [
-        python, "-m", "uvicorn", "flashlab.system.app:create_app", "--factory",
+        python, "-m", "uvicorn", "flashlab.system.api.app:create_app", "--factory",
         "--host", host, "--port", str(port),
         "--loop", "uvloop", "--http", "httptools",
         "--timeout-keep-alive", str(UVICORN_KEEPALIVE_S),

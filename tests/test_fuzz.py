@@ -24,7 +24,7 @@ from flashlab.core.contract import ResetRequest
 from flashlab.core.contract import Strategy
 from flashlab.core.platform import StackInfo
 from flashlab.system.admin import AdminClient
-from flashlab.system.app import create_app
+from flashlab.system.api.app import create_app
 from flashlab.system.settings import Settings
 
 EXAMPLES = 60  # per operation and mode: ~600 requests in all

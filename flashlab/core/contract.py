@@ -1,6 +1,6 @@
 """The HTTP contract of the flash-sale API: request/response models and machine-readable error codes.
 
-The contract table of docs/CONTRACT.md lives here as types. The API (`flashlab.system.app`) answers with these models,
+The contract table of docs/CONTRACT.md lives here as types. The API (`flashlab.system.api`) answers with these models,
 the simulator parses them, and the analysis keys on `ErrorCode`, never on HTTP status alone.
 """
 

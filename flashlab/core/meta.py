@@ -62,7 +62,7 @@ def checkout_root() -> Path | None:
     # This file sits at <repo>/flashlab/core/meta.py in a checkout, and at
     # site-packages/flashlab/core/meta.py once installed (no pyproject or system/ folder there).
     root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").is_file() and (root / "system" / "app.py").is_file():
+    if (root / "pyproject.toml").is_file() and (root / "system" / "api" / "app.py").is_file():
         return root
     return None
 

@@ -2,7 +2,8 @@
 
 The registry is the HTTP contract's `flashlab.core.contract.Strategy` enum (the names /admin/reset
 accepts). Adding a strategy is one module `flashlab.system.strategies.<name>` with a
-`<Name>Strategy(PurchaseStrategy)` class (and its own `Settings` model) plus one line in that enum.
+`<Name>Strategy(PurchaseStrategy)` class (its own `Settings` model, and its traits such as
+`rechecks_strategy`, which the API reads instead of naming strategies) plus one line in that enum.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from pydantic import create_model
 
 from flashlab.core.contract import Strategy
 from flashlab.core.registry import Registry
-from flashlab.system.strategies.base import Outcome
-from flashlab.system.strategies.base import ProductMeta
-from flashlab.system.strategies.base import Purchase
-from flashlab.system.strategies.base import PurchaseStrategy
-from flashlab.system.strategies.base import StrategySettings
+from flashlab.system.strategies.strategy import Outcome
+from flashlab.system.strategies.strategy import ProductMeta
+from flashlab.system.strategies.strategy import Purchase
+from flashlab.system.strategies.strategy import PurchaseStrategy
+from flashlab.system.strategies.strategy import StrategySettings
 
 STRATEGIES = Registry(
     "strategy",

@@ -11,11 +11,11 @@ from pydantic import Field
 from flashlab.system.backend import BACKEND_ERRORS
 from flashlab.system.backend import arm
 from flashlab.system.keys import ProductKeys
-from flashlab.system.strategies.base import BUSY
-from flashlab.system.strategies.base import ProductMeta
-from flashlab.system.strategies.base import Purchase
-from flashlab.system.strategies.base import PurchaseStrategy
-from flashlab.system.strategies.base import StrategySettings
+from flashlab.system.strategies.strategy import BUSY
+from flashlab.system.strategies.strategy import ProductMeta
+from flashlab.system.strategies.strategy import Purchase
+from flashlab.system.strategies.strategy import PurchaseStrategy
+from flashlab.system.strategies.strategy import StrategySettings
 
 RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then

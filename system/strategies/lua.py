@@ -17,13 +17,13 @@ from flashlab.system.backend import execute_packed
 from flashlab.system.backend import pack_bulk
 from flashlab.system.keys import ProductKeys
 from flashlab.system.keys import order_id
-from flashlab.system.strategies.base import ALREADY
-from flashlab.system.strategies.base import SOLD_OUT
-from flashlab.system.strategies.base import STALE
-from flashlab.system.strategies.base import Outcome
-from flashlab.system.strategies.base import ProductMeta
-from flashlab.system.strategies.base import Purchase
-from flashlab.system.strategies.base import PurchaseStrategy
+from flashlab.system.strategies.strategy import ALREADY
+from flashlab.system.strategies.strategy import SOLD_OUT
+from flashlab.system.strategies.strategy import STALE
+from flashlab.system.strategies.strategy import Outcome
+from flashlab.system.strategies.strategy import ProductMeta
+from flashlab.system.strategies.strategy import Purchase
+from flashlab.system.strategies.strategy import PurchaseStrategy
 
 # The sale itself, shared by the `lua` and `queue` buy scripts: take a unit, mark the buyer, log
 # the order. Needs KEYS = ProductKeys.sale() (then any others), ARGV[1] = user, `t` = TIME.
@@ -65,6 +65,7 @@ def sale_reply(reply: list[Any], codes: dict[int, Purchase] = SALE_CODES) -> Pur
 
 class LuaStrategy(PurchaseStrategy):
     name = "lua"
+    rechecks_strategy = True  # every script starts by checking meta's strategy
 
     def __init__(self, redis: aioredis.Redis) -> None:
         super().__init__(redis)

@@ -8,11 +8,11 @@ from pydantic import Field
 
 from flashlab.system.backend import arm
 from flashlab.system.keys import ProductKeys
-from flashlab.system.strategies.base import ProductMeta
-from flashlab.system.strategies.base import Purchase
-from flashlab.system.strategies.base import PurchaseStrategy
-from flashlab.system.strategies.base import StrategySettings
-from flashlab.system.strategies.base import record_order
+from flashlab.system.strategies.strategy import ProductMeta
+from flashlab.system.strategies.strategy import Purchase
+from flashlab.system.strategies.strategy import PurchaseStrategy
+from flashlab.system.strategies.strategy import StrategySettings
+from flashlab.system.strategies.strategy import record_order
 
 
 class NaiveSettings(StrategySettings):

@@ -9,11 +9,11 @@ from redis.exceptions import WatchError
 from flashlab.system.backend import arm
 from flashlab.system.backend import disarm
 from flashlab.system.keys import ProductKeys
-from flashlab.system.strategies.base import BUSY
-from flashlab.system.strategies.base import ProductMeta
-from flashlab.system.strategies.base import Purchase
-from flashlab.system.strategies.base import PurchaseStrategy
-from flashlab.system.strategies.base import StrategySettings
+from flashlab.system.strategies.strategy import BUSY
+from flashlab.system.strategies.strategy import ProductMeta
+from flashlab.system.strategies.strategy import Purchase
+from flashlab.system.strategies.strategy import PurchaseStrategy
+from flashlab.system.strategies.strategy import StrategySettings
 
 
 class OptimisticSettings(StrategySettings):

@@ -19,17 +19,17 @@ from flashlab.core.contract import QueueState
 from flashlab.core.contract import QueueStatus
 from flashlab.system.backend import arm
 from flashlab.system.keys import ProductKeys
-from flashlab.system.strategies.base import NOT_FOUND
-from flashlab.system.strategies.base import SOLD_OUT
-from flashlab.system.strategies.base import STALE
-from flashlab.system.strategies.base import Outcome
-from flashlab.system.strategies.base import ProductMeta
-from flashlab.system.strategies.base import Purchase
-from flashlab.system.strategies.base import PurchaseStrategy
-from flashlab.system.strategies.base import StrategySettings
 from flashlab.system.strategies.lua import SALE_CODES
 from flashlab.system.strategies.lua import SELL_LUA
 from flashlab.system.strategies.lua import sale_reply
+from flashlab.system.strategies.strategy import NOT_FOUND
+from flashlab.system.strategies.strategy import SOLD_OUT
+from flashlab.system.strategies.strategy import STALE
+from flashlab.system.strategies.strategy import Outcome
+from flashlab.system.strategies.strategy import ProductMeta
+from flashlab.system.strategies.strategy import Purchase
+from flashlab.system.strategies.strategy import PurchaseStrategy
+from flashlab.system.strategies.strategy import StrategySettings
 
 # KEYS (all scripts): 1-5 ProductKeys.sale() (meta, stock, buyers, order_seq, orders),
 #                     6 q_seq, 7 q_tickets, 8 q_users, 9 q_head, 10 q_admitted
@@ -148,6 +148,7 @@ class QueueStrategy(PurchaseStrategy):
 
     name = "queue"
     Settings = QueueSettings
+    rechecks_strategy = True  # every script starts by checking meta's strategy
 
     def __init__(self, redis: aioredis.Redis) -> None:
         super().__init__(redis)

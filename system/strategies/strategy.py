@@ -131,10 +131,15 @@ class PurchaseStrategy(ABC):
     `Settings` is the strategy's own pydantic model of what a reset may tune (e.g. lock's TTL):
     /admin/reset validates `settings` against it, stores it as JSON in the product's meta, and
     `settings_of(meta)` hands the typed value back, parsed once per distinct JSON string.
+    Its traits (class variables, e.g. `rechecks_strategy`) tell the API service how to treat it.
     """
 
     name: str
     Settings: ClassVar[type[BaseModel]] = NoSettings
+    # A trait: True when every script of the strategy first checks, atomically, that the product
+    # still uses this strategy and answers `stale` otherwise (after a reset). Such a strategy
+    # can be handed a cached product meta; any other gets a meta read afresh on every request.
+    rechecks_strategy: ClassVar[bool] = False
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
