@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import support
 
-from flashlab.chaos.faults.base import FaultContext
+from flashlab.chaos.faults.fault import FaultContext
 from flashlab.chaos.proxy.control import ProxyControl
 from flashlab.chaos.scheduler import FaultScheduler
 from flashlab.chaos.scheduler import expand

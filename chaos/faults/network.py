@@ -19,11 +19,11 @@ from pydantic import BaseModel
 from pydantic import Field
 from pydantic import create_model
 
-from flashlab.chaos.faults.base import Fault
-from flashlab.chaos.faults.base import FaultContext
-from flashlab.chaos.faults.base import FaultParams
-from flashlab.chaos.faults.base import host_port
-from flashlab.chaos.faults.base import tcp_ping
+from flashlab.chaos.faults.fault import Fault
+from flashlab.chaos.faults.fault import FaultContext
+from flashlab.chaos.faults.fault import FaultParams
+from flashlab.chaos.faults.fault import host_port
+from flashlab.chaos.faults.fault import tcp_ping
 from flashlab.chaos.proxy import toxics
 
 Direction = toxics.Direction
