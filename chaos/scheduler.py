@@ -27,8 +27,8 @@ from typing import Any
 import pyarrow as pa
 
 from flashlab.chaos.faults import make_fault
-from flashlab.chaos.faults.base import Fault
-from flashlab.chaos.faults.base import FaultContext
+from flashlab.chaos.faults.fault import Fault
+from flashlab.chaos.faults.fault import FaultContext
 from flashlab.chaos.spec import FaultSpec
 from flashlab.core.platform import Platform
 from flashlab.core.platform import StackInfo

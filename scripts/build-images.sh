@@ -181,7 +181,7 @@ if (( base_only )); then make_base; exit 0; fi
 exec 9>"$WHEELHOUSE/.lock"
 flock -w 1200 9 || fail "another build-images.sh held $WHEELHOUSE/.lock for 20 min"
 # The platform compares this label with the tree to know whether the images are current.
-SOURCE_HASH=$("$PY" -m flashlab.system.platforms.compose source-hash) || fail "cannot hash the sources"
+SOURCE_HASH=$("$PY" -m flashlab.system.platforms.images source-hash) || fail "cannot hash the sources"
 [[ $base == "$BASE_TAG" ]] && make_base
 stage_image_venv
 build os "$OS_IMAGE"  # the image's Python decides which wheels it needs

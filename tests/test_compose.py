@@ -27,12 +27,12 @@ from flashlab.core.contract import Strategy
 from flashlab.core.platform import StackConfig
 from flashlab.core.platform import StackInfo
 from flashlab.system.admin import AdminClient
-from flashlab.system.platforms.compose import COMPOSE_FILE
 from flashlab.system.platforms.compose import PROJECT_LABEL
-from flashlab.system.platforms.compose import REPO_ROOT
 from flashlab.system.platforms.compose import ComposePlatform
-from flashlab.system.platforms.compose import derive_compose
 from flashlab.system.platforms.compose_entry import main
+from flashlab.system.platforms.compose_file import COMPOSE_FILE
+from flashlab.system.platforms.compose_file import derive_compose
+from flashlab.system.platforms.images import REPO_ROOT
 from flashlab.system.truth import read_truth
 
 DEADLINE_S = 30.0  # bound on every wait below; polls return as soon as the condition holds

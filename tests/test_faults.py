@@ -23,10 +23,10 @@ from flashlab.chaos.faults import fault_names
 from flashlab.chaos.faults import fault_param_error
 from flashlab.chaos.faults import make_fault
 from flashlab.chaos.faults import needs_proxy
-from flashlab.chaos.faults.base import FaultContext
-from flashlab.chaos.faults.base import FaultError
-from flashlab.chaos.faults.base import host_port
-from flashlab.chaos.faults.base import tcp_ping
+from flashlab.chaos.faults.fault import FaultContext
+from flashlab.chaos.faults.fault import FaultError
+from flashlab.chaos.faults.fault import host_port
+from flashlab.chaos.faults.fault import tcp_ping
 from flashlab.core.contract import ResetRequest
 from flashlab.core.contract import Strategy
 from flashlab.core.platform import StackConfig

@@ -34,8 +34,8 @@ from flashlab.simulator.engines import LoadPlan
 from flashlab.simulator.engines import get_engine
 from flashlab.simulator.scenario import Scenario
 from flashlab.simulator.scenario import Spike
-from flashlab.system.platforms.compose import COMPOSE_FILE
-from flashlab.system.platforms.compose import derive_compose
+from flashlab.system.platforms.compose_file import COMPOSE_FILE
+from flashlab.system.platforms.compose_file import derive_compose
 from flashlab.system.truth import read_truth
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from flashlab.chaos.proxy import ProxyControl
+from flashlab.chaos.proxy.control import ProxyControl
 from flashlab.system import procs
 from flashlab.system.platforms.local import free_port
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import support
 
-from flashlab.chaos.faults.base import FaultContext
-from flashlab.chaos.proxy import ProxyControl
+from flashlab.chaos.faults.fault import FaultContext
+from flashlab.chaos.proxy.control import ProxyControl
 from flashlab.chaos.scheduler import FaultScheduler
 from flashlab.chaos.scheduler import expand
 from flashlab.chaos.spec import FaultSpec

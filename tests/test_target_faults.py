@@ -19,7 +19,7 @@ import pytest
 from support import ROOT
 
 from flashlab.chaos.faults import make_fault
-from flashlab.chaos.faults.base import FaultContext
+from flashlab.chaos.faults.fault import FaultContext
 from flashlab.core.platform import StackConfig
 from flashlab.core.target import load_target
 from flashlab.system.targets.processes import ProcessTarget

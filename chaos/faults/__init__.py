@@ -9,7 +9,7 @@ from typing import Any
 from flashlab.core.registry import Registry
 
 if TYPE_CHECKING:
-    from flashlab.chaos.faults.base import Fault
+    from flashlab.chaos.faults.fault import Fault
 
 # name -> "module:Class"; names listed here are valid in experiment files.
 FAULTS = Registry(
@@ -63,6 +63,7 @@ def network_links(faults: Iterable[Any]) -> frozenset[str]:
 
 def fault_param_error(name: str, params: dict[str, Any]) -> str | None:
     """Validate a fault's params; returns an error message or None. Unknown names are caught earlier."""
+    # Start-up cost: importing the catalogue (to list its names) must not import pydantic.
     from pydantic import ValidationError
 
     from flashlab.core.validation import first_error

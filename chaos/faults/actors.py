@@ -9,10 +9,10 @@ from typing import Any
 
 from pydantic import Field
 
-from flashlab.chaos.faults.base import Fault
-from flashlab.chaos.faults.base import FaultContext
-from flashlab.chaos.faults.base import FaultError
-from flashlab.chaos.faults.base import FaultParams
+from flashlab.chaos.faults.fault import Fault
+from flashlab.chaos.faults.fault import FaultContext
+from flashlab.chaos.faults.fault import FaultError
+from flashlab.chaos.faults.fault import FaultParams
 
 
 class ActorKillParams(FaultParams):

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from flashlab.chaos.faults.base import FaultParams
-from flashlab.chaos.faults.base import StopStartFault
+from flashlab.chaos.faults.fault import FaultParams
+from flashlab.chaos.faults.fault import StopStartFault
 
 DB = "db"  # the component kind of a target's process with role db
 SIGNALS = {"TERM": signal.SIGTERM, "INT": signal.SIGINT, "QUIT": signal.SIGQUIT}

@@ -19,12 +19,12 @@ from pydantic import BaseModel
 from pydantic import Field
 from pydantic import create_model
 
-from flashlab.chaos import proxy as toxics
-from flashlab.chaos.faults.base import Fault
-from flashlab.chaos.faults.base import FaultContext
-from flashlab.chaos.faults.base import FaultParams
-from flashlab.chaos.faults.base import host_port
-from flashlab.chaos.faults.base import tcp_ping
+from flashlab.chaos.faults.fault import Fault
+from flashlab.chaos.faults.fault import FaultContext
+from flashlab.chaos.faults.fault import FaultParams
+from flashlab.chaos.faults.fault import host_port
+from flashlab.chaos.faults.fault import tcp_ping
+from flashlab.chaos.proxy import toxics
 
 Direction = toxics.Direction
 Link = Literal["store", "client"]
@@ -95,9 +95,10 @@ def network_fault(
     **fields: Any,
 ) -> type[NetworkFault]:
     """A network fault class from one row: its params are the fields of the proxy's `toxic`
-    model (bounds and defaults have one home, flashlab.chaos.proxy; None: no fields of its own),
-    plus `fields` (name -> (type, Field)) that add or override some, plus a `direction` field
-    with this fault's default (None: no such field, the toxic acts both ways)."""
+    model (bounds and defaults have one home, flashlab.chaos.proxy.toxics; None: no fields of
+    its own), plus `fields` (name -> (type, Field)) that add or override some, plus a
+    `direction` field with this fault's default (None: no such field, the toxic acts both
+    ways)."""
     title = name.title()
     if direction is not None:
         fields["direction"] = (Direction, _direction(direction))

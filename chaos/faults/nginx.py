@@ -8,12 +8,12 @@ from typing import Any
 
 import psutil
 
-from flashlab.chaos.faults.base import STOP_TIMEOUT_S
-from flashlab.chaos.faults.base import Fault
-from flashlab.chaos.faults.base import FaultContext
-from flashlab.chaos.faults.base import StopStartFault
-from flashlab.chaos.faults.base import elapsed_ms
-from flashlab.chaos.faults.base import wait_for
+from flashlab.chaos.faults.fault import STOP_TIMEOUT_S
+from flashlab.chaos.faults.fault import Fault
+from flashlab.chaos.faults.fault import FaultContext
+from flashlab.chaos.faults.fault import StopStartFault
+from flashlab.chaos.faults.fault import elapsed_ms
+from flashlab.chaos.faults.fault import wait_for
 
 NGINX = "nginx"  # the component kind (a target's process with role gateway)
 

@@ -10,15 +10,15 @@ import signal
 import time
 from typing import Any
 
-from flashlab.chaos.faults.base import RESPAWN_TIMEOUT_S
-from flashlab.chaos.faults.base import STOP_TIMEOUT_S
-from flashlab.chaos.faults.base import Fault
-from flashlab.chaos.faults.base import FaultContext
-from flashlab.chaos.faults.base import StopStartFault
-from flashlab.chaos.faults.base import elapsed_ms
-from flashlab.chaos.faults.base import host_port
-from flashlab.chaos.faults.base import tcp_ping
-from flashlab.chaos.faults.base import wait_for
+from flashlab.chaos.faults.fault import RESPAWN_TIMEOUT_S
+from flashlab.chaos.faults.fault import STOP_TIMEOUT_S
+from flashlab.chaos.faults.fault import Fault
+from flashlab.chaos.faults.fault import FaultContext
+from flashlab.chaos.faults.fault import StopStartFault
+from flashlab.chaos.faults.fault import elapsed_ms
+from flashlab.chaos.faults.fault import host_port
+from flashlab.chaos.faults.fault import tcp_ping
+from flashlab.chaos.faults.fault import wait_for
 
 REDIS = "redis"  # the component kind (a target's process with role redis)
 

@@ -11,13 +11,13 @@ import httpx
 from pydantic import Field
 from pydantic import field_validator
 
-from flashlab.chaos.faults.base import RESPAWN_TIMEOUT_S
-from flashlab.chaos.faults.base import Fault
-from flashlab.chaos.faults.base import FaultContext
-from flashlab.chaos.faults.base import FaultError
-from flashlab.chaos.faults.base import FaultParams
-from flashlab.chaos.faults.base import elapsed_ms
-from flashlab.chaos.faults.base import wait_for
+from flashlab.chaos.faults.fault import RESPAWN_TIMEOUT_S
+from flashlab.chaos.faults.fault import Fault
+from flashlab.chaos.faults.fault import FaultContext
+from flashlab.chaos.faults.fault import FaultError
+from flashlab.chaos.faults.fault import FaultParams
+from flashlab.chaos.faults.fault import elapsed_ms
+from flashlab.chaos.faults.fault import wait_for
 from flashlab.core.platform import Component
 
 

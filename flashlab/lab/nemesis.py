@@ -38,7 +38,7 @@ def wants_nemesis(exp: Any) -> bool:
 def check_faults(specs: list[Any]) -> None:
     """Refuse (exit 2) faults the nemesis cannot inject, naming the schedule entry."""
     from flashlab.chaos.faults import fault_class
-    from flashlab.chaos.faults.base import StopStartFault
+    from flashlab.chaos.faults.fault import StopStartFault
 
     for i, spec in enumerate(specs):
         why = NOT_ON_NEMESIS.get(spec.fault)

@@ -1,14 +1,12 @@
-"""The Docker Compose platform: the stack as containers, plus the in-container config entrypoint.
+"""The Docker Compose platform: the lab's stack as the containers of one Compose project.
 
-Host side, `ComposePlatform` drives `docker-compose.yml` through the docker-compose CLI (up/down,
-one project `flashlab-<random>` per stack) and the Docker SDK (find containers by compose labels,
-signal, pause, restart). It derives a per-stack compose file from the repository's one (N api
-services, profiles) and picks free 127.0.0.1 ports itself: ports stay fixed across container
-restarts, so `StackInfo.redis_url` stays valid after a Redis restart.
-
-Container side, `python -m flashlab.system.platforms.compose exec redis|nginx|prometheus` renders the
-SAME jinja2 templates as the local platform (system/conf/*.j2) from FLASHLAB_* environment
-variables, then execs the server, which becomes the container's main process.
+`ComposePlatform` makes sure the images are current (flashlab.system.platforms.images), writes
+the stack's compose file (flashlab.system.platforms.compose_file: N api services, profiles) and
+drives it through the docker-compose CLI (up/down, one project `flashlab-<random>` per stack) and
+the Docker SDK (find containers by compose labels, signal, pause, restart). It picks free
+127.0.0.1 ports itself: ports stay fixed across container restarts, so `StackInfo.redis_url`
+stays valid after a Redis restart. Inside the containers, the services start through
+`python -m flashlab.system.platforms.compose_entry exec redis|nginx|prometheus`.
 
 Signals: a crash fault must look like a crash, so a signal goes to the container's main process
 by its host PID (when this process may signal it and the PID provably belongs to the container)
@@ -16,30 +14,33 @@ and Docker's restart policy reacts as to a real crash: api workers are respawned
 (`restart: always`), Redis and nginx stay down until `start_component`. `docker kill` instead
 would mark the container "manually stopped" and suppress the restart. SIGSTOP/SIGCONT map to
 pause/unpause (the cgroup freezer: every process of the container stops).
+
+Every started project is stopped when the interpreter exits (`register_live`, `forget_live`),
+including a target's own Compose file (flashlab.system.targets.compose).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import os
 import secrets
 import shutil
 import signal as _signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 from typing import Any
-from typing import Literal
 
-from flashlab.core.meta import checkout_root
+import docker
+import docker.errors
+import httpx
+import redis
+from docker.models.containers import Container
+
 from flashlab.core.platform import Component
 from flashlab.core.platform import ComponentNotRunning
 from flashlab.core.platform import DockerUnavailable
@@ -51,35 +52,24 @@ from flashlab.core.platform import StackInfo
 from flashlab.core.platform import StackStartError
 from flashlab.core.platform import check_durability
 from flashlab.system.platforms import free_port
+from flashlab.system.platforms.compose_file import api_services
+from flashlab.system.platforms.compose_file import write_compose
+from flashlab.system.platforms.images import BUILD_POLICIES
+from flashlab.system.platforms.images import REPO_ROOT
+from flashlab.system.platforms.images import BuildPolicy
+from flashlab.system.platforms.images import ensure_images
 
-if TYPE_CHECKING:  # the Docker SDK is a host-only dependency; containers never import it
-    import docker
-    from docker.models.containers import Container
-
-# The checkout the images build from; installed as a plain package there is none, and
-# flashlab.system.platforms.require_platform("compose") refuses before anything starts.
-REPO_ROOT = checkout_root() or Path(__file__).resolve().parents[2]
-COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-images.sh"
-APP_IMAGE = "flashlab-app"
-PROMETHEUS_IMAGE = "flashlab-prometheus"
-RAY_IMAGE = "flashlab-ray"
 RAY_NODES = ("ray-head", "ray-worker")
 # Inside the project network the shopper actors reach nginx by its service name.
 RAY_BASE_URL = "http://nginx:80"
-SOURCE_LABEL = "flashlab.source"  # image label: hash of the sources baked into it
 API_PORT = 8000
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 # Component order in StackInfo, after the api workers come the optional services.
 _ORDER = ("redis", "api", "nginx", "proxy", "prometheus", "grafana", "ray-head", "ray-worker")
 
-BuildPolicy = Literal["auto", "always", "never"]
-BUILD_POLICIES: tuple[str, ...] = ("auto", "always", "never")
-
 UP_TIMEOUT_S = 180.0
 DOWN_TIMEOUT_S = 120.0
-BUILD_TIMEOUT_S = 1200.0
 READY_TIMEOUT_S = 90.0
 
 
@@ -88,106 +78,6 @@ class ComposeError(PlatformError):
 
     The other failures raise the platform-independent kinds of flashlab.core.platform:
     DockerUnavailable, StackStartError, ComponentNotRunning, PlatformConfigError."""
-
-
-# --- sources and images -------------------------------------------------------------------------
-
-
-def _source_files() -> Iterator[Path]:
-    """What goes into the images: the packages the containers import, the build recipe."""
-    for package in ("system", "chaos", "simulator", "flashlab/core"):
-        for path in sorted((REPO_ROOT / package).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                yield path
-    for name in (
-        "pyproject.toml",
-        "Dockerfile",
-        "scripts/build-images.sh",
-        "scripts/image-venv.sh",
-    ):
-        yield REPO_ROOT / name
-
-
-def source_hash() -> str:
-    """A stable digest of every file baked into the images; an image labelled otherwise is stale."""
-    digest = hashlib.sha256()
-    for path in _source_files():
-        digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def image_state(client: docker.DockerClient, image: str, want: str) -> str:
-    """'missing', 'stale' (built from other sources) or 'current'."""
-    import docker.errors
-
-    try:
-        labels = client.images.get(image).labels or {}
-    except docker.errors.ImageNotFound:
-        return "missing"
-    return "current" if labels.get(SOURCE_LABEL) == want else "stale"
-
-
-def build_images(*, prometheus: bool, log_path: Path, ray: bool = False) -> None:
-    """Run scripts/build-images.sh (offline base + wheelhouse + docker build), bounded in time."""
-    if not BUILD_SCRIPT.exists():
-        raise StackStartError(
-            f"{BUILD_SCRIPT} not found: the compose platform needs a flashlab checkout"
-        )
-    cmd = [str(BUILD_SCRIPT), *([] if prometheus else ["--no-prometheus"])]
-    cmd += ["--ray"] if ray else []
-    with log_path.open("ab") as log:
-        try:
-            done = subprocess.run(
-                cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S
-            )
-        except subprocess.TimeoutExpired:
-            raise StackStartError(
-                f"image build exceeded {BUILD_TIMEOUT_S:.0f}s (log: {log_path})"
-            ) from None
-    if done.returncode != 0:
-        raise StackStartError(f"image build failed: {_last_line(log_path)} (log: {log_path})")
-
-
-def _last_line(path: Path) -> str:
-    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    return lines[-1] if lines else "(no output)"
-
-
-# --- the per-stack compose file ------------------------------------------------------------------
-
-
-def api_services(workers: int) -> list[str]:
-    return [f"api-{i}" for i in range(workers)]
-
-
-def derive_compose(
-    base: dict[str, Any], workers: int, cpus: list[int] | None = None
-) -> dict[str, Any]:
-    """The repository's compose document with exactly `workers` api services (api-0..api-N-1).
-
-    api-0 is the template (YAML anchors are already expanded by the loader); nginx depends on
-    every worker. Upstream and scrape-target lists are passed as environment variables. `cpus`
-    (flashlab.core.isolation) becomes every service's `cpuset`, e.g. "0" or "0,1"."""
-    if workers < 1:
-        raise PlatformConfigError(f"workers must be >= 1 (got {workers})")
-    doc = {k: v for k, v in base.items() if not k.startswith("x-")}
-    services = dict(doc["services"])
-    template = services["api-0"]
-    for name in [s for s in services if s.startswith("api-")]:
-        del services[name]
-    for name in api_services(workers):
-        env = {**template["environment"], "FLASHLAB_WORKER_ID": name, "FLASHLAB_METRICS_ID": name}
-        spec = {**template, "environment": env}
-        services[name] = spec
-    nginx = dict(services["nginx"])
-    nginx["depends_on"] = api_services(workers)
-    services["nginx"] = nginx
-    if cpus:
-        cpuset = ",".join(str(c) for c in sorted(cpus))
-        services = {name: {**spec, "cpuset": cpuset} for name, spec in services.items()}
-    doc["services"] = services
-    return doc
 
 
 def _kind(service: str) -> str:
@@ -200,10 +90,21 @@ def _sort_key(service: str) -> tuple[int, int]:
     return (_ORDER.index(kind) if kind in _ORDER else len(_ORDER), index)
 
 
-# --- the platform ----------------------------------------------------------------------------------
-
+# The projects this process started and has not stopped yet (ComposeTarget's too).
 _LIVE: set[ComposePlatform] = set()
 _LIVE_LOCK = threading.Lock()
+
+
+def register_live(platform: ComposePlatform) -> None:
+    """Stop `platform` at interpreter exit unless `forget_live` says it is down already."""
+    with _LIVE_LOCK:
+        _LIVE.add(platform)
+
+
+def forget_live(platform: ComposePlatform) -> None:
+    """`platform` is down: nothing to stop for it at exit."""
+    with _LIVE_LOCK:
+        _LIVE.discard(platform)
 
 
 @atexit.register
@@ -256,9 +157,6 @@ class ComposePlatform(Platform):
 
     def _client(self) -> docker.DockerClient:
         if self._client_obj is None:
-            import docker
-            import docker.errors
-
             try:
                 client = docker.from_env(timeout=60)
                 client.ping()
@@ -320,23 +218,20 @@ class ComposePlatform(Platform):
     # -- lifecycle -------------------------------------------------------------------------------
 
     def _ensure_images(self, log_path: Path) -> None:
-        if self.build == "never":
+        if self.build == "never":  # use the images as they are, without asking the engine
             return
-        want = source_hash()
-        images = [APP_IMAGE] + ([PROMETHEUS_IMAGE] if self.config.prometheus else [])
-        images += [RAY_IMAGE] if self.config.ray else []
-        states = {i: image_state(self._client(), f"{i}:{self.image_tag}", want) for i in images}
-        if self.build == "always" or any(s != "current" for s in states.values()):
-            build_images(prometheus=self.config.prometheus, log_path=log_path, ray=self.config.ray)
+        ensure_images(
+            self._client(),
+            policy=self.build,
+            tag=self.image_tag,
+            prometheus=self.config.prometheus,
+            ray=self.config.ray,
+            log_path=log_path,
+        )
 
     def _prepare(self, workdir: Path) -> None:
-        """Project name, ports, token and the derived compose file for this stack."""
-        import yaml
-
-        if not COMPOSE_FILE.exists():
-            raise StackStartError(
-                f"{COMPOSE_FILE} not found: the compose platform needs a flashlab checkout"
-            )
+        """The derived compose file, project name, ports and token for this stack."""
+        self._compose_file = write_compose(workdir, self.config.workers, self.config.cpus)
         self.project = f"flashlab-{secrets.token_hex(4)}"
         workers = api_services(self.config.workers)
         targets = ",".join(f"{w}:{API_PORT}" for w in workers)
@@ -357,11 +252,6 @@ class ComposePlatform(Platform):
         }
         for var in ("HTTP", "REDIS", "PROMETHEUS", "PROXY_CONTROL", "GRAFANA", "RAY_CLIENT"):
             self._env[f"FLASHLAB_{var}_PORT"] = str(free_port())
-        doc = derive_compose(
-            yaml.safe_load(COMPOSE_FILE.read_text()), self.config.workers, self.config.cpus
-        )
-        self._compose_file = workdir / "docker-compose.yml"
-        self._compose_file.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     def start(self) -> StackInfo:
         if self.project is not None:
@@ -369,8 +259,7 @@ class ComposePlatform(Platform):
         workdir = self._make_workdir()
         self._ensure_images(workdir / "build.log")
         self._prepare(workdir)
-        with _LIVE_LOCK:
-            _LIVE.add(self)
+        register_live(self)
         try:
             self._compose("up", "-d", "--no-build", "--remove-orphans", timeout=UP_TIMEOUT_S)
             info = self._stack_info(workdir)
@@ -419,8 +308,6 @@ class ComposePlatform(Platform):
 
     def _wait_ready(self, info: StackInfo, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Until /readyz through nginx has answered 200 from every api worker (bounded)."""
-        import httpx
-
         pending = set(api_services(self.config.workers))
         deadline = time.monotonic() + timeout_s
         last = "no answer yet"
@@ -482,8 +369,7 @@ class ComposePlatform(Platform):
                 self._compose("down", "-v", "--remove-orphans", "-t", "5", timeout=DOWN_TIMEOUT_S)
             self._sweep()
         finally:
-            with _LIVE_LOCK:
-                _LIVE.discard(self)
+            forget_live(self)
             self.project = None
             self._info = None
             self._manual_starts.clear()
@@ -581,7 +467,10 @@ class ComposePlatform(Platform):
         deadline = time.monotonic() + timeout_s
         while True:
             container = self._container(component)
-            ok = container.status == "running" and (probe is None or probe(self))
+            info = self._info
+            ok = container.status == "running" and (
+                probe is None or (info is not None and probe(info))
+            )
             if ok:
                 return
             if time.monotonic() > deadline:
@@ -605,47 +494,24 @@ def _owned_main_pid(container: Container) -> int | None:
     return pid if container.id in cgroups else None
 
 
-def _redis_pings(platform: ComposePlatform) -> bool:
-    import redis
-
+def _redis_pings(info: StackInfo) -> bool:
     try:
-        client = redis.Redis.from_url(
-            platform._info.redis_url if platform._info else "", socket_timeout=1
-        )
+        client = redis.Redis.from_url(info.redis_url, socket_timeout=1)
         with contextlib.closing(client):
             return bool(client.ping())
     except (redis.RedisError, OSError, ValueError):
         return False
 
 
-def _http_ready(platform: ComposePlatform) -> bool:
-    import httpx
-
-    if platform._info is None:
-        return False
+def _http_ready(info: StackInfo) -> bool:
     try:
-        return httpx.get(f"{platform._info.base_url}/readyz", timeout=1.0).status_code == 200
+        return httpx.get(f"{info.base_url}/readyz", timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
 
 
 # component kind -> "is it serving?" through its published port (api workers are not published).
-_PROBES: dict[str, Callable[[ComposePlatform], bool]] = {
+_PROBES: dict[str, Callable[[StackInfo], bool]] = {
     "redis": _redis_pings,
     "nginx": _http_ready,
 }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`source-hash`: print the digest the image build labels its images with (host side).
-    The containers' own entrypoint is `flashlab.system.platforms.compose_entry`."""
-    args = sys.argv[1:] if argv is None else argv
-    if args != ["source-hash"]:
-        print("usage: python -m flashlab.system.platforms.compose source-hash", file=sys.stderr)
-        return 2
-    print(source_hash())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

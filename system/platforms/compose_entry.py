@@ -13,6 +13,7 @@ from collections.abc import Callable
 from collections.abc import Mapping
 
 from flashlab.core.platform import durability_problem
+from flashlab.system.config import write
 
 
 class EntryError(ValueError):
@@ -27,8 +28,6 @@ def _csv(env: Mapping[str, str], name: str) -> list[str]:
 
 
 def _redis_argv(env: Mapping[str, str]) -> list[str]:
-    from flashlab.system.config import write
-
     durability = env.get("FLASHLAB_DURABILITY", "none")
     problem = durability_problem(durability)
     if problem:
@@ -39,8 +38,6 @@ def _redis_argv(env: Mapping[str, str]) -> list[str]:
 
 
 def _nginx_argv(env: Mapping[str, str]) -> list[str]:
-    from flashlab.system.config import write
-
     keepalive = env.get("FLASHLAB_NGINX_KEEPALIVE", "64")
     if not keepalive.isdigit():
         raise EntryError(f"FLASHLAB_NGINX_KEEPALIVE={keepalive!r} is not a non-negative integer")
@@ -63,8 +60,6 @@ def _nginx_argv(env: Mapping[str, str]) -> list[str]:
 
 
 def _prometheus_argv(env: Mapping[str, str]) -> list[str]:
-    from flashlab.system.config import write
-
     interval = env.get("FLASHLAB_PROMETHEUS_INTERVAL", "1s")
     targets = _csv(env, "FLASHLAB_PROMETHEUS_TARGETS")
     conf = write("prometheus.yml", "/tmp/prometheus.yml", targets=targets, interval=interval)

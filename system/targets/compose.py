@@ -28,9 +28,8 @@ from flashlab.core.target import ComposeStart
 from flashlab.core.target import TargetSpec
 from flashlab.core.target import local_values
 from flashlab.system.platforms import free_port
-from flashlab.system.platforms.compose import _LIVE
-from flashlab.system.platforms.compose import _LIVE_LOCK
 from flashlab.system.platforms.compose import ComposePlatform
+from flashlab.system.platforms.compose import register_live
 from flashlab.system.supervisor import http_ok
 from flashlab.system.supervisor import tcp_open
 from flashlab.system.targets.processes import KINDS
@@ -83,8 +82,7 @@ class ComposeTarget(ComposePlatform):
         self.project = f"flashlab-{self.spec.name.lower()}-{secrets.token_hex(3)}"
         self._env = {name.upper(): str(port) for name, port in ports.items()}
         self._env |= {k: render(v, self.values) for k, v in self.start_spec.env.items()}
-        with _LIVE_LOCK:
-            _LIVE.add(self)
+        register_live(self)
         try:
             up = ["up", "-d", "--remove-orphans", *(["--build"] if self.start_spec.build else [])]
             self._compose(*up, timeout=BUILD_UP_TIMEOUT_S)

@@ -25,7 +25,7 @@ import redis
 from pydantic import BaseModel
 from pydantic import ConfigDict
 
-from flashlab.chaos.proxy import ProxyControl
+from flashlab.chaos.proxy.control import ProxyControl
 from flashlab.core.platform import Component
 from flashlab.core.platform import Platform
 from flashlab.core.platform import StackInfo
