@@ -54,9 +54,13 @@ def test_node_from_its_own_compose_file_through_a_redis_pause(tmp_path: Path) ->
     summary = outcome.summary
     assert summary["verdict"] == "pass", summary["verdict_reasons"]
     assert summary["oversell"] == 0 and summary["lost_acknowledged"] == 0
-    assert 0 < summary["sold"] == summary["acknowledged"] <= 200
-    assert summary["recovery"][0]["window_attempts"] > 0  # the pause met shoppers in flight
     run = load_run(outcome.run_dir)
+    # A purchase the pause caught in flight may be sold without its answer reaching the shopper
+    # (CI once saw 200 sold, 199 acknowledged): that is an `info` row, never an acknowledged one.
+    indeterminate = int((run.history["type"] == "info").sum())
+    acknowledged = summary["acknowledged"]
+    assert 0 < acknowledged <= summary["sold"] <= min(acknowledged + indeterminate, 200)
+    assert summary["recovery"][0]["window_attempts"] > 0  # the pause met shoppers in flight
     assert list(run.faults["fault"]) == ["redis-pause"] and list(run.faults["target"]) == ["redis"]
     observed = json.loads(run.faults["observed"].iloc[0])
     assert observed["inject"]["paused"] is True  # the container was frozen, seen by Docker
