@@ -138,7 +138,7 @@ def load_side(path: Path | str) -> Side:
     if is_trial_set(path):
         ts = load_set(path)
         return Side(str(path), "trial-set", len(ts.trials), ts.experiment, ts.trials)
-    from flashlab.analysis.report import ensure_summary
+    from flashlab.analysis.summary import ensure_summary
     from flashlab.core.rundir import load_run
 
     run = load_run(path)  # refuses missing and incomplete runs (RunDirError)

@@ -524,7 +524,7 @@ def write_synthetic_set(path: Path | str, specs: list[SyntheticSpec]) -> Path:
     """A complete synthetic trial set (flashlab.analysis.trials format): one trial per spec.
 
     Only the trial runs and trialset.json are written (like the orchestrator before it judges);
-    `flashlab.analysis.trials.write_set_outputs(path)` adds trials.parquet/json/html.
+    `flashlab.analysis.outputs.write_set_outputs(path)` adds trials.parquet/json/html.
     """
     from flashlab.analysis.trials import SEED_RULE
     from flashlab.analysis.trials import SET_MANIFEST

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from flashlab.bench.context import BenchContext
+from flashlab.bench.measured import ToolError
+from flashlab.bench.measured import run_tool
 from flashlab.bench.plotting import pyplot
 from flashlab.bench.plotting import save_plot
 from flashlab.bench.results import now_iso
@@ -28,8 +30,6 @@ from flashlab.bench.results import target
 from flashlab.bench.stack import buy_body
 from flashlab.bench.stack import local_stack
 from flashlab.bench.stack import reset_product
-from flashlab.bench.tools import ToolError
-from flashlab.bench.tools import run_tool
 from flashlab.bench.wrk import wrk
 from flashlab.core.contract import BUY_PATH
 from flashlab.core.contract import Strategy

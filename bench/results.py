@@ -34,9 +34,9 @@ def machine() -> dict[str, Any]:
 
 
 def git_revision() -> dict[str, Any]:
-    from flashlab.core import meta
+    from flashlab.core import provenance
 
-    return meta.git_revision(REPO_ROOT)
+    return provenance.git_revision(REPO_ROOT)
 
 
 def now_iso() -> str:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flashlab.bench.tools import ToolError
-from flashlab.bench.tools import ToolRun
-from flashlab.bench.tools import run_tool
-from flashlab.bench.tools import tail
+from flashlab.bench.measured import ToolError
+from flashlab.bench.measured import ToolRun
+from flashlab.bench.measured import run_tool
+from flashlab.bench.measured import tail
 
 # One script for every wrk run, so the client does the same work for GET /healthz and POST /buy:
 # a unique x-user-id per request (thread id + counter), status counting, and a JSON summary line.

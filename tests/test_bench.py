@@ -170,7 +170,7 @@ def test_tree_monitor_samples_a_child_until_stopped(tmp_path: Path) -> None:
 
     from support import poll
 
-    from flashlab.bench.tools import TreeMonitor
+    from flashlab.bench.measured import TreeMonitor
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

@@ -177,16 +177,19 @@ def test_make_notebooks_makes_real_runs_once_and_renders(
 ) -> None:
     """What `make notebooks` does for one notebook, shrunk: make its runs (two real, tiny smoke runs
     on lua and lock), execute it on them, render HTML; a second pass reuses the cached runs."""
-    from flashlab.lab import notebooks as lab_nb
+    from flashlab.lab.notebooks import NOTEBOOK_INPUTS
+    from flashlab.lab.notebooks import RunSpec
+    from flashlab.lab.notebooks import cache_key
+    from flashlab.lab.notebooks import render
 
     tiny = {"scenario.shoppers": 80, "product.stock": 8, "isolation.mode": "off"}
     specs = [
-        lab_nb.RunSpec("lua", "experiments/smoke.yaml", tiny),
-        lab_nb.RunSpec("lock", "experiments/smoke.yaml", tiny | {"product.strategy": "lock"}),
+        RunSpec("lua", "experiments/smoke.yaml", tiny),
+        RunSpec("lock", "experiments/smoke.yaml", tiny | {"product.strategy": "lock"}),
     ]
-    monkeypatch.setitem(lab_nb.NOTEBOOK_INPUTS, "02-latency-percentiles", {"RUN_DIRS": specs})
+    monkeypatch.setitem(NOTEBOOK_INPUTS, "02-latency-percentiles", {"RUN_DIRS": specs})
     runs, out = tmp_path / "runs", tmp_path / "html"
-    html = lab_nb.render("02-latency-percentiles", runs, out, "rev-a")
+    html = render("02-latency-percentiles", runs, out, "rev-a")
     made = sorted(p.name for p in runs.iterdir())
     assert len(made) == 2 and all(
         json.loads((runs / m / "manifest.json").read_text())["complete"] for m in made
@@ -195,8 +198,8 @@ def test_make_notebooks_makes_real_runs_once_and_renders(
     assert "no complete run there" not in html.read_text()
     first = capsys.readouterr().out
     assert first.count(": made ") == 2
-    lab_nb.render("02-latency-percentiles", runs, out, "rev-a")
+    render("02-latency-percentiles", runs, out, "rev-a")
     assert capsys.readouterr().out.count(": cached ") == 2
     assert sorted(p.name for p in runs.iterdir()) == made
     # Another code revision is another key: the cache does not hand it the old runs.
-    assert lab_nb.cache_key(specs[0], "rev-b") != lab_nb.cache_key(specs[0], "rev-a")
+    assert cache_key(specs[0], "rev-b") != cache_key(specs[0], "rev-a")

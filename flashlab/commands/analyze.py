@@ -69,9 +69,9 @@ def check(
 
 def _check_set(set_dir: Path, json_output: bool, write: bool) -> None:
     """Re-judge a trial set from its trials' summaries; exit code is the set's verdict."""
+    from flashlab.analysis.outputs import write_set_outputs
     from flashlab.analysis.trials import load_set
     from flashlab.analysis.trials import summarize_set
-    from flashlab.analysis.trials import write_set_outputs
     from flashlab.commands.display import print_trial_set
     from flashlab.core.rundir import RunDirError
 
@@ -127,8 +127,8 @@ def report(
 
 def _write_set(set_dir: Path) -> Path:
     """trials.parquet/json/html of a complete trial set, rewritten; the path of trials.html."""
+    from flashlab.analysis.outputs import write_set_outputs
     from flashlab.analysis.trials import TRIALS_HTML
-    from flashlab.analysis.trials import write_set_outputs
     from flashlab.core.rundir import RunDirError
 
     try:

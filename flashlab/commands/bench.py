@@ -25,7 +25,7 @@ EPILOG = (
 
 
 def _import_bench() -> Any:
-    from flashlab.core.meta import require_checkout
+    from flashlab.core.provenance import require_checkout
 
     # The benchmarks append to the repository's bench/results.jsonl and docs/BENCHMARKS.md.
     require_checkout("flashlab bench (it writes bench/results.jsonl and docs/BENCHMARKS.md)")
@@ -94,8 +94,8 @@ def bench(
 
 
 def _run_all(mod: Any, names: list[str], ctx: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    from flashlab.bench.measured import ToolError
     from flashlab.bench.results import append_result
-    from flashlab.bench.tools import ToolError
 
     lines: list[dict[str, Any]] = []
     failed: list[str] = []

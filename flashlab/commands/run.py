@@ -250,7 +250,7 @@ def _external_target(
     target: str | None, redis: str | None, admin_token: str | None, allow_remote: bool
 ) -> Any:
     """`--target/--redis/--admin-token [--allow-remote]` as a Target (all three or none)."""
-    from flashlab.lab.run import Target
+    from flashlab.lab.remote import Target
 
     if not (target or redis or admin_token):
         return None

@@ -39,8 +39,8 @@ from flashlab.core.target import TargetSpec
 from flashlab.core.target import load_target
 from flashlab.core.validation import first_error
 from flashlab.core.validation import read_yaml
-from flashlab.lab.guards import GuardError
-from flashlab.lab.guards import parse_guard
+from flashlab.lab.guards.grammar import GuardError
+from flashlab.lab.guards.grammar import parse_guard
 from flashlab.simulator.client import QUEUE_CLIENTS
 from flashlab.simulator.client import TARGET_CLIENTS
 from flashlab.simulator.scenario import Scenario
@@ -186,7 +186,7 @@ class Experiment(_Model):
         default_factory=lambda: ["oversell == 0", "lost_acknowledged == 0"]
     )
 
-    # Live abort guards (flashlab.lab.guards): e.g. `oversell_live > 0`, `p99_5s_ms > 5000 for 10s`.
+    # Live abort guards (flashlab.lab.guards.grammar): e.g. `oversell_live > 0`, `p99_5s_ms > 5000 for 10s`.
     guards: list[str] = Field(default_factory=list, max_length=32)
 
     @field_validator("hypothesis")

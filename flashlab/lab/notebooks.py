@@ -25,9 +25,13 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from flashlab.analysis import notebooks as nb
-from flashlab.analysis.sweep import is_sweep
-from flashlab.analysis.sweep import load_manifest
+from flashlab.analysis.notebooks import NOTEBOOKS_DIR
+from flashlab.analysis.notebooks import ROOT
+from flashlab.analysis.notebooks import NotebookError
+from flashlab.analysis.notebooks import execute_notebook
+from flashlab.analysis.notebooks import notebook_paths
+from flashlab.analysis.sweep_results import is_sweep
+from flashlab.analysis.sweep_results import load_manifest
 from flashlab.core.errors import EXIT_BAD_INPUT
 from flashlab.core.errors import EXIT_INFRA
 from flashlab.core.errors import EXIT_OK
@@ -36,7 +40,6 @@ from flashlab.lab.experiment import Experiment
 from flashlab.lab.experiment import ExperimentError
 from flashlab.lab.experiment import load_experiment
 
-ROOT = nb.ROOT
 DEFAULT_RUNS = ROOT / "reports" / "notebook-runs"
 
 
@@ -149,9 +152,9 @@ def ensure(spec: RunSpec | SweepSpec, runs_dir: Path, revision: str) -> Path:
         shutil.rmtree(path)
     started = time.monotonic()
     if isinstance(spec, SweepSpec):
-        from flashlab.lab.sweep import SweepRequest
-        from flashlab.lab.sweep import parse_set
-        from flashlab.lab.sweep import run_sweep
+        from flashlab.lab.sweep_runner import SweepRequest
+        from flashlab.lab.sweep_runner import parse_set
+        from flashlab.lab.sweep_runner import run_sweep
 
         sets = [parse_set(text) for text in spec.sets]
         request = SweepRequest(_experiment(spec), sets, sweep_dir=path, write_report=False)
@@ -185,9 +188,9 @@ def render(stem: str, runs_dir: Path, out_dir: Path, revision: str) -> Path:
         synthetic = Path(tmp) / "synthetic"
         params["SYNTHETIC_DIR"] = str(synthetic)
         out = out_dir / f"{stem}.html"
-        nb.execute_notebook(nb.NOTEBOOKS_DIR / f"{stem}.ipynb", params, out)
+        execute_notebook(NOTEBOOKS_DIR / f"{stem}.ipynb", params, out)
         if synthetic.exists():
-            raise nb.NotebookError(f"{stem}: fell back to a synthetic stand-in (a run is missing)")
+            raise NotebookError(f"{stem}: fell back to a synthetic stand-in (a run is missing)")
     return out
 
 
@@ -203,12 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        paths = nb.notebook_paths(args.only)
+        paths = notebook_paths(args.only)
         revision = code_revision()
         for path in paths:
             out = render(path.stem, args.runs, args.out, revision)
             print(f"{path.name} -> {out}")
-    except (nb.NotebookError, UserError) as exc:
+    except (NotebookError, UserError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT if isinstance(exc, UserError) or "--only" in str(exc) else 1
     except Exception as exc:  # a run could not be made: infrastructure, one line
