@@ -29,14 +29,14 @@ def schema(
     ] = False,
 ) -> None:
     """Print the JSON Schema of experiment files, summary.json or target files (from the models)."""
-    from flashlab.lab import schema as schemas
+    from flashlab.lab import json_schemas
 
-    if name not in schemas.SCHEMAS:
-        raise UserError(f"NAME: {name!r} is not one of: {', '.join(schemas.SCHEMAS)}")
+    if name not in json_schemas.SCHEMAS:
+        raise UserError(f"NAME: {name!r} is not one of: {', '.join(json_schemas.SCHEMAS)}")
     if write:
-        console.print(f"wrote {schemas.write(name)}")
+        console.print(f"wrote {json_schemas.write(name)}")
         return
-    sys.stdout.write(schemas.render(schemas.generate(name)))
+    sys.stdout.write(json_schemas.render(json_schemas.generate(name)))
 
 
 def register(app: typer.Typer) -> None:

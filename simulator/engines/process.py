@@ -21,13 +21,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from flashlab.simulator.engines.base import Collector
-from flashlab.simulator.engines.base import EngineResult
-from flashlab.simulator.engines.base import LoadPlan
-from flashlab.simulator.engines.base import OnStart
-from flashlab.simulator.engines.base import PoolEngine
-from flashlab.simulator.engines.base import Shares
-from flashlab.simulator.engines.base import cpu_seconds
+from flashlab.simulator.engines.engine import Collector
+from flashlab.simulator.engines.engine import EngineResult
+from flashlab.simulator.engines.engine import LoadPlan
+from flashlab.simulator.engines.engine import OnStart
+from flashlab.simulator.engines.engine import PoolEngine
+from flashlab.simulator.engines.engine import Shares
+from flashlab.simulator.engines.engine import cpu_seconds
 from flashlab.simulator.progress import Progress
 from flashlab.simulator.schedule import ShopperPlan
 from flashlab.simulator.schedule import VuPlan
