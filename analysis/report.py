@@ -1,4 +1,4 @@
-"""Self-contained HTML reports: one report.html per run directory and matrix.html per matrix directory.
+"""Self-contained HTML pages: a run's report.html, and the pages of a matrix, trial set, comparison, sweep.
 
 Numbers come only from summary.json (the analysis layer's verdict and statistics; computed with
 flashlab.analysis.summary.summarize and written first when missing); plots come from the run's own files

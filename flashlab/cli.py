@@ -1,5 +1,7 @@
-"""The `flashlab` command line: mounts each command group and turns every error into one line and
-an exit code that means one thing (flashlab.console: 2 bad input, 4 infrastructure), never a traceback.
+"""The `flashlab` command line: the root app, with every command group mounted on it.
+
+Every error ends as one line and an exit code that means one thing (flashlab.commands.errors:
+2 bad input, 4 infrastructure), never a traceback.
 """
 
 from __future__ import annotations

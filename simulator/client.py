@@ -1,5 +1,7 @@
-"""The shopper HTTP client: one purchase attempt -> one `Answer`, over aiohttp (default), httpx or
-`raw` (flashlab.simulator.rawhttp: a lean keep-alive client for loopback targets only).
+"""The shopper HTTP client: one purchase attempt in, one `Answer` out.
+
+Over aiohttp (default), httpx or `raw` (flashlab.simulator.rawhttp: a lean keep-alive client for
+loopback targets only).
 
 Every client also speaks the waiting-room protocol of strategy `queue`: `queue(user_id)` is
 `POST /api/v1/shop/queue` (join, or refresh the user's ticket: the poll), answered with the

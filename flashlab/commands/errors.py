@@ -1,5 +1,7 @@
-"""How every command ends on an error: one line on stderr naming the cause and an exit code that
-means one thing (flashlab.console: 2 bad input, 4 infrastructure), never a traceback.
+"""How every command ends on an error: one line on stderr and an exit code that means one thing.
+
+The line names the cause; the code is 2 for bad input and 4 for infrastructure
+(flashlab.core.errors); never a traceback.
 
 `FlashlabGroup` is the click group class of the root app and of `python -m flashlab.commands.stack`;
 `error_exit_code` is the one mapping from exception to exit code.

@@ -1,5 +1,6 @@
-"""The platform interface: what a stack is (config, components, info), what any platform must do,
-and the one error hierarchy every platform raises.
+"""The platform interface: what a stack is, what any platform must do, and the errors it raises.
+
+A stack is its config, components and info; every platform raises the one error hierarchy below.
 
 Exceptions (the CLI maps a `PlatformConfigError` to exit 2, every other `PlatformError` to exit 4):
 

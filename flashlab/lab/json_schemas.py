@@ -1,6 +1,8 @@
-"""JSON Schemas of the output contract: experiment files and summary.json, generated from their
-pydantic models and shipped as flashlab/schemas/<name>.json (package data, so editors can validate
-YAML with them), tagged with the contract's `SCHEMA_VERSION` (`x-schema-version`).
+"""The JSON Schemas of the output contract, generated from the models and shipped with the package.
+
+Experiment files, target files and summary.json: generated from their pydantic models and
+shipped as flashlab/schemas/<name>.json (package data, so editors can validate YAML with them),
+tagged with the contract's `SCHEMA_VERSION` (`x-schema-version`).
 
 tests/test_schema.py fails when a model's schema changes and the shipped file or the version does
 not follow: bump flashlab.core.rundir.SCHEMA_VERSION, record the new hash in

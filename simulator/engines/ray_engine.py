@@ -1,5 +1,7 @@
-"""The Ray engine: W actors, each driving its share of shoppers on a uvloop thread; the driver
-polls `actor.drain()` for Arrow IPC shipments. `ray_address` attaches to an existing cluster.
+"""The Ray engine: W actors, each driving its share of shoppers on a uvloop thread.
+
+The driver polls `actor.drain()` for Arrow IPC shipments. `ray_address` attaches to an existing
+cluster.
 
 A local cluster binds to 127.0.0.1 only (Ray's single-machine mode and node IP; before, gcs_server
 and raylet listened on `::` and the dashboard agent on the interface address), runs no dashboard
@@ -246,7 +248,8 @@ def _local_ray_env(ray_dir: Path) -> Iterator[None]:
     os.environ.pop("RAY_AUTH_TOKEN", None)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Ray's "no cluster" mode: every daemon on 127.0.0.1 instead of the machine's interface
-    # address (measured in issue 9). Inherited by the daemons; the driver read the variable
+    # address (without it, gcs_server and raylet listened on `::` and the dashboard agent on the
+    # interface address: reachable from the network). Inherited by the daemons; the driver read the variable
     # at `import ray`, so its constant is switched for the run too.
     os.environ[LOOPBACK_VAR] = "0"
     constants = _ray_constants()

@@ -1,5 +1,7 @@
-"""The local platform: supervises redis-server, uvicorn API workers, nginx (and prometheus, the fault
-proxy) as tracked child processes on loopback, in a run-owned temp dir; respawns killed workers.
+"""The local platform: the stack as child processes of this one, on loopback, respawned when killed.
+
+It supervises redis-server, uvicorn API workers, nginx (and prometheus, the fault proxy) as
+tracked child processes in a run-owned temp dir, and respawns killed workers.
 
 Start order is dependency order (redis -> proxy -> api-* -> nginx -> prometheus) and stop is the
 reverse. Every child goes through `flashlab.system.procs.spawn`, so it is in its own session (Ctrl-C hits
