@@ -32,6 +32,9 @@ import jinja2
 
 from flashlab.core.extras import MissingExtra
 from flashlab.core.provenance import checkout_root
+from flashlab.core.rundir import MANIFEST
+from flashlab.core.rundir import SUMMARY
+from flashlab.core.rundir import write_json_atomic
 from flashlab.core.rundir import write_text_atomic
 
 try:  # the `notebooks` extra (pip install 'flashlab[notebooks]'); the core runs without it
@@ -173,6 +176,7 @@ def execute_notebook(
 
 
 def write_html(nb: NotebookNode, out_html: Path) -> Path:
+    # start-up cost: only this path pays for nbconvert (an optional extra)
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(
@@ -222,11 +226,9 @@ def resolve_run(
     path = Path(path)
     if _is_complete_run(path):
         return path
+    # start-up cost: only this path pays for the analysis modules and the check registry
     from flashlab.analysis.synthetic import SyntheticSpec
     from flashlab.analysis.synthetic import write_synthetic
-    from flashlab.core.rundir import MANIFEST
-    from flashlab.core.rundir import SUMMARY
-    from flashlab.core.rundir import write_json_atomic
 
     stand_in = Path(synthetic_dir) / path.name
     if not _is_complete_run(stand_in):

@@ -13,7 +13,9 @@ ratios) and the hottest frames and a per-library breakdown go into the result li
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -153,7 +155,6 @@ def _profile(platform: Any, info: Any, p: dict[str, Any], common: dict[str, Any]
         out = Path(tmp) / "api-0.folded"
         argv = [pyspy, "record", "--nonblocking", "-r", "200", "-f", "raw", "-o", str(out)]
         argv += ["-d", str(p["duration_s"] + 1), "-p", str(worker.pid)]
-        import threading
 
         box: dict[str, Any] = {}
 
@@ -178,8 +179,6 @@ def _profile(platform: Any, info: Any, p: dict[str, Any], common: dict[str, Any]
 
 
 def _python_bin() -> str:
-    import sys
-
     return str(Path(sys.executable).parent)
 
 

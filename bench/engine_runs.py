@@ -96,6 +96,7 @@ def run_engine(
     `wrapper` prefixes the command (a profiler); the tree then includes the wrapper too.
     `client` is the shopper HTTP client (flashlab.simulator.client.CLIENTS). `strategy` is the
     product's: a waiting room (`queue`) is driven with the queue protocol, as `flashlab run` does."""
+    # start-up cost: only this path pays for pyarrow
     import pyarrow.parquet as pq
 
     with tempfile.TemporaryDirectory(prefix=f"bench-{engine}-") as tmp:

@@ -58,6 +58,7 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def execute(exp: Experiment, out_root: Path) -> LabRun:
+    # start-up cost: only this path pays for httpx, prometheus_client, rich
     from flashlab.lab.run import RunRequest
     from flashlab.lab.run import execute as run_execute
 

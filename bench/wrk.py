@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flashlab.bench.measured import ToolError
 from flashlab.bench.measured import ToolRun
@@ -127,8 +128,6 @@ def wrk(
     timeout_s: str = "5s",
 ) -> WrkResult:
     """One bounded wrk run against a loopback URL (path included); parsed from the Lua summary."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     base = f"{parts.scheme}://{parts.netloc}"
     with wrk_script() as script:

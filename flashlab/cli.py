@@ -11,7 +11,18 @@ from typing import Annotated
 import typer
 
 from flashlab import __version__
+from flashlab.commands import analyze
+from flashlab.commands import bench
+from flashlab.commands import compare
+from flashlab.commands import demo
+from flashlab.commands import experiment
+from flashlab.commands import matrix
+from flashlab.commands import run
+from flashlab.commands import schema
+from flashlab.commands import sweep
+from flashlab.commands import target
 from flashlab.commands.errors import FlashlabGroup
+from flashlab.commands.stack import app as stack_app
 from flashlab.console import console
 from flashlab.core.errors import EXIT_CODES_HELP
 
@@ -61,18 +72,6 @@ def _root(
 
 
 def _mount() -> None:
-    from flashlab.commands import analyze
-    from flashlab.commands import bench
-    from flashlab.commands import compare
-    from flashlab.commands import demo
-    from flashlab.commands import experiment
-    from flashlab.commands import matrix
-    from flashlab.commands import run
-    from flashlab.commands import schema
-    from flashlab.commands import sweep
-    from flashlab.commands import target
-    from flashlab.commands.stack import app as stack_app
-
     for module in (run, analyze, compare, experiment, matrix, sweep, demo, schema, bench, target):
         module.register(app)
     app.add_typer(

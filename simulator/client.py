@@ -157,6 +157,7 @@ class AiohttpClient(_JsonPostClient):
     """aiohttp session with a bounded keep-alive pool (limit = connections)."""
 
     def __init__(self, base_url: str, product_id: str, connections: int, timeout_s: float) -> None:
+        # start-up cost: only this path pays for aiohttp
         import aiohttp
 
         super().__init__(base_url, product_id)
@@ -199,6 +200,7 @@ class HttpxClient(_JsonPostClient):
     """httpx.AsyncClient with the same pool bound; slower, kept to measure the difference."""
 
     def __init__(self, base_url: str, product_id: str, connections: int, timeout_s: float) -> None:
+        # start-up cost: only this path pays for httpx, rich
         import httpx
 
         super().__init__(base_url, product_id)
@@ -231,6 +233,7 @@ class RawClient:
     sent), not `timeout`."""
 
     def __init__(self, base_url: str, product_id: str, connections: int, timeout_s: float) -> None:
+        # start-up cost: only this path pays for httptools
         from flashlab.simulator import rawhttp
 
         self._rawhttp = rawhttp

@@ -9,6 +9,7 @@ import typer
 
 from flashlab.console import console
 from flashlab.core.errors import UserError
+from flashlab.lab import json_schemas
 
 EPILOG = (
     "Examples:\n\n"
@@ -29,8 +30,6 @@ def schema(
     ] = False,
 ) -> None:
     """Print the JSON Schema of experiment files, summary.json or target files (from the models)."""
-    from flashlab.lab import json_schemas
-
     if name not in json_schemas.SCHEMAS:
         raise UserError(f"NAME: {name!r} is not one of: {', '.join(json_schemas.SCHEMAS)}")
     if write:

@@ -42,6 +42,7 @@ from flashlab.system.detached import state_path
 from flashlab.system.detached import stop_detached
 from flashlab.system.detached import supervise
 from flashlab.system.detached import supervisor_alive
+from flashlab.system.platforms import get_platform
 
 STATE_ENV = "FLASHLAB_STATE_DIR"
 DEFAULT_STATE_DIR = ".flashlab"
@@ -101,6 +102,7 @@ def check_platform(name: str) -> None:
     if name not in PLATFORM_NAMES:
         die(f"--platform: {name!r} is not one of {', '.join(PLATFORM_NAMES)}")
     if name == "local":
+        # start-up cost: only this path pays for jinja2, redis, httpx
         from flashlab.system.platforms.local import REQUIRED_BINARIES
         from flashlab.system.platforms.local import require_binary
 
@@ -112,8 +114,6 @@ def check_platform(name: str) -> None:
 
 
 def make_platform(name: str, config: StackConfig) -> Platform:
-    from flashlab.system.platforms import get_platform
-
     try:
         return get_platform(name, config)
     except ImportError as exc:

@@ -161,6 +161,7 @@ class Platform(ABC):
     def paused(self, component: str) -> bool:
         """Whether a component is frozen (SIGSTOP locally). Platforms that freeze differently
         (Compose pauses the container's cgroup, which leaves no stopped-process state) override it."""
+        # start-up cost: only this path pays for psutil
         import psutil
 
         comp = next((c for c in self.components() if c.name == component), None)

@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flashlab.core.errors import UserError
+
 _PACKAGES = (
     "flashlab",
     "fastapi",
@@ -71,8 +73,6 @@ def require_checkout(what: str) -> Path:
     """The checkout root, or a UserError (one line, exit 2) saying `what` needs the repository."""
     root = checkout_root()
     if root is None:
-        from flashlab.core.errors import UserError
-
         raise UserError(
             f"{what} needs a flashlab checkout (git clone the repository and run it from there); "
             "this flashlab is installed as a package"
@@ -96,6 +96,7 @@ def git_revision(root: Path | None = None) -> dict[str, Any]:
 
 
 def host() -> dict[str, Any]:
+    # start-up cost: only this path pays for psutil
     import psutil
 
     return {

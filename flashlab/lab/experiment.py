@@ -26,6 +26,7 @@ from pydantic import model_validator
 
 from flashlab.analysis.hypothesis import HypothesisError
 from flashlab.analysis.hypothesis import parse_clause
+from flashlab.chaos.faults import fault_class
 from flashlab.chaos.spec import FaultSpec
 from flashlab.core.contract import ID_PATTERN
 from flashlab.core.contract import RateLimit
@@ -308,7 +309,7 @@ def find_target(path: Path, base_dir: Path | None) -> Path:
 
 def target_fault_problem(target: TargetSpec, fault: FaultSpec) -> str | None:
     """Why a scheduled fault cannot hit this target (None: it can)."""
-    from flashlab.chaos.faults import fault_class
+    # start-up cost: only this path pays for httpx, rich
     from flashlab.system.targets.processes import link_problem
 
     cls = fault_class(fault.fault)

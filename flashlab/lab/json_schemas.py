@@ -23,6 +23,7 @@ VERSION_KEY = "x-schema-version"
 
 
 def experiment_schema() -> dict[str, Any]:
+    # start-up cost: only this path pays for pandas, pyarrow, numpy
     from flashlab.core.rundir import SCHEMA_VERSION
     from flashlab.lab.experiment import Experiment
 
@@ -37,6 +38,7 @@ def experiment_schema() -> dict[str, Any]:
 
 
 def target_schema() -> dict[str, Any]:
+    # start-up cost: only this path pays for pandas, pyarrow, numpy
     from flashlab.core.rundir import SCHEMA_VERSION
     from flashlab.core.target import TargetSpec
 
@@ -48,6 +50,7 @@ def target_schema() -> dict[str, Any]:
 
 
 def summary_schema() -> dict[str, Any]:
+    # start-up cost: only this path pays for pandas, pyarrow, numpy
     from flashlab.analysis.summary_schema import summary_json_schema
 
     return summary_json_schema()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -147,11 +148,10 @@ def ensure(spec: RunSpec | SweepSpec, runs_dir: Path, revision: str) -> Path:
         print(f"{spec.name}: cached {path}")
         return path
     if path.exists():  # an interrupted earlier attempt: start it again
-        import shutil
-
         shutil.rmtree(path)
     started = time.monotonic()
     if isinstance(spec, SweepSpec):
+        # start-up cost: only this path pays for httpx, rich
         from flashlab.lab.sweep_runner import SweepRequest
         from flashlab.lab.sweep_runner import parse_set
         from flashlab.lab.sweep_runner import run_sweep
@@ -160,6 +160,7 @@ def ensure(spec: RunSpec | SweepSpec, runs_dir: Path, revision: str) -> Path:
         request = SweepRequest(_experiment(spec), sets, sweep_dir=path, write_report=False)
         run_sweep(request)
     else:
+        # start-up cost: only this path pays for httpx, rich
         from flashlab.lab.run import RunRequest
         from flashlab.lab.run import execute
 

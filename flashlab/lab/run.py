@@ -24,10 +24,13 @@ from typing import Any
 
 import httpx
 import pyarrow.parquet as pq
+import redis
 
+from flashlab.analysis.summary import summarize
 from flashlab.core import rundir
 from flashlab.core.contract import needs_queue_protocol
 from flashlab.core.errors import verdict_exit_code
+from flashlab.core.facts import CLIENT_FACTS
 from flashlab.core.isolation import Isolation
 from flashlab.core.platform import ComponentNotRunning
 from flashlab.core.provenance import provenance
@@ -54,6 +57,17 @@ from flashlab.lab.stacks import RunStack
 from flashlab.lab.stacks import load_route
 from flashlab.lab.stacks import open_stack
 from flashlab.lab.stacks import resolve_isolation
+from flashlab.simulator.engines import LoadPlan
+from flashlab.simulator.engines import get_engine
+from flashlab.simulator.engines import require_engine
+from flashlab.simulator.history import HistoryWriter
+from flashlab.system.admin import AdminClient
+from flashlab.system.admin import AdminError
+from flashlab.system.platforms import require_platform
+from flashlab.system.targets import require_serving
+from flashlab.system.targets.reset import reset_target
+from flashlab.system.targets.truth import read_target_truth
+from flashlab.system.truth import read_truth
 
 
 @dataclass
@@ -82,14 +96,9 @@ class RunRequest(ExperimentRequest):
 
 def _reset_product(stack: RunStack, exp: Experiment) -> None:
     if stack.target is not None:
-        from flashlab.system.targets import require_serving
-        from flashlab.system.targets.reset import reset_target
-
         require_serving(stack.target, stack.values, stack.own_url)
         reset_target(stack.target, stack.values, stack.own_url, exp.product.id, exp.product.stock)
         return
-    from flashlab.system.admin import AdminClient
-    from flashlab.system.admin import AdminError
 
     admin = AdminClient(stack.base_url, stack.admin_token)
     try:
@@ -102,14 +111,9 @@ def _reset_product(stack: RunStack, exp: Experiment) -> None:
 
 def _read_truth(stack: RunStack, exp: Experiment) -> Any:
     if stack.target is not None:
-        from flashlab.system.targets.truth import read_target_truth
-
         return read_target_truth(
             stack.target, stack.values, stack.own_url, exp.product.id, exp.product.stock
         )
-    import redis
-
-    from flashlab.system.truth import read_truth
 
     try:
         return read_truth(stack.redis_url, exp.product.id)
@@ -161,9 +165,6 @@ def _write_faults(path: Path, table: Any) -> None:
 
 def _require_extras(exp: Experiment, target: Target | None) -> None:
     """A missing optional extra is bad input, refused before any run directory exists."""
-    from flashlab.simulator.engines import require_engine
-    from flashlab.system.platforms import require_platform
-
     require_engine(exp.engine.kind)
     if target is None:
         require_platform(exp.stack.platform)
@@ -180,6 +181,7 @@ def _start_faults(
     abort: AbortSwitch,
 ) -> Any:
     """At t0: the run's fault scheduler, started (the nemesis when there is one); None if no faults."""
+    # start-up cost: only this path pays for aiohttp
     from flashlab.chaos.scheduler import FaultScheduler
 
     gate = watch.steady_state_gate(t0_ns) if exp.faults else None
@@ -201,8 +203,6 @@ def _start_faults(
 def _engine_preflight(exp: Experiment) -> None:
     """The engine's own bad-input checks (e.g. an unreachable --ray-address): before the run
     directory and the stack exist, so a refusal leaves nothing behind."""
-    from flashlab.simulator.engines import get_engine
-
     get_engine(exp.engine.kind).preflight(exp.engine.workers, exp.engine.ray_address)
 
 
@@ -336,15 +336,11 @@ def _reset(run: _Run) -> None:
 
 def _facts(stack: RunStack) -> list[str]:
     """What the requests carry and the answers say (flashlab.core.facts): the checks' n/a."""
-    from flashlab.core.facts import CLIENT_FACTS
-
     offered = stack.target.facts() if stack.target is not None else set(CLIENT_FACTS)
     return [f.value for f in CLIENT_FACTS if f in offered]
 
 
 def _load_plan(run: _Run) -> Any:
-    from flashlab.simulator.engines import LoadPlan
-
     exp = run.exp
     return LoadPlan(
         run_id=run.run_id,
@@ -378,9 +374,6 @@ class _FaultsAtStart(RunEvents):
 
 
 def _drive_load(run: _Run) -> None:
-    from flashlab.simulator.engines import get_engine
-    from flashlab.simulator.history import HistoryWriter
-
     exp, stack = run.exp, run.on_stack
     engine = get_engine(exp.engine.kind)
     writer = HistoryWriter(run.run_dir / rundir.HISTORY)
@@ -445,8 +438,6 @@ def _collect_evidence(run: _Run) -> None:
 
 
 def _judge(run: _Run) -> None:
-    from flashlab.analysis.summary import summarize
-
     # Summary and report come from the files alone; `complete` is flipped only after both exist.
     # So the manifest on disk must already hold the load window and the engine result
     # (load-generator health included) they read: written now, still `complete: false`.
@@ -456,6 +447,7 @@ def _judge(run: _Run) -> None:
 
 
 def _write_report(run: _Run) -> None:
+    # start-up cost: only this path pays for matplotlib, jinja2
     from flashlab.analysis.report import write_report
 
     write_report(run.run_dir)

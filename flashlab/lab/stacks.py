@@ -15,15 +15,21 @@ from dataclasses import field
 from dataclasses import replace
 from typing import Any
 
+from flashlab.chaos.faults import needs_proxy
+from flashlab.chaos.faults import network_links
 from flashlab.core.errors import UserError
 from flashlab.core.isolation import Isolation
 from flashlab.core.isolation import IsolationError
 from flashlab.core.isolation import resolve
 from flashlab.core.platform import Platform
+from flashlab.core.platform import StackConfig
 from flashlab.core.platform import StackInfo
 from flashlab.core.target import TargetSpec
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.remote import Target
+from flashlab.system.platforms import get_platform
+from flashlab.system.targets import start_target
+from flashlab.system.targets import target_health
 
 
 @dataclass
@@ -47,7 +53,6 @@ class RunStack:
         """What says "serving" before the first fault: /readyz, or the target's health."""
         if self.target is None:
             return self.base_url.rstrip("/") + "/readyz"
-        from flashlab.system.targets import target_health
 
         return target_health(self.target, self.values)
 
@@ -94,9 +99,6 @@ def open_stack(
             public={"platform": "external", "base_url": target.base_url},
         )
         return
-    from flashlab.chaos.faults import needs_proxy
-    from flashlab.core.platform import StackConfig
-    from flashlab.system.platforms import get_platform
 
     config = StackConfig(
         workers=exp.stack.workers,
@@ -121,10 +123,6 @@ def open_stack(
 def _target_stack(spec: TargetSpec, exp: Experiment, cpus: list[int] | None) -> Iterator[RunStack]:
     """A backend the lab did not build: its own processes or Compose file, started and stopped
     here (or nothing, when its file has no `start:`), with the fault proxies its faults need."""
-    from flashlab.chaos.faults import network_links
-    from flashlab.core.platform import StackConfig
-    from flashlab.system.targets import start_target
-
     config = StackConfig(prometheus=False, cpus=cpus)
     platform = start_target(spec, config, network_links(exp.faults))
     try:

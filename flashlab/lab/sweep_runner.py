@@ -36,7 +36,9 @@ import yaml
 from flashlab.analysis.outputs import write_sweep_outputs
 from flashlab.analysis.sweep_results import SWEEP_MANIFEST
 from flashlab.analysis.sweep_results import cell_name
+from flashlab.chaos.faults import needs_proxy
 from flashlab.core import rundir
+from flashlab.core.contract import Strategy
 from flashlab.core.errors import UserError
 from flashlab.core.provenance import provenance
 from flashlab.lab.events import Announcer
@@ -53,6 +55,7 @@ from flashlab.lab.stacks import shared_stack
 from flashlab.lab.trials import TrialSetRequest
 from flashlab.lab.trials import check_repeat
 from flashlab.lab.trials import run_trials
+from flashlab.system.strategies import settings_model
 
 MAX_CELLS = 50  # more needs --yes: a sweep of hundreds of runs is rarely meant
 
@@ -132,9 +135,6 @@ def _leaves(node: Any, prefix: str = "") -> list[str]:
 
 def valid_paths(exp: Experiment) -> list[str]:
     """The dotted fields a sweep may set: the experiment's own, plus every strategy setting."""
-    from flashlab.core.contract import Strategy
-    from flashlab.system.strategies import settings_model
-
     paths = set(_leaves(exp.model_dump(mode="json")))
     for strategy in Strategy:
         paths |= {f"product.settings.{f}" for f in settings_model(strategy.value).model_fields}
@@ -192,8 +192,6 @@ def plan_cells(exp: Experiment, sets: list[SetSpec], yes: bool = False) -> list[
 
 def stack_key(exp: Experiment) -> str:
     """Cells with equal keys can share a stack: what the stack is started with."""
-    from flashlab.chaos.faults import needs_proxy
-
     proxy = needs_proxy([f.fault for f in exp.faults])
     parts = [exp.stack.model_dump(mode="json"), exp.isolation.model_dump(mode="json"), proxy]
     return json.dumps(parts, sort_keys=True)

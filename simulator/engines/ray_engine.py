@@ -51,6 +51,7 @@ from flashlab.simulator.schedule import ShopperPlan
 from flashlab.simulator.schedule import VuPlan
 from flashlab.simulator.shopper import DriveSpec
 from flashlab.simulator.shopper import Shipment
+from flashlab.simulator.shopper import drive
 
 READY_TIMEOUT_S = 120.0
 ATTACH_CONNECT_TIMEOUT_S = 5.0  # --ray-address: a refused or silent GCS port fails this fast
@@ -92,6 +93,7 @@ class ShopperActor:
 
     async def where(self) -> dict[str, Any]:
         """Where this actor runs: its node's id and IP address and its PID (for the manifest)."""
+        # start-up cost: only this path pays for ray (an optional extra), uvloop
         import ray
 
         return {
@@ -107,9 +109,8 @@ class ShopperActor:
         self.thread.start()
 
     def _drive(self, t0_ns: int, deadline_ns: int) -> None:
+        # start-up cost: only this path pays for uvloop
         import uvloop
-
-        from flashlab.simulator.shopper import drive
 
         pin_self(self.cpus)
         try:
@@ -215,6 +216,7 @@ def attach_error(address: str, exc: BaseException) -> UserError:
 
 
 def _ray_pkg_dir() -> str:
+    # start-up cost: only this path pays for ray (an optional extra), uvloop
     import ray
 
     return os.path.dirname(ray.__file__)
@@ -273,6 +275,7 @@ def _ray_errors_to_stderr() -> Iterator[None]:
     """Ray's driver prints cluster error messages (e.g. "(raylet) Raylet is terminated" when a
     node is lost) on stdout; `flashlab run --json` needs stdout to stay one JSON document, so
     for the run they go to stderr, as every other diagnostic does."""
+    # start-up cost: only this path pays for ray (an optional extra), uvloop
     from ray._private import worker
 
     original = worker.print_to_stdstream
@@ -288,6 +291,7 @@ def _ray_errors_to_stderr() -> Iterator[None]:
 
 
 def _ray_constants() -> Any:
+    # start-up cost: only this path pays for ray (an optional extra), uvloop
     from ray._private import ray_constants
 
     return ray_constants
@@ -297,6 +301,7 @@ def _reset_token_cache() -> None:
     # The driver's C++ config caches the auth mode and its loader caches the token (both read at
     # import); re-read them as Ray's own enable_token_auth_by_default() does.
     with contextlib.suppress(ImportError, AttributeError):
+        # start-up cost: only this path pays for ray (an optional extra), uvloop
         from ray._raylet import AuthenticationTokenLoader
         from ray._raylet import Config
 
@@ -341,6 +346,7 @@ class RayEngine(PoolEngine):
             check_reachable(ray_address)
 
     def kill_worker(self, index: int) -> bool:
+        # start-up cost: only this path pays for ray (an optional extra), uvloop
         import ray
 
         with self._lock:
@@ -351,6 +357,7 @@ class RayEngine(PoolEngine):
         return True
 
     def _run(self, plan: LoadPlan, collector: Collector, on_start: OnStart | None) -> EngineResult:
+        # start-up cost: only this path pays for ray (an optional extra), uvloop
         import ray
 
         # An open connection to the cluster named by ray_address is the caller's (the lab's
@@ -447,6 +454,7 @@ class RayEngine(PoolEngine):
         before: set[int],
         seen: dict[int, psutil.Process],
     ) -> float:
+        # start-up cost: only this path pays for ray (an optional extra), uvloop
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         actor_cls = ray.remote(num_cpus=1, max_restarts=0, max_concurrency=64)(ShopperActor)
@@ -519,6 +527,7 @@ class RayEngine(PoolEngine):
 def _spread_group(ray: Any, plan: LoadPlan, actors: int) -> Any:
     """A SPREAD placement group of one 1-CPU bundle per actor: shoppers over as many nodes as
     the cluster has. An attached cluster that cannot hold them is bad input (one line, exit 2)."""
+    # start-up cost: only this path pays for ray (an optional extra), uvloop
     from ray.util.placement_group import placement_group
     from ray.util.placement_group import remove_placement_group
 

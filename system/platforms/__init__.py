@@ -5,6 +5,8 @@ The interface, its config and its error tree live in flashlab.core.platform; imp
 
 from __future__ import annotations
 
+import socket
+
 from flashlab.core.platform import Platform
 from flashlab.core.platform import PlatformConfigError
 from flashlab.core.platform import StackConfig
@@ -31,6 +33,7 @@ def require_platform(name: str) -> None:
     """Raise a UserError (one line, exit 2) when `name` needs an extra or a checkout that is not here."""
     PLATFORMS.require(name)
     if name in PLATFORM_NEEDS_CHECKOUT:
+        # start-up cost: only this path pays for importlib.metadata and subprocess
         from flashlab.core.provenance import require_checkout
 
         require_checkout(f"platform {name!r} ({PLATFORM_NEEDS_CHECKOUT[name]})")
@@ -38,8 +41,6 @@ def require_platform(name: str) -> None:
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A currently free loopback TCP port (bind port 0, read it, close); the platforms' only way."""
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

@@ -27,6 +27,7 @@ def _csv(env: Mapping[str, str], name: str) -> list[str]:
 
 
 def _redis_argv(env: Mapping[str, str]) -> list[str]:
+    # start-up cost: only this path pays for jinja2, pydantic
     from flashlab.system.config import write
 
     durability = env.get("FLASHLAB_DURABILITY", "none")
@@ -39,6 +40,7 @@ def _redis_argv(env: Mapping[str, str]) -> list[str]:
 
 
 def _nginx_argv(env: Mapping[str, str]) -> list[str]:
+    # start-up cost: only this path pays for jinja2, pydantic
     from flashlab.system.config import write
 
     keepalive = env.get("FLASHLAB_NGINX_KEEPALIVE", "64")
@@ -63,6 +65,7 @@ def _nginx_argv(env: Mapping[str, str]) -> list[str]:
 
 
 def _prometheus_argv(env: Mapping[str, str]) -> list[str]:
+    # start-up cost: only this path pays for jinja2, pydantic
     from flashlab.system.config import write
 
     interval = env.get("FLASHLAB_PROMETHEUS_INTERVAL", "1s")

@@ -374,6 +374,7 @@ class LocalPlatform(SupervisedPlatform):
     def _forget_metrics(self, slot: Slot) -> None:
         """A dead API worker's live gauges must not linger in /metrics (its respawn is the
         supervisor's, like the reference's Node cluster: docs/REFERENCE.md)."""
+        # start-up cost: only this path pays for prometheus_client
         from prometheus_client import multiprocess
 
         if slot.kind == "api" and slot.tracked is not None:
