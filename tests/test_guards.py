@@ -83,6 +83,18 @@ def test_guard_grammar_and_one_line_errors_with_the_closest_metric() -> None:
         parse_guard("error_rate_0s > 0.5")  # windows are 1..300 s
 
 
+def test_parsing_an_experiment_loads_the_guard_grammar_only() -> None:
+    # Experiment files check their guards' text; the live monitor (its thread, its pandas window)
+    # and the run watch are the run's business, not the parser's.
+    code = (
+        "import sys, flashlab.lab.experiment; "
+        "print(sorted(m for m in sys.modules if m.startswith('flashlab.lab.guards')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['flashlab.lab.guards', 'flashlab.lab.guards.grammar']"
+
+
 def test_experiment_refuses_bad_guards_and_clauses_naming_unscheduled_faults() -> None:
     fault = {"fault": "redis-kill", "at_s": 1}
     ok = parse_experiment(

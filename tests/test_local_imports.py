@@ -4,8 +4,8 @@ Imports belong at the top of a module, where a reader sees what it depends on. O
 function body only when it keeps an expensive or optional package (pandas, matplotlib, ray,
 docker, ...) out of the start-up of every process that imports the module, and then the line
 right above it - or above the block of consecutive imports it opens - says what it saves, e.g.
-`# start-up cost: matplotlib and jinja2 load only when a report is written`. A trailing comment
-on the import itself counts too. Walked with `ast` over the packages test_code_shape.py walks.
+`# start-up cost: only this path pays for matplotlib, jinja2`. A trailing comment on the import
+itself counts too. Walked with `ast` over the packages test_code_shape.py walks.
 """
 
 from __future__ import annotations

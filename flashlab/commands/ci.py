@@ -20,7 +20,7 @@ from flashlab.console import err_console
 from flashlab.core.errors import UserError
 from flashlab.core.rundir import write_text_atomic
 
-if TYPE_CHECKING:  # the analysis layer pulls pandas in; imported when a file is written
+if TYPE_CHECKING:  # the analysis modules and check registry load only when a file is written
     from flashlab.analysis.junit import Suite
 
 GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"

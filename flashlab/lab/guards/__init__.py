@@ -7,6 +7,7 @@ One module per job:
     steady    `SteadyStateCheck`: the hypothesis and readiness probed before the first fault
     watch     `RunWatch`: the above wired around one run's load (a run event handler)
 
-The abort switch they trip is flashlab.lab.abort. This file imports nothing, so importing the
-grammar does not pull in pyarrow, pandas or threads.
+The abort switch they trip is flashlab.lab.abort. This file imports nothing, so an experiment
+file's parser (flashlab.lab.experiment) imports the grammar alone, not the monitor's thread and
+pandas window.
 """
