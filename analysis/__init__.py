@@ -1,1 +1,1 @@
-"""Analysis: loading run directories, the consistency checker, statistics, hypotheses, plots and reports."""
+"""Analysis: judging run directories - checks, statistics, hypotheses, trial sets, sweeps, plots, reports."""

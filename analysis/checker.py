@@ -14,12 +14,12 @@ a backend described by a target file that, say, reads no truth) is not run: its 
 from __future__ import annotations
 
 from flashlab.analysis.checks import CHECKS as CHECK_PATHS
-from flashlab.analysis.checks.base import MAX_EXAMPLES
-from flashlab.analysis.checks.base import Check
-from flashlab.analysis.checks.base import CheckResult
-from flashlab.analysis.checks.base import not_applicable
-from flashlab.analysis.checks.base import run_facts
-from flashlab.analysis.checks.base import unknown
+from flashlab.analysis.checks.check import MAX_EXAMPLES
+from flashlab.analysis.checks.check import Check
+from flashlab.analysis.checks.check import CheckResult
+from flashlab.analysis.checks.check import not_applicable
+from flashlab.analysis.checks.check import run_facts
+from flashlab.analysis.checks.check import unknown
 from flashlab.core.rundir import Run
 
 __all__ = [

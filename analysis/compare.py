@@ -31,6 +31,7 @@ from typing import Literal
 from flashlab.analysis import intervals
 from flashlab.analysis.hypothesis import HOST_SPREAD_STEADY
 from flashlab.analysis.stats import stack_unit_us
+from flashlab.analysis.summary import ensure_summary
 from flashlab.analysis.trials import KEY_METRICS
 from flashlab.analysis.trials import Metric
 from flashlab.analysis.trials import Trial
@@ -39,6 +40,7 @@ from flashlab.analysis.trials import is_trial_set
 from flashlab.analysis.trials import load_set
 from flashlab.analysis.trials import metric_values
 from flashlab.core.rundir import RunDirError
+from flashlab.core.rundir import load_run
 
 Outcome = Literal["better", "worse", "within noise", "same", "single run", "not measured"]
 Basis = Literal["bootstrap CI", "exact", "single run", "none"]
@@ -138,8 +140,6 @@ def load_side(path: Path | str) -> Side:
     if is_trial_set(path):
         ts = load_set(path)
         return Side(str(path), "trial-set", len(ts.trials), ts.experiment, ts.trials)
-    from flashlab.analysis.report import ensure_summary
-    from flashlab.core.rundir import load_run
 
     run = load_run(path)  # refuses missing and incomplete runs (RunDirError)
     trial = Trial(

@@ -308,7 +308,7 @@ def near_threshold_on_unsteady_host(
     gone either way. Far from the threshold it is judged as usual.
     `spread` None or <= HOST_SPREAD_STEADY: nothing changes (flashlab.lab.hostspeed measures it).
 
-    Why the spread itself is the band: calibrated on this lab's 2-vCPU host (issue 9, lua 10k
+    Why the spread itself is the band: calibrated on this lab's 2-vCPU host (lua 10k
     spike, fifteen runs over 40 minutes), within-run spreads were 1.42-1.70 and the runs' p99 and
     throughput had CVs of 19% and 17%, about +-35% at two standard deviations - a factor of
     1.4-1.5, the spread's own size. (Its square root fitted ten runs taken in one stretch, not

@@ -54,7 +54,8 @@ def _clean(values: list[float | None]) -> np.ndarray:
 
 
 def _bootstrap(samples: tuple[np.ndarray, ...], statistic: Any) -> tuple[float, float]:
-    from scipy import stats as scistats  # heavy: imported only when an interval is computed
+    # start-up cost: only this path pays for scipy
+    from scipy import stats as scistats
 
     result = scistats.bootstrap(
         samples,

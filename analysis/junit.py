@@ -25,6 +25,9 @@ from typing import Any
 from typing import Literal
 
 from flashlab.analysis.checker import CHECK_KEYS
+from flashlab.analysis.summary_schema import read_summary
+from flashlab.core.rundir import SUMMARY
+from flashlab.core.rundir import RunDirError
 from flashlab.core.rundir import write_text_atomic
 
 Outcome = Literal["passed", "failure", "error", "skipped"]
@@ -290,10 +293,6 @@ def _expectation_case(cell: dict[str, Any], name: str) -> Case:
 
 def matrix_suites(matrix_dir: Path, cells: list[dict[str, Any]]) -> list[Suite]:
     """One suite per matrix.json cell: its expected-verdict case, then its run's clauses and checks."""
-    from flashlab.analysis.summary_schema import read_summary
-    from flashlab.core.rundir import SUMMARY
-    from flashlab.core.rundir import RunDirError
-
     suites = []
     for cell in cells:
         name = _cell_name(cell)

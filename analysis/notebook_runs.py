@@ -23,7 +23,7 @@ from flashlab.core.rundir import write_json_atomic
 
 CACHE = Path("reports") / "notebook-runs"  # relative to the checkout
 SIDECAR = "notebook-run.json"  # written by flashlab.lab.notebooks.ensure next to the run's files
-SWEEP_MANIFEST = "sweep.json"  # a sweep directory's manifest (flashlab.analysis.sweep)
+SWEEP_MANIFEST = "sweep.json"  # a sweep directory's manifest (flashlab.analysis.sweep_results)
 KEY_RE = "[0-9a-f]{12}"  # flashlab.lab.notebooks.cache_key
 
 

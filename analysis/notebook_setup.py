@@ -28,8 +28,8 @@ from flashlab.analysis.notebook_runs import CACHE
 from flashlab.analysis.notebook_runs import CachedRun
 from flashlab.analysis.notebook_runs import newest
 from flashlab.analysis.notebook_runs import read
-from flashlab.core.meta import checkout_root
-from flashlab.core.meta import git_revision
+from flashlab.core.provenance import checkout_root
+from flashlab.core.provenance import git_revision
 
 ENV = "FLASHLAB_SYNTHETIC"
 MAKE_COMMAND = "make notebooks"
@@ -82,6 +82,7 @@ def repo_root() -> Path:
 
 def show(html_text: str, plain: str) -> None:
     """An HTML block (what Jupyter and the rendered page show) with its plain-text twin."""
+    # start-up cost: only a notebook pays for IPython
     from IPython.display import display
 
     display({"text/html": html_text, "text/plain": plain}, raw=True)
@@ -203,6 +204,7 @@ def _printers() -> dict[str, Any]:
     def png(fig: Any) -> Any:
         original = _ORIGINAL_PRINTERS.get("image/png")
         if original is None:
+            # start-up cost: only a notebook that shows a figure pays for the plots module
             from flashlab.analysis.plots import png_bytes as original
         return original(_stamp(fig))
 
@@ -214,6 +216,7 @@ def _printers() -> dict[str, Any]:
 
 def mark_synthetic_figures(on: bool = True) -> None:
     """Stamp every figure IPython displays from now on (its png and its text twin); off restores."""
+    # start-up cost: only a notebook pays for IPython and matplotlib
     from IPython import get_ipython
     from matplotlib.figure import Figure
 
@@ -236,6 +239,7 @@ def mark_synthetic_figures(on: bool = True) -> None:
 
 def stand_in_run(name: str, directory: Path, spec: dict[str, Any]) -> Path:
     """A synthetic run `<directory>/<name>` (written afresh: seeded, a second or so); manifest says synthetic."""
+    # start-up cost: only a notebook that asked for a stand-in pays for the synthetic writer
     import json
 
     from flashlab.analysis.synthetic import SyntheticSpec

@@ -31,7 +31,7 @@ from typing import Any
 import jinja2
 
 from flashlab.core.extras import MissingExtra
-from flashlab.core.meta import checkout_root
+from flashlab.core.provenance import checkout_root
 from flashlab.core.rundir import write_text_atomic
 
 try:  # the `notebooks` extra (pip install 'flashlab[notebooks]'); the core runs without it
@@ -161,6 +161,7 @@ def execute_notebook(
 
 
 def write_html(nb: NotebookNode, out_html: Path) -> Path:
+    # start-up cost: only this path pays for nbconvert (an optional extra)
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(

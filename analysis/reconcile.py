@@ -21,7 +21,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from flashlab.analysis.checks.base import order_keys
+from flashlab.analysis.checks.check import order_keys
 from flashlab.analysis.stats import load_window
 from flashlab.core.contract import BUY_PATH
 from flashlab.core.rundir import METRICS

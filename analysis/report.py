@@ -1,4 +1,4 @@
-"""Self-contained HTML reports: one report.html per run directory and matrix.html per matrix directory.
+"""Self-contained HTML pages: a run's report.html, and the pages of a matrix, trial set, comparison, sweep.
 
 Numbers come only from summary.json (the analysis layer's verdict and statistics; computed with
 flashlab.analysis.summary.summarize and written first when missing); plots come from the run's own files
@@ -22,8 +22,12 @@ from markupsafe import escape
 from flashlab.analysis import plots
 from flashlab.analysis.checker import CHECKS
 from flashlab.analysis.markdown import host_speed_text
+from flashlab.analysis.summary import ensure_summary
 from flashlab.analysis.summary_schema import PERCENTILE_KEYS
+from flashlab.analysis.sweep_results import SWEEP_HTML
+from flashlab.analysis.sweep_results import plotted_metrics
 from flashlab.analysis.trials import TRIALS_HTML
+from flashlab.analysis.trials import metric_intervals
 from flashlab.core.errors import (  # the exit code the banner shows; the matrix rule
     verdict_exit_code,
 )
@@ -32,11 +36,9 @@ from flashlab.core.errors import (  # the exit code the banner shows; the matrix
 )
 from flashlab.core.isolation import describe as describe_isolation
 from flashlab.core.rundir import REPORT
-from flashlab.core.rundir import SUMMARY
 from flashlab.core.rundir import Run
 from flashlab.core.rundir import RunDirError
 from flashlab.core.rundir import load_run
-from flashlab.core.rundir import write_json_atomic
 from flashlab.core.rundir import write_text_atomic
 
 MATRIX_JSON = "matrix.json"
@@ -176,18 +178,6 @@ EVIDENCE_COLUMNS = [
     "remaining",
     "error",
 ]
-
-
-def ensure_summary(run_dir: Path) -> dict[str, Any]:
-    """summary.json, computed with flashlab.analysis.summary.summarize and written first if missing."""
-    path = run_dir / SUMMARY
-    if not path.exists():
-        from flashlab.analysis.summary import summarize
-
-        write_json_atomic(path, summarize(load_run(run_dir, require_complete=False)))
-    from flashlab.analysis.summary_schema import read_summary
-
-    return read_summary(path)
 
 
 def _evidence(run: Run, examples: list[str]) -> list[dict[str, Any]]:
@@ -491,8 +481,6 @@ def write_trials_report(set_dir: Path | str, result: dict[str, Any]) -> Path:
 
 def render_comparison(comparison: Any) -> str:
     """compare.html for a flashlab.analysis.compare.Comparison."""
-    from flashlab.analysis.trials import metric_intervals
-
     data = comparison.to_dict()
     groups = [
         (f"A {comparison.a.name}", metric_intervals(comparison.a.trials)),
@@ -516,8 +504,6 @@ def write_comparison_report(comparison: Any, path: Path | str) -> Path:
 
 def render_sweep(manifest: dict[str, Any], frame: Any) -> str:
     """sweep.html: the grid (one row per cell) and a plot per measured metric vs the swept value(s)."""
-    from flashlab.analysis.sweep import plotted_metrics
-
     paths = [s["path"] for s in manifest.get("sets") or []]
     metrics = plotted_metrics(frame)
     figures = []
@@ -550,6 +536,5 @@ def render_sweep(manifest: dict[str, Any], frame: Any) -> str:
 
 
 def write_sweep_report(sweep_dir: Path | str, manifest: dict[str, Any], frame: Any) -> Path:
-    from flashlab.analysis.sweep import SWEEP_HTML
-
+    """Write `<sweep_dir>/sweep.html` from the sweep's manifest and frame and return its path."""
     return write_text_atomic(Path(sweep_dir) / SWEEP_HTML, render_sweep(manifest, frame))

@@ -16,6 +16,7 @@ file states `oversell == 0`. Every value is JSON-safe (no numpy types, NaN -> No
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,12 +30,16 @@ from flashlab.analysis.reconcile import reconcile
 from flashlab.analysis.recovery import by_fault
 from flashlab.analysis.recovery import phases
 from flashlab.analysis.recovery import recovery
+from flashlab.analysis.summary_schema import read_summary
 from flashlab.core.rundir import MANIFEST
 from flashlab.core.rundir import SCHEMA_VERSION
+from flashlab.core.rundir import SUMMARY
 from flashlab.core.rundir import Run
 from flashlab.core.rundir import RunDirError
+from flashlab.core.rundir import load_run
+from flashlab.core.rundir import write_json_atomic
 
-__all__ = ["CHECK_KEYS", "json_safe", "summarize", "unknown_checks"]
+__all__ = ["CHECK_KEYS", "ensure_summary", "json_safe", "summarize", "unknown_checks"]
 
 
 def json_safe(value: Any) -> Any:
@@ -241,3 +246,11 @@ def summarize(run: Run) -> dict[str, Any]:
     )
     head = {k: summary.pop(k) for k in head_keys}
     return {"schema_version": SCHEMA_VERSION} | head | summary
+
+
+def ensure_summary(run_dir: Path) -> dict[str, Any]:
+    """summary.json of a run directory, computed with `summarize` and written first if missing."""
+    path = run_dir / SUMMARY
+    if not path.exists():
+        write_json_atomic(path, summarize(load_run(run_dir, require_complete=False)))
+    return read_summary(path)

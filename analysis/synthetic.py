@@ -34,6 +34,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
@@ -524,8 +525,9 @@ def write_synthetic_set(path: Path | str, specs: list[SyntheticSpec]) -> Path:
     """A complete synthetic trial set (flashlab.analysis.trials format): one trial per spec.
 
     Only the trial runs and trialset.json are written (like the orchestrator before it judges);
-    `flashlab.analysis.trials.write_set_outputs(path)` adds trials.parquet/json/html.
+    `flashlab.analysis.outputs.write_set_outputs(path)` adds trials.parquet/json/html.
     """
+    # start-up cost: only this path pays for matplotlib, prometheus_client
     from flashlab.analysis.trials import SEED_RULE
     from flashlab.analysis.trials import SET_MANIFEST
     from flashlab.analysis.trials import trial_name
@@ -552,8 +554,6 @@ def write_synthetic_set(path: Path | str, specs: list[SyntheticSpec]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m flashlab.analysis.synthetic DIR [anomaly=count ...]`: write a synthetic run for notebooks/reports."""
-    import sys
-
     args = sys.argv[1:] if argv is None else argv
     if not args:
         print(

@@ -19,7 +19,8 @@ The set's verdict (`judge_set`), clause by clause over the trials' own results:
   "inconclusive" when the interval straddles the threshold.
 - an aborted trial fails the set. Then any fail -> "fail"; else any inconclusive -> "inconclusive".
 
-Everything here reads directories only (doing lives in flashlab.lab.trials).
+Everything here reads directories only: doing lives in flashlab.lab.trials, and
+flashlab.analysis.outputs writes the three set files.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ import pandas as pd
 from flashlab.analysis import hypothesis
 from flashlab.analysis import intervals
 from flashlab.analysis.plots import summary_value
+from flashlab.analysis.summary import aborted_reason
+from flashlab.analysis.summary import ensure_summary
+from flashlab.analysis.summary import json_safe
 from flashlab.core.rundir import MANIFEST
 from flashlab.core.rundir import RunDirError
-from flashlab.core.rundir import write_json_atomic
 
 SET_MANIFEST = "trialset.json"
 TRIALS_PARQUET = "trials.parquet"
@@ -159,8 +162,6 @@ def _load_trial(set_dir: Path, index: int, name: str, seed: int | None) -> Trial
     manifest = _read_json(run_dir / MANIFEST, "trial manifest")
     if not manifest.get("complete"):
         raise TrialSetError(f"{set_dir}: trial {name} is incomplete (no complete=true)")
-    from flashlab.analysis.report import ensure_summary  # computes summary.json if missing
-
     return Trial(index, name, seed, ensure_summary(run_dir))
 
 
@@ -350,8 +351,6 @@ def _aborted(summary: dict[str, Any]) -> str | None:
     aborted = summary.get("aborted")
     if not isinstance(aborted, dict):
         return None
-    from flashlab.analysis.summary import aborted_reason
-
     return aborted_reason(aborted)
 
 
@@ -359,8 +358,6 @@ def summarize_set(trial_set: TrialSet) -> dict[str, Any]:
     """trials.json: what the set is, every trial, the key metrics with CIs, and the set's verdict."""
     exp = trial_set.experiment
     results, verdict, reasons = judge_set(list(exp.get("hypothesis") or []), trial_set.trials)
-    from flashlab.analysis.summary import json_safe
-
     return json_safe(
         {
             "set_id": trial_set.manifest.get("set_id", trial_set.path.name),
@@ -386,21 +383,3 @@ def summarize_set(trial_set: TrialSet) -> dict[str, Any]:
             ],
         }
     )
-
-
-def write_set_outputs(set_dir: Path | str, *, require_complete: bool = False) -> dict[str, Any]:
-    """Write trials.parquet, trials.json and trials.html of a set; returns trials.json's content.
-
-    The orchestrator calls this before it flips the set's `complete` (hence the default)."""
-    set_dir = Path(set_dir)
-    trial_set = load_set(set_dir, require_complete=require_complete)
-    result = summarize_set(trial_set)
-    frame = trial_rows(trial_set.trials)
-    tmp = set_dir / (TRIALS_PARQUET + ".partial")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(set_dir / TRIALS_PARQUET)
-    write_json_atomic(set_dir / TRIALS_JSON, result)
-    from flashlab.analysis.report import write_trials_report
-
-    write_trials_report(set_dir, result)
-    return result

@@ -1,5 +1,6 @@
-"""The benchmark registry: name -> module. A new benchmark is one module (with `NAME` and
-`run(ctx) -> dict`) plus one line here."""
+"""The benchmark registry: name -> module.
+
+A new benchmark is one module (with `NAME` and `run(ctx) -> dict`) plus one line here."""
 
 from __future__ import annotations
 

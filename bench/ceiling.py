@@ -13,12 +13,16 @@ ratios) and the hottest frames and a per-library breakdown go into the result li
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from flashlab.bench.context import BenchContext
+from flashlab.bench.measured import ToolError
+from flashlab.bench.measured import run_tool
 from flashlab.bench.plotting import pyplot
 from flashlab.bench.plotting import save_plot
 from flashlab.bench.results import now_iso
@@ -28,8 +32,6 @@ from flashlab.bench.results import target
 from flashlab.bench.stack import buy_body
 from flashlab.bench.stack import local_stack
 from flashlab.bench.stack import reset_product
-from flashlab.bench.tools import ToolError
-from flashlab.bench.tools import run_tool
 from flashlab.bench.wrk import wrk
 from flashlab.core.contract import BUY_PATH
 from flashlab.core.contract import Strategy
@@ -153,7 +155,6 @@ def _profile(platform: Any, info: Any, p: dict[str, Any], common: dict[str, Any]
         out = Path(tmp) / "api-0.folded"
         argv = [pyspy, "record", "--nonblocking", "-r", "200", "-f", "raw", "-o", str(out)]
         argv += ["-d", str(p["duration_s"] + 1), "-p", str(worker.pid)]
-        import threading
 
         box: dict[str, Any] = {}
 
@@ -178,8 +179,6 @@ def _profile(platform: Any, info: Any, p: dict[str, Any], common: dict[str, Any]
 
 
 def _python_bin() -> str:
-    import sys
-
     return str(Path(sys.executable).parent)
 
 

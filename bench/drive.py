@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 
 def engine_plan(spec: dict[str, Any]) -> Any:
+    # start-up cost: only this path pays for pandas, pydantic, yaml
     from flashlab.simulator.engines import LoadPlan
     from flashlab.simulator.scenario import Scenario
 
@@ -25,6 +26,7 @@ def engine_plan(spec: dict[str, Any]) -> Any:
 
 
 def main(argv: list[str]) -> int:
+    # start-up cost: only this path pays for pandas, pydantic, yaml
     from flashlab.core.rundir import HISTORY_SCHEMA
     from flashlab.simulator.engines import get_engine
 

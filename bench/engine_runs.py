@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 
 from flashlab.bench.context import REPO_ROOT
+from flashlab.bench.measured import ToolError
+from flashlab.bench.measured import ToolRun
+from flashlab.bench.measured import python
+from flashlab.bench.measured import run_tool
+from flashlab.bench.measured import tail
 from flashlab.bench.stack import reset_product
-from flashlab.bench.tools import ToolError
-from flashlab.bench.tools import ToolRun
-from flashlab.bench.tools import python
-from flashlab.bench.tools import run_tool
-from flashlab.bench.tools import tail
 from flashlab.core.contract import needs_queue_protocol
 
 
@@ -96,6 +96,7 @@ def run_engine(
     `wrapper` prefixes the command (a profiler); the tree then includes the wrapper too.
     `client` is the shopper HTTP client (flashlab.simulator.client.CLIENTS). `strategy` is the
     product's: a waiting room (`queue`) is driven with the queue protocol, as `flashlab run` does."""
+    # start-up cost: only this path pays for pyarrow
     import pyarrow.parquet as pq
 
     with tempfile.TemporaryDirectory(prefix=f"bench-{engine}-") as tmp:

@@ -7,9 +7,11 @@ from typing import Any
 
 
 def pyplot() -> Any:
+    # start-up cost: only this path pays for matplotlib, numpy
     import matplotlib
 
     matplotlib.use("Agg")
+    # start-up cost: only this path pays for matplotlib, numpy
     import matplotlib.pyplot as plt
 
     return plt

@@ -34,9 +34,10 @@ def machine() -> dict[str, Any]:
 
 
 def git_revision() -> dict[str, Any]:
-    from flashlab.core import meta
+    # start-up cost: only this path pays for importlib.metadata and subprocess
+    from flashlab.core.provenance import git_revision as revision_of
 
-    return meta.git_revision(REPO_ROOT)
+    return revision_of(REPO_ROOT)
 
 
 def now_iso() -> str:

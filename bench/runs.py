@@ -1,5 +1,7 @@
-"""Benchmarks made of whole lab runs: execute an experiment via `flashlab.lab.run.execute` into a temp
-directory and read back the history, faults and summary (shared by `reference` and `chaos`)."""
+"""Benchmarks made of whole lab runs: an experiment executed into a temp directory, read back.
+
+`flashlab.lab.run.execute` writes it; the history, faults and summary are read back (shared by
+`reference` and `chaos`)."""
 
 from __future__ import annotations
 
@@ -56,6 +58,7 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def execute(exp: Experiment, out_root: Path) -> LabRun:
+    # start-up cost: only this path pays for httpx, prometheus_client, rich
     from flashlab.lab.run import RunRequest
     from flashlab.lab.run import execute as run_execute
 

@@ -26,6 +26,8 @@ from flashlab.bench.ceiling import summarize_folded
 from flashlab.bench.context import REPO_ROOT
 from flashlab.bench.context import BenchContext
 from flashlab.bench.engine_runs import run_engine
+from flashlab.bench.measured import python
+from flashlab.bench.measured import run_tool
 from flashlab.bench.plotting import pyplot
 from flashlab.bench.plotting import save_plot
 from flashlab.bench.results import now_iso
@@ -34,8 +36,6 @@ from flashlab.bench.results import result_line
 from flashlab.bench.results import target
 from flashlab.bench.stack import local_stack
 from flashlab.bench.stack import reset_product
-from flashlab.bench.tools import python
-from flashlab.bench.tools import run_tool
 from flashlab.bench.wrk import wrk
 from flashlab.core.contract import BUY_PATH
 from flashlab.simulator.scenario import Poisson

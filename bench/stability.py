@@ -8,7 +8,7 @@ Also the same CVs *host-adjusted* - scaled by the host-speed probe's median unit
 the stack (flashlab.lab.hostspeed) - and the CV of that unit time itself: what part of the
 variation the host's own CPU speed explains. Ratios: those CVs and agreements, and Ray over
 inline (p99 and throughput, medians, isolation on) from the same run.
-Targets (issue 9): with isolation on, CV <= 5% for p99 and throughput and every verdict the
+Targets (what CPU isolation was introduced to reach, docs/METHOD.md): with isolation on, CV <= 5% for p99 and throughput and every verdict the
 same; Ray's p99 <= 1.5x inline's and its throughput >= 0.8x inline's.
 """
 

@@ -7,11 +7,13 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from flashlab.core.platform import StackConfig
+
 
 @contextlib.contextmanager
 def local_stack(workers: int = 2, **config: Any) -> Iterator[tuple[Any, Any]]:
     """A LocalPlatform (prometheus off unless asked) and its StackInfo; always stopped."""
-    from flashlab.core.platform import StackConfig
+    # start-up cost: only this path pays for jinja2, redis, httpx
     from flashlab.system.platforms.local import LocalPlatform
 
     config.setdefault("prometheus", False)
@@ -27,6 +29,7 @@ def reset_product(
     info: Any, product_id: str, stock: int, strategy: str, **extra: Any
 ) -> dict[str, Any]:
     """Reset a product through the admin API (clears orders and buyers)."""
+    # start-up cost: only this path pays for httpx, pydantic, rich
     from flashlab.core.contract import ResetRequest
     from flashlab.core.contract import Strategy
     from flashlab.system.admin import AdminClient

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from flashlab.bench.tools import ToolError
-from flashlab.bench.tools import ToolRun
-from flashlab.bench.tools import run_tool
-from flashlab.bench.tools import tail
+from flashlab.bench.measured import ToolError
+from flashlab.bench.measured import ToolRun
+from flashlab.bench.measured import run_tool
+from flashlab.bench.measured import tail
 
 # One script for every wrk run, so the client does the same work for GET /healthz and POST /buy:
 # a unique x-user-id per request (thread id + counter), status counting, and a JSON summary line.
@@ -127,8 +128,6 @@ def wrk(
     timeout_s: str = "5s",
 ) -> WrkResult:
     """One bounded wrk run against a loopback URL (path included); parsed from the Lua summary."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     base = f"{parts.scheme}://{parts.netloc}"
     with wrk_script() as script:

@@ -1,1 +1,1 @@
-"""Chaos: the fault catalogue, the TCP fault proxy, experiment files and their scheduler."""
+"""Chaos: the fault catalogue, a fault schedule entry, its scheduler and the TCP fault proxy."""

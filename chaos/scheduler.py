@@ -7,7 +7,7 @@ duration_s and recovers it. Every occurrence that started becomes one row of fau
 attempted anyway, because a half-injected fault (Redis paused, a toxic on) must never outlive the
 run. `stop()` cuts every pending duration short, recovers what is still injected, and is bounded.
 `halt()` does the same without waiting (safe from a signal handler or a guard thread).
-An optional `gate` (flashlab.lab.guards.SteadyStateCheck) is asked just before the first injection;
+An optional `gate` (flashlab.lab.guards.steady.SteadyStateCheck) is asked just before the first injection;
 if it answers False no fault is injected at all (`gated` records it).
 `node` names who injects (faults.parquet's `node` column): "driver" in the lab's own process, a
 Ray node id when the scheduler runs in the nemesis actor (flashlab.lab.nemesis).

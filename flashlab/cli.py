@@ -1,5 +1,7 @@
-"""The `flashlab` command line: mounts each command group and turns every error into one line and
-an exit code that means one thing (flashlab.console: 2 bad input, 4 infrastructure), never a traceback.
+"""The `flashlab` command line: the root app, with every command group mounted on it.
+
+Every error ends as one line and an exit code that means one thing (flashlab.commands.errors:
+2 bad input, 4 infrastructure), never a traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +13,18 @@ from typing import Annotated
 import typer
 
 from flashlab import __version__
+from flashlab.commands import analyze
+from flashlab.commands import bench
+from flashlab.commands import compare
+from flashlab.commands import demo
+from flashlab.commands import experiment
+from flashlab.commands import matrix
+from flashlab.commands import run
+from flashlab.commands import schema
+from flashlab.commands import sweep
+from flashlab.commands import target
 from flashlab.commands.errors import FlashlabGroup
+from flashlab.commands.stack import app as stack_app
 from flashlab.console import console
 from flashlab.core.errors import EXIT_CODES_HELP
 
@@ -61,18 +74,6 @@ def _root(
 
 
 def _mount() -> None:
-    from flashlab.commands import analyze
-    from flashlab.commands import bench
-    from flashlab.commands import compare
-    from flashlab.commands import demo
-    from flashlab.commands import experiment
-    from flashlab.commands import matrix
-    from flashlab.commands import run
-    from flashlab.commands import schema
-    from flashlab.commands import sweep
-    from flashlab.commands import target
-    from flashlab.commands.stack import app as stack_app
-
     for module in (run, analyze, compare, experiment, matrix, sweep, demo, schema, bench, target):
         module.register(app)
     app.add_typer(

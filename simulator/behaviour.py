@@ -1,5 +1,6 @@
-"""Shopper behaviour: how an answer is classified (ok / fail / info) and what a shopper does next
-(retry after a backoff, or give up).
+"""Shopper behaviour: how an answer is classified (ok / fail / info) and what a shopper does next.
+
+What it does next: retry after a backoff, or give up.
 
 The classification rules are Jepsen's: `fail` only when the purchase certainly did not happen,
 `info` whenever it may have happened (the request left the client and no definite answer came

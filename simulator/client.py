@@ -1,5 +1,7 @@
-"""The shopper HTTP client: one purchase attempt -> one `Answer`, over aiohttp (default), httpx or
-`raw` (flashlab.simulator.rawhttp: a lean keep-alive client for loopback targets only).
+"""The shopper HTTP client: one purchase attempt in, one `Answer` out.
+
+Over aiohttp (default), httpx or `raw` (flashlab.simulator.rawhttp: a lean keep-alive client for
+loopback targets only).
 
 Every client also speaks the waiting-room protocol of strategy `queue`: `queue(user_id)` is
 `POST /api/v1/shop/queue` (join, or refresh the user's ticket: the poll), answered with the
@@ -155,6 +157,7 @@ class AiohttpClient(_JsonPostClient):
     """aiohttp session with a bounded keep-alive pool (limit = connections)."""
 
     def __init__(self, base_url: str, product_id: str, connections: int, timeout_s: float) -> None:
+        # start-up cost: only this path pays for aiohttp
         import aiohttp
 
         super().__init__(base_url, product_id)
@@ -197,6 +200,7 @@ class HttpxClient(_JsonPostClient):
     """httpx.AsyncClient with the same pool bound; slower, kept to measure the difference."""
 
     def __init__(self, base_url: str, product_id: str, connections: int, timeout_s: float) -> None:
+        # start-up cost: only this path pays for httpx, rich
         import httpx
 
         super().__init__(base_url, product_id)
@@ -229,6 +233,7 @@ class RawClient:
     sent), not `timeout`."""
 
     def __init__(self, base_url: str, product_id: str, connections: int, timeout_s: float) -> None:
+        # start-up cost: only this path pays for httptools
         from flashlab.simulator import rawhttp
 
         self._rawhttp = rawhttp

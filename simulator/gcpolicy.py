@@ -1,6 +1,6 @@
 """Garbage collection while shoppers run: full collections wait until the load window is over.
 
-Measured (issue 9, lua 10k spike, inline engine on its own CPU): the generator's only event-loop
+Measured on this lab's 2-vCPU host (lua 10k spike, inline engine on its own CPU): the generator's only event-loop
 stalls were CPython's generation-2 collections, 160-210 ms each, one or two per run, because
 10,000 live shopper tasks make every full collection walk hundreds of thousands of objects. They
 pushed `generator.stalled_s` to 0.3-0.5 s (the health bound is 0.5) and stamped that delay onto

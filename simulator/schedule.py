@@ -1,5 +1,6 @@
-"""Seeded schedules: turns a Scenario and a seed into concrete shoppers (who, which profile, when) and
-splits them across engine workers.
+"""Seeded schedules: a Scenario and a seed in, concrete shoppers out, split across engine workers.
+
+Each shopper is who, which profile and when.
 
 Everything here is a pure function of (scenario, seed): the same seed gives the same shoppers, the
 same profiles and the same arrival times whichever engine runs them and however many workers it

@@ -1,5 +1,7 @@
-"""Driving shoppers inside one event loop: launch each at its scheduled time, record one Op per
-attempt, retry per behaviour, stop hard at the duration cap, and ship history in batches.
+"""Driving shoppers inside one event loop, each from its scheduled time to its last attempt.
+
+Launch each at its scheduled time, record one Op per attempt, retry per behaviour, stop hard at
+the duration cap, and ship history in batches.
 
 Used by every engine worker (inline, process, ray actor). Timestamps are `time.time_ns()`.
 A waiting-room product (strategy `queue`, `DriveSpec.queue`): the shopper first joins the queue

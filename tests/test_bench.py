@@ -16,19 +16,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from flashlab.bench import bench_names
+from flashlab.bench import get_bench
+from flashlab.bench.ceiling import summarize_folded
+from flashlab.bench.context import REPO_ROOT
+from flashlab.bench.context import RESULTS_FULL
+from flashlab.bench.context import BenchContext
+from flashlab.bench.results import append_result
+from flashlab.bench.results import target
 from flashlab.cli import app
-from flashlab.commands.bench import _import_bench
-
-_import_bench()  # bench/ is not an installed package: make the repository root importable
-
-from flashlab.bench import bench_names  # noqa: E402
-from flashlab.bench import get_bench  # noqa: E402
-from flashlab.bench.ceiling import summarize_folded  # noqa: E402
-from flashlab.bench.context import REPO_ROOT  # noqa: E402
-from flashlab.bench.context import RESULTS_FULL  # noqa: E402
-from flashlab.bench.context import BenchContext  # noqa: E402
-from flashlab.bench.results import append_result  # noqa: E402
-from flashlab.bench.results import target  # noqa: E402
 
 REQUIRED_KEYS = {
     "bench", "command", "git_revision", "machine", "started_at", "params", "raw", "ratios",
@@ -170,7 +166,7 @@ def test_tree_monitor_samples_a_child_until_stopped(tmp_path: Path) -> None:
 
     from support import poll
 
-    from flashlab.bench.tools import TreeMonitor
+    from flashlab.bench.measured import TreeMonitor
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

@@ -367,22 +367,26 @@ def test_no_docker_engine_is_exit_4(tmp_path: Path) -> None:
 
 def test_one_platform_error_hierarchy_maps_to_its_exit_codes() -> None:
     from flashlab.commands.errors import error_exit_code
-    from flashlab.core import platform as base
+    from flashlab.core import platform
     from flashlab.system.platforms.compose import ComposeError
     from flashlab.system.platforms.local import StackError
 
-    assert StackError is base.PlatformError  # the local platform's name for the same base
-    assert issubclass(ComposeError, base.PlatformError)
-    assert issubclass(base.PlatformConfigError, ValueError)  # callers catching ValueError still do
+    assert StackError is platform.PlatformError  # the local platform's name for the same base
+    assert issubclass(ComposeError, platform.PlatformError)
+    assert issubclass(
+        platform.PlatformConfigError, ValueError
+    )  # callers catching ValueError still do
     for kind in (
-        base.DockerUnavailable,
-        base.StackStartError,
-        base.ComponentNotRunning,
+        platform.DockerUnavailable,
+        platform.StackStartError,
+        platform.ComponentNotRunning,
         ComposeError,
     ):
         code, line = error_exit_code(kind("redis: not ready after 60s"))
         assert (code, line) == (EXIT_INFRA, "stack: redis: not ready after 60s"), kind
-    assert error_exit_code(base.PlatformConfigError("workers must be >= 1"))[0] == EXIT_BAD_INPUT
+    assert (
+        error_exit_code(platform.PlatformConfigError("workers must be >= 1"))[0] == EXIT_BAD_INPUT
+    )
 
 
 def test_a_component_dying_outside_a_fault_is_an_infrastructure_error(tmp_path: Path) -> None:

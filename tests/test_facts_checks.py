@@ -19,7 +19,7 @@ import pytest
 
 from flashlab.analysis.checker import CHECKS
 from flashlab.analysis.checker import check
-from flashlab.analysis.checks.base import run_facts
+from flashlab.analysis.checks.check import run_facts
 from flashlab.analysis.junit import run_suite
 from flashlab.analysis.junit import to_xml
 from flashlab.analysis.markdown import run_markdown

@@ -1,6 +1,6 @@
 """Live abort guards, the pre-fault steady-state check, and hypothesis keys that see faults and phases.
 
-Unit tests drive flashlab.lab.guards with hand-made history batches and explicit clock values; the
+Unit tests drive flashlab.lab.guards (grammar, monitor, steady state) with hand-made history batches and explicit clock values; the
 end-to-end tests run `flashlab run` on the real local stack (redis, uvicorn workers, nginx, the
 fault proxy) and check the run directory and that no process is left behind.
 """
@@ -23,13 +23,13 @@ from support import poll
 from flashlab.analysis.hypothesis import HypothesisError
 from flashlab.analysis.hypothesis import parse_clause
 from flashlab.core.rundir import load_run
+from flashlab.lab.abort import AbortSwitch
 from flashlab.lab.experiment import ExperimentError
 from flashlab.lab.experiment import parse_experiment
-from flashlab.lab.guards import AbortSwitch
-from flashlab.lab.guards import GuardError
-from flashlab.lab.guards import GuardMonitor
-from flashlab.lab.guards import SteadyStateCheck
-from flashlab.lab.guards import parse_guard
+from flashlab.lab.guards.grammar import GuardError
+from flashlab.lab.guards.grammar import parse_guard
+from flashlab.lab.guards.monitor import GuardMonitor
+from flashlab.lab.guards.steady import SteadyStateCheck
 from flashlab.simulator.history import Op
 from flashlab.simulator.history import ops_to_batch
 
@@ -81,6 +81,18 @@ def test_guard_grammar_and_one_line_errors_with_the_closest_metric() -> None:
         parse_guard("oversell_live is bad")
     with pytest.raises(GuardError):
         parse_guard("error_rate_0s > 0.5")  # windows are 1..300 s
+
+
+def test_parsing_an_experiment_loads_the_guard_grammar_only() -> None:
+    # Experiment files check their guards' text; the live monitor (its thread, its pandas window)
+    # and the run watch are the run's business, not the parser's.
+    code = (
+        "import sys, flashlab.lab.experiment; "
+        "print(sorted(m for m in sys.modules if m.startswith('flashlab.lab.guards')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['flashlab.lab.guards', 'flashlab.lab.guards.grammar']"
 
 
 def test_experiment_refuses_bad_guards_and_clauses_naming_unscheduled_faults() -> None:

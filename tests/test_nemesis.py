@@ -33,21 +33,21 @@ def stack_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A local Ray bound to 127.0.0.1 with `flashlab_stack: 1`; yields its GCS address."""
     import ray
 
-    from flashlab.simulator.engines import ray_engine as re
+    from flashlab.simulator.engines import ray_engine
 
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    ray_dir = re._RayDir(str(tmp_path_factory.mktemp("nemesis")))
+    ray_dir = ray_engine._RayDir(str(tmp_path_factory.mktemp("nemesis")))
     started: list[psutil.Process] = []
     try:
-        with re._local_ray_env(ray_dir.path):
-            ctx = _init_with_stack_resource(ray, re, ray_dir.path, before)
+        with ray_engine._local_ray_env(ray_dir.path):
+            ctx = _init_with_stack_resource(ray, ray_engine, ray_dir.path, before)
             try:
                 yield ctx.address_info["gcs_address"]
             finally:
-                started = re.session_processes(before)
+                started = ray_engine.session_processes(before)
                 ray.shutdown()
     finally:
-        started += re.session_processes(before)
+        started += ray_engine.session_processes(before)
         _, alive = psutil.wait_procs(started, timeout=10)
         for proc in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -56,7 +56,7 @@ def stack_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ray_dir.cleanup()
 
 
-def _init_with_stack_resource(ray, re, path: Path, before: set[int]):
+def _init_with_stack_resource(ray, ray_engine, path: Path, before: set[int]):
     """ray.init as the engine's local cluster plus the stack resource; retried once, like the
     engine, when Ray's fixed 30 s raylet wait runs out on a busy machine."""
     for attempt in (1, 2):
@@ -65,9 +65,9 @@ def _init_with_stack_resource(ray, re, path: Path, before: set[int]):
                 address=None,
                 num_cpus=2,
                 resources={nemesis.STACK_RESOURCE: 1},
-                object_store_memory=re.OBJECT_STORE_BYTES,
+                object_store_memory=ray_engine.OBJECT_STORE_BYTES,
                 _temp_dir=str(path),
-                _node_ip_address=re.LOOPBACK,
+                _node_ip_address=ray_engine.LOOPBACK,
                 _system_config={"enable_metrics_collection": False},
                 include_dashboard=False,
                 log_to_driver=False,
@@ -79,7 +79,7 @@ def _init_with_stack_resource(ray, re, path: Path, before: set[int]):
                 raise
             with contextlib.suppress(Exception):
                 ray.shutdown()
-            leftovers = re.session_processes(before)
+            leftovers = ray_engine.session_processes(before)
             for proc in leftovers:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     proc.kill()

@@ -403,19 +403,20 @@ def test_make_notebooks_makes_real_runs_once_and_renders(
     """What `make notebooks` does for one notebook, shrunk: make its runs (two real, tiny smoke runs
     on lua and lock), execute it on them, render HTML; a second pass reuses the cached runs; then
     the notebook opened by hand (defaults) finds them and names their revision."""
-    from flashlab.lab import notebooks as lab_nb
+    from flashlab.lab.notebooks import NOTEBOOK_INPUTS
+    from flashlab.lab.notebooks import RunSpec
+    from flashlab.lab.notebooks import cache_key
+    from flashlab.lab.notebooks import render
 
     monkeypatch.setenv("FLASHLAB_SYNTHETIC", "1")  # make notebooks never uses stand-ins anyway
     tiny = {"scenario.shoppers": 80, "product.stock": 8, "isolation.mode": "off"}
     specs = [
-        lab_nb.RunSpec("lua", "experiments/smoke.yaml", tiny),
-        lab_nb.RunSpec(
-            "seed-phase2-lock", "experiments/smoke.yaml", tiny | {"product.strategy": "lock"}
-        ),
+        RunSpec("lua", "experiments/smoke.yaml", tiny),
+        RunSpec("seed-phase2-lock", "experiments/smoke.yaml", tiny | {"product.strategy": "lock"}),
     ]
-    monkeypatch.setitem(lab_nb.NOTEBOOK_INPUTS, "02-latency-percentiles", {"RUN_DIRS": specs})
+    monkeypatch.setitem(NOTEBOOK_INPUTS, "02-latency-percentiles", {"RUN_DIRS": specs})
     runs, out = tmp_path / "runs", tmp_path / "html"
-    html = lab_nb.render("02-latency-percentiles", runs, out, "rev-a")
+    html = render("02-latency-percentiles", runs, out, "rev-a")
     made = sorted(p.name for p in runs.iterdir())
     assert len(made) == 2 and all(notebook_runs.is_complete(runs / m) for m in made)
     for name in made:
@@ -425,11 +426,11 @@ def test_make_notebooks_makes_real_runs_once_and_renders(
     assert "RUN_DIRS as given" in page and "SYNTHETIC: stand-in data" not in page
     first = capsys.readouterr().out
     assert first.count(": made ") == 2
-    lab_nb.render("02-latency-percentiles", runs, out, "rev-a")
+    render("02-latency-percentiles", runs, out, "rev-a")
     assert capsys.readouterr().out.count(": cached ") == 2
     assert sorted(p.name for p in runs.iterdir()) == made
     # Another code revision is another key: the cache does not hand it the old runs.
-    assert lab_nb.cache_key(specs[0], "rev-b") != lab_nb.cache_key(specs[0], "rev-a")
+    assert cache_key(specs[0], "rev-b") != cache_key(specs[0], "rev-a")
 
     monkeypatch.delenv("FLASHLAB_SYNTHETIC")
     opened = execute_notebook(

@@ -13,10 +13,10 @@ from support import run_flashlab
 from flashlab.core.errors import UserError
 from flashlab.core.platform import StackInfo
 from flashlab.lab.experiment import load_experiment
-from flashlab.lab.run import Target
-from flashlab.lab.run import check_target
-from flashlab.lab.run import is_loopback_url
-from flashlab.lab.run import load_plan
+from flashlab.lab.remote import Target
+from flashlab.lab.remote import check_target
+from flashlab.lab.remote import is_loopback_url
+from flashlab.lab.remote import load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "experiments" / "smoke.yaml"

@@ -14,8 +14,8 @@ from flashlab.lab.events import Phase
 from flashlab.lab.events import RunEvents
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.experiment import load_experiment
+from flashlab.lab.remote import Target
 from flashlab.lab.run import RunRequest
-from flashlab.lab.run import Target
 from flashlab.lab.run import execute
 
 SMOKE = Path(__file__).resolve().parent.parent / "experiments" / "smoke.yaml"

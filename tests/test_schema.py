@@ -17,18 +17,18 @@ from flashlab.analysis.synthetic import SyntheticSpec
 from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.rundir import SCHEMA_VERSION
 from flashlab.core.rundir import load_run
-from flashlab.lab import schema as schemas
+from flashlab.lab import json_schemas
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = ROOT / "tests" / "data" / "schema_versions.json"
-NAMES = sorted(schemas.SCHEMAS)
+NAMES = sorted(json_schemas.SCHEMAS)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_schema_change_needs_a_version_bump(name: str) -> None:
     """tests/data/schema_versions.json records each version's schema hash; never rewrite an entry."""
     recorded = json.loads(VERSIONS.read_text())[name]
-    current = schemas.content_hash(schemas.generate(name))
+    current = json_schemas.content_hash(json_schemas.generate(name))
     known = recorded.get(str(SCHEMA_VERSION))
     assert known is not None, (
         f"SCHEMA_VERSION {SCHEMA_VERSION} has no recorded {name} hash: add "
@@ -43,29 +43,29 @@ def test_schema_change_needs_a_version_bump(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_shipped_schema_is_the_generated_one(name: str) -> None:
-    shipped = schemas.shipped_path(name).read_text(encoding="utf-8")
-    assert shipped == schemas.render(schemas.generate(name)), (
+    shipped = json_schemas.shipped_path(name).read_text(encoding="utf-8")
+    assert shipped == json_schemas.render(json_schemas.generate(name)), (
         f"flashlab/schemas/{name}.json is stale: run `flashlab schema {name} --write`"
     )
-    assert json.loads(shipped)[schemas.VERSION_KEY] == SCHEMA_VERSION
+    assert json.loads(shipped)[json_schemas.VERSION_KEY] == SCHEMA_VERSION
 
 
 def test_schema_command_prints_the_shipped_schema() -> None:
     proc = run_flashlab("schema", "summary", timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == schemas.shipped_path("summary").read_text(encoding="utf-8")
+    assert proc.stdout == json_schemas.shipped_path("summary").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(
     "path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name
 )
 def test_every_shipped_experiment_validates_against_the_experiment_schema(path: Path) -> None:
-    schema = json.loads(schemas.shipped_path("experiment").read_text())
+    schema = json.loads(json_schemas.shipped_path("experiment").read_text())
     jsonschema.validate(yaml.safe_load(path.read_text()), schema)
 
 
 def test_experiment_schema_refuses_unknown_fields() -> None:
-    schema = json.loads(schemas.shipped_path("experiment").read_text())
+    schema = json.loads(json_schemas.shipped_path("experiment").read_text())
     with pytest.raises(jsonschema.ValidationError, match="bogus"):
         jsonschema.validate({"name": "x", "bogus": 1}, schema)
 
@@ -74,21 +74,23 @@ def test_summary_and_manifest_carry_the_version_and_summary_validates(tmp_path: 
     write_synthetic(tmp_path, SyntheticSpec(plant={"oversell": 2}, outage=Outage(0.2, 0.4)))
     summary = summarize(load_run(tmp_path))
     assert summary["schema_version"] == SCHEMA_VERSION
-    jsonschema.validate(summary, json.loads(schemas.shipped_path("summary").read_text()))
+    jsonschema.validate(summary, json.loads(json_schemas.shipped_path("summary").read_text()))
     # A summary missing a typed key, or with a verdict outside the three values, does not.
     for broken in (
         {**summary, "verdict": "maybe"},
         {k: v for k, v in summary.items() if k != "checks"},
     ):
         with pytest.raises(jsonschema.ValidationError):
-            jsonschema.validate(broken, json.loads(schemas.shipped_path("summary").read_text()))
+            jsonschema.validate(
+                broken, json.loads(json_schemas.shipped_path("summary").read_text())
+            )
 
 
 def test_real_run_files_carry_the_version(smoke_run: Path) -> None:
     for name in ("manifest.json", "summary.json"):
         assert json.loads((smoke_run / name).read_text())["schema_version"] == SCHEMA_VERSION, name
     summary = json.loads((smoke_run / "summary.json").read_text())
-    jsonschema.validate(summary, json.loads(schemas.shipped_path("summary").read_text()))
+    jsonschema.validate(summary, json.loads(json_schemas.shipped_path("summary").read_text()))
 
 
 def test_summary_model_accepts_the_keys_other_features_add(tmp_path: Path) -> None:

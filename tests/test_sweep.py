@@ -15,10 +15,10 @@ from support import run_flashlab
 
 from flashlab.core.errors import UserError
 from flashlab.lab.experiment import load_experiment
-from flashlab.lab.sweep import MAX_CELLS
-from flashlab.lab.sweep import parse_set
-from flashlab.lab.sweep import plan_cells
-from flashlab.lab.sweep import stack_groups
+from flashlab.lab.sweep_runner import MAX_CELLS
+from flashlab.lab.sweep_runner import parse_set
+from flashlab.lab.sweep_runner import plan_cells
+from flashlab.lab.sweep_runner import stack_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "experiments" / "smoke.yaml"

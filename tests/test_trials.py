@@ -13,6 +13,7 @@ import pytest
 from flashlab.analysis import intervals
 from flashlab.analysis.compare import ComparisonError
 from flashlab.analysis.compare import compare
+from flashlab.analysis.outputs import write_set_outputs
 from flashlab.analysis.synthetic import OVERLOADED
 from flashlab.analysis.synthetic import SyntheticSpec
 from flashlab.analysis.synthetic import write_synthetic_set
@@ -24,7 +25,6 @@ from flashlab.analysis.trials import decide_on_interval
 from flashlab.analysis.trials import judge_clause
 from flashlab.analysis.trials import judge_set
 from flashlab.analysis.trials import load_set
-from flashlab.analysis.trials import write_set_outputs
 
 SAFE = ["oversell == 0", "lost_acknowledged == 0"]
 

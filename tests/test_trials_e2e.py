@@ -121,7 +121,7 @@ def test_compare_refuses_a_set_with_a_missing_trial(lua_set: Path, tmp_path: Pat
 # rest of the run are real.
 STARVE = """
 import random, sys, threading
-import flashlab.simulator.engines.inline as inline
+from flashlab.simulator.engines import inline
 
 RNG = random.Random(0)
 # Distinct values: each sort holds the GIL ~0.3 s. (One Random(0) per value made them all equal,

@@ -129,7 +129,7 @@ def test_isolation_requested_but_not_applied(
 
 
 def test_aborted_run_fails_with_the_reason_first(tmp_path: Path) -> None:
-    # The live monitor (flashlab.lab.guards) writes the reason as the sentence to show.
+    # The live monitor (flashlab.lab.guards.monitor) writes the reason as the sentence to show.
     reason = "aborted by guard 'oversell_live > 0' at t=1.23s"
     aborted = {"by": "guard", "guard": "oversell_live > 0", "t_s": 1.234, "reason": reason}
     s = _summary(tmp_path, manifest_extra={"aborted": aborted}, hypothesis=MIXED)

@@ -1,4 +1,4 @@
-"""The check registry: check name -> "module:Class" (a `flashlab.analysis.checks.base.Check`).
+"""The check registry: check name -> "module:Class" (a `flashlab.analysis.checks.check.Check`).
 
 A new check is one file here plus one line below; the summary keys, the clause vocabulary, the
 report's check table and the JUnit/markdown check cases all follow from this registry.

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flashlab.analysis.checks.base import Check
-from flashlab.analysis.checks.base import CheckResult
-from flashlab.analysis.checks.base import match_keys
-from flashlab.analysis.checks.base import ok_ops
-from flashlab.analysis.checks.base import orders_frame
-from flashlab.analysis.checks.base import result
-from flashlab.analysis.checks.base import run_facts
-from flashlab.analysis.checks.base import run_match_on
+from flashlab.analysis.checks.check import Check
+from flashlab.analysis.checks.check import CheckResult
+from flashlab.analysis.checks.check import match_keys
+from flashlab.analysis.checks.check import ok_ops
+from flashlab.analysis.checks.check import orders_frame
+from flashlab.analysis.checks.check import result
+from flashlab.analysis.checks.check import run_facts
+from flashlab.analysis.checks.check import run_match_on
 from flashlab.analysis.stats import outcome_flags
 from flashlab.core.facts import Fact
 from flashlab.core.rundir import Run

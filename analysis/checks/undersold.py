@@ -8,11 +8,11 @@ stock nobody asked for is not undersold. Examples: the earliest-arriving shopper
 
 from __future__ import annotations
 
-from flashlab.analysis.checks.base import Check
-from flashlab.analysis.checks.base import CheckResult
-from flashlab.analysis.checks.base import ok_ops
-from flashlab.analysis.checks.base import orders_frame
-from flashlab.analysis.checks.base import result
+from flashlab.analysis.checks.check import Check
+from flashlab.analysis.checks.check import CheckResult
+from flashlab.analysis.checks.check import ok_ops
+from flashlab.analysis.checks.check import orders_frame
+from flashlab.analysis.checks.check import result
 from flashlab.core.facts import Fact
 from flashlab.core.rundir import Run
 

@@ -63,7 +63,7 @@ def network_links(faults: Iterable[Any]) -> frozenset[str]:
 
 def fault_param_error(name: str, params: dict[str, Any]) -> str | None:
     """Validate a fault's params; returns an error message or None. Unknown names are caught earlier."""
-    # Start-up cost: importing the catalogue (to list its names) must not import pydantic.
+    # start-up cost: only this path pays for pydantic, yaml
     from pydantic import ValidationError
 
     from flashlab.core.validation import first_error

@@ -12,12 +12,13 @@ from flashlab.console import emit_json
 from flashlab.core.errors import EXIT_CODES_HELP
 from flashlab.core.errors import UserError
 from flashlab.core.errors import verdict_exit_code
+from flashlab.core.rundir import SUMMARY
+from flashlab.core.rundir import RunDirError
+from flashlab.core.rundir import load_run
+from flashlab.core.rundir import write_json_atomic
 
 
 def _load(run_dir: Path):
-    from flashlab.core.rundir import RunDirError
-    from flashlab.core.rundir import load_run
-
     try:
         return load_run(run_dir)
     except RunDirError as exc:
@@ -41,16 +42,16 @@ def check(
 
       flashlab check reports/20261125-101500-lua-x5-ab12      # a trial set (run --repeat)
     """
+    # start-up cost: only this path pays for matplotlib, prometheus_client
     from flashlab.analysis.trials import is_trial_set
 
     if is_trial_set(run_dir):
         _check_set(run_dir, json_output, write)
     run = _load(run_dir)  # fail fast, before the heavier imports
 
+    # start-up cost: only this path pays for prometheus_client
     from flashlab.analysis.summary import summarize
     from flashlab.commands.display import print_summary
-    from flashlab.core.rundir import SUMMARY
-    from flashlab.core.rundir import write_json_atomic
 
     summary = summarize(run)
     if write:
@@ -69,11 +70,11 @@ def check(
 
 def _check_set(set_dir: Path, json_output: bool, write: bool) -> None:
     """Re-judge a trial set from its trials' summaries; exit code is the set's verdict."""
+    # start-up cost: only this path pays for matplotlib, jinja2, prometheus_client
+    from flashlab.analysis.outputs import write_set_outputs
     from flashlab.analysis.trials import load_set
     from flashlab.analysis.trials import summarize_set
-    from flashlab.analysis.trials import write_set_outputs
     from flashlab.commands.display import print_trial_set
-    from flashlab.core.rundir import RunDirError
 
     try:
         result = (
@@ -114,6 +115,7 @@ def report(
 
       flashlab report --matrix reports/matrix-20261125-1030
     """
+    # start-up cost: only this path pays for matplotlib, jinja2, prometheus_client
     from flashlab.analysis.report import write_matrix_report
     from flashlab.analysis.report import write_report
     from flashlab.analysis.trials import is_trial_set
@@ -134,6 +136,7 @@ def report(
 
 def _open_in_browser(page: Path) -> None:
     """The page in the user's browser ($BROWSER, else the system default); one line when none."""
+    # start-up cost: only --open pays for webbrowser (it probes for browsers on import)
     import webbrowser
 
     if not webbrowser.open(page.resolve().as_uri()):
@@ -142,9 +145,9 @@ def _open_in_browser(page: Path) -> None:
 
 def _write_set(set_dir: Path) -> Path:
     """trials.parquet/json/html of a complete trial set, rewritten; the path of trials.html."""
+    # start-up cost: only this path pays for matplotlib, jinja2, prometheus_client
+    from flashlab.analysis.outputs import write_set_outputs
     from flashlab.analysis.trials import TRIALS_HTML
-    from flashlab.analysis.trials import write_set_outputs
-    from flashlab.core.rundir import RunDirError
 
     try:
         write_set_outputs(set_dir, require_complete=True)

@@ -9,11 +9,21 @@ from typing import Any
 
 import typer
 
+from flashlab.bench import BENCHMARKS
+from flashlab.bench import bench_names
+from flashlab.bench import get_bench
+from flashlab.bench.context import SIZES
+from flashlab.bench.context import BenchContext
+from flashlab.bench.context import default_paths
+from flashlab.bench.measured import ToolError
+from flashlab.bench.report import update
+from flashlab.bench.results import append_result
 from flashlab.console import console
 from flashlab.console import emit_json
 from flashlab.console import err_console
 from flashlab.core.errors import EXIT_INFRA
 from flashlab.core.errors import UserError
+from flashlab.core.provenance import require_checkout
 
 EPILOG = (
     "Examples:\n\n"
@@ -22,16 +32,6 @@ EPILOG = (
     "Benchmarks: ceiling, simulator, scale, reference, chaos, stability. Each reports ratios measured side by "
     "side in one run; docs/BENCHMARKS.md explains them."
 )
-
-
-def _import_bench() -> Any:
-    from flashlab.core.meta import require_checkout
-
-    # The benchmarks append to the repository's bench/results.jsonl and docs/BENCHMARKS.md.
-    require_checkout("flashlab bench (it writes bench/results.jsonl and docs/BENCHMARKS.md)")
-    from flashlab import bench  # imported lazily: it is heavy
-
-    return bench
 
 
 def bench(
@@ -54,17 +54,14 @@ def bench(
     ] = None,
 ) -> None:
     """Measure the stack, the simulator and chaos cost as ratios; append one JSON line per benchmark."""
-    mod = _import_bench()
-    from flashlab.bench.context import SIZES
-    from flashlab.bench.context import BenchContext
-    from flashlab.bench.context import default_paths
-
+    # The benchmarks append to the repository's bench/results.jsonl and docs/BENCHMARKS.md.
+    require_checkout("flashlab bench (it writes bench/results.jsonl and docs/BENCHMARKS.md)")
     if size not in SIZES:
         raise UserError(f"--size: {size!r} is not one of: {', '.join(SIZES)}")
-    names = mod.bench_names() if name == "all" else [name]
+    names = bench_names() if name == "all" else [name]
     if name != "all":
         try:
-            mod.BENCHMARKS.ref(name)
+            BENCHMARKS.ref(name)
         except ValueError as exc:
             raise UserError(f"NAME: {exc}, or all") from None
     default_results, default_plots = default_paths(size)  # type: ignore[arg-type]
@@ -77,10 +74,8 @@ def bench(
         command=" ".join(["flashlab", "bench", name, f"--size={size}"]),
         log=(lambda msg: err_console.print(f"[dim]{msg}[/]")) if json_output else console.log,
     )
-    lines, failed = _run_all(mod, names, ctx)
+    lines, failed = _run_all(names, ctx)
     if size == "full" and results is None and lines:
-        from flashlab.bench.report import update
-
         update()  # keep docs/BENCHMARKS.md's table on the latest committed-file results
     if json_output:
         emit_json(lines if name == "all" else (lines[0] if lines else {}))
@@ -93,17 +88,14 @@ def bench(
         raise UserError(f"benchmark(s) failed: {'; '.join(failed)}", code=EXIT_INFRA)
 
 
-def _run_all(mod: Any, names: list[str], ctx: Any) -> tuple[list[dict[str, Any]], list[str]]:
-    from flashlab.bench.results import append_result
-    from flashlab.bench.tools import ToolError
-
+def _run_all(names: list[str], ctx: Any) -> tuple[list[dict[str, Any]], list[str]]:
     lines: list[dict[str, Any]] = []
     failed: list[str] = []
     for bench_name in names:
         started = time.monotonic()
         ctx.log(f"bench {bench_name} ({ctx.size}) ...")
         try:
-            line = mod.get_bench(bench_name).run(ctx)
+            line = get_bench(bench_name).run(ctx)  # each benchmark module loads on use
         except (ToolError, RuntimeError, OSError) as exc:
             # One benchmark's broken tool must not cost the others their measurements.
             failed.append(f"{bench_name}: {exc}")

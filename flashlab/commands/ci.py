@@ -15,11 +15,12 @@ from typing import Any
 
 import typer
 
+from flashlab.commands.errors import error_exit_code
 from flashlab.console import err_console
 from flashlab.core.errors import UserError
 from flashlab.core.rundir import write_text_atomic
 
-if TYPE_CHECKING:  # the analysis layer pulls pandas in; imported when a file is written
+if TYPE_CHECKING:  # the analysis modules and check registry load only when a file is written
     from flashlab.analysis.junit import Suite
 
 GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
@@ -60,6 +61,7 @@ def write_ci_outputs(
     suites: list[Suite], markdown: str, junit: Path | None, summary_md: Path | None, quiet: bool
 ) -> None:
     """Write what was asked for; append the markdown to the GitHub job summary when there is one."""
+    # start-up cost: only this path pays for the analysis modules and the check registry
     from flashlab.analysis.junit import write_junit
 
     if junit is not None:
@@ -80,8 +82,8 @@ def write_error_outputs(
     name: str, exc: BaseException, junit: Path | None, summary_md: Path | None
 ) -> None:
     """A command that ended without a verdict still leaves CI a JUnit error and a summary line."""
+    # start-up cost: only this path pays for the analysis modules and the check registry
     from flashlab.analysis.junit import error_suite
-    from flashlab.commands.errors import error_exit_code
 
     if isinstance(exc, typer.Exit):
         code, message = exc.exit_code, "interrupted before a verdict"

@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from flashlab.console import console
 from flashlab.console import emit_json
 from flashlab.core.errors import EXIT_OK
 from flashlab.core.errors import EXIT_VERDICT_FAIL
 from flashlab.core.errors import UserError
+from flashlab.core.rundir import RunDirError
 
 EPILOG = (
     "Examples:\n\n"
@@ -30,6 +32,7 @@ EPILOG = (
 
 
 def _gate(value: str | None) -> list[str]:
+    # start-up cost: only this path pays for matplotlib, prometheus_client
     from flashlab.analysis.trials import METRICS_BY_NAME
 
     if value is None:
@@ -68,8 +71,8 @@ def compare(
     ] = None,
 ) -> None:
     """Compare two runs or trial sets metric by metric: A, B, the difference and its CI."""
+    # start-up cost: only this path pays for matplotlib, prometheus_client
     from flashlab.analysis.compare import compare as run_compare
-    from flashlab.core.rundir import RunDirError
 
     gated = _gate(fail_if_worse)
     try:
@@ -77,6 +80,7 @@ def compare(
     except RunDirError as exc:
         raise UserError(str(exc)) from None
     if html is not None:
+        # start-up cost: only this path pays for matplotlib, jinja2, prometheus_client
         from flashlab.analysis.report import write_comparison_report
 
         write_comparison_report(result, html)
@@ -99,8 +103,7 @@ _OUTCOME_STYLE = {"better": "green", "worse": "bold red", "within noise": "dim",
 
 
 def _print(result, html: Path | None) -> None:
-    from rich.table import Table
-
+    # start-up cost: only this path pays for matplotlib, jinja2, prometheus_client
     from flashlab.analysis.report import fmt
     from flashlab.analysis.report import kind_of
 

@@ -10,11 +10,16 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from flashlab.analysis.placement import missed
+from flashlab.analysis.placement import placement
 from flashlab.commands.cpus import CpusOpt
 from flashlab.commands.cpus import IsolationOpt
 from flashlab.commands.cpus import isolation_overrides
+from flashlab.commands.run import load_with_overrides
+from flashlab.commands.run import run_and_report
 from flashlab.console import console
 from flashlab.console import err_console
+from flashlab.core.rundir import load_run
 
 DEMO_RUNS = (
     # (shipped experiment name, what a correct lab shows, expected exit code, fields per shopper:
@@ -59,8 +64,7 @@ def demo(
 
       flashlab demo --shoppers 2000 --isolation off
     """
-    from flashlab.commands.run import load_with_overrides
-    from flashlab.commands.run import run_and_report
+    # start-up cost: only this path pays for redis, httpx, prometheus_client
     from flashlab.lab.run import RunRequest
 
     split = isolation_overrides(isolation, cpus)
@@ -87,10 +91,6 @@ def demo(
 
 def _missed_faults(rows: list) -> list[str]:
     """Faults that landed after sell-out or with nothing in flight (flashlab.analysis.placement)."""
-    from flashlab.analysis.placement import missed
-    from flashlab.analysis.placement import placement
-    from flashlab.core.rundir import load_run
-
     out = []
     for exp, outcome, _ in rows:
         if not exp.faults:

@@ -19,6 +19,7 @@ from flashlab.analysis.markdown import fmt
 from flashlab.analysis.markdown import headline_rows
 from flashlab.analysis.markdown import load_generator_text
 from flashlab.console import console
+from flashlab.core.errors import verdict_exit_code
 from flashlab.lab.events import Phase
 from flashlab.lab.events import RunEvents
 
@@ -28,8 +29,6 @@ _STATUS_MARK = {"pass": "[green]✔[/]", "fail": "[red]✘[/]", "inconclusive": 
 
 def verdict_line(verdict: str, reasons: list[str] | None = None) -> str:
     """`verdict: PASS` (green) / FAIL (red) / INCONCLUSIVE (amber), then one line per reason."""
-    from flashlab.core.errors import verdict_exit_code
-
     style = VERDICT_STYLE.get(verdict, "bold")
     lines = [f"verdict: [{style}]{verdict.upper()}[/] [dim](exit {verdict_exit_code(verdict)})[/]"]
     lines += [f"  [dim]·[/] {reason}" for reason in reasons or []]
@@ -196,6 +195,7 @@ def print_trial_done(index: int, outcome: Any) -> None:
 
 
 def _metric_text(m: dict[str, Any], key: str) -> str:
+    # start-up cost: only this path pays for matplotlib, jinja2, prometheus_client
     from flashlab.analysis.report import fmt  # the report's formats, one per kind
     from flashlab.analysis.report import kind_of  # the report's formats, one per kind
 
@@ -204,6 +204,7 @@ def _metric_text(m: dict[str, Any], key: str) -> str:
 
 def print_trial_set(result: dict[str, Any], set_dir: str) -> None:
     """The set's verdict, its clauses on the CI bound, and the key metrics' medians and CIs."""
+    # start-up cost: only this path pays for matplotlib, jinja2, prometheus_client
     from flashlab.analysis.report import fmt
     from flashlab.analysis.report import kind_of
 

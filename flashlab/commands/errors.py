@@ -1,5 +1,7 @@
-"""How every command ends on an error: one line on stderr naming the cause and an exit code that
-means one thing (flashlab.console: 2 bad input, 4 infrastructure), never a traceback.
+"""How every command ends on an error: one line on stderr and an exit code that means one thing.
+
+The line names the cause; the code is 2 for bad input and 4 for infrastructure
+(flashlab.core.errors); never a traceback.
 
 `FlashlabGroup` is the click group class of the root app and of `python -m flashlab.commands.stack`;
 `error_exit_code` is the one mapping from exception to exit code.
@@ -20,15 +22,16 @@ from flashlab.core.errors import EXIT_BAD_INPUT
 from flashlab.core.errors import EXIT_INFRA
 from flashlab.core.errors import EXIT_INTERRUPTED
 from flashlab.core.errors import UserError
+from flashlab.core.platform import PlatformConfigError
+from flashlab.core.platform import PlatformError
+from flashlab.core.rundir import RunDirError
 
 DEBUG_ENV = "FLASHLAB_DEBUG"  # set to 1 to get the traceback of an unexpected error
 
 
 def _bad_input_types() -> tuple[type[BaseException], ...]:
-    # Imported only when an error is being reported: they pull pandas/pyarrow/pydantic in.
+    # start-up cost: the experiment and target models (pydantic, redis) load only for an error
     from flashlab.analysis.hypothesis import HypothesisError
-    from flashlab.core.platform import PlatformConfigError
-    from flashlab.core.rundir import RunDirError
     from flashlab.core.target import TargetError
     from flashlab.lab.experiment import ExperimentError
 
@@ -42,8 +45,6 @@ def _usage_line(exc: click_errors.UsageError) -> str:
 
 def error_exit_code(exc: BaseException) -> tuple[int, str]:
     """(exit code, one-line message) for an exception that ended a command."""
-    from flashlab.core.platform import PlatformError
-
     if isinstance(exc, UserError):
         return exc.code, str(exc)
     if isinstance(exc, click_errors.UsageError):

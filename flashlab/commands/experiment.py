@@ -7,7 +7,10 @@ from typing import Annotated
 from typing import Any
 
 import typer
+from rich.table import Table
 
+from flashlab.commands.faults import faults
+from flashlab.commands.run import load_with_overrides
 from flashlab.console import console
 from flashlab.console import emit_json
 from flashlab.core.errors import UserError
@@ -38,7 +41,7 @@ def validate(
 
 def _load_any(path: Path) -> Any:
     """An experiment, or a target file (a file with `buy:`/`answers:` and no `scenario:`)."""
-    from flashlab.commands.run import load_with_overrides
+    # start-up cost: only this path pays for the target-file models (pydantic)
     from flashlab.core.target import TargetError
     from flashlab.core.target import load_target
     from flashlab.core.target import looks_like_target
@@ -54,6 +57,7 @@ def _load_any(path: Path) -> Any:
 
 
 def _describe(item: Any) -> str:
+    # start-up cost: only this path pays for the target-file models (pydantic)
     from flashlab.core.target import TargetSpec
 
     if isinstance(item, TargetSpec):
@@ -88,8 +92,7 @@ def experiments(
 
       flashlab run smoke --json
     """
-    from rich.table import Table
-
+    # start-up cost: only this path pays for redis, orjson
     from flashlab.lab.experiment import describe_shipped
 
     rows = describe_shipped()
@@ -107,8 +110,4 @@ def experiments(
 def register(app: typer.Typer) -> None:
     app.command()(validate)
     app.command(epilog="Example:\n\n  flashlab experiments --json | jq -r '.[].name'")(experiments)
-    try:
-        from flashlab.commands.faults import faults
-    except ImportError:  # pragma: no cover - while the chaos module is being built
-        return
     app.command(epilog="Example:\n\n  flashlab faults --json | jq '.[].name'")(faults)

@@ -9,13 +9,13 @@ import typer
 from pydantic_core import PydanticUndefined
 from rich.table import Table
 
+from flashlab.chaos.faults import fault_class
+from flashlab.chaos.faults import fault_names
 from flashlab.console import console
 from flashlab.console import emit_json
 
 
 def _param_rows(name: str) -> list[dict[str, Any]]:
-    from flashlab.chaos.faults import fault_class
-
     rows = []
     for field_name, info in fault_class(name).Params.model_fields.items():
         default = None if info.default is PydanticUndefined else info.default
@@ -32,9 +32,6 @@ def _param_rows(name: str) -> list[dict[str, Any]]:
 
 def catalogue() -> list[dict[str, Any]]:
     """Every registered fault as plain data (what --json prints)."""
-    from flashlab.chaos.faults import fault_class
-    from flashlab.chaos.faults import fault_names
-
     return [
         {
             "name": name,

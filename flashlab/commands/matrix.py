@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from flashlab.chaos.faults import fault_names
 from flashlab.commands.ci import JunitOption
 from flashlab.commands.ci import SummaryMdOption
 from flashlab.commands.ci import write_ci_outputs
@@ -23,6 +24,7 @@ from flashlab.console import emit_json
 from flashlab.console import titled_table
 from flashlab.core.errors import EXIT_CODES_HELP
 from flashlab.core.errors import UserError
+from flashlab.core.platform import DURABILITY_MODES
 
 EPILOG = (
     "Examples:\n\n"
@@ -79,9 +81,8 @@ def matrix(
     summary_md: SummaryMdOption = None,
 ) -> None:
     """Run every strategy through every fault under every durability mode."""
-    from flashlab.chaos.faults import fault_names
+    # start-up cost: only this path pays for redis, httpx, prometheus_client
     from flashlab.core.contract import Strategy
-    from flashlab.core.platform import DURABILITY_MODES
     from flashlab.lab.matrix import NO_FAULT
     from flashlab.lab.matrix import strategy_variants
 
@@ -116,6 +117,7 @@ def _run_and_print(
     ci_outputs: tuple[Path | None, Path | None],
 ) -> None:
     """Run the cells under a progress bar, write the matrix report, print, exit by the cells."""
+    # start-up cost: only this path pays for matplotlib, jinja2, redis
     from rich.progress import Progress
 
     from flashlab.analysis.report import write_matrix_report
@@ -155,6 +157,7 @@ def _write_matrix_ci_outputs(
     summary_md: Path | None,
     quiet: bool,
 ) -> None:
+    # start-up cost: only this path pays for the analysis modules and the check registry
     from flashlab.analysis.junit import matrix_suites
     from flashlab.analysis.markdown import matrix_markdown
 

@@ -23,6 +23,9 @@ from flashlab.console import err_console
 from flashlab.core.errors import EXIT_CODES_HELP
 from flashlab.core.errors import EXIT_INTERRUPTED
 from flashlab.core.errors import UserError
+from flashlab.core.rundir import MANIFEST
+from flashlab.core.rundir import REPORT
+from flashlab.core.rundir import read_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -57,6 +60,7 @@ EPILOG = (
 
 
 def load_with_overrides(path: Path, overrides: dict[str, Any]) -> Any:
+    # start-up cost: only this path pays for redis, orjson
     from flashlab.lab.experiment import ExperimentError
     from flashlab.lab.experiment import load_experiment
 
@@ -89,6 +93,7 @@ def _interrupt_handler(request: Any) -> Any:
 
 def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
     """Shared by `run` and `demo`: execute with a live display, print tables or JSON; the RunOutcome."""
+    # start-up cost: only this path pays for redis, httpx, prometheus_client
     from flashlab.commands.display import LiveRun
     from flashlab.commands.display import print_summary
     from flashlab.lab.run import execute
@@ -168,6 +173,7 @@ def _checked_repeat(value: int | None) -> int | None:
     """--repeat's callback: checked while the command line is parsed, so `--repeat 0` names the
     flag (not the experiment field) before any file is read."""
     if value is not None:
+        # start-up cost: only this path pays for matplotlib, jinja2, redis
         from flashlab.lab.trials import check_repeat
 
         check_repeat(value)
@@ -250,7 +256,8 @@ def _external_target(
     target: str | None, redis: str | None, admin_token: str | None, allow_remote: bool
 ) -> Any:
     """`--target/--redis/--admin-token [--allow-remote]` as a Target (all three or none)."""
-    from flashlab.lab.run import Target
+    # start-up cost: only this path pays for redis, orjson
+    from flashlab.lab.remote import Target
 
     if not (target or redis or admin_token):
         return None
@@ -269,6 +276,7 @@ def _run_file(
     ci_outputs: tuple[Path | None, Path | None],
 ) -> None:
     """Load the experiment, run it (or its trial set), write the CI outputs, exit by verdict."""
+    # start-up cost: only this path pays for redis, httpx, prometheus_client
     from flashlab.lab.run import RunRequest
 
     junit, summary_md = ci_outputs
@@ -300,11 +308,9 @@ def _write_run_ci_outputs(
     outcome: Any, name: str, junit: Path | None, summary_md: Path | None, quiet: bool
 ) -> None:
     """JUnit and markdown for a run, or for a trial set: one suite per trial, the set's headline."""
+    # start-up cost: only this path pays for the analysis modules and the check registry
     from flashlab.analysis.junit import run_suite
     from flashlab.analysis.markdown import run_markdown
-    from flashlab.core.rundir import MANIFEST
-    from flashlab.core.rundir import REPORT
-    from flashlab.core.rundir import read_json
 
     runs = getattr(outcome, "outcomes", None) or [outcome]
     suites = []
@@ -339,6 +345,7 @@ def run_trials_and_report(
     allow_remote: bool = False,
 ) -> Any:
     """`run --repeat N`: the trial set with a live display per trial; the TrialSetOutcome."""
+    # start-up cost: only this path pays for matplotlib, jinja2, redis
     from flashlab.commands.display import LiveRun
     from flashlab.commands.display import print_trial_set
     from flashlab.lab.trials import TrialSetRequest

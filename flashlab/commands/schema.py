@@ -9,6 +9,7 @@ import typer
 
 from flashlab.console import console
 from flashlab.core.errors import UserError
+from flashlab.lab import json_schemas
 
 EPILOG = (
     "Examples:\n\n"
@@ -29,14 +30,12 @@ def schema(
     ] = False,
 ) -> None:
     """Print the JSON Schema of experiment files, summary.json or target files (from the models)."""
-    from flashlab.lab import schema as schemas
-
-    if name not in schemas.SCHEMAS:
-        raise UserError(f"NAME: {name!r} is not one of: {', '.join(schemas.SCHEMAS)}")
+    if name not in json_schemas.SCHEMAS:
+        raise UserError(f"NAME: {name!r} is not one of: {', '.join(json_schemas.SCHEMAS)}")
     if write:
-        console.print(f"wrote {schemas.write(name)}")
+        console.print(f"wrote {json_schemas.write(name)}")
         return
-    sys.stdout.write(schemas.render(schemas.generate(name)))
+    sys.stdout.write(json_schemas.render(json_schemas.generate(name)))
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Annotated
 from typing import Any
 
+import pandas as pd
 import typer
+from rich.table import Table
 
 from flashlab.commands.cpus import CpusOpt
 from flashlab.commands.cpus import IsolationOpt
@@ -57,9 +59,10 @@ def sweep(
     cpus: CpusOpt = None,
 ) -> None:
     """Run an experiment over a grid of field values and plot each metric against them."""
-    from flashlab.lab.sweep import SweepRequest
-    from flashlab.lab.sweep import parse_set
-    from flashlab.lab.sweep import plan_cells
+    # start-up cost: only this path pays for matplotlib, jinja2, redis
+    from flashlab.lab.sweep_runner import SweepRequest
+    from flashlab.lab.sweep_runner import parse_set
+    from flashlab.lab.sweep_runner import plan_cells
 
     sets = [parse_set(text) for text in set_]
     exp = load_with_overrides(experiment, isolation_overrides(isolation, cpus))
@@ -83,9 +86,10 @@ def sweep(
 
 def _run_with_progress(request: Any, cells: int, quiet: bool) -> Any:
     """Run the sweep under a progress bar of its cells (none with --json)."""
+    # start-up cost: only this path pays for matplotlib, jinja2, redis
     from rich.progress import Progress
 
-    from flashlab.lab.sweep import run_sweep
+    from flashlab.lab.sweep_runner import run_sweep
 
     with Progress(console=console, transient=True, disable=quiet) as bar:
         task = bar.add_task("sweep", total=cells)
@@ -101,12 +105,10 @@ def _run_with_progress(request: Any, cells: int, quiet: bool) -> Any:
 
 
 def _print_cells(sweep_dir: Path) -> None:
-    import pandas as pd
-    from rich.table import Table
-
-    from flashlab.analysis.sweep import SWEEP_HTML
-    from flashlab.analysis.sweep import SWEEP_PARQUET
-    from flashlab.analysis.sweep import load_manifest
+    # start-up cost: only this path pays for matplotlib, prometheus_client
+    from flashlab.analysis.sweep_results import SWEEP_HTML
+    from flashlab.analysis.sweep_results import SWEEP_PARQUET
+    from flashlab.analysis.sweep_results import load_manifest
 
     manifest = load_manifest(sweep_dir)
     frame = pd.read_parquet(sweep_dir / SWEEP_PARQUET)

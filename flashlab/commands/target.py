@@ -8,11 +8,18 @@ from typing import Annotated
 from typing import Any
 
 import typer
+import yaml
+from rich.markup import escape
+from rich.table import Table
 
 from flashlab.console import console
 from flashlab.console import emit_json
 from flashlab.core.errors import EXIT_BAD_INPUT
 from flashlab.core.errors import UserError
+from flashlab.core.platform import PlatformConfigError
+from flashlab.core.platform import PlatformError
+from flashlab.lab.target_draft import DraftError
+from flashlab.lab.target_draft import draft
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -46,8 +53,7 @@ def probe(
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Try a target file: a few buys, each answer with the rule that read it, the truth read back."""
-    from flashlab.core.platform import PlatformConfigError
-    from flashlab.core.platform import PlatformError
+    # start-up cost: only this path pays for httpx, orjson
     from flashlab.core.target import load_target
     from flashlab.lab.probe import probe as run_probe
 
@@ -67,9 +73,6 @@ def probe(
 
 
 def _print_probe(result: Any) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
     table = Table(
         title=f"{result.target}: {len(result.answers)} buys of {result.product!r}, stock {result.stock}",
         caption=escape("rule: [its index in answers:] what it matches -> the outcome"),
@@ -123,9 +126,6 @@ OutOpt = Annotated[Path | None, typer.Option(help="Write the draft here (default
 @app.command(epilog=INIT_EPILOG)
 def init(openapi: OpenApiOpt, path: PathOpt = None, out: OutOpt = None) -> None:
     """Draft a target file from the backend's OpenAPI document."""
-    from flashlab.lab.target_draft import DraftError
-    from flashlab.lab.target_draft import draft
-
     doc = _read_openapi(openapi)
     try:
         text = draft(doc, openapi, path)
@@ -141,8 +141,8 @@ def init(openapi: OpenApiOpt, path: PathOpt = None, out: OutOpt = None) -> None:
 
 
 def _read_openapi(source: str) -> dict[str, Any]:
+    # start-up cost: only this path pays for httpx
     import httpx
-    import yaml
 
     try:
         if "://" in source:

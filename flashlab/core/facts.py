@@ -4,7 +4,7 @@ The lab's own stack offers every fact. A backend the lab did not build (a target
 flashlab.core.target) offers what its file describes: a shopper identity only if the buy
 request sends `{user}`, order ids only if an answer rule extracts them, a stock or an order log
 only if its `truth:` reads one. A check declares the facts it needs
-(flashlab.analysis.checks.base.Check.needs); against a run that lacks one it is "n/a", with the
+(flashlab.analysis.checks.check.Check.needs); against a run that lacks one it is "n/a", with the
 reason built from FACTS below, never a silent pass.
 
 Where a run records them: manifest.json `facts` (the request and answer facts, written by the

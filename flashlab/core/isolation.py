@@ -1,8 +1,8 @@
 """CPU isolation: which CPUs the stack gets and which the load generator gets, and pinning to them.
 
 A lab whose generator competes with the system under test for the same cores measures the
-competition, not the system (issue 9: unpinned p99 CV ~10% and an overloaded generator every run;
-pinned by hand, CV < 1%). `resolve` decides the split once per run; the local platform pins every
+competition, not the system (measured on this lab's 2-core host: unpinned, p99 CV ~10% and an
+overloaded generator every run; pinned by hand, CV < 1%; docs/SIMULATOR.md). `resolve` decides the split once per run; the local platform pins every
 process it spawns to `stack_cpus` (set in the child before exec, so nginx's forked workers inherit
 it), Compose writes `cpuset`, and engines run inside `pinned(load_cpus)`.
 

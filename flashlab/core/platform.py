@@ -1,5 +1,6 @@
-"""The platform interface: what a stack is (config, components, info), what any platform must do,
-and the one error hierarchy every platform raises.
+"""The platform interface: what a stack is, what any platform must do, and the errors it raises.
+
+A stack is its config, components and info; every platform raises the one error hierarchy below.
 
 Exceptions (the CLI maps a `PlatformConfigError` to exit 2, every other `PlatformError` to exit 4):
 
@@ -160,6 +161,7 @@ class Platform(ABC):
     def paused(self, component: str) -> bool:
         """Whether a component is frozen (SIGSTOP locally). Platforms that freeze differently
         (Compose pauses the container's cgroup, which leaves no stopped-process state) override it."""
+        # start-up cost: only this path pays for psutil
         import psutil
 
         comp = next((c for c in self.components() if c.name == component), None)

@@ -77,6 +77,7 @@ class _Strict(BaseModel):
 
 
 def compile_path(text: str) -> Any:
+    # start-up cost: only this path pays for jsonpath_ng
     from jsonpath_ng.exceptions import JsonPathLexerError
     from jsonpath_ng.exceptions import JsonPathParserError
     from jsonpath_ng.ext import parse

@@ -4,7 +4,7 @@ In the manner of Chaos Toolkit's `RunEventHandler` (chaoslib/run.py): a run anno
 phase as it starts and finishes, the load's start and progress, an abort, and its outcome to
 every handler registered on the request (`RunRequest.events`). The CLI's live display
 (flashlab.commands.display.LiveRun), the trial-set runner (flashlab.lab.trials) and the guards
-(flashlab.lab.guards.RunWatch) all listen to these same events.
+(flashlab.lab.guards.watch.RunWatch) all listen to these same events.
 
 A handler subclasses `RunEvents` and overrides only what it listens to; every method is a no-op
 by default. Handlers run in the run's threads (`progress` on the engine's), in registration
@@ -28,12 +28,10 @@ import contextlib
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from typing import Any
 
-if TYPE_CHECKING:
-    from flashlab.lab.guards import Abort
-    from flashlab.lab.run import RunOutcome
+from flashlab.lab.outcome import Abort
+from flashlab.lab.outcome import RunOutcome
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,7 @@ class RunEvents:
         """The engine starts driving shoppers at `t0_ns` (the run's time zero)."""
 
     def progress(self, snapshot: Any) -> None:
-        """The engine's progress snapshot (flashlab.simulator.engines.base.Progress)."""
+        """The engine's progress snapshot (flashlab.simulator.engines.engine.Progress)."""
 
     def note(self, text: str) -> None:
         """A one-line note for the user (e.g. CPU isolation requested but not applied)."""

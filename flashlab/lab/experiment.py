@@ -26,6 +26,7 @@ from pydantic import model_validator
 
 from flashlab.analysis.hypothesis import HypothesisError
 from flashlab.analysis.hypothesis import parse_clause
+from flashlab.chaos.faults import fault_class
 from flashlab.chaos.spec import FaultSpec
 from flashlab.core.contract import ID_PATTERN
 from flashlab.core.contract import RateLimit
@@ -39,8 +40,8 @@ from flashlab.core.target import TargetSpec
 from flashlab.core.target import load_target
 from flashlab.core.validation import first_error
 from flashlab.core.validation import read_yaml
-from flashlab.lab.guards import GuardError
-from flashlab.lab.guards import parse_guard
+from flashlab.lab.guards.grammar import GuardError
+from flashlab.lab.guards.grammar import parse_guard
 from flashlab.simulator.client import QUEUE_CLIENTS
 from flashlab.simulator.client import TARGET_CLIENTS
 from flashlab.simulator.scenario import Scenario
@@ -186,7 +187,7 @@ class Experiment(_Model):
         default_factory=lambda: ["oversell == 0", "lost_acknowledged == 0"]
     )
 
-    # Live abort guards (flashlab.lab.guards): e.g. `oversell_live > 0`, `p99_5s_ms > 5000 for 10s`.
+    # Live abort guards (flashlab.lab.guards.grammar): e.g. `oversell_live > 0`, `p99_5s_ms > 5000 for 10s`.
     guards: list[str] = Field(default_factory=list, max_length=32)
 
     @field_validator("hypothesis")
@@ -308,7 +309,7 @@ def find_target(path: Path, base_dir: Path | None) -> Path:
 
 def target_fault_problem(target: TargetSpec, fault: FaultSpec) -> str | None:
     """Why a scheduled fault cannot hit this target (None: it can)."""
-    from flashlab.chaos.faults import fault_class
+    # start-up cost: only this path pays for httpx, rich
     from flashlab.system.targets.processes import link_problem
 
     cls = fault_class(fault.fault)

@@ -1,7 +1,7 @@
 """Host CPU speed during the load: a probe on each side of the CPU split, so a noisy host is seen.
 
 On a shared (virtualised) machine the CPU itself speeds up and slows down with the neighbours'
-work. Measured here (issue 9, 2 vCPUs, nothing of ours running): a fixed arithmetic loop took
+work. Measured on this lab's 2-vCPU host (nothing of ours running): a fixed arithmetic loop took
 78-151 ms of *CPU time* from one second to the next (CV 19%), so a few-second, CPU-bound flash
 sale cannot be steadier than the host under it, however well generator and stack are isolated.
 

@@ -147,6 +147,7 @@ def _run_cell(cell: Cell, exp: Experiment, out_dir: Path, repeat: int) -> None:
         outcome = execute(RunRequest(experiment=exp, run_dir=out_dir / exp.name))
         _fill(cell, outcome.summary)
         return
+    # start-up cost: only this path pays for matplotlib, jinja2
     from flashlab.lab.trials import TrialSetRequest
     from flashlab.lab.trials import run_trials
 

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from flashlab.core.errors import UserError
+from flashlab.core.platform import ComponentNotRunning
+from flashlab.core.platform import StackInfo
 
 STACK_RESOURCE = "flashlab_stack"
 GATE_WAIT_S = 30.0  # the actor's bound on waiting for the driver's steady-state answer
@@ -37,6 +39,7 @@ def wants_nemesis(exp: Any) -> bool:
 
 def check_faults(specs: list[Any]) -> None:
     """Refuse (exit 2) faults the nemesis cannot inject, naming the schedule entry."""
+    # start-up cost: only this path pays for redis, httpx, aiohttp
     from flashlab.chaos.faults import fault_class
     from flashlab.chaos.faults.fault import StopStartFault
 
@@ -65,10 +68,10 @@ class NemesisActor:
     """The FaultScheduler, in a Ray actor on the stack's node. Rows name this node."""
 
     def __init__(self, specs: list[dict[str, Any]], info: dict[str, Any]) -> None:
+        # start-up cost: only this path pays for ray (an optional extra), uvloop, pydantic
         import ray
 
         from flashlab.chaos.spec import FaultSpec
-        from flashlab.core.platform import StackInfo
 
         self.node_id = ray.get_runtime_context().get_node_id()
         self.specs = [FaultSpec.model_validate(s) for s in specs]
@@ -78,6 +81,7 @@ class NemesisActor:
         self._ok = False
 
     def where(self) -> dict[str, Any]:
+        # start-up cost: only this path pays for ray (an optional extra), uvloop, yaml
         import ray
 
         return {
@@ -87,6 +91,7 @@ class NemesisActor:
         }
 
     def start(self, t0_ns: int, gated: bool) -> None:
+        # start-up cost: only this path pays for pandas, pyarrow, numpy
         from flashlab.chaos.scheduler import FaultScheduler
         from flashlab.system.platforms.node_view import NodeView
 
@@ -128,6 +133,7 @@ def attached_ray(address: str) -> Iterator[None]:
     The Ray engine uses a connection that is already open (and leaves it to its owner), so the
     nemesis outlives the load until every fault is recovered. An unreachable address is bad input.
     """
+    # start-up cost: only this path pays for ray (an optional extra), uvloop, yaml
     import ray
 
     if ray.is_initialized():  # the caller's own connection (tests start one in-process)
@@ -157,6 +163,7 @@ class RayNemesis:
 
     def __init__(self, exp: Any, info: Any) -> None:
         """Place the actor and wait until it runs (before the load: placement may take seconds)."""
+        # start-up cost: only this path pays for ray (an optional extra), pandas, pyarrow
         import ray
 
         from flashlab.chaos.scheduler import expand
@@ -212,8 +219,6 @@ class RayNemesis:
         if self._rows is not None:
             return
         self._halt.set()
-        from flashlab.core.platform import ComponentNotRunning
-
         try:
             if self._started is not None:
                 self._ray.get(self._started, timeout=CALL_TIMEOUT_S)
@@ -229,6 +234,7 @@ class RayNemesis:
         self._rows, self.gated = rows, gated
 
     def table(self) -> Any:
+        # start-up cost: only this path pays for pandas, pyarrow, numpy
         import pyarrow as pa
 
         from flashlab.core.rundir import FAULTS_SCHEMA

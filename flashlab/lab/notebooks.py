@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -26,9 +27,13 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from flashlab.analysis import notebooks as nb
 from flashlab.analysis.notebook_runs import is_complete
 from flashlab.analysis.notebook_runs import write_sidecar
+from flashlab.analysis.notebooks import NOTEBOOKS_DIR
+from flashlab.analysis.notebooks import ROOT
+from flashlab.analysis.notebooks import NotebookError
+from flashlab.analysis.notebooks import execute_notebook
+from flashlab.analysis.notebooks import notebook_paths
 from flashlab.core.errors import EXIT_BAD_INPUT
 from flashlab.core.errors import EXIT_INFRA
 from flashlab.core.errors import EXIT_OK
@@ -37,7 +42,6 @@ from flashlab.lab.experiment import Experiment
 from flashlab.lab.experiment import ExperimentError
 from flashlab.lab.experiment import load_experiment
 
-ROOT = nb.ROOT
 DEFAULT_RUNS = ROOT / "reports" / "notebook-runs"
 
 
@@ -135,19 +139,19 @@ def ensure(spec: RunSpec | SweepSpec, runs_dir: Path, revision: str) -> Path:
         print(f"{spec.name}: cached {path}")
         return path
     if path.exists():  # an interrupted earlier attempt: start it again
-        import shutil
-
         shutil.rmtree(path)
     started = time.monotonic()
     if isinstance(spec, SweepSpec):
-        from flashlab.lab.sweep import SweepRequest
-        from flashlab.lab.sweep import parse_set
-        from flashlab.lab.sweep import run_sweep
+        # start-up cost: only this path pays for httpx, rich
+        from flashlab.lab.sweep_runner import SweepRequest
+        from flashlab.lab.sweep_runner import parse_set
+        from flashlab.lab.sweep_runner import run_sweep
 
         sets = [parse_set(text) for text in spec.sets]
         request = SweepRequest(_experiment(spec), sets, sweep_dir=path, write_report=False)
         run_sweep(request)
     else:
+        # start-up cost: only this path pays for httpx, rich
         from flashlab.lab.run import RunRequest
         from flashlab.lab.run import execute
 
@@ -175,7 +179,7 @@ def render(stem: str, runs_dir: Path, out_dir: Path, revision: str) -> Path:
     # SYNTHETIC=False: a missing run stops the notebook (NoRuns), whatever FLASHLAB_SYNTHETIC says.
     params = notebook_params(stem, runs_dir, revision) | {"SYNTHETIC": False}
     out = out_dir / f"{stem}.html"
-    nb.execute_notebook(nb.NOTEBOOKS_DIR / f"{stem}.ipynb", params, out)
+    execute_notebook(NOTEBOOKS_DIR / f"{stem}.ipynb", params, out)
     return out
 
 
@@ -191,12 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        paths = nb.notebook_paths(args.only)
+        paths = notebook_paths(args.only)
         revision = code_revision()
         for path in paths:
             out = render(path.stem, args.runs, args.out, revision)
             print(f"{path.name} -> {out}")
-    except (nb.NotebookError, UserError) as exc:
+    except (NotebookError, UserError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT if isinstance(exc, UserError) or "--only" in str(exc) else 1
     except Exception as exc:  # a run could not be made: infrastructure, one line

@@ -23,6 +23,8 @@ from flashlab.core.platform import StackConfig
 from flashlab.core.rundir import Truth
 from flashlab.core.target import Outcome
 from flashlab.core.target import TargetSpec
+from flashlab.system.targets import require_serving
+from flashlab.system.targets import start_target
 
 EXCERPT = 80
 TIMEOUT_S = 10.0
@@ -81,8 +83,7 @@ def probe(
 ) -> ProbeResult:
     """Start (or reach) the target, reset `stock` units of `product`, buy for `buys` shoppers
     (default stock + 2; the first buys twice) and read the truth; stop what was started."""
-    from flashlab.system.targets import require_serving
-    from flashlab.system.targets import start_target
+    # start-up cost: only this path pays for redis, psutil
     from flashlab.system.targets.reset import reset_target
     from flashlab.system.targets.truth import read_target_truth
 

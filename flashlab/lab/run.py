@@ -1,68 +1,73 @@
-"""Run orchestration: one experiment in, one complete run directory and a verdict out.
+"""A run, phase by phase: one experiment in, one complete run directory and a verdict out.
 
 The order of work is the contract of a run directory: manifest.json is written first with
 `complete: false`, then history/faults/truth/metrics/summary/report, and `complete: true` last,
 so an interrupted or failed run never looks complete. Doing (stack, engine, faults) and judging
 (flashlab.analysis.summary, which reads only the directory) stay separate.
+
+The phases' helpers have modules of their own: where load may go (flashlab.lab.remote), run ids
+and directories (flashlab.lab.rundirs), the stack (flashlab.lab.stacks), the metrics scraper
+(flashlab.lab.scraper) and the guards (flashlab.lab.guards).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import secrets
-import threading
 import time
 from collections.abc import Callable
-from collections.abc import Iterator
 from contextlib import ExitStack
-from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field
-from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pyarrow.parquet as pq
+import redis
 
-from flashlab.core import meta
+from flashlab.analysis.summary import summarize
 from flashlab.core import rundir
 from flashlab.core.contract import needs_queue_protocol
-from flashlab.core.errors import UserError
 from flashlab.core.errors import verdict_exit_code
+from flashlab.core.facts import CLIENT_FACTS
 from flashlab.core.isolation import Isolation
-from flashlab.core.isolation import IsolationError
-from flashlab.core.isolation import resolve
 from flashlab.core.platform import ComponentNotRunning
-from flashlab.core.platform import Platform
-from flashlab.core.platform import StackInfo
-from flashlab.core.target import TargetSpec
+from flashlab.core.provenance import provenance
+from flashlab.lab.abort import AbortSwitch
 from flashlab.lab.events import Announcer
 from flashlab.lab.events import NotesToStderr
 from flashlab.lab.events import Phase
 from flashlab.lab.events import RunEvents
 from flashlab.lab.experiment import Experiment
-from flashlab.lab.guards import AbortSwitch
-from flashlab.lab.guards import RunWatch
+from flashlab.lab.guards.watch import RunWatch
 from flashlab.lab.hostspeed import HostSpeedProbe
 from flashlab.lab.nemesis import RayNemesis
 from flashlab.lab.nemesis import attached_ray
 from flashlab.lab.nemesis import check_faults
 from flashlab.lab.nemesis import wants_nemesis
-
-
-@dataclass(frozen=True)
-class Target:
-    """An already-running stack (`--target/--redis`): the lab resets and loads it but starts nothing."""
-
-    base_url: str
-    redis_url: str
-    admin_token: str
-    # `--allow-remote`: a non-loopback target is the user's explicit choice (never a default).
-    allow_remote: bool = False
+from flashlab.lab.outcome import RunOutcome
+from flashlab.lab.remote import Target
+from flashlab.lab.remote import check_target
+from flashlab.lab.rundirs import new_run_id
+from flashlab.lab.rundirs import prepare_out_dir
+from flashlab.lab.rundirs import record_failure
+from flashlab.lab.scraper import MetricsScraper
+from flashlab.lab.stacks import RunStack
+from flashlab.lab.stacks import load_route
+from flashlab.lab.stacks import open_stack
+from flashlab.lab.stacks import resolve_isolation
+from flashlab.simulator.engines import LoadPlan
+from flashlab.simulator.engines import get_engine
+from flashlab.simulator.engines import require_engine
+from flashlab.simulator.history import HistoryWriter
+from flashlab.system.admin import AdminClient
+from flashlab.system.admin import AdminError
+from flashlab.system.platforms import require_platform
+from flashlab.system.targets import require_serving
+from flashlab.system.targets.reset import reset_target
+from flashlab.system.targets.truth import read_target_truth
+from flashlab.system.truth import read_truth
 
 
 @dataclass
@@ -89,302 +94,11 @@ class RunRequest(ExperimentRequest):
     abort: AbortSwitch = field(default_factory=AbortSwitch)
 
 
-@dataclass
-class RunOutcome:
-    run_dir: Path
-    summary: dict[str, Any]
-    exit_code: int
-
-
-def is_loopback_url(url: str) -> bool:
-    """True when the URL's host is loopback (127.0.0.0/8, ::1, localhost); no name is resolved."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a DNS name other than localhost: could be anywhere
-
-
-def require_loopback(url: str, flag: str) -> None:
-    """Load goes only to loopback: refuse anything else with a one-line error naming the flag."""
-    if not is_loopback_url(url):
-        raise UserError(
-            f"{flag}: {url!r} is not a loopback address (127.0.0.0/8, ::1, localhost); "
-            "pass --allow-remote to load a remote stack on purpose"
-        )
-
-
-def load_plan(exp: Experiment, target: Target) -> str:
-    """What a run will send to `target` and how hard: printed before a run with --allow-remote."""
-    sc = exp.scenario
-    arrival = sc.arrival.model_dump(mode="json")
-    shape = ", ".join(f"{k}={v}" for k, v in arrival.items() if k != "kind")
-    runs = f" x {exp.repeat} trials" if exp.repeat > 1 else ""
-    return (
-        f"remote load plan: {sc.shoppers} shoppers{runs} ({sc.model} model, arrival "
-        f"{arrival.get('kind')}{f': {shape}' if shape else ''}), at most {sc.duration_s:g}s, "
-        f"up to {max(p.max_attempts for p in sc.profiles)} attempts each, "
-        f"product {exp.product.id!r} reset to stock {exp.product.stock} -> target "
-        f"{target.base_url} (redis {urlsplit(target.redis_url).hostname})"
-    )
-
-
-def check_target(
-    exp: Experiment,
-    target: Target | None,
-    on_note: Callable[[str], None],
-    allow_remote: bool = False,
-) -> None:
-    """Refuse a non-loopback --target/--redis (or a target file's base_url) unless
-    --allow-remote; with it, say the plan first.
-
-    Called before anything is started or sent, so a refusal costs no traffic at all."""
-    if exp.target is not None:
-        _check_target_file(exp, exp.target, on_note, allow_remote)
-    if target is None:
-        return
-    if exp.faults:
-        raise UserError("--target: faults need a stack the lab started itself (drop --target)")
-    if target.allow_remote:
-        on_note(load_plan(exp, target))
-        return
-    require_loopback(target.base_url, "--target")
-    require_loopback(target.redis_url, "--redis")
-
-
-def _check_target_file(
-    exp: Experiment, spec: TargetSpec, on_note: Callable[[str], None], allow_remote: bool
-) -> None:
-    """A target the lab starts listens on loopback ports it picked; one it only reaches (no
-    `start:`) must be on loopback unless --allow-remote."""
-    if spec.start is not None or is_loopback_url(spec.base_url):
-        return
-    if not allow_remote:
-        require_loopback(spec.base_url, f"{spec.file or spec.name}: base_url")
-    sc = exp.scenario
-    on_note(
-        f"remote load plan: {sc.shoppers} shoppers ({sc.model} model), at most "
-        f"{sc.duration_s:g}s, product {exp.product.id!r} reset to stock {exp.product.stock} "
-        f"-> target {spec.name} at {spec.base_url}"
-    )
-
-
-def new_run_id(experiment: Experiment, tag: str = "") -> str:
-    """`<UTC time>-<experiment>[-<tag>]-<4 hex>`: sortable, readable, unique enough."""
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    middle = f"{experiment.name}-{tag}" if tag else experiment.name
-    return f"{stamp}-{middle}-{secrets.token_hex(2)}"
-
-
-def prepare_out_dir(exact: Path | None, root: Path, name: str) -> Path:
-    """The directory a run or trial set writes: `exact` (--out) or root/name; refused (naming
-    --out) when it already holds something, so an earlier result is never mixed in."""
-    out = exact or (root / name)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"--out: {out} already exists and is not empty")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-class MetricsScraper:
-    """Scrapes the API's /metrics through nginx once a second into memory (for reconciliation)."""
-
-    def __init__(self, base_url: str, interval_s: float = 1.0) -> None:
-        self.url = base_url.rstrip("/") + "/metrics"
-        self.interval_s = interval_s
-        self.scrapes: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="metrics-scraper", daemon=True)
-
-    def _scrape(self, client: httpx.Client) -> None:
-        try:
-            resp = client.get(self.url)
-        except httpx.HTTPError:
-            return  # a fault may have taken nginx down; the gap is itself evidence
-        if resp.status_code == 200:
-            self.scrapes.append({"ts_ns": time.time_ns(), "text": resp.text})
-
-    def _loop(self) -> None:
-        with httpx.Client(timeout=2.0) as client:
-            while not self._stop.wait(self.interval_s):
-                self._scrape(client)
-            self._scrape(client)  # a final scrape after the load, for the end-of-run counters
-
-    def start(self) -> MetricsScraper:
-        # One scrape before the load, synchronously: reconciliation takes its counters as the
-        # baseline, so a stack that served earlier runs (--target) does not look like it oversold.
-        with httpx.Client(timeout=2.0) as client:
-            self._scrape(client)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """End the loop (after its final scrape). Idempotent: also the run's failure cleanup."""
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def evidence(self) -> list[dict[str, Any]]:
-        """Stop, then keep the first, the last and every fifth scrape: enough for rates, small."""
-        self.stop()
-        last = len(self.scrapes) - 1
-        return [s for i, s in enumerate(self.scrapes) if i % 5 == 0 or i == last]
-
-
-@dataclass
-class _Stack:
-    base_url: str  # where the shoppers send (a target's client proxy, when it has one)
-    redis_url: str
-    admin_token: str
-    platform: Platform | None = None  # when the lab started it (None: an external --target)
-    info: StackInfo | None = None
-    public: dict[str, Any] = field(default_factory=dict)  # for the manifest (no token)
-    # A backend the lab did not build (flashlab.core.target): its file, its placeholders'
-    # values (ports, workdir, ...) and its own base URL (reset and truth calls, health).
-    target: TargetSpec | None = None
-    values: dict[str, Any] = field(default_factory=dict)
-    own_url: str = ""
-
-    @property
-    def ready_url(self) -> str | None:
-        """What says "serving" before the first fault: /readyz, or the target's health."""
-        if self.target is None:
-            return self.base_url.rstrip("/") + "/readyz"
-        from flashlab.system.targets import target_health
-
-        return target_health(self.target, self.values)
-
-
-def resolve_isolation(exp: Experiment, target: Target | None) -> Isolation:
-    """The run's CPU split from `isolation:` (bad input -> UserError naming the field)."""
-    spec = exp.isolation
-    try:
-        iso = resolve(spec.mode, spec.stack_cpus, spec.load_cpus)
-    except IsolationError as exc:
-        raise UserError(f"isolation: {exc}") from None
-    if target is not None and iso.applied:
-        # Not our stack: only the load is pinned here; pin the stack where it was started
-        # (`flashlab stack up` takes the same --isolation/--cpus and the same auto split).
-        iso = replace(iso, reason="stack external (--target): only the load was pinned here")
-    return iso
-
-
-@contextmanager
-def shared_stack(
-    exp: Experiment, target: Target | None, workdir: Path | None = None
-) -> Iterator[_Stack]:
-    """One stack for several runs (repeated trials): pass it to `execute(req, stack=...)`.
-
-    Each run still resets the product first; the stack is stopped when the block ends.
-    `workdir` is accepted for callers that pass it; the platforms keep their own directories.
-    """
-    del workdir
-    with _stack(exp, target, resolve_isolation(exp, target).stack) as stack:
-        yield stack
-
-
-@contextmanager
-def _stack(
-    exp: Experiment, target: Target | None, cpus: list[int] | None = None
-) -> Iterator[_Stack]:
-    if exp.target is not None:
-        with _target_stack(exp.target, exp, cpus) as stack:
-            yield stack
-        return
-    if target is not None:
-        yield _Stack(
-            target.base_url,
-            target.redis_url,
-            target.admin_token,
-            public={"platform": "external", "base_url": target.base_url},
-        )
-        return
-    from flashlab.chaos.faults import needs_proxy
-    from flashlab.core.platform import StackConfig
-    from flashlab.system.platforms import get_platform
-
-    config = StackConfig(
-        workers=exp.stack.workers,
-        durability=exp.stack.durability,
-        redis_timeout_ms=exp.stack.redis_timeout_ms,
-        prometheus=exp.stack.prometheus,
-        proxy=needs_proxy([f.fault for f in exp.faults]),
-        cpus=cpus,
-        ray=wants_stack_ray(exp),
-    )
-    platform = get_platform(exp.stack.platform, config)
-    try:
-        info = platform.start()
-        public = info.to_dict()
-        public.pop("admin_token", None)
-        yield _Stack(info.base_url, info.redis_url, info.admin_token, platform, info, public)
-    finally:
-        platform.stop()
-
-
-@contextmanager
-def _target_stack(spec: TargetSpec, exp: Experiment, cpus: list[int] | None) -> Iterator[_Stack]:
-    """A backend the lab did not build: its own processes or Compose file, started and stopped
-    here (or nothing, when its file has no `start:`), with the fault proxies its faults need."""
-    from flashlab.chaos.faults import network_links
-    from flashlab.core.platform import StackConfig
-    from flashlab.system.targets import start_target
-
-    config = StackConfig(prometheus=False, cpus=cpus)
-    platform = start_target(spec, config, network_links(exp.faults))
-    try:
-        info = platform.start()
-        public = info.to_dict() | {"platform": info.platform, "target": spec.name}
-        public.pop("admin_token", None)
-        yield _Stack(
-            info.base_url,
-            info.redis_url,
-            "",
-            platform,
-            info,
-            public,
-            target=spec,
-            values=dict(platform.values),
-            own_url=platform.base_url(),
-        )
-    finally:
-        platform.stop()
-
-
-def wants_stack_ray(exp: Experiment) -> bool:
-    """`--platform compose --engine ray` (no ray_address): the stack brings its own Ray nodes."""
-    return (
-        exp.stack.platform == "compose"
-        and exp.engine.kind == "ray"
-        and exp.engine.ray_address is None
-    )
-
-
-def _load_route(stack: _Stack, exp: Experiment, load_cpus: list[int] | None) -> dict[str, Any]:
-    """Where the shoppers send and which cluster runs them: the stack's own Ray nodes (Compose
-    `ray` profile: Ray Client on 127.0.0.1, nginx by service name) or this machine's defaults."""
-    extra = stack.info.extra if stack.info is not None else {}
-    if "ray_address" in extra:
-        # The actors run in containers: this machine's CPU split does not apply to them.
-        return {
-            "base_url": extra["ray_base_url"],
-            "ray_address": extra["ray_address"],
-            "cpus": None,
-        }
-    return {"base_url": stack.base_url, "ray_address": exp.engine.ray_address, "cpus": load_cpus}
-
-
-def _reset_product(stack: _Stack, exp: Experiment) -> None:
+def _reset_product(stack: RunStack, exp: Experiment) -> None:
     if stack.target is not None:
-        from flashlab.system.targets import require_serving
-        from flashlab.system.targets.reset import reset_target
-
         require_serving(stack.target, stack.values, stack.own_url)
         reset_target(stack.target, stack.values, stack.own_url, exp.product.id, exp.product.stock)
         return
-    from flashlab.system.admin import AdminClient
-    from flashlab.system.admin import AdminError
 
     admin = AdminClient(stack.base_url, stack.admin_token)
     try:
@@ -395,16 +109,11 @@ def _reset_product(stack: _Stack, exp: Experiment) -> None:
         raise ComponentNotRunning(f"{stack.base_url} does not serve the reset: {exc}") from exc
 
 
-def _read_truth(stack: _Stack, exp: Experiment) -> Any:
+def _read_truth(stack: RunStack, exp: Experiment) -> Any:
     if stack.target is not None:
-        from flashlab.system.targets.truth import read_target_truth
-
         return read_target_truth(
             stack.target, stack.values, stack.own_url, exp.product.id, exp.product.stock
         )
-    import redis
-
-    from flashlab.system.truth import read_truth
 
     try:
         return read_truth(stack.redis_url, exp.product.id)
@@ -414,14 +123,14 @@ def _read_truth(stack: _Stack, exp: Experiment) -> Any:
         ) from exc
 
 
-def _restarts(stack: _Stack) -> dict[str, int]:
+def _restarts(stack: RunStack) -> dict[str, int]:
     """Restart counts before the load: a platform may have respawned a component while starting."""
     if stack.platform is None:
         return {}
     return {c.name: c.restarts for c in stack.platform.components()}
 
 
-def _check_components(stack: _Stack, exp: Experiment, before: dict[str, int]) -> None:
+def _check_components(stack: RunStack, exp: Experiment, before: dict[str, int]) -> None:
     """A component that died during a run without faults invalidates it: infrastructure (exit 4).
 
     Runs with faults expect kills and restarts, and their scheduler recovers every fault; an
@@ -445,7 +154,7 @@ def _initial_manifest(exp: Experiment, run_id: str) -> dict[str, Any]:
         "schema_version": rundir.SCHEMA_VERSION,
         "run_id": run_id,
         "complete": False,
-        **meta.provenance(exp.model_dump(mode="json")),
+        **provenance(exp.model_dump(mode="json")),
     }
 
 
@@ -456,24 +165,14 @@ def _write_faults(path: Path, table: Any) -> None:
 
 def _require_extras(exp: Experiment, target: Target | None) -> None:
     """A missing optional extra is bad input, refused before any run directory exists."""
-    from flashlab.simulator.engines import require_engine
-    from flashlab.system.platforms import require_platform
-
     require_engine(exp.engine.kind)
     if target is None:
         require_platform(exp.stack.platform)
 
 
-def record_failure(path: Path, manifest: dict[str, Any], exc: BaseException) -> None:
-    """Leave an honest trace: the manifest stays `complete: false` and says why and when."""
-    manifest["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    manifest["finished_at"] = datetime.now(UTC).isoformat()
-    rundir.write_json_atomic(path, manifest)
-
-
 def _start_faults(
     exp: Experiment,
-    stack: _Stack,
+    stack: RunStack,
     engine: Any,
     t0_ns: int,
     watch: RunWatch,
@@ -482,6 +181,7 @@ def _start_faults(
     abort: AbortSwitch,
 ) -> Any:
     """At t0: the run's fault scheduler, started (the nemesis when there is one); None if no faults."""
+    # start-up cost: only this path pays for aiohttp
     from flashlab.chaos.scheduler import FaultScheduler
 
     gate = watch.steady_state_gate(t0_ns) if exp.faults else None
@@ -503,12 +203,10 @@ def _start_faults(
 def _engine_preflight(exp: Experiment) -> None:
     """The engine's own bad-input checks (e.g. an unreachable --ray-address): before the run
     directory and the stack exist, so a refusal leaves nothing behind."""
-    from flashlab.simulator.engines import get_engine
-
     get_engine(exp.engine.kind).preflight(exp.engine.workers, exp.engine.ray_address)
 
 
-def execute(req: RunRequest, stack: _Stack | None = None) -> RunOutcome:
+def execute(req: RunRequest, stack: RunStack | None = None) -> RunOutcome:
     """Run one experiment end to end. Raises UserError for bad input; anything else propagates.
 
     `stack`: a stack from `shared_stack` to run on (left running afterwards); default: start
@@ -555,7 +253,7 @@ class _Run:
     run_dir: Path
     manifest: dict[str, Any]
     isolation: Isolation
-    stack: _Stack | None = None  # shared (from shared_stack) until the stack phase sets it
+    stack: RunStack | None = None  # shared (from shared_stack) until the stack phase sets it
     cleanup: ExitStack = field(default_factory=ExitStack)
     scraper: MetricsScraper | None = None
     watch: RunWatch | None = None
@@ -570,7 +268,7 @@ class _Run:
         return self.req.experiment
 
     @property
-    def on_stack(self) -> _Stack:
+    def on_stack(self) -> RunStack:
         assert self.stack is not None, "the stack phase runs first"
         return self.stack
 
@@ -620,7 +318,9 @@ def _start_stack(run: _Run) -> None:
         # Held until every fault is recovered (closed last); the engine reuses it.
         run.cleanup.enter_context(attached_ray(run.exp.engine.ray_address))
     if run.stack is None:
-        run.stack = run.cleanup.enter_context(_stack(run.exp, run.req.target, run.isolation.stack))
+        run.stack = run.cleanup.enter_context(
+            open_stack(run.exp, run.req.target, run.isolation.stack)
+        )
     run.manifest["stack"] = run.on_stack.public
 
 
@@ -634,17 +334,13 @@ def _reset(run: _Run) -> None:
     run.cleanup.callback(run.scraper.stop)
 
 
-def _facts(stack: _Stack) -> list[str]:
+def _facts(stack: RunStack) -> list[str]:
     """What the requests carry and the answers say (flashlab.core.facts): the checks' n/a."""
-    from flashlab.core.facts import CLIENT_FACTS
-
     offered = stack.target.facts() if stack.target is not None else set(CLIENT_FACTS)
     return [f.value for f in CLIENT_FACTS if f in offered]
 
 
 def _load_plan(run: _Run) -> Any:
-    from flashlab.simulator.engines import LoadPlan
-
     exp = run.exp
     return LoadPlan(
         run_id=run.run_id,
@@ -657,7 +353,7 @@ def _load_plan(run: _Run) -> Any:
         tmp_dir=str(run.run_dir / ".tmp"),
         queue=exp.target is None and needs_queue_protocol(exp.product.strategy),
         target=exp.target.request() if exp.target is not None else None,
-        **_load_route(run.on_stack, exp, run.isolation.load),
+        **load_route(run.on_stack, exp, run.isolation.load),
     )
 
 
@@ -678,9 +374,6 @@ class _FaultsAtStart(RunEvents):
 
 
 def _drive_load(run: _Run) -> None:
-    from flashlab.simulator.engines import get_engine
-    from flashlab.simulator.history import HistoryWriter
-
     exp, stack = run.exp, run.on_stack
     engine = get_engine(exp.engine.kind)
     writer = HistoryWriter(run.run_dir / rundir.HISTORY)
@@ -745,8 +438,6 @@ def _collect_evidence(run: _Run) -> None:
 
 
 def _judge(run: _Run) -> None:
-    from flashlab.analysis.summary import summarize
-
     # Summary and report come from the files alone; `complete` is flipped only after both exist.
     # So the manifest on disk must already hold the load window and the engine result
     # (load-generator health included) they read: written now, still `complete: false`.
@@ -756,6 +447,7 @@ def _judge(run: _Run) -> None:
 
 
 def _write_report(run: _Run) -> None:
+    # start-up cost: only this path pays for matplotlib, jinja2
     from flashlab.analysis.report import write_report
 
     write_report(run.run_dir)

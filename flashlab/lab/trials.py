@@ -1,6 +1,6 @@
 """Repeated trials: N seeded runs of one experiment on ONE stack, written as a trial-set directory.
 
-The stack is started once (`flashlab.lab.run.shared_stack`); every trial is a complete run directory
+The stack is started once (`flashlab.lab.stacks.shared_stack`); every trial is a complete run directory
 (`flashlab.lab.run.execute` on that stack, which resets the product first), with the seed derived
 as `flashlab.analysis.trials.trial_seed` (base seed + i - 1: reproducible, and each trial
 differs). The set manifest (trialset.json) is written first with `complete: false`, updated as
@@ -19,23 +19,27 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flashlab.analysis import trials as set_format
-from flashlab.core import meta
+from flashlab.analysis.outputs import write_set_outputs
+from flashlab.analysis.trials import SEED_RULE
+from flashlab.analysis.trials import SET_MANIFEST
+from flashlab.analysis.trials import trial_name
+from flashlab.analysis.trials import trial_seed
 from flashlab.core import rundir
 from flashlab.core.errors import UserError
 from flashlab.core.errors import verdict_exit_code
+from flashlab.core.provenance import provenance
 from flashlab.lab.events import Announcer
 from flashlab.lab.events import Phase
 from flashlab.lab.experiment import Experiment
+from flashlab.lab.outcome import RunOutcome
+from flashlab.lab.remote import check_target
 from flashlab.lab.run import ExperimentRequest
-from flashlab.lab.run import RunOutcome
 from flashlab.lab.run import RunRequest
-from flashlab.lab.run import check_target
 from flashlab.lab.run import execute
-from flashlab.lab.run import new_run_id
-from flashlab.lab.run import prepare_out_dir
-from flashlab.lab.run import record_failure
-from flashlab.lab.run import shared_stack
+from flashlab.lab.rundirs import new_run_id
+from flashlab.lab.rundirs import prepare_out_dir
+from flashlab.lab.rundirs import record_failure
+from flashlab.lab.stacks import shared_stack
 
 MAX_REPEAT = 100
 
@@ -71,16 +75,16 @@ def _set_manifest(req: TrialSetRequest, set_id: str) -> dict[str, Any]:
         "set_id": set_id,
         "complete": False,
         "repeat": req.repeat,
-        "seed_rule": set_format.SEED_RULE,
-        "seeds": [set_format.trial_seed(exp.seed, i) for i in range(1, req.repeat + 1)],
+        "seed_rule": SEED_RULE,
+        "seeds": [trial_seed(exp.seed, i) for i in range(1, req.repeat + 1)],
         "trials": [],  # names of the trials written so far
-        **meta.provenance(exp.model_dump(mode="json")),
+        **provenance(exp.model_dump(mode="json")),
     }
 
 
 def trial_experiment(base: Experiment, index: int) -> Experiment:
     """Trial `index` (1-based): the same experiment with its derived seed, as one run."""
-    return base.model_copy(update={"seed": set_format.trial_seed(base.seed, index), "repeat": 1})
+    return base.model_copy(update={"seed": trial_seed(base.seed, index), "repeat": 1})
 
 
 def run_trials(req: TrialSetRequest, stack: Any = None) -> TrialSetOutcome:
@@ -95,12 +99,12 @@ def run_trials(req: TrialSetRequest, stack: Any = None) -> TrialSetOutcome:
     set_id = new_set_id(exp, req.repeat)
     set_dir = prepare_out_dir(req.set_dir, req.out_root, set_id)
     manifest = _set_manifest(req, set_id)
-    path = set_dir / set_format.SET_MANIFEST
+    path = set_dir / SET_MANIFEST
     rundir.write_json_atomic(path, manifest)
     try:
         outcomes = _run_all(req, events, set_dir, manifest, stack)
         with events.phase(Phase("judge-set", "judging the trial set")):
-            result = set_format.write_set_outputs(set_dir)
+            result = write_set_outputs(set_dir)
     except BaseException as exc:
         record_failure(path, manifest, exc)
         raise
@@ -130,7 +134,7 @@ def _run_all(
         for index in range(1, req.repeat + 1):
             trial = trial_experiment(exp, index)
             events.trial_started(index, req.repeat, trial.seed)
-            name = set_format.trial_name(index)
+            name = trial_name(index)
             run_req = RunRequest(
                 experiment=trial,
                 run_dir=set_dir / name,
@@ -145,6 +149,6 @@ def _run_all(
             outcome = execute(run_req, stack=stack)
             outcomes.append(outcome)
             manifest["trials"].append(name)
-            rundir.write_json_atomic(set_dir / set_format.SET_MANIFEST, manifest)
+            rundir.write_json_atomic(set_dir / SET_MANIFEST, manifest)
             events.trial_finished(index, outcome)
     return outcomes

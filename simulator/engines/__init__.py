@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flashlab.core.registry import Registry
-from flashlab.simulator.engines.base import Engine
-from flashlab.simulator.engines.base import EngineResult
-from flashlab.simulator.engines.base import LoadPlan
+from flashlab.simulator.engines.engine import Engine
+from flashlab.simulator.engines.engine import EngineResult
+from flashlab.simulator.engines.engine import LoadPlan
 
 __all__ = [
     "ENGINES",

@@ -9,13 +9,13 @@ import time
 
 import uvloop
 
-from flashlab.simulator.engines.base import Collector
-from flashlab.simulator.engines.base import Engine
-from flashlab.simulator.engines.base import EngineResult
-from flashlab.simulator.engines.base import LoadPlan
-from flashlab.simulator.engines.base import OnStart
-from flashlab.simulator.engines.base import Shares
-from flashlab.simulator.engines.base import cpu_seconds
+from flashlab.simulator.engines.engine import Collector
+from flashlab.simulator.engines.engine import Engine
+from flashlab.simulator.engines.engine import EngineResult
+from flashlab.simulator.engines.engine import LoadPlan
+from flashlab.simulator.engines.engine import OnStart
+from flashlab.simulator.engines.engine import Shares
+from flashlab.simulator.engines.engine import cpu_seconds
 from flashlab.simulator.shopper import drive
 
 

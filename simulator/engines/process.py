@@ -10,6 +10,7 @@ leave a lock held), which each worker's drive() polls.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing as mp
 import os
@@ -21,18 +22,19 @@ from typing import Any
 
 import pyarrow as pa
 
-from flashlab.simulator.engines.base import Collector
-from flashlab.simulator.engines.base import EngineResult
-from flashlab.simulator.engines.base import LoadPlan
-from flashlab.simulator.engines.base import OnStart
-from flashlab.simulator.engines.base import PoolEngine
-from flashlab.simulator.engines.base import Shares
-from flashlab.simulator.engines.base import cpu_seconds
+from flashlab.simulator.engines.engine import Collector
+from flashlab.simulator.engines.engine import EngineResult
+from flashlab.simulator.engines.engine import LoadPlan
+from flashlab.simulator.engines.engine import OnStart
+from flashlab.simulator.engines.engine import PoolEngine
+from flashlab.simulator.engines.engine import Shares
+from flashlab.simulator.engines.engine import cpu_seconds
 from flashlab.simulator.progress import Progress
 from flashlab.simulator.schedule import ShopperPlan
 from flashlab.simulator.schedule import VuPlan
 from flashlab.simulator.shopper import DriveSpec
 from flashlab.simulator.shopper import Shipment
+from flashlab.simulator.shopper import drive
 
 READY_TIMEOUT_S = 60.0  # spawn + imports; generous for a loaded 2-core machine
 POLL_S = 0.1
@@ -73,9 +75,8 @@ def _worker_main(
 ) -> None:
     # The driver owns Ctrl-C and reaps us; a terminal SIGINT to the whole group must not race it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # start-up cost: only this path pays for uvloop
     import uvloop
-
-    from flashlab.simulator.shopper import drive
 
     conn.send(("ready",))
     if not conn.poll(READY_TIMEOUT_S):
@@ -83,8 +84,6 @@ def _worker_main(
     t0_ns, deadline_ns = conn.recv()
 
     async def main() -> None:
-        import asyncio
-
         async def orphan_watch() -> None:
             while os.getppid() == parent_pid:  # bounded by drive's deadline via cancel below
                 await asyncio.sleep(0.5)

@@ -1,5 +1,7 @@
-"""The Ray engine: W actors, each driving its share of shoppers on a uvloop thread; the driver
-polls `actor.drain()` for Arrow IPC shipments. `ray_address` attaches to an existing cluster.
+"""The Ray engine: W actors, each driving its share of shoppers on a uvloop thread.
+
+The driver polls `actor.drain()` for Arrow IPC shipments. `ray_address` attaches to an existing
+cluster.
 
 A local cluster binds to 127.0.0.1 only (Ray's single-machine mode and node IP; before, gcs_server
 and raylet listened on `::` and the dashboard agent on the interface address), runs no dashboard
@@ -37,18 +39,19 @@ import psutil
 from flashlab.core.errors import UserError
 from flashlab.core.isolation import pin_process
 from flashlab.core.isolation import pin_self
-from flashlab.simulator.engines.base import Collector
-from flashlab.simulator.engines.base import EngineResult
-from flashlab.simulator.engines.base import LoadPlan
-from flashlab.simulator.engines.base import OnStart
-from flashlab.simulator.engines.base import PoolEngine
-from flashlab.simulator.engines.base import cpu_seconds
+from flashlab.simulator.engines.engine import Collector
+from flashlab.simulator.engines.engine import EngineResult
+from flashlab.simulator.engines.engine import LoadPlan
+from flashlab.simulator.engines.engine import OnStart
+from flashlab.simulator.engines.engine import PoolEngine
+from flashlab.simulator.engines.engine import cpu_seconds
 from flashlab.simulator.engines.process import decode_shipment
 from flashlab.simulator.engines.process import encode_shipment
 from flashlab.simulator.schedule import ShopperPlan
 from flashlab.simulator.schedule import VuPlan
 from flashlab.simulator.shopper import DriveSpec
 from flashlab.simulator.shopper import Shipment
+from flashlab.simulator.shopper import drive
 
 READY_TIMEOUT_S = 120.0
 ATTACH_CONNECT_TIMEOUT_S = 5.0  # --ray-address: a refused or silent GCS port fails this fast
@@ -90,6 +93,7 @@ class ShopperActor:
 
     async def where(self) -> dict[str, Any]:
         """Where this actor runs: its node's id and IP address and its PID (for the manifest)."""
+        # start-up cost: only this path pays for ray (an optional extra), uvloop
         import ray
 
         return {
@@ -105,9 +109,8 @@ class ShopperActor:
         self.thread.start()
 
     def _drive(self, t0_ns: int, deadline_ns: int) -> None:
+        # start-up cost: only this path pays for uvloop
         import uvloop
-
-        from flashlab.simulator.shopper import drive
 
         pin_self(self.cpus)
         try:
@@ -213,6 +216,7 @@ def attach_error(address: str, exc: BaseException) -> UserError:
 
 
 def _ray_pkg_dir() -> str:
+    # start-up cost: only this path pays for ray (an optional extra), uvloop
     import ray
 
     return os.path.dirname(ray.__file__)
@@ -246,7 +250,8 @@ def _local_ray_env(ray_dir: Path) -> Iterator[None]:
     os.environ.pop("RAY_AUTH_TOKEN", None)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Ray's "no cluster" mode: every daemon on 127.0.0.1 instead of the machine's interface
-    # address (measured in issue 9). Inherited by the daemons; the driver read the variable
+    # address (without it, gcs_server and raylet listened on `::` and the dashboard agent on the
+    # interface address: reachable from the network). Inherited by the daemons; the driver read the variable
     # at `import ray`, so its constant is switched for the run too.
     os.environ[LOOPBACK_VAR] = "0"
     constants = _ray_constants()
@@ -270,6 +275,7 @@ def _ray_errors_to_stderr() -> Iterator[None]:
     """Ray's driver prints cluster error messages (e.g. "(raylet) Raylet is terminated" when a
     node is lost) on stdout; `flashlab run --json` needs stdout to stay one JSON document, so
     for the run they go to stderr, as every other diagnostic does."""
+    # start-up cost: only this path pays for ray (an optional extra), uvloop
     from ray._private import worker
 
     original = worker.print_to_stdstream
@@ -285,6 +291,7 @@ def _ray_errors_to_stderr() -> Iterator[None]:
 
 
 def _ray_constants() -> Any:
+    # start-up cost: only this path pays for ray (an optional extra), uvloop
     from ray._private import ray_constants
 
     return ray_constants
@@ -294,6 +301,7 @@ def _reset_token_cache() -> None:
     # The driver's C++ config caches the auth mode and its loader caches the token (both read at
     # import); re-read them as Ray's own enable_token_auth_by_default() does.
     with contextlib.suppress(ImportError, AttributeError):
+        # start-up cost: only this path pays for ray (an optional extra), uvloop
         from ray._raylet import AuthenticationTokenLoader
         from ray._raylet import Config
 
@@ -338,6 +346,7 @@ class RayEngine(PoolEngine):
             check_reachable(ray_address)
 
     def kill_worker(self, index: int) -> bool:
+        # start-up cost: only this path pays for ray (an optional extra), uvloop
         import ray
 
         with self._lock:
@@ -348,6 +357,7 @@ class RayEngine(PoolEngine):
         return True
 
     def _run(self, plan: LoadPlan, collector: Collector, on_start: OnStart | None) -> EngineResult:
+        # start-up cost: only this path pays for ray (an optional extra), uvloop
         import ray
 
         # An open connection to the cluster named by ray_address is the caller's (the lab's
@@ -444,6 +454,7 @@ class RayEngine(PoolEngine):
         before: set[int],
         seen: dict[int, psutil.Process],
     ) -> float:
+        # start-up cost: only this path pays for ray (an optional extra), uvloop
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         actor_cls = ray.remote(num_cpus=1, max_restarts=0, max_concurrency=64)(ShopperActor)
@@ -516,6 +527,7 @@ class RayEngine(PoolEngine):
 def _spread_group(ray: Any, plan: LoadPlan, actors: int) -> Any:
     """A SPREAD placement group of one 1-CPU bundle per actor: shoppers over as many nodes as
     the cluster has. An attached cluster that cannot hold them is bad input (one line, exit 2)."""
+    # start-up cost: only this path pays for ray (an optional extra), uvloop
     from ray.util.placement_group import placement_group
     from ray.util.placement_group import remove_placement_group
 

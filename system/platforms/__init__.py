@@ -33,8 +33,8 @@ def require_platform(name: str) -> None:
     """Raise a UserError (one line, exit 2) when `name` needs an extra or a checkout that is not here."""
     PLATFORMS.require(name)
     if name in PLATFORM_NEEDS_CHECKOUT:
-        # Start-up cost: flashlab.core.meta loads importlib.metadata, which `local` never needs.
-        from flashlab.core.meta import require_checkout
+        # start-up cost: only this path pays for importlib.metadata and subprocess
+        from flashlab.core.provenance import require_checkout
 
         require_checkout(f"platform {name!r} ({PLATFORM_NEEDS_CHECKOUT[name]})")
 

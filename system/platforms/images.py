@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Literal
 
-from flashlab.core.meta import checkout_root
 from flashlab.core.platform import StackStartError
+from flashlab.core.provenance import checkout_root
 
 if TYPE_CHECKING:
     import docker
@@ -63,7 +63,7 @@ def source_hash() -> str:
 
 def image_state(client: docker.DockerClient, image: str, want: str) -> str:
     """'missing', 'stale' (built from other sources) or 'current'."""
-    # Start-up cost: `source-hash` and the compose-file readers never load the Docker SDK.
+    # start-up cost: `source-hash` and the compose-file readers never load the Docker SDK.
     import docker.errors
 
     try:

@@ -1,5 +1,7 @@
-"""The local platform: supervises redis-server, uvicorn API workers, nginx (and prometheus, the fault
-proxy) as tracked child processes on loopback, in a run-owned temp dir; respawns killed workers.
+"""The local platform: the stack as child processes of this one, on loopback, respawned when killed.
+
+It supervises redis-server, uvicorn API workers, nginx (and prometheus, the fault proxy) as
+tracked child processes in a run-owned temp dir, and respawns killed workers.
 
 Start order is dependency order (redis -> proxy -> api-* -> nginx -> prometheus) and stop is the
 reverse. Every child goes through `flashlab.system.procs.spawn`, so it is in its own session (Ctrl-C hits
@@ -372,6 +374,7 @@ class LocalPlatform(SupervisedPlatform):
     def _forget_metrics(self, slot: Slot) -> None:
         """A dead API worker's live gauges must not linger in /metrics (its respawn is the
         supervisor's, like the reference's Node cluster: docs/REFERENCE.md)."""
+        # start-up cost: only this path pays for prometheus_client
         from prometheus_client import multiprocess
 
         if slot.kind == "api" and slot.tracked is not None:

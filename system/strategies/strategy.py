@@ -7,7 +7,7 @@ point after which a failure is indeterminate).
 Order ids (`RECORD_ORDER_LUA`, and the `lua`/`queue` scripts) are `o-<INCR order_seq>`: unique in
 one Redis lifetime only. An empty restart loses the sequence with the product, and a re-seeded
 product numbers from o-1 again, so the lab's checks match orders on (order id, user id), never the
-id alone (docs/CONTRACT.md, flashlab.analysis.checks.base.order_keys).
+id alone (docs/CONTRACT.md, flashlab.analysis.checks.check.order_keys).
 """
 
 from __future__ import annotations

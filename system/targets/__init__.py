@@ -23,9 +23,11 @@ def start_target(spec: TargetSpec, config: StackConfig, links: frozenset[str]) -
     """The platform that runs `spec`: its Compose file, or its processes (none: already up).
     Not started yet; `.values` holds the placeholders' values once it is."""
     if isinstance(spec.start, ComposeStart):
+        # start-up cost: only this path pays for httpx, psutil, rich
         from flashlab.system.targets.compose import ComposeTarget
 
         return ComposeTarget(spec, config, links)
+    # start-up cost: only this path pays for httpx, psutil, rich
     from flashlab.system.targets.processes import ProcessTarget
 
     return ProcessTarget(spec, config, links)
@@ -47,6 +49,7 @@ def target_health(spec: TargetSpec, values: Mapping[str, Any]) -> str | None:
 def require_serving(spec: TargetSpec, values: Mapping[str, Any], own_url: str) -> None:
     """A target the lab did not start must answer at base_url (any HTTP status will do):
     one line naming base_url (exit 2) when nothing answers."""
+    # start-up cost: only this path pays for httpx, rich
     import httpx
 
     url = target_health(spec, values) or own_url

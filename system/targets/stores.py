@@ -21,6 +21,7 @@ import orjson
 import redis
 
 from flashlab.core.errors import UserError
+from flashlab.core.extras import require
 from flashlab.core.placeholders import render
 from flashlab.core.placeholders import render_value
 from flashlab.core.platform import ComponentNotRunning
@@ -77,9 +78,8 @@ def sql_url(url: str) -> str:
 @contextmanager
 def sql_connection(url: str, where: str) -> Iterator[Any]:
     """A transaction on `url` (committed when the block ends without error)."""
-    from flashlab.core.extras import require
-
     require("sql", "a target with sql: in its reset or truth")
+    # start-up cost: only this path pays for sqlalchemy (an optional extra)
     import sqlalchemy
     from sqlalchemy import exc as sa_exc
 
@@ -114,6 +114,7 @@ def _first_line(exc: Exception) -> str:
 def sql_statement(statement: str, values: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     """A statement with `{product}`/`{stock}` as bound parameters (`:product`), every other
     placeholder rendered into the text; (sqlalchemy.text, params)."""
+    # start-up cost: only this path pays for sqlalchemy (an optional extra)
     from sqlalchemy import text as sql_text
 
     parts: list[str] = []

@@ -1,6 +1,8 @@
-"""JSON Schemas of the output contract: experiment files and summary.json, generated from their
-pydantic models and shipped as flashlab/schemas/<name>.json (package data, so editors can validate
-YAML with them), tagged with the contract's `SCHEMA_VERSION` (`x-schema-version`).
+"""The JSON Schemas of the output contract, generated from the models and shipped with the package.
+
+Experiment files, target files and summary.json: generated from their pydantic models and
+shipped as flashlab/schemas/<name>.json (package data, so editors can validate YAML with them),
+tagged with the contract's `SCHEMA_VERSION` (`x-schema-version`).
 
 tests/test_schema.py fails when a model's schema changes and the shipped file or the version does
 not follow: bump flashlab.core.rundir.SCHEMA_VERSION, record the new hash in
@@ -21,6 +23,7 @@ VERSION_KEY = "x-schema-version"
 
 
 def experiment_schema() -> dict[str, Any]:
+    # start-up cost: only this path pays for pandas, pyarrow, numpy
     from flashlab.core.rundir import SCHEMA_VERSION
     from flashlab.lab.experiment import Experiment
 
@@ -35,6 +38,7 @@ def experiment_schema() -> dict[str, Any]:
 
 
 def target_schema() -> dict[str, Any]:
+    # start-up cost: only this path pays for pandas, pyarrow, numpy
     from flashlab.core.rundir import SCHEMA_VERSION
     from flashlab.core.target import TargetSpec
 
@@ -46,6 +50,7 @@ def target_schema() -> dict[str, Any]:
 
 
 def summary_schema() -> dict[str, Any]:
+    # start-up cost: only this path pays for pandas, pyarrow, numpy
     from flashlab.analysis.summary_schema import summary_json_schema
 
     return summary_json_schema()

@@ -1,6 +1,7 @@
-"""The engine interface (LoadPlan in, EngineResult out) and the driver-side Collector every engine
-shares: it forwards history batches, merges progress, and turns a lost worker's unfinished
-shoppers into `info` rows so no attempt silently disappears.
+"""What an engine is: the interface (LoadPlan in, EngineResult out) and the Collector all share.
+
+The driver-side Collector forwards history batches, merges progress, and turns a lost worker's
+unfinished shoppers into `info` rows so no attempt silently disappears.
 """
 
 from __future__ import annotations

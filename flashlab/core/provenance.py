@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from flashlab.core.errors import UserError
+
 _PACKAGES = (
     "flashlab",
     "fastapi",
@@ -59,8 +61,8 @@ def versions() -> dict[str, Any]:
 
 def checkout_root() -> Path | None:
     """The flashlab repository this code runs from, or None when installed as a plain package."""
-    # This file sits at <repo>/flashlab/core/meta.py in a checkout, and at
-    # site-packages/flashlab/core/meta.py once installed (no pyproject or system/ folder there).
+    # This file sits at <repo>/flashlab/core/provenance.py in a checkout, and at
+    # site-packages/flashlab/core/provenance.py once installed (no pyproject or system/ folder there).
     root = Path(__file__).resolve().parents[2]
     if (root / "pyproject.toml").is_file() and (root / "system" / "api" / "app.py").is_file():
         return root
@@ -71,8 +73,6 @@ def require_checkout(what: str) -> Path:
     """The checkout root, or a UserError (one line, exit 2) saying `what` needs the repository."""
     root = checkout_root()
     if root is None:
-        from flashlab.core.errors import UserError
-
         raise UserError(
             f"{what} needs a flashlab checkout (git clone the repository and run it from there); "
             "this flashlab is installed as a package"
@@ -96,6 +96,7 @@ def git_revision(root: Path | None = None) -> dict[str, Any]:
 
 
 def host() -> dict[str, Any]:
+    # start-up cost: only this path pays for psutil
     import psutil
 
     return {

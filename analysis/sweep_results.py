@@ -1,14 +1,15 @@
-"""Sweep directories: their format, one row of key metrics per cell (sweep.parquet) and sweep.html.
+"""Reading a sweep directory: its manifest, and one row of key metrics per cell (sweep.parquet's).
 
-A sweep (`flashlab sweep`, doing in flashlab.lab.sweep) writes `sweep.json` (kind "sweep": the
+A sweep (`flashlab sweep`, doing in flashlab.lab.sweep_runner) writes `sweep.json` (kind "sweep": the
 base experiment, the `sets` swept, one entry per cell with its set values) and one run directory
 (`--repeat 1`) or trial set (`--repeat N`) per cell. This module reads only those directories:
 
 - `sweep_frame`: one row per cell: `cell`, one column per set path (the value it took), `verdict`,
   `n` (runs), and per metric in SWEEP_METRICS its value (the median over trials when repeated)
   with `<metric>_ci_low` / `<metric>_ci_high` (95% bootstrap CI of the median; null for one run).
-- `write_sweep_outputs`: sweep.parquet and sweep.html (a plot per metric against the swept
-  value(s), CI error bars when repeated; the run report's styling; self-contained).
+- `plotted_metrics`: the metrics sweep.html plots against the swept value(s), CI error bars when
+  repeated. flashlab.analysis.outputs writes sweep.parquet and (through flashlab.analysis.report)
+  sweep.html.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pandas as pd
 
 from flashlab.analysis import intervals
 from flashlab.analysis.plots import summary_value
+from flashlab.analysis.summary import ensure_summary
 from flashlab.analysis.trials import KEY_METRICS
 from flashlab.analysis.trials import Metric
 from flashlab.analysis.trials import is_trial_set
@@ -81,8 +83,6 @@ def _cell_summaries(cell_dir: Path) -> list[dict[str, Any]]:
         complete = False
     if not complete:
         raise SweepError(f"{cell_dir.parent}: cell {cell_dir.name} is missing or incomplete")
-    from flashlab.analysis.report import ensure_summary
-
     return [ensure_summary(cell_dir)]
 
 
@@ -116,20 +116,6 @@ def sweep_frame(sweep_dir: Path | str, *, require_complete: bool = True) -> pd.D
     frame = pd.DataFrame(rows)
     floats = [c for c in frame.columns if c not in {"cell", "verdict", "n", *paths}]
     return frame.astype({c: "float64" for c in floats})
-
-
-def write_sweep_outputs(sweep_dir: Path | str, *, require_complete: bool = True) -> pd.DataFrame:
-    """Write sweep.parquet and sweep.html; the orchestrator calls it before flipping `complete`."""
-    sweep_dir = Path(sweep_dir)
-    frame = sweep_frame(sweep_dir, require_complete=require_complete)
-    tmp = sweep_dir / (SWEEP_PARQUET + ".partial")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(sweep_dir / SWEEP_PARQUET)
-    from flashlab.analysis.report import write_sweep_report
-
-    manifest = load_manifest(sweep_dir, require_complete=require_complete)
-    write_sweep_report(sweep_dir, manifest, frame)
-    return frame
 
 
 NOT_PLOTTED = frozenset({"stock"})  # a column for ratios (sold / stock), not a result

@@ -1,18 +1,18 @@
-"""Parameter sweeps: a grid of experiments over dotted fields, run cell by cell on shared stacks.
+"""Running a parameter sweep: a grid of experiments over dotted fields, cell by cell on shared stacks.
 
 `flashlab sweep EXPERIMENT --set product.settings.naive_delay_ms=0,1,2 --set scenario.shoppers=500,2000`
 plans the cartesian product of the `--set` values. Every cell is validated through the Experiment
 model before anything runs (bad path or value -> UserError naming the `--set`). Cells that need
 the same stack (same `stack`, `isolation` and fault proxy) run on ONE stack
-(`flashlab.lab.run.shared_stack`); each cell is a complete run directory (`--repeat 1`) or a
+(`flashlab.lab.stacks.shared_stack`); each cell is a complete run directory (`--repeat 1`) or a
 trial set (`--repeat N`, flashlab.lab.trials). The sweep directory:
 
     <sweep>/sweep.json      the sweep manifest: base experiment, sets, cells; `complete: true` last
     <sweep>/cell-01/ ...    each cell's run directory or trial set
-    <sweep>/sweep.parquet   one row per cell (flashlab.analysis.sweep)
+    <sweep>/sweep.parquet   one row per cell (flashlab.analysis.outputs)
     <sweep>/sweep.html      a plot per metric against the swept value(s)
 
-Judging and rendering are flashlab.analysis.sweep's job (it reads the directory only).
+Judging and rendering are flashlab.analysis.sweep_results's job (it reads the directory only).
 """
 
 from __future__ import annotations
@@ -33,10 +33,14 @@ from typing import Any
 
 import yaml
 
-from flashlab.analysis import sweep as sweep_format
-from flashlab.core import meta
+from flashlab.analysis.outputs import write_sweep_outputs
+from flashlab.analysis.sweep_results import SWEEP_MANIFEST
+from flashlab.analysis.sweep_results import cell_name
+from flashlab.chaos.faults import needs_proxy
 from flashlab.core import rundir
+from flashlab.core.contract import Strategy
 from flashlab.core.errors import UserError
+from flashlab.core.provenance import provenance
 from flashlab.lab.events import Announcer
 from flashlab.lab.events import NotesToStderr
 from flashlab.lab.events import Phase
@@ -44,13 +48,14 @@ from flashlab.lab.events import RunEvents
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.experiment import ExperimentError
 from flashlab.lab.experiment import parse_experiment
-from flashlab.lab.run import RunOutcome
+from flashlab.lab.outcome import RunOutcome
 from flashlab.lab.run import RunRequest
 from flashlab.lab.run import execute
-from flashlab.lab.run import shared_stack
+from flashlab.lab.stacks import shared_stack
 from flashlab.lab.trials import TrialSetRequest
 from flashlab.lab.trials import check_repeat
 from flashlab.lab.trials import run_trials
+from flashlab.system.strategies import settings_model
 
 MAX_CELLS = 50  # more needs --yes: a sweep of hundreds of runs is rarely meant
 
@@ -71,7 +76,7 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return sweep_format.cell_name(self.index)
+        return cell_name(self.index)
 
 
 @dataclass
@@ -130,9 +135,6 @@ def _leaves(node: Any, prefix: str = "") -> list[str]:
 
 def valid_paths(exp: Experiment) -> list[str]:
     """The dotted fields a sweep may set: the experiment's own, plus every strategy setting."""
-    from flashlab.core.contract import Strategy
-    from flashlab.system.strategies import settings_model
-
     paths = set(_leaves(exp.model_dump(mode="json")))
     for strategy in Strategy:
         paths |= {f"product.settings.{f}" for f in settings_model(strategy.value).model_fields}
@@ -190,8 +192,6 @@ def plan_cells(exp: Experiment, sets: list[SetSpec], yes: bool = False) -> list[
 
 def stack_key(exp: Experiment) -> str:
     """Cells with equal keys can share a stack: what the stack is started with."""
-    from flashlab.chaos.faults import needs_proxy
-
     proxy = needs_proxy([f.fault for f in exp.faults])
     parts = [exp.stack.model_dump(mode="json"), exp.isolation.model_dump(mode="json"), proxy]
     return json.dumps(parts, sort_keys=True)
@@ -230,7 +230,7 @@ def _manifest(req: SweepRequest, sweep_id: str, cells: list[Cell]) -> dict[str, 
             }
             for c in cells
         ],
-        **meta.provenance(req.experiment.model_dump(mode="json")),
+        **provenance(req.experiment.model_dump(mode="json")),
     }
 
 
@@ -247,13 +247,13 @@ def run_sweep(req: SweepRequest) -> SweepOutcome:
         raise UserError(f"--out: {sweep_dir} already exists and is not empty")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     manifest = _manifest(req, sweep_id, cells)
-    path = sweep_dir / sweep_format.SWEEP_MANIFEST
+    path = sweep_dir / SWEEP_MANIFEST
     rundir.write_json_atomic(path, manifest)
     try:
         for group in stack_groups(cells):
             _run_group(req, sweep_dir, manifest, group, len(cells))
         with Announcer(req.events).phase(Phase("judge-sweep", "judging the sweep")):
-            sweep_format.write_sweep_outputs(sweep_dir, require_complete=False)
+            write_sweep_outputs(sweep_dir, require_complete=False)
     except BaseException as exc:
         manifest["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         manifest["finished_at"] = datetime.now(UTC).isoformat()
@@ -279,7 +279,7 @@ def _run_group(
             verdict = _run_cell(req, sweep_dir / cell.name, cell, stack, extra)
             entry = manifest["cells"][cell.index - 1]
             entry["done"], entry["verdict"] = True, verdict
-            rundir.write_json_atomic(sweep_dir / sweep_format.SWEEP_MANIFEST, manifest)
+            rundir.write_json_atomic(sweep_dir / SWEEP_MANIFEST, manifest)
             req.on_cell_done(cell, verdict)
 
 
