@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# What the wheel is built from: pyproject's package-dir folders plus the metadata files.
+# What the wheel is built from: the package (flashlab/ and the folders linked under it) plus metadata.
 SOURCES = ("pyproject.toml", "README.md", "flashlab", "system", "simulator", "chaos", "analysis")
 SOURCES += ("bench", "experiments")
 
@@ -33,7 +33,9 @@ def build_wheel(tmp: Path) -> Path:
     for name in SOURCES:
         path = ROOT / name
         if path.is_dir():
-            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                path, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+            )
         else:
             shutil.copy2(path, src / name)
     dist = tmp / "dist"
