@@ -2,7 +2,7 @@
 # Make sure a Docker engine answers `docker info`: install the Debian packages when root and
 # missing, start `dockerd` by hand when none runs (no systemd here), wait until it is ready.
 # Idempotent. Exits non-zero with one clear line when the engine cannot be made to answer.
-#   scripts/ensure-docker.sh          ensure the engine (and docker-compose, debootstrap)
+#   scripts/ensure-docker.sh          ensure the engine (and Compose: the v2 plugin, else docker-compose v1; debootstrap)
 #   scripts/ensure-docker.sh --plan   print the Debian packages it would install (one a line), change nothing
 #   scripts/ensure-docker.sh --stop   stop a dockerd that THIS script started (by its PID file)
 # What counts as installed is the binary that is executed - the engine `dockerd`, not a `docker`
@@ -39,7 +39,22 @@ stop_ours() {
   rm -f "$PID_FILE"
 }
 
-plan() { need_missing_packages "${REQUIRED[@]}"; }
+# The Compose v2 plugin (`docker compose`) does the job of docker-compose v1: with it, v1 is not
+# needed. Asked of the docker client found where need.sh looks, never of a neighbour.
+compose_v2() {
+  local docker
+  docker=$(need_find docker) || return 1
+  "$docker" compose version >/dev/null 2>&1
+}
+
+plan() {
+  local wanted=() pair
+  for pair in "${REQUIRED[@]}"; do
+    [[ $pair == docker-compose=* ]] && compose_v2 && continue
+    wanted+=("$pair")
+  done
+  need_missing_packages "${wanted[@]}"
+}
 
 install_packages() {
   local missing
@@ -82,7 +97,8 @@ main() {
   else
     start_dockerd
   fi
-  need_find docker-compose >/dev/null || fail "docker-compose not found (package docker-compose)"
+  compose_v2 || need_find docker-compose >/dev/null \
+    || fail "neither \`docker compose\` (v2) nor docker-compose (v1) found (package docker-compose)"
 }
 
 main "$@"
