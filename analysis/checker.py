@@ -7,13 +7,13 @@ the verdict treats a clause on an unknown check's key as inconclusive
 (flashlab.analysis.summary). A check whose facts the run does not offer (flashlab.core.facts:
 a backend described by a target file that, say, reads no truth) is not run: its result is
 "n/a" with the reason, and clauses on it are inconclusive too.
-`CHECKS` here is the loaded registry (name -> Check instance);
+`LOADED_CHECKS` here is that registry loaded (name -> Check instance);
 `CHECK_KEYS` (summary key -> check name) and `summary_keys()` are derived from it.
 """
 
 from __future__ import annotations
 
-from flashlab.analysis.checks import CHECKS as CHECK_PATHS
+from flashlab.analysis.checks import CHECKS
 from flashlab.analysis.checks.check import MAX_EXAMPLES
 from flashlab.analysis.checks.check import Check
 from flashlab.analysis.checks.check import CheckResult
@@ -23,8 +23,8 @@ from flashlab.analysis.checks.check import unknown
 from flashlab.core.rundir import Run
 
 __all__ = [
-    "CHECKS",
     "CHECK_KEYS",
+    "LOADED_CHECKS",
     "MAX_EXAMPLES",
     "Check",
     "CheckResult",
@@ -35,16 +35,18 @@ __all__ = [
 
 
 def _load(name: str) -> Check:
-    check_cls = CHECK_PATHS.load(name)
+    check_cls = CHECKS.load(name)
     if check_cls.name != name:
         raise RuntimeError(f"check registry: {name!r} points at a check named {check_cls.name!r}")
     return check_cls()
 
 
-CHECKS: dict[str, Check] = {name: _load(name) for name in CHECK_PATHS}
+LOADED_CHECKS: dict[str, Check] = {name: _load(name) for name in CHECKS}
 
 # summary key -> check name, for every key a check fills (its count and its figures)
-CHECK_KEYS: dict[str, str] = {key: c.name for c in CHECKS.values() for key in c.summary_keys()}
+CHECK_KEYS: dict[str, str] = {
+    key: c.name for c in LOADED_CHECKS.values() for key in c.summary_keys()
+}
 
 
 def summary_keys() -> list[str]:
@@ -64,7 +66,7 @@ def check(run: Run) -> dict[str, CheckResult]:
     """Run every registered check over `run` that its facts allow; the others are n/a."""
     offered = run_facts(run)
     out = {}
-    for name, c in CHECKS.items():
+    for name, c in LOADED_CHECKS.items():
         reason = c.not_applicable(offered)
         out[name] = not_applicable(reason) if reason else run_check(c, run)
     return out
@@ -72,6 +74,6 @@ def check(run: Run) -> dict[str, CheckResult]:
 
 def figures(name: str, res: CheckResult) -> dict[str, float | int | None]:
     """The summary keys one check fills: its count under `key`, then its declared figures."""
-    c = CHECKS[name]
+    c = LOADED_CHECKS[name]
     out: dict[str, float | int | None] = {c.key: res.count} if c.key else {}
     return out | {f: res.figures.get(f) for f in c.figures}

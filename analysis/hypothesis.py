@@ -29,7 +29,7 @@ from typing import Any
 from typing import Literal
 
 from flashlab.analysis.checker import CHECK_KEYS
-from flashlab.analysis.checker import CHECKS
+from flashlab.analysis.checker import LOADED_CHECKS
 from flashlab.analysis.checker import summary_keys as check_summary_keys
 from flashlab.analysis.summary_schema import PERCENTILE_KEYS
 
@@ -139,7 +139,7 @@ def clause_class(key: str) -> ClauseClass:
         return clause_class(".".join(parts[2:]))
     head = parts[0]
     if head in CHECK_KEYS:  # a check declares the class of its keys
-        return CHECKS[CHECK_KEYS[head]].clause_class
+        return LOADED_CHECKS[CHECK_KEYS[head]].clause_class
     if head in TIMING_HEADS or head.startswith(TIMING_PREFIXES):
         return "timing"
     return "safety"

@@ -20,7 +20,7 @@ from markupsafe import Markup
 from markupsafe import escape
 
 from flashlab.analysis import plots
-from flashlab.analysis.checker import CHECKS
+from flashlab.analysis.checker import LOADED_CHECKS
 from flashlab.analysis.markdown import host_speed_text
 from flashlab.analysis.summary import ensure_summary
 from flashlab.analysis.summary_schema import PERCENTILE_KEYS
@@ -134,7 +134,7 @@ def make_cell(data: dict[str, Any]) -> Callable[..., Markup]:
 
 # The checks' rows come from the checks themselves (`Check.report_row`), in registry order.
 CHECK_ROWS: list[tuple[str, list[str]]] = [
-    (c.report_row, list(c.summary_keys())) for c in CHECKS.values() if c.report_row
+    (c.report_row, list(c.summary_keys())) for c in LOADED_CHECKS.values() if c.report_row
 ]
 KEY_NUMBERS: list[tuple[str, list[str]]] = [
     ("sold / stock", ["sold", "stock_initial"]),
@@ -287,7 +287,7 @@ def _failed_check_rows(summary: dict[str, Any]) -> set[str]:
     results = summary.get("checks") or {}
     return {
         c.report_row
-        for name, c in CHECKS.items()
+        for name, c in LOADED_CHECKS.items()
         if c.report_row and (results.get(name) or {}).get("ok") is False
     }
 
@@ -303,7 +303,7 @@ def clause_counts(clauses: list[dict[str, Any]]) -> dict[str, int] | None:
 def _na_rows(summary: dict[str, Any]) -> set[str]:
     """The key-number labels of the checks that do not apply to this backend: shown "n/a"."""
     na = summary.get("na_checks") or {}
-    rows = {c.report_row for name, c in CHECKS.items() if c.report_row and name in na}
+    rows = {c.report_row for name, c in LOADED_CHECKS.items() if c.report_row and name in na}
     if summary.get("sold") is None and "sold" in summary:
         rows.add("sold / stock")
     return rows
@@ -329,7 +329,7 @@ def render_report(run: Run, summary: dict[str, Any]) -> str:
         percentiles=list(PERCENTILE_KEYS),
         codes=sorted((summary.get("codes") or {}).items(), key=lambda kv: -int(kv[1] or 0)),
         checks=summary.get("checks") or {},
-        check_docs={name: c.description for name, c in CHECKS.items()},
+        check_docs={name: c.description for name, c in LOADED_CHECKS.items()},
         anomalies=_anomalies(run, summary),
         evidence_columns=["source", *EVIDENCE_COLUMNS],
         recovery=recovery,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flashlab.analysis.checker import CHECK_KEYS
-from flashlab.analysis.checker import CHECKS
+from flashlab.analysis.checker import LOADED_CHECKS
 from flashlab.analysis.checker import check
 from flashlab.analysis.synthetic import SyntheticSpec
 from flashlab.analysis.synthetic import main
@@ -50,14 +50,14 @@ def _spec(plant: dict[str, int], seed: int = 7) -> SyntheticSpec:
 
 
 def test_every_registered_check_has_a_planted_case() -> None:
-    assert {name for name, _ in CASES.values()} == set(CHECKS)
+    assert {name for name, _ in CASES.values()} == set(LOADED_CHECKS)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_clean_run_passes_every_check(tmp_path: Path, seed: int) -> None:
     write_synthetic(tmp_path, _spec({}, seed))
     results = check(load_run(tmp_path))
-    assert set(results) == set(CHECKS)
+    assert set(results) == set(LOADED_CHECKS)
     for name, result in results.items():
         assert result.ok, (name, result)
         assert result.count == 0 and result.examples == []
@@ -249,10 +249,10 @@ def test_units_nobody_wanted_are_not_undersold(tmp_path: Path) -> None:
 
 
 def test_registry_entries_declare_their_behaviour() -> None:
-    from flashlab.analysis.checks import CHECKS as PATHS
+    from flashlab.analysis.checks import CHECKS
 
-    assert list(CHECKS) == list(PATHS)
-    for name, c in CHECKS.items():
+    assert list(LOADED_CHECKS) == list(CHECKS)
+    for name, c in LOADED_CHECKS.items():
         assert c.name == name and c.description and c.clause_class in ("safety", "timing")
     assert CHECK_KEYS["conservation_errors"] == "conservation"
     assert CHECK_KEYS["gave_up"] == "undersold"
@@ -265,7 +265,7 @@ def test_a_check_that_raises_is_unknown_not_fatal(
     def boom(self: object, run: object) -> None:
         raise KeyError("column 'remaining' vanished")
 
-    monkeypatch.setattr(type(CHECKS["negative_stock"]), "run", boom)
+    monkeypatch.setattr(type(LOADED_CHECKS["negative_stock"]), "run", boom)
     write_synthetic(tmp_path, _spec({}))
     results = check(load_run(tmp_path))
     broken = results["negative_stock"]
@@ -286,7 +286,7 @@ def test_vocabulary_summary_report_and_junit_follow_the_registry(tmp_path: Path)
     write_synthetic(tmp_path, _spec({"undersold": 2}))
     run = load_run(tmp_path)
     summary = summarize(run)
-    for c in CHECKS.values():
+    for c in LOADED_CHECKS.values():
         for key in c.summary_keys():
             assert SUMMARY_KEYS[key] == () and key in summary, key
             assert parse_clause(f"{key} == 0").key == key
@@ -296,15 +296,17 @@ def test_vocabulary_summary_report_and_junit_follow_the_registry(tmp_path: Path)
     )
     assert summary["failed_checks"] == ["undersold"] and summary["unknown_checks"] == []
     html = render_report(run, summary)
-    for name, c in CHECKS.items():
+    for name, c in LOADED_CHECKS.items():
         assert f"<code>{name}</code>" in html and str(escape(c.description)) in html
-    rows = [c.report_row for c in CHECKS.values() if c.report_row]
+    rows = [c.report_row for c in LOADED_CHECKS.values() if c.report_row]
     assert (
         "undersold: units left / shoppers who gave up" in rows
     )  # a key number declared by its check
     alerted = re.findall(r'<div class="card alert">\s*<div class="label">([^<]*)</div>', html)
-    assert alerted == [str(escape(CHECKS["undersold"].report_row))]  # the one failed check's card
+    assert alerted == [
+        str(escape(LOADED_CHECKS["undersold"].report_row))
+    ]  # the one failed check's card
     for row in rows:
         assert f'<div class="label">{escape(row)}</div>' in html, row
     cases = [case for case in run_suite(summary, "x").cases if case.classname == "x.checks"]
-    assert [case.name for case in cases] == list(CHECKS)
+    assert [case.name for case in cases] == list(LOADED_CHECKS)

@@ -14,7 +14,7 @@ import pytest
 import xmlschema
 from support import run_flashlab
 
-from flashlab.analysis.checker import CHECKS
+from flashlab.analysis.checker import LOADED_CHECKS
 from flashlab.analysis.junit import Case
 from flashlab.analysis.junit import Suite
 from flashlab.analysis.junit import matrix_suites
@@ -148,7 +148,7 @@ def test_smoke_run_writes_valid_junit_a_summary_and_the_github_step_summary(tmp_
     XSD.validate(str(junit))
     root = ET.fromstring(junit.read_text())
     # smoke.yaml: 6 clauses + one case per registered check, none failing.
-    expected = str(6 + len(CHECKS))
+    expected = str(6 + len(LOADED_CHECKS))
     assert (root.get("tests"), root.get("failures"), root.get("errors")) == (expected, "0", "0")
     text = summary_md.read_text()
     assert text.startswith("## flashlab `smoke`: ✅ PASS") and "`oversell == 0`" in text

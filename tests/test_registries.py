@@ -79,7 +79,7 @@ def test_every_registry_refuses_an_unknown_name_in_one_line() -> None:
 
 
 def test_an_extension_is_described_by_the_first_paragraph_of_its_own_docstring() -> None:
-    from flashlab.analysis.checker import CHECKS
+    from flashlab.analysis.checker import LOADED_CHECKS
     from flashlab.chaos.faults import FAULTS
     from flashlab.chaos.faults import fault_class
     from flashlab.core.registry import doc_summary
@@ -94,7 +94,7 @@ def test_an_extension_is_described_by_the_first_paragraph_of_its_own_docstring()
         pass
 
     assert doc_summary(Described) == "One line wrapped." and doc_summary(Undescribed) is None
-    for check in CHECKS.values():
+    for check in LOADED_CHECKS.values():
         assert check.description == doc_summary(type(check)), check.name
     for name in FAULTS:
         cls = fault_class(name)

@@ -174,12 +174,12 @@ def test_a_clause_on_a_check_that_could_not_run_is_inconclusive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Jepsen's check-safe: a crashing check is unknown; its clause cannot pass (nor fail)."""
-    from flashlab.analysis.checker import CHECKS
+    from flashlab.analysis.checker import LOADED_CHECKS
 
     def boom(self: object, run: object) -> None:
         raise ValueError("history column missing")
 
-    monkeypatch.setattr(type(CHECKS["lost_acknowledged"]), "run", boom)
+    monkeypatch.setattr(type(LOADED_CHECKS["lost_acknowledged"]), "run", boom)
     s = _summary(tmp_path, hypothesis=["oversell == 0", "lost_acknowledged == 0"])
     assert s["verdict"] == "inconclusive"
     assert s["lost_acknowledged"] is None and s["checks"]["lost_acknowledged"]["ok"] is None
@@ -196,9 +196,9 @@ def test_a_clause_on_a_check_that_could_not_run_is_inconclusive(
 def test_a_failing_clause_still_fails_beside_an_unknown_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flashlab.analysis.checker import CHECKS
+    from flashlab.analysis.checker import LOADED_CHECKS
 
-    monkeypatch.setattr(type(CHECKS["undersold"]), "run", lambda self, run: 1 / 0)
+    monkeypatch.setattr(type(LOADED_CHECKS["undersold"]), "run", lambda self, run: 1 / 0)
     s = _summary(tmp_path, plant={"oversell": 1}, hypothesis=["oversell == 0", "undersold == 0"])
     assert s["verdict"] == "fail"
     assert [c["status"] for c in s["hypothesis"]] == ["fail", "inconclusive"]
@@ -207,9 +207,9 @@ def test_a_failing_clause_still_fails_beside_an_unknown_check(
 
 def test_check_keys_take_the_class_their_check_declares(monkeypatch: pytest.MonkeyPatch) -> None:
     from flashlab.analysis.checker import CHECK_KEYS
-    from flashlab.analysis.checker import CHECKS
+    from flashlab.analysis.checker import LOADED_CHECKS
 
     for key, name in CHECK_KEYS.items():
-        assert clause_class(key) == CHECKS[name].clause_class == "safety"
-    monkeypatch.setattr(type(CHECKS["undersold"]), "clause_class", "timing")
+        assert clause_class(key) == LOADED_CHECKS[name].clause_class == "safety"
+    monkeypatch.setattr(type(LOADED_CHECKS["undersold"]), "clause_class", "timing")
     assert clause_class("undersold") == "timing" and clause_class("gave_up") == "timing"
