@@ -32,6 +32,7 @@ from flashlab.analysis.synthetic import write_synthetic_set
 from flashlab.bench import BENCHMARKS
 from flashlab.bench.report import update
 from flashlab.core.errors import UserError
+from flashlab.core.provenance import provenance
 from flashlab.core.rundir import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,3 +208,13 @@ def test_the_check_command_passes_on_the_committed_docs() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_manifest_records_the_command_line_and_the_load_its_figures_need(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["/x/bin/flashlab", "run", "lua", "--out", "a b"])
+    made = provenance({})
+    assert made["command"] == "flashlab run lua --out 'a b'"
+    load = made["host"]["load_avg"]
+    assert len(load) == 3 and all(isinstance(v, float) and v >= 0 for v in load)
