@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap demo test test-fast lint format bench notebooks jupyter docker clean help lock
+.PHONY: bootstrap demo test test-fast lint format bench docs-figures notebooks jupyter docker clean help lock
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ format: bootstrap ## apply ruff format and autofixes
 
 bench: bootstrap ## the full benchmark suite; appends to bench/results.jsonl
 	@$(BIN)/flashlab bench all
+
+docs-figures: bootstrap ## rewrite the measured figures in README.md and docs/*.md from committed results (docs/data/, bench/results.jsonl)
+	@$(BIN)/python -m flashlab.analysis.docfigures write
 
 notebooks: bootstrap ## make (or reuse) the real runs the notebooks read, execute them, render reports/notebooks/*.html
 	@$(BIN)/python -m flashlab.lab.notebooks --out reports/notebooks

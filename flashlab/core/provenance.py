@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import shlex
 import shutil
 import subprocess
+import sys
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
@@ -105,14 +107,24 @@ def host() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "machine": platform.machine(),
+        # how busy the (shared) machine was when the run started: timing figures need it
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def command_line() -> str:
+    """The command this process was started with, as a shell line (`flashlab run lua --repeat 3`)."""
+    if not sys.argv or not sys.argv[0]:
+        return ""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 def provenance(experiment: dict[str, Any]) -> dict[str, Any]:
     """The manifest's record of how a run, trial set or sweep was made: the experiment as given
-    (JSON), when it started, package and tool versions, git revision, host."""
+    (JSON), the command line, when it started, package and tool versions, git revision, host."""
     return {
         "experiment": experiment,
+        "command": command_line(),
         "started_at": datetime.now(UTC).isoformat(),
         "versions": versions(),
         "git_revision": git_revision(),

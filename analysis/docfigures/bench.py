@@ -1,0 +1,142 @@
+"""The blocks drawn from bench/results.jsonl: the latest results, the machine, stability, actors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flashlab.analysis.docfigures import text
+from flashlab.analysis.docfigures.data import BENCH_RESULTS
+from flashlab.analysis.docfigures.data import latest_bench
+from flashlab.core.errors import UserError
+
+MET = {True: "met", False: "**missed**", None: "n/a"}
+SOURCE = f"`{BENCH_RESULTS.as_posix()}`"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "-" if value is None else str(value)
+
+
+def _revision(line: dict[str, Any]) -> str:
+    rev = line.get("git_revision") or {}
+    return (rev.get("commit") or "?")[:8] + ("+dirty" if rev.get("dirty") else "")
+
+
+def _target_rows(name: str, line: dict[str, Any]) -> list[str]:
+    load = (line.get("machine") or {}).get("load_avg_1m")
+    where = f"| {name} | {line['started_at']} | `{line.get('command')}` | {_fmt(load)} | {_revision(line)}"
+    targets = line.get("targets") or {}
+    if not targets:
+        return [f"{where} | (no target: tracked measurement) | - | - |"]
+    return [
+        f"{where} | `{key}` {t['target']} | {_fmt(t['value'])} | {MET[t['met']]} |"
+        for key, t in targets.items()
+    ]
+
+
+def latest(root: Path) -> str:
+    """docs/BENCHMARKS.md: each benchmark's newest full-size line: its targets and ratios."""
+    lines = latest_bench(root)
+    rows = [
+        f"_The newest full-size line of each benchmark in {SOURCE}, with the command that wrote it "
+        f"and the 1-minute load average when it started ({text.NOTICE}; `flashlab bench NAME` "
+        "appends a line and rewrites it)._",
+        "",
+        "| benchmark | measured at | command | load | revision | target | value | met? |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, line in lines.items():
+        rows += _target_rows(name, line)
+    rows += ["", "Ratios of the latest run of each benchmark:", ""]
+    for name, line in lines.items():
+        pairs = ", ".join(f"`{k}`={_fmt(v)}" for k, v in line["ratios"].items())
+        rows.append(f"- **{name}**: {pairs}")
+    return "\n".join(rows)
+
+
+def machine(root: Path) -> str:
+    """docs/BENCHMARKS.md: the machine the latest lines were measured on, as they record it."""
+    lines = latest_bench(root)
+    said: dict[str, list[str]] = {}
+    for name, line in lines.items():
+        m = line.get("machine") or {}
+        desc = (
+            f"{m.get('cpus')} vCPUs, {m.get('mem_gib')} GiB, Linux {m.get('kernel')}, "
+            f"Python {m.get('python')}"
+        )
+        said.setdefault(desc, []).append(f"`{name}`")
+    loads = (line.get("machine", {}).get("load_avg_1m") for line in lines.values())
+    return (
+        f"From the `machine` field of the latest line of each benchmark in {SOURCE}: "
+        + "; ".join(f"{desc} ({', '.join(names)})" for desc, names in said.items())
+        + f". Load average when those lines started: {text.span(loads, lambda v: f'{v:.2f}')}; "
+        "other engineers' stacks share these cores."
+    )
+
+
+def _line(root: Path, bench: str) -> dict[str, Any]:
+    line = latest_bench(root).get(bench)
+    if line is None:
+        raise UserError(f"{root / BENCH_RESULTS}: no full-size '{bench}' line")
+    return line
+
+
+def _said_by(line: dict[str, Any]) -> str:
+    load = (line.get("machine") or {}).get("load_avg_1m")
+    return (
+        f"_The `{line['bench']}` line of {line['started_at']} in {SOURCE}: `{line.get('command')}`, "
+        f"revision {_revision(line)}, load average {_fmt(load)} at its start ({text.NOTICE})._"
+    )
+
+
+def _stability_row(cell: str, c: dict[str, Any]) -> str:
+    engine, _, isolation = cell.partition("-")
+    label = f"{'Ray' if engine == 'ray' else engine}, isolation {'on' if isolation == 'auto' else 'off'}"
+    tally = text.verdicts(v for v, n in (c.get("verdicts") or {}).items() for _ in range(n))
+    n = sum((c.get("verdicts") or {}).values())
+
+    def cv(key: str) -> str:
+        return text.pct([c.get(key)])
+
+    return (
+        f"| {label} | {tally} | {c['p99_ms_median']:,.0f} | {cv('p99_cv')} "
+        f"| {c['throughput_rps_median']:,.0f} req/s | {cv('throughput_cv')} "
+        f"| {cv('p99_cv_host_adjusted')} / {cv('throughput_cv_host_adjusted')} "
+        f"| {cv('stack_unit_us_cv')} | {c.get('generator_healthy')}/{n} |"
+    )
+
+
+def stability(root: Path) -> str:
+    """docs/BENCHMARKS.md: the stability benchmark's cells (engine x isolation) from its raw data."""
+    line = _line(root, "stability")
+    rows = [
+        _said_by(line),
+        "",
+        "| cell | verdicts | p99 median (ms) | p99 CV | throughput median | throughput CV "
+        "| host-adjusted CV p99 / thr. | host probe CV | healthy generator |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows += [_stability_row(name, c) for name, c in line["raw"]["cells"].items()]
+    return "\n".join(rows)
+
+
+def actors(root: Path) -> str:
+    """docs/SCALE.md: answered rate, p99, start-up and memory for 1, 2 and 4 Ray actors."""
+    line = _line(root, "actors")
+    rows = [
+        _said_by(line),
+        "",
+        "| actors | answered req/s | per actor | p99 (from intended send) | Ray start-up "
+        "| peak RSS (whole tree) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for a in line["raw"]["actors"].values():
+        rows.append(
+            f"| {a['actors']} | {a['rate_per_s']:,.0f} | {a['rate_per_actor']:,.0f} "
+            f"| {text.ms([a['response_p99_ms']])} | {a['startup_s']:.1f} s "
+            f"| {a['peak_rss_mib']:,.0f} MiB |"
+        )
+    return "\n".join(rows)
