@@ -2,10 +2,10 @@
 
 A is the baseline, B the candidate. For each key metric (flashlab.analysis.trials.KEY_METRICS)
 a `MetricRow` holds A, B, the difference B - A, its interval, and the outcome for B:
-- both trial sets (>= 2 trials each): the difference of medians and its 95% percentile-bootstrap
-  CI (flashlab.analysis.intervals.diff_ci); "better"/"worse" when the whole CI is on one side of
-  0 (the side is the metric's direction: lower latency is better, higher throughput is better),
-  else "within noise";
+- both trial sets (>= 2 trials each): the difference of medians and its 95% CI (Welch t on the
+  medians' standard errors, flashlab.analysis.intervals.diff_ci); "better"/"worse" when the
+  whole CI is on one side of 0 (the side is the metric's direction: lower latency is better,
+  higher throughput is better), else "within noise";
 - exact metrics (anomaly counts such as oversell): facts, not samples. Each side's value is its
   worst trial (the maximum); B above A is "worse", below "better", equal "same";
 - otherwise (a single run on either side): no interval can be computed, the outcome is
@@ -43,7 +43,7 @@ from flashlab.core.rundir import RunDirError
 from flashlab.core.rundir import load_run
 
 Outcome = Literal["better", "worse", "within noise", "same", "single run", "not measured"]
-Basis = Literal["bootstrap CI", "exact", "single run", "none"]
+Basis = Literal["CI", "exact", "single run", "none"]
 COMPARE_HTML = "compare.html"
 
 # Experiment fields that make two runs "the same experiment": what the shoppers do and to what.
@@ -231,7 +231,7 @@ def _ci_row(metric: Metric, a: list[float], b: list[float]) -> MetricRow:
         diff=ci.median,
         diff_ci_low=ci.low,
         diff_ci_high=ci.high,
-        basis="bootstrap CI",
+        basis="CI",
         outcome=outcome,
         note=f"median of {len(a)} vs {len(b)} trials",
     )

@@ -6,7 +6,7 @@ base experiment, the `sets` swept, one entry per cell with its set values) and o
 
 - `sweep_frame`: one row per cell: `cell`, one column per set path (the value it took), `verdict`,
   `n` (runs), and per metric in SWEEP_METRICS its value (the median over trials when repeated)
-  with `<metric>_ci_low` / `<metric>_ci_high` (95% bootstrap CI of the median; null for one run).
+  with `<metric>_ci_low` / `<metric>_ci_high` (95% CI of the median, flashlab.analysis.intervals; null for one run).
 - `plotted_metrics`: the metrics sweep.html plots against the swept value(s), CI error bars when
   repeated. flashlab.analysis.outputs writes sweep.parquet and (through flashlab.analysis.report)
   sweep.html.

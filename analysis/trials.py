@@ -6,7 +6,7 @@
                             `complete: true` is written last (like a run's manifest.json)
     <set>/trial-01/ ...     each trial's complete run directory (seed = base seed + i - 1)
     <set>/trials.parquet    one row per trial: trial, name, seed, verdict, one column per metric
-    <set>/trials.json       median and 95% bootstrap CI per key metric, the set's hypothesis
+    <set>/trials.json       median and 95% CI per key metric, the set's hypothesis
                             results, verdict and verdict_reasons
     <set>/trials.html       the same, self-contained (report styling, inline plot)
 

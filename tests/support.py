@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -65,3 +66,45 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+COMPOSE_V2_STUB_VERSION = "2.99.0-stub"
+
+
+def compose_v2_stub(folder: Path) -> Path:
+    """A STUB `docker` in `folder` (put it first on PATH) that plays the Compose v2 plugin.
+
+    Why a stub: the v2 plugin cannot be installed here (Debian bookworm does not package it and
+    there is no GitHub access), only docker-compose v1. The stub answers `docker compose version
+    [--short]` as the plugin would (version COMPOSE_V2_STUB_VERSION), checks v2's project-name
+    rule on `-p` (lowercase letters, digits, `-`, `_`, starting with a letter or digit; v1 would
+    quietly rewrite a bad name), forwards `docker compose ARGS...` to the real `docker-compose
+    ARGS...` (the flags the lab uses mean the same to both) and any other `docker ...` to the
+    real docker client. Each compose call is appended to `folder/compose-calls.log`."""
+    real_docker = shutil.which("docker")
+    real_v1 = shutil.which("docker-compose")
+    assert real_docker and real_v1, "the stub forwards to a real docker and docker-compose"
+    folder.mkdir(parents=True, exist_ok=True)
+    stub = folder / "docker"
+    stub.write_text(f"""#!/bin/sh
+# STUB of the Docker Compose v2 plugin (tests/support.py compose_v2_stub says why).
+if [ "$1" != compose ]; then exec {real_docker} "$@"; fi
+shift
+echo "$*" >> {folder}/compose-calls.log
+if [ "$1" = version ]; then
+  if [ "$2" = --short ]; then echo {COMPOSE_V2_STUB_VERSION}
+  else echo "Docker Compose version v{COMPOSE_V2_STUB_VERSION}"; fi
+  exit 0
+fi
+prev=
+for arg in "$@"; do
+  if [ "$prev" = -p ] && ! printf '%s' "$arg" | grep -Eq '^[a-z0-9][a-z0-9_-]*$'; then
+    echo "invalid project name \\"$arg\\": must consist only of lowercase alphanumeric characters, hyphens, and underscores as well as start with a letter or number" >&2
+    exit 1
+  fi
+  prev=$arg
+done
+exec {real_v1} "$@"
+""")
+    stub.chmod(0o755)
+    return stub

@@ -48,7 +48,16 @@ def plan(script: Path, folder: Path, *args: str) -> list[str]:
     return done.stdout.split()
 
 
-DOCKER_CLIENT = 'echo "Docker version 28.2.2, build stub"'
+# A docker client without the Compose v2 plugin answers `docker compose ...` as docker 28 does.
+DOCKER_CLIENT = (
+    '[ "$1" = compose ] && { echo "docker: unknown command: docker compose" >&2; exit 1; }\n'
+    'echo "Docker version 28.2.2, build stub"'
+)
+# A docker client with the v2 plugin: `docker compose version` answers.
+DOCKER_WITH_COMPOSE_V2 = (
+    '[ "$1 $2" = "compose version" ] && { echo "Docker Compose version v2.29.1"; exit 0; }\n'
+    'echo "Docker version 28.2.2, build stub"'
+)
 
 
 def test_a_docker_client_alone_still_gets_the_engine(tmp_path: Path) -> None:
@@ -65,6 +74,18 @@ def test_engine_compose_and_debootstrap_present_plan_nothing(tmp_path: Path) -> 
         debootstrap="exit 0",
     )
     assert plan(ENSURE_DOCKER, folder) == []
+
+
+def test_the_compose_v2_plugin_stands_in_for_docker_compose(tmp_path: Path) -> None:
+    folder = stub_dir(
+        tmp_path, docker=DOCKER_WITH_COMPOSE_V2, dockerd="exit 0", debootstrap="exit 0"
+    )
+    assert plan(ENSURE_DOCKER, folder) == []  # no docker-compose v1 beside the plugin
+
+
+def test_v2_plugin_on_a_client_alone_plans_the_engine_only(tmp_path: Path) -> None:
+    folder = stub_dir(tmp_path, docker=DOCKER_WITH_COMPOSE_V2)
+    assert plan(ENSURE_DOCKER, folder) == ["docker.io", "debootstrap"]
 
 
 def test_only_the_engine_missing_plans_docker_io_alone(tmp_path: Path) -> None:

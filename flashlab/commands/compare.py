@@ -22,8 +22,8 @@ EPILOG = (
     "  flashlab compare reports/lua-x5 reports/lock-x5              # lua vs lock, same workload\n\n"
     "  flashlab compare baseline/ reports/new-x5 --fail-if-worse p99,throughput,oversell\n\n"
     "  flashlab compare A B --json > compare.json;  flashlab compare A B --html compare.html\n\n"
-    "A is the baseline, B the candidate. Trial sets: B - A of the medians with a 95% bootstrap "
-    "CI; 'better'/'worse' only when the whole CI is on one side of 0, else 'within noise'. "
+    "A is the baseline, B the candidate. Trial sets: B - A of the medians with a 95% CI (Welch "
+    "t on the medians' standard errors); 'better'/'worse' only when the whole CI is on one side of 0, else 'within noise'. "
     "Anomaly counts (oversell, lost_acknowledged, ...) are exact (each side's worst trial). A "
     "single run has no CI: its timings say 'single run', never better/worse.\n\n"
     "Exit codes: 0 compared (no gated metric worse), 1 a --fail-if-worse metric is worse, "
@@ -121,7 +121,7 @@ def _print(result, html: Path | None) -> None:
         kind = kind_of(r.path)
         ci = (
             f"[{fmt(r.diff_ci_low, kind)[0]}, {fmt(r.diff_ci_high, kind)[0]}]"
-            if r.basis == "bootstrap CI"
+            if r.basis == "CI"
             else ("exact" if r.basis == "exact" else "—")
         )
         style = _OUTCOME_STYLE.get(r.outcome, "yellow")

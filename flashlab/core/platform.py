@@ -7,13 +7,14 @@ Exceptions (the CLI maps a `PlatformConfigError` to exit 2, every other `Platfor
 * PlatformError                  - the stack could not be started, reached, driven or stopped
   + PlatformConfigError          - bad platform input (workers, durability, unknown platform or
   |                                component); also a ValueError
-  + DockerUnavailable            - no Docker engine answers, or docker-compose is not installed
+  + DockerUnavailable            - no Docker engine answers, or no Compose (`docker compose` v2
+  |                                nor docker-compose v1)
   + StackStartError              - a component did not come up (binary missing, not ready, image
   |                                build failed, container exited at start)
   + ComponentNotRunning          - a component is down when it should run (died outside a fault,
   |                                stack not started)
   + StackError                   - local platform: anything else (its historical name)
-  + ComposeError                 - compose platform: anything else (docker-compose failed, ...)
+  + ComposeError                 - compose platform: anything else (a Compose step failed, ...)
 
 `StackError` and `ComposeError` live in their platform modules; the kinds above live here so a
 caller can catch "Docker is not there" without knowing which platform it asked for.
@@ -48,7 +49,7 @@ class PlatformConfigError(PlatformError, ValueError):
 
 
 class DockerUnavailable(PlatformError):
-    """No Docker engine answers, or the docker-compose binary is missing."""
+    """No Docker engine answers, or no Compose command does (`docker compose` v2, docker-compose v1)."""
 
 
 class StackStartError(PlatformError):

@@ -46,7 +46,7 @@ class Cell:
     p99_ms: float | None = None  # the median over the trials when repeat > 1
     conflict_rate: float | None = None
     repeat: int = 1
-    p99_ci_low: float | None = None  # 95% bootstrap CI of the median (repeat > 1)
+    p99_ci_low: float | None = None  # 95% CI of the median (repeat > 1)
     p99_ci_high: float | None = None
     throughput_rps: float | None = None
     throughput_ci_low: float | None = None

@@ -2,7 +2,8 @@
 
 `ComposePlatform` makes sure the images are current (flashlab.system.platforms.images), writes
 the stack's compose file (flashlab.system.platforms.compose_file: N api services, profiles) and
-drives it through the docker-compose CLI (up/down, one project `flashlab-<random>` per stack) and
+drives it through the Compose CLI (flashlab.system.platforms.compose_cli: the v2 plugin `docker
+compose`, else docker-compose v1; up/down, one project `flashlab-<random>` per stack) and
 the Docker SDK (find containers by compose labels, signal, pause, restart). It picks free
 127.0.0.1 ports itself: ports stay fixed across container restarts, so `StackInfo.redis_url`
 stays valid after a Redis restart. Inside the containers, the services start through
@@ -52,6 +53,9 @@ from flashlab.core.platform import StackInfo
 from flashlab.core.platform import StackStartError
 from flashlab.core.platform import check_durability
 from flashlab.system.platforms import free_port
+from flashlab.system.platforms.compose_cli import ComposeCli
+from flashlab.system.platforms.compose_cli import find_compose
+from flashlab.system.platforms.compose_cli import project_name
 from flashlab.system.platforms.compose_file import api_services
 from flashlab.system.platforms.compose_file import write_compose
 from flashlab.system.platforms.images import BUILD_POLICIES
@@ -74,7 +78,7 @@ READY_TIMEOUT_S = 90.0
 
 
 class ComposeError(PlatformError):
-    """A docker-compose step failed (or the stack was driven out of order); the message says why.
+    """A Compose step failed (or the stack was driven out of order); the message says why.
 
     The other failures raise the platform-independent kinds of flashlab.core.platform:
     DockerUnavailable, StackStartError, ComponentNotRunning, PlatformConfigError."""
@@ -149,6 +153,7 @@ class ComposePlatform(Platform):
         self._project_dir: Path = REPO_ROOT  # what relative paths in the compose file start at
         self._own_workdir: Path | None = None
         self._client_obj: docker.DockerClient | None = None
+        self._cli: ComposeCli | None = None  # found at start: `docker compose` or docker-compose
         # start_component restarts, counted like the local supervisor counts them; Docker's
         # RestartCount only counts its own restart-policy respawns.
         self._manual_starts: dict[str, int] = {}
@@ -181,21 +186,22 @@ class ComposePlatform(Platform):
         return profiles
 
     def _compose(self, *args: str, timeout: float) -> str:
-        """Run docker-compose for this project; its own error output on failure, bounded in time."""
-        if shutil.which("docker-compose") is None:
-            raise DockerUnavailable("docker-compose not found; run scripts/ensure-docker.sh")
+        """Run Compose for this project; its own error output on failure, bounded in time."""
+        if self._cli is None:
+            self._cli = find_compose()
+        cli = self._cli
         assert self.project is not None and self._compose_file is not None
-        cmd = ["docker-compose", "-p", self.project, "-f", str(self._compose_file)]
+        cmd = [*cli.argv, "-p", self.project, "-f", str(self._compose_file)]
         cmd += ["--project-directory", str(self._project_dir), *args]
         env = {**os.environ, **self._env, "COMPOSE_PROFILES": ",".join(self._profiles())}
         try:
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise ComposeError(f"docker-compose {args[0]} exceeded {timeout:.0f}s") from None
+            raise ComposeError(f"{cli.command} {args[0]} exceeded {timeout:.0f}s") from None
         if done.returncode != 0:
             lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
             raise ComposeError(
-                f"docker-compose {args[0]} failed: {lines[-1] if lines else done.returncode}"
+                f"{cli.command} {args[0]} failed: {lines[-1] if lines else done.returncode}"
             )
         return done.stdout
 
@@ -232,7 +238,7 @@ class ComposePlatform(Platform):
     def _prepare(self, workdir: Path) -> None:
         """The derived compose file, project name, ports and token for this stack."""
         self._compose_file = write_compose(workdir, self.config.workers, self.config.cpus)
-        self.project = f"flashlab-{secrets.token_hex(4)}"
+        self.project = project_name("flashlab", secrets.token_hex(4))
         workers = api_services(self.config.workers)
         targets = ",".join(f"{w}:{API_PORT}" for w in workers)
         self._env = {
@@ -256,6 +262,7 @@ class ComposePlatform(Platform):
     def start(self) -> StackInfo:
         if self.project is not None:
             raise ComposeError(f"stack {self.project} already started; stop() it first")
+        self._cli = find_compose()  # before a build: no Compose, no stack
         workdir = self._make_workdir()
         self._ensure_images(workdir / "build.log")
         self._prepare(workdir)
@@ -286,7 +293,12 @@ class ComposePlatform(Platform):
 
     def _stack_info(self, workdir: Path) -> StackInfo:
         env = self._env
-        extra: dict[str, Any] = {"project": self.project, "compose_file": str(self._compose_file)}
+        assert self._cli is not None  # start() found it
+        extra: dict[str, Any] = {
+            "project": self.project,
+            "compose_file": str(self._compose_file),
+            "compose": self._cli.record(),  # which Compose ran it: `docker compose` or v1
+        }
         if self.config.proxy:
             extra["proxy_control_url"] = f"http://127.0.0.1:{env['FLASHLAB_PROXY_CONTROL_PORT']}"
         if self.dashboards:
@@ -361,7 +373,7 @@ class ComposePlatform(Platform):
         return "\n".join(out)
 
     def stop(self) -> None:
-        """`docker-compose down -v`, then remove anything still labelled with the project."""
+        """`compose down -v`, then remove anything still labelled with the project."""
         if self.project is None:
             return
         try:

@@ -30,6 +30,8 @@ from flashlab.core.target import local_values
 from flashlab.system.platforms import free_port
 from flashlab.system.platforms.compose import ComposePlatform
 from flashlab.system.platforms.compose import register_live
+from flashlab.system.platforms.compose_cli import find_compose
+from flashlab.system.platforms.compose_cli import project_name
 from flashlab.system.supervisor import http_ok
 from flashlab.system.supervisor import tcp_open
 from flashlab.system.targets.processes import KINDS
@@ -62,6 +64,7 @@ class ComposeTarget(ComposePlatform):
     def start(self) -> StackInfo:
         if self.project is not None:
             raise StackStartError(f"target {self.spec.name} already started")
+        self._cli = find_compose()  # before setup: no Compose, nothing to set up for
         workdir = Path(tempfile.mkdtemp(prefix=f"flashlab-{self.spec.name}-"))
         self._own_workdir = workdir
         ports = {name: free_port() for name in self.spec.port_names()}
@@ -79,7 +82,7 @@ class ComposeTarget(ComposePlatform):
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        self.project = f"flashlab-{self.spec.name.lower()}-{secrets.token_hex(3)}"
+        self.project = project_name("flashlab", self.spec.name, secrets.token_hex(3))
         self._env = {name.upper(): str(port) for name, port in ports.items()}
         self._env |= {k: render(v, self.values) for k, v in self.start_spec.env.items()}
         register_live(self)
@@ -92,7 +95,11 @@ class ComposeTarget(ComposePlatform):
                 redis_url=self._redis_url(),
                 admin_token="",
                 workdir=str(workdir),
-                extra={"project": self.project, "compose_file": str(compose_file)},
+                extra={
+                    "project": self.project,
+                    "compose_file": str(compose_file),
+                    "compose": self._cli.record(),  # `docker compose` (v2) or docker-compose
+                },
             )
             for service in self.start_spec.services:
                 self._wait_serving(service, READY_TIMEOUT_S)
