@@ -32,6 +32,7 @@ from flashlab.analysis.checker import CHECK_KEYS
 from flashlab.analysis.checker import LOADED_CHECKS
 from flashlab.analysis.checker import summary_keys as check_summary_keys
 from flashlab.analysis.summary_schema import PERCENTILE_KEYS
+from flashlab.core.errors import UserError
 
 # Summary keys a hypothesis may name; dicts list their sub-keys. The checks' keys come from the
 # check registry (flashlab.analysis.checks): a new check's count is a clause key by itself.
@@ -145,8 +146,8 @@ def clause_class(key: str) -> ClauseClass:
     return "safety"
 
 
-class HypothesisError(ValueError):
-    pass
+class HypothesisError(UserError, ValueError):
+    """A hypothesis clause that does not parse or names no known metric: one line, exit 2."""
 
 
 @dataclass(frozen=True)

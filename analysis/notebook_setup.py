@@ -28,6 +28,7 @@ from flashlab.analysis.notebook_runs import CACHE
 from flashlab.analysis.notebook_runs import CachedRun
 from flashlab.analysis.notebook_runs import newest
 from flashlab.analysis.notebook_runs import read
+from flashlab.core.errors import UserError
 from flashlab.core.provenance import checkout_root
 from flashlab.core.provenance import git_revision
 
@@ -42,7 +43,7 @@ _GREY = "border:1px solid #90a4ae;background:#f5f7f8;color:#212121"
 StandIn = Callable[[str], dict[str, Any]]
 
 
-class NoRuns(RuntimeError):
+class NoRuns(UserError, RuntimeError):
     """The notebook has nothing real to read: the banner above says what is missing and how to make it."""
 
     def _render_traceback_(self) -> list[str]:  # IPython: one line under the banner, no traceback

@@ -30,6 +30,7 @@ from typing import Any
 
 import jinja2
 
+from flashlab.core.errors import InfraError
 from flashlab.core.extras import MissingExtra
 from flashlab.core.provenance import checkout_root
 from flashlab.core.rundir import write_text_atomic
@@ -63,7 +64,7 @@ _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 """
 
 
-class NotebookError(RuntimeError):
+class NotebookError(InfraError, RuntimeError):
     """A notebook failed to run: the message names the notebook and the failing cell's error.
 
     `notebook` is the notebook as far as it ran (the failing cell's output included), or None.

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from flashlab.core.errors import InfraError
 from flashlab.core.periodic import PeriodicThread
 from flashlab.system import procs
 
@@ -122,7 +123,7 @@ class ToolRun:
         return round(self.monitor.peak_rss / 2**20, 1)
 
 
-class ToolError(RuntimeError):
+class ToolError(InfraError, RuntimeError):
     """A load generator failed; the message is one line with the tail of its output."""
 
 

@@ -32,10 +32,12 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from flashlab.core.errors import InfraError
+
 MAX_BODY = 1 << 20  # our API answers in < 200 bytes; anything this big is not our API
 
 
-class RawHttpError(Exception):
+class RawHttpError(InfraError):
     """Base of the three ways a request can fail without an HTTP answer."""
 
 

@@ -13,9 +13,10 @@ from flashlab.core.contract import ErrorBody
 from flashlab.core.contract import Product
 from flashlab.core.contract import ResetOk
 from flashlab.core.contract import ResetRequest
+from flashlab.core.errors import InfraError
 
 
-class AdminError(RuntimeError):
+class AdminError(InfraError, RuntimeError):
     """The API refused an admin call or could not be reached; the message says which and why."""
 
     def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:

@@ -5,8 +5,8 @@ is the CLI process itself (`supervise`: Ctrl-C stops and reaps everything); with
 is a re-execution of the CLI's hidden `_serve` command in its own session (`start_detached`).
 The supervisor publishes the stack in a state file (`stack.json`) that `status` reads and
 `stop_detached` (`flashlab stack down`) uses to SIGTERM it. The command line itself lives in
-flashlab.commands.stack; this module prints nothing and raises UserError (with its exit code)
-for the CLI to print as one line.
+flashlab.commands.stack; this module prints nothing and raises UserError (bad input, exit 2)
+or InfraError (exit 4) for the CLI to print as one line.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from pathlib import Path
 import psutil
 
 from flashlab.core.errors import EXIT_BAD_INPUT
-from flashlab.core.errors import EXIT_INFRA
+from flashlab.core.errors import FlashlabError
+from flashlab.core.errors import InfraError
 from flashlab.core.errors import UserError
 from flashlab.core.platform import Platform
 from flashlab.core.platform import PlatformConfigError
@@ -101,13 +102,13 @@ def _remove_state_if_ours(state_dir: Path) -> None:
 # --------------------------------------------------------------------------- the supervisor
 
 
-def _start_error(exc: Exception) -> UserError:
+def _start_error(exc: Exception) -> FlashlabError:
     """A platform that did not start, as one line: bad input (2) or infrastructure (4)."""
     if isinstance(exc, PlatformConfigError):
-        return UserError(str(exc), EXIT_BAD_INPUT)
+        return UserError(str(exc))
     # Any platform (Docker SDK too): one line, never a traceback.
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return UserError(message or type(exc).__name__, EXIT_INFRA)
+    return InfraError(message or type(exc).__name__)
 
 
 def supervise(platform: Platform, state_dir: Path, on_ready: Callable[[StackInfo], None]) -> bool:
@@ -174,19 +175,13 @@ def start_detached(argv: list[str], state_dir: Path) -> StackInfo:
             return info
         if child.poll() is not None:
             # The supervisor's own exit code already says bad input (2) or infrastructure (4).
-            code = (
-                child.returncode if child.returncode in (EXIT_BAD_INPUT, EXIT_INFRA) else EXIT_INFRA
-            )
-            raise UserError(
-                f"stack supervisor exited ({child.returncode}): {_last_line(log_path)}", code
-            )
+            kind = UserError if child.returncode == EXIT_BAD_INPUT else InfraError
+            raise kind(f"stack supervisor exited ({child.returncode}): {_last_line(log_path)}")
         time.sleep(0.1)
     child.terminate()  # it reaps its own children on SIGTERM
     with contextlib.suppress(subprocess.TimeoutExpired):
         child.wait(DOWN_TIMEOUT_S)
-    raise UserError(
-        f"stack supervisor not ready after {DETACH_TIMEOUT_S:.0f}s; see {log_path}", EXIT_INFRA
-    )
+    raise InfraError(f"stack supervisor not ready after {DETACH_TIMEOUT_S:.0f}s; see {log_path}")
 
 
 def _last_line(path: Path) -> str:
@@ -211,16 +206,13 @@ def stop_detached(info: StackInfo, state_dir: Path) -> str:
     try:
         supervisor.wait(DOWN_TIMEOUT_S)
     except psutil.TimeoutExpired:
-        raise UserError(
-            f"supervisor PID {info.supervisor_pid} did not stop within {DOWN_TIMEOUT_S:.0f}s",
-            EXIT_INFRA,
+        raise InfraError(
+            f"supervisor PID {info.supervisor_pid} did not stop within {DOWN_TIMEOUT_S:.0f}s"
         ) from None
     left = [pid for pid in pids if pid_alive(pid)]
     if left:
         _kill_leftover_groups(left)
-        raise UserError(
-            f"supervisor stopped but PIDs {left} were still alive; killed them", EXIT_INFRA
-        )
+        raise InfraError(f"supervisor stopped but PIDs {left} were still alive; killed them")
     path.unlink(missing_ok=True)
     return f"stack stopped (supervisor PID {info.supervisor_pid}, {len(pids)} processes)"
 

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 
 from flashlab.chaos.proxy.control import ProxyControl
+from flashlab.core.errors import InfraError
 from flashlab.core.platform import Component
 from flashlab.core.platform import Platform
 from flashlab.core.platform import StackInfo
@@ -39,7 +40,7 @@ RESPAWN_TIMEOUT_S = 30.0
 PROBE_TIMEOUT_S = 0.5
 
 
-class FaultError(RuntimeError):
+class FaultError(InfraError, RuntimeError):
     """A fault could not act; the message is one line and says why (recorded in faults.parquet)."""
 
 

@@ -21,7 +21,7 @@ from flashlab.bench.results import append_result
 from flashlab.console import console
 from flashlab.console import emit_json
 from flashlab.console import err_console
-from flashlab.core.errors import EXIT_INFRA
+from flashlab.core.errors import InfraError
 from flashlab.core.errors import UserError
 from flashlab.core.provenance import require_checkout
 
@@ -85,7 +85,7 @@ def bench(
         console.print(f"results appended to {results_path}; plots in {plots_dir}")
     if failed:
         # A benchmark whose tool broke measured nothing: infrastructure, not a verdict.
-        raise UserError(f"benchmark(s) failed: {'; '.join(failed)}", code=EXIT_INFRA)
+        raise InfraError(f"benchmark(s) failed: {'; '.join(failed)}")
 
 
 def _run_all(names: list[str], ctx: Any) -> tuple[list[dict[str, Any]], list[str]]:

@@ -1,7 +1,7 @@
 """How every command ends on an error: one line on stderr and an exit code that means one thing.
 
-The line names the cause; the code is 2 for bad input and 4 for infrastructure
-(flashlab.core.errors); never a traceback.
+The line names the cause; the code is the exception's own `exit_code` (2 for bad input, 4 for
+infrastructure: the error tree in flashlab.core.errors); never a traceback.
 
 `FlashlabGroup` is the click group class of the root app and of `python -m flashlab.commands.stack`;
 `error_exit_code` is the one mapping from exception to exit code.
@@ -21,21 +21,9 @@ from flashlab.console import print_error
 from flashlab.core.errors import EXIT_BAD_INPUT
 from flashlab.core.errors import EXIT_INFRA
 from flashlab.core.errors import EXIT_INTERRUPTED
-from flashlab.core.errors import UserError
-from flashlab.core.platform import PlatformConfigError
-from flashlab.core.platform import PlatformError
-from flashlab.core.rundir import RunDirError
+from flashlab.core.errors import FlashlabError
 
 DEBUG_ENV = "FLASHLAB_DEBUG"  # set to 1 to get the traceback of an unexpected error
-
-
-def _bad_input_types() -> tuple[type[BaseException], ...]:
-    # start-up cost: the experiment and target models (pydantic, redis) load only for an error
-    from flashlab.analysis.hypothesis import HypothesisError
-    from flashlab.core.target import TargetError
-    from flashlab.lab.experiment import ExperimentError
-
-    return (RunDirError, ExperimentError, HypothesisError, PlatformConfigError, TargetError)
 
 
 def _usage_line(exc: click_errors.UsageError) -> str:
@@ -45,16 +33,12 @@ def _usage_line(exc: click_errors.UsageError) -> str:
 
 def error_exit_code(exc: BaseException) -> tuple[int, str]:
     """(exit code, one-line message) for an exception that ended a command."""
-    if isinstance(exc, UserError):
-        return exc.code, str(exc)
+    if isinstance(exc, FlashlabError):
+        return exc.exit_code, exc.one_line()  # the class says which code (flashlab.core.errors)
     if isinstance(exc, click_errors.UsageError):
         return EXIT_BAD_INPUT, _usage_line(exc)
     if isinstance(exc, click_errors.ClickException):
         return EXIT_BAD_INPUT, exc.format_message()
-    if isinstance(exc, _bad_input_types()):
-        return EXIT_BAD_INPUT, str(exc)
-    if isinstance(exc, PlatformError):
-        return EXIT_INFRA, f"stack: {exc}"
     if isinstance(exc, OSError):
         return EXIT_INFRA, f"{type(exc).__name__}: {exc}"
     # Not a known kind: most likely a component or the load generator failing in a way nobody

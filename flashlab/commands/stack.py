@@ -25,7 +25,7 @@ from flashlab.console import console
 from flashlab.console import die
 from flashlab.console import emit_json
 from flashlab.core.errors import EXIT_INFRA
-from flashlab.core.errors import UserError
+from flashlab.core.errors import FlashlabError
 from flashlab.core.isolation import Isolation
 from flashlab.core.isolation import IsolationError
 from flashlab.core.isolation import resolve
@@ -127,8 +127,8 @@ def _one_line() -> Iterator[None]:
     """The supervisor's errors (flashlab.system.detached) as one line and their exit code."""
     try:
         yield
-    except UserError as exc:
-        die(str(exc), exc.code)
+    except FlashlabError as exc:
+        die(exc.one_line(), exc.exit_code)
 
 
 def _read_state(state_dir: Path) -> StackInfo | None:

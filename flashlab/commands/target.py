@@ -14,7 +14,6 @@ from rich.table import Table
 
 from flashlab.console import console
 from flashlab.console import emit_json
-from flashlab.core.errors import EXIT_BAD_INPUT
 from flashlab.core.errors import UserError
 from flashlab.core.platform import PlatformConfigError
 from flashlab.core.platform import PlatformError
@@ -63,13 +62,13 @@ def probe(
     except PlatformConfigError:
         raise
     except PlatformError as exc:  # does not start, or its store does not answer: the file's
-        raise UserError(f"{file}: {exc}", EXIT_BAD_INPUT) from None
+        raise UserError(f"{file}: {exc}") from None
     if json_output:
         emit_json(result.to_dict())
     else:
         _print_probe(result)
     if result.problem:
-        raise UserError(f"{file}: {result.problem}", EXIT_BAD_INPUT)
+        raise UserError(f"{file}: {result.problem}")
 
 
 def _print_probe(result: Any) -> None:

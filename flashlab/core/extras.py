@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 
-from flashlab.core.errors import EXIT_BAD_INPUT
 from flashlab.core.errors import UserError
 
 # extra name (as in pyproject [project.optional-dependencies]) -> modules it must make importable
@@ -25,10 +24,7 @@ class MissingExtra(UserError):
     """An optional extra is not installed: one line naming the pip command, exit 2."""
 
     def __init__(self, extra: str, needed_by: str) -> None:
-        super().__init__(
-            f"{needed_by} needs the '{extra}' extra: pip install 'flashlab[{extra}]'",
-            EXIT_BAD_INPUT,
-        )
+        super().__init__(f"{needed_by} needs the '{extra}' extra: pip install 'flashlab[{extra}]'")
         self.extra = extra
 
 

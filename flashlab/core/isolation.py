@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 from typing import Literal
 
+from flashlab.core.errors import UserError
+
 Mode = Literal["auto", "off", "manual"]
 MODES: tuple[str, ...] = ("auto", "off", "manual")
 
 
-class IsolationError(ValueError):
+class IsolationError(UserError, ValueError):
     """An impossible split (bad input): one line, the caller prefixes the flag or field."""
 
 

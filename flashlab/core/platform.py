@@ -32,6 +32,10 @@ from typing import Any
 from typing import Literal
 from typing import get_args
 
+from flashlab.core.errors import EXIT_BAD_INPUT
+from flashlab.core.errors import InfraError
+from flashlab.core.errors import UserError
+
 Durability = Literal["none", "rdb", "aof-everysec", "aof-always"]
 # The platforms' names; flashlab.system.platforms.PLATFORMS maps each to its class (a test
 # keeps the two equal).
@@ -40,12 +44,21 @@ PLATFORM_NAMES: tuple[str, ...] = get_args(PlatformName)
 DURABILITY_MODES: tuple[str, ...] = ("none", "rdb", "aof-everysec", "aof-always")
 
 
-class PlatformError(RuntimeError):
+class PlatformError(InfraError, RuntimeError):
     """The stack could not be started, reached, driven or stopped; the message is one line."""
 
+    def one_line(self) -> str:
+        return f"stack: {self}"
 
-class PlatformConfigError(PlatformError, ValueError):
-    """Bad platform input (a config value, a platform or component name): the caller's mistake."""
+
+class PlatformConfigError(PlatformError, UserError, ValueError):
+    """Bad platform input (a config value, a platform or component name): the caller's mistake,
+    so exit 2 and the message bare, though callers catching PlatformError still catch it."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def one_line(self) -> str:
+        return str(self)
 
 
 class DockerUnavailable(PlatformError):

@@ -24,6 +24,7 @@ from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import ValidationError
 
+from flashlab.core.errors import UserError
 from flashlab.core.facts import ALL_TRUTH_FIELDS
 from flashlab.core.validation import first_error
 
@@ -134,7 +135,7 @@ class ManifestHead(BaseModel):
     stack: dict[str, Any] | None = None
 
 
-class RunDirError(Exception):
+class RunDirError(UserError):
     """A run directory is missing, incomplete or malformed."""
 
 

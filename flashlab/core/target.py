@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from pydantic import field_validator
 from pydantic import model_validator
 
+from flashlab.core.errors import UserError
 from flashlab.core.facts import Fact
 from flashlab.core.placeholders import LOCAL
 from flashlab.core.placeholders import PORT_NAME
@@ -68,7 +69,7 @@ OUTCOME_CODES: dict[Outcome, str] = {o: o.value for o in Outcome} | {
 }
 
 
-class TargetError(ValueError):
+class TargetError(UserError, ValueError):
     """A target file that cannot be used: one line naming the file and the key."""
 
 

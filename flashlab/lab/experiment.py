@@ -33,6 +33,7 @@ from flashlab.core.contract import RateLimit
 from flashlab.core.contract import ResetRequest
 from flashlab.core.contract import Strategy
 from flashlab.core.contract import needs_queue_protocol
+from flashlab.core.errors import UserError
 from flashlab.core.platform import Durability
 from flashlab.core.platform import PlatformName
 from flashlab.core.target import TargetError
@@ -327,7 +328,7 @@ def target_fault_problem(target: TargetSpec, fault: FaultSpec) -> str | None:
     return None
 
 
-class ExperimentError(ValueError):
+class ExperimentError(UserError, ValueError):
     """One line, naming the file and the field: what the CLI prints before exiting 2."""
 
 

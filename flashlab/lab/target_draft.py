@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from flashlab.core.errors import UserError
+
 PURCHASE = re.compile(r"buy|purchase|order|checkout|cart", re.I)
 PRODUCT = re.compile(r"^(product|sku|item|article|ticket|offer)(_?id)?$", re.I)
 USER = re.compile(r"^(user|customer|buyer|client|account|shopper)(_?id)?$|^x-user(-id)?$", re.I)
@@ -31,7 +33,7 @@ OUTCOME_WORDS = (
 STATUS_OUTCOMES = {409: "busy", 410: "sold_out", 429: "rate_limited", 503: "unavailable"}
 
 
-class DraftError(ValueError):
+class DraftError(UserError, ValueError):
     """The document cannot give a draft (one line, exit 2)."""
 
 

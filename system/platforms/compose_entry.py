@@ -12,11 +12,12 @@ import sys
 from collections.abc import Callable
 from collections.abc import Mapping
 
+from flashlab.core.errors import UserError
 from flashlab.core.platform import durability_problem
 from flashlab.system.config import write
 
 
-class EntryError(ValueError):
+class EntryError(UserError, ValueError):
     """A FLASHLAB_* variable given to a container is malformed; the message names it."""
 
 

@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 
 from flashlab.analysis.hypothesis import holds
+from flashlab.core.errors import UserError
 
 MAX_WINDOW_S = 300
 
@@ -55,7 +56,7 @@ GUARD_METRICS = (
 )
 
 
-class GuardError(ValueError):
+class GuardError(UserError, ValueError):
     """A guard that does not parse: one line, with the closest valid metric when there is one."""
 
 
