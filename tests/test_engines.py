@@ -15,9 +15,9 @@ import uvloop
 
 from flashlab.core.contract import ResetRequest
 from flashlab.core.contract import Strategy
-from flashlab.simulator.engines import LoadPlan
 from flashlab.simulator.engines import get_engine
 from flashlab.simulator.engines.engine import WORKER_LOST
+from flashlab.simulator.engines.engine import LoadPlan
 from flashlab.simulator.loopmon import WORKER_KEYS
 from flashlab.simulator.loopmon import LoopMonitor
 from flashlab.simulator.loopmon import merge
