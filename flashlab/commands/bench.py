@@ -37,7 +37,9 @@ EPILOG = (
 
 
 def bench(
-    name: Annotated[BenchName, typer.Argument(help="A benchmark, or all.", show_default=False)],
+    name: Annotated[
+        BenchName, typer.Argument(metavar="NAME", help="A benchmark, or all.", show_default=False)
+    ],
     size: Annotated[
         Size, typer.Option(help="tiny = seconds, a harness check; full = the real measurement.")
     ] = "full",

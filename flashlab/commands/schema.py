@@ -27,7 +27,9 @@ EPILOG = (
 
 
 def schema(
-    name: Annotated[SchemaName, typer.Argument(help="Which schema.", show_default=False)],
+    name: Annotated[
+        SchemaName, typer.Argument(metavar="NAME", help="Which schema.", show_default=False)
+    ],
     write: Annotated[
         bool, typer.Option("--write", help="Rewrite the shipped flashlab/schemas/NAME.json.")
     ] = False,
