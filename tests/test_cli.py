@@ -156,9 +156,9 @@ def test_bad_repeat_is_one_line_and_leaves_no_directory(tmp_path: Path) -> None:
 
 
 def test_compare_bad_input(tmp_path: Path) -> None:
-    from flashlab.analysis.synthetic import SyntheticSpec
-    from flashlab.analysis.synthetic import write_synthetic
-    from flashlab.analysis.synthetic import write_synthetic_set
+    from flashlab.testing.synthetic import SyntheticSpec
+    from flashlab.testing.synthetic import write_synthetic
+    from flashlab.testing.synthetic import write_synthetic_set
 
     write_synthetic(tmp_path / "run", SyntheticSpec())
     write_synthetic_set(tmp_path / "set", [SyntheticSpec(seed=s) for s in (1, 2)])
