@@ -13,7 +13,7 @@ from flashlab.core.registry import Registry
 if TYPE_CHECKING:
     from flashlab.simulator.engines.engine import Engine
 
-__all__ = ["ENGINES", "engine_names", "get_engine", "require_engine"]
+__all__ = ["ENGINES", "get_engine", "require_engine"]
 
 # Imported lazily so `inline` never pays for Ray's import; `ray` needs the `ray` extra.
 ENGINES = Registry(
@@ -25,10 +25,6 @@ ENGINES = Registry(
     },
     extras={"ray": "ray"},
 )
-
-
-def engine_names() -> list[str]:
-    return sorted(ENGINES)
 
 
 def require_engine(name: str) -> None:
