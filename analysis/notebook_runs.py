@@ -35,7 +35,7 @@ class CachedRun:
     path: Path
     finished_at: str  # ISO 8601, UTC
     revision: str  # the code revision that made it ("unknown" for a run from before sidecars)
-    synthetic: bool = False  # a stand-in (flashlab.analysis.synthetic), whatever its name says
+    synthetic: bool = False  # a stand-in (flashlab.testing.synthetic), whatever its name says
 
     @property
     def short_revision(self) -> str:

@@ -9,7 +9,7 @@ A notebook calls `open_runs(RUNS, ...)` (or `open_sweep(SWEEP, ...)`) with its p
   directories instead; one that is not a complete run is refused;
 - nothing found: a red banner (HTML, not a log line) names what is missing and the exact command
   (`make notebooks`), then `NoRuns` stops the notebook, so no figure is drawn from anything else;
-- synthetic stand-ins (flashlab.analysis.synthetic) only when asked for: `SYNTHETIC = True` or
+- synthetic stand-ins (flashlab.testing.synthetic) only when asked for: `SYNTHETIC = True` or
   `FLASHLAB_SYNTHETIC=1`. Then a banner says so and every figure the notebook displays gets
   "SYNTHETIC" in its title (a display formatter stamps it, whoever drew the figure).
 """
@@ -243,10 +243,10 @@ def stand_in_run(name: str, directory: Path, spec: dict[str, Any]) -> Path:
     # start-up cost: only a notebook that asked for a stand-in pays for the synthetic writer
     import json
 
-    from flashlab.analysis.synthetic import SyntheticSpec
-    from flashlab.analysis.synthetic import write_synthetic
     from flashlab.core.rundir import MANIFEST
     from flashlab.core.rundir import write_json_atomic
+    from flashlab.testing.synthetic import SyntheticSpec
+    from flashlab.testing.synthetic import write_synthetic
 
     spec = dict(spec)
     experiment = spec.pop("experiment", None) or {}

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Literal
 
 Size = Literal["tiny", "full"]
-SIZES: tuple[str, ...] = ("tiny", "full")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_FULL = REPO_ROOT / "bench" / "results.jsonl"
 PLOTS_FULL = REPO_ROOT / "bench" / "plots"

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 def engine_plan(spec: dict[str, Any]) -> Any:
     # start-up cost: only this path pays for pandas, pydantic, yaml
-    from flashlab.simulator.engines import LoadPlan
+    from flashlab.simulator.engines.engine import LoadPlan
     from flashlab.simulator.scenario import Scenario
 
     fields = {k: v for k, v in spec.items() if k not in ("engine", "history")}

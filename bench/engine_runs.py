@@ -18,7 +18,7 @@ from flashlab.bench.measured import python
 from flashlab.bench.measured import run_tool
 from flashlab.bench.measured import tail
 from flashlab.bench.stack import reset_product
-from flashlab.core.contract import needs_queue_protocol
+from flashlab.system.strategies import needs_queue_protocol
 
 
 def pct_ms(values_ns: Sequence[float] | np.ndarray, q: float) -> float | None:
@@ -94,7 +94,7 @@ def run_engine(
     """Run `flashlab.bench.drive` for one engine; its history comes back as a DataFrame.
 
     `wrapper` prefixes the command (a profiler); the tree then includes the wrapper too.
-    `client` is the shopper HTTP client (flashlab.simulator.client.CLIENTS). `strategy` is the
+    `client` is the shopper HTTP client (flashlab.simulator.CLIENTS). `strategy` is the
     product's: a waiting room (`queue`) is driven with the queue protocol, as `flashlab run` does."""
     # start-up cost: only this path pays for pyarrow
     import pyarrow.parquet as pq

@@ -31,14 +31,14 @@ from flashlab.core.contract import BUY_PATH
 from flashlab.core.contract import QUEUE_PATH
 from flashlab.core.contract import USER_HEADER
 from flashlab.core.target import TargetRequest
+from flashlab.simulator import CLIENTS
 from flashlab.simulator.behaviour import OUTCOME_VERDICTS
 from flashlab.simulator.behaviour import Failure
 from flashlab.simulator.behaviour import Verdict
 
-CLIENTS = ("aiohttp", "httpx", "raw")
 # The clients that implement `queue()` (the waiting-room protocol of strategy `queue`): today
 # all of them; a new client that does not must stay out, and the lab refuses it for `queue`.
-QUEUE_CLIENTS = CLIENTS
+QUEUE_CLIENTS = tuple(CLIENTS)
 
 
 @dataclass(slots=True)
@@ -317,9 +317,6 @@ def _err(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
 
 
-_FACTORIES = {"aiohttp": AiohttpClient, "httpx": HttpxClient, "raw": RawClient}
-
-
 # The clients that can speak a target file's own request (flashlab.core.target): aiohttp.
 TARGET_CLIENTS = ("aiohttp",)
 
@@ -333,11 +330,11 @@ def make_client(
     target: TargetRequest | None = None,
 ) -> ShopperClient:
     """Build a client; must be called inside the event loop that will use it."""
-    if kind not in _FACTORIES:
-        raise ValueError(f"client: unknown {kind!r} (allowed: {', '.join(CLIENTS)})")
+    factory = CLIENTS.load(kind)  # ValueError: unknown client 'x' (allowed: ...)
     asyncio.get_running_loop()  # fail early, clearly, outside a loop
     if target is not None:
         if kind not in TARGET_CLIENTS:
             raise ValueError(f"client: {kind} cannot speak a target file's request (use aiohttp)")
         return TargetClient(base_url, product_id, connections, timeout_s, target)
-    return _FACTORIES[kind](base_url, product_id, connections, timeout_s)
+    client: ShopperClient = factory(base_url, product_id, connections, timeout_s)
+    return client

@@ -11,11 +11,11 @@ import pytest
 from flashlab.analysis.checker import CHECK_KEYS
 from flashlab.analysis.checker import LOADED_CHECKS
 from flashlab.analysis.checker import check
-from flashlab.analysis.synthetic import SyntheticSpec
-from flashlab.analysis.synthetic import main
-from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.rundir import TRUTH
 from flashlab.core.rundir import load_run
+from flashlab.testing.synthetic import SyntheticSpec
+from flashlab.testing.synthetic import main
+from flashlab.testing.synthetic import write_synthetic
 
 STOCK = 120
 K, ANY = "k", "any"
@@ -192,7 +192,7 @@ def test_premature_sold_out_when_stock_comes_back_after_a_restart(tmp_path: Path
 def test_lost_acknowledged_is_not_fooled_by_order_ids_reused_after_a_restart(
     tmp_path: Path,
 ) -> None:
-    """Planted (analysis/synthetic.py `stock_comes_back`): every acknowledged id is in the new
+    """Planted (flashlab/testing/synthetic.py `stock_comes_back`): every acknowledged id is in the new
     log again, held by other users; matching by id alone found them all (0 lost)."""
     write_synthetic(tmp_path, _spec({"stock_comes_back": 2}))
     run = load_run(tmp_path)

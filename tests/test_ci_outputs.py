@@ -24,9 +24,9 @@ from flashlab.analysis.junit import write_junit
 from flashlab.analysis.markdown import matrix_markdown
 from flashlab.analysis.markdown import run_markdown
 from flashlab.analysis.summary import summarize
-from flashlab.analysis.synthetic import SyntheticSpec
-from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.rundir import load_run
+from flashlab.testing.synthetic import SyntheticSpec
+from flashlab.testing.synthetic import write_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 XSD = xmlschema.XMLSchema(ROOT / "tests" / "data" / "junit.xsd")

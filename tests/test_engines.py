@@ -15,9 +15,10 @@ import uvloop
 
 from flashlab.core.contract import ResetRequest
 from flashlab.core.contract import Strategy
-from flashlab.simulator.engines import LoadPlan
+from flashlab.simulator.engines import ENGINES
 from flashlab.simulator.engines import get_engine
 from flashlab.simulator.engines.engine import WORKER_LOST
+from flashlab.simulator.engines.engine import LoadPlan
 from flashlab.simulator.loopmon import WORKER_KEYS
 from flashlab.simulator.loopmon import LoopMonitor
 from flashlab.simulator.loopmon import merge
@@ -276,7 +277,7 @@ def test_every_engine_stops_cooperatively_when_told(local_stack, admin, tmp_path
     scenario = Scenario(
         shoppers=3_000, arrival=Ramp(duration_s=8.0), duration_s=30, profiles=RETRYING
     )
-    for name in ("inline", "process", "ray"):
+    for name in ENGINES:  # every registered engine: this is the contract a new one must keep
         before = {p.pid for p in psutil.Process().children(recursive=True)}
         product = f"eng-stop-{name}"
         _reset(admin, product, 100_000)

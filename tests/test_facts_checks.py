@@ -2,7 +2,7 @@
 may send no user id, extract no order id or read no truth. A check that needs a missing fact is
 n/a with the reason, never a silent pass; the others still judge, from what the run offers.
 
-The runs are synthetic (flashlab.analysis.synthetic) with their manifest `facts` and truth
+The runs are synthetic (flashlab.testing.synthetic) with their manifest `facts` and truth
 `fields` rewritten, and the data the run no longer offers emptied, as a target's run records it.
 """
 
@@ -25,8 +25,6 @@ from flashlab.analysis.junit import to_xml
 from flashlab.analysis.markdown import run_markdown
 from flashlab.analysis.report import write_report
 from flashlab.analysis.summary import summarize
-from flashlab.analysis.synthetic import SyntheticSpec
-from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.facts import FACTS
 from flashlab.core.facts import Fact
 from flashlab.core.facts import facts_of
@@ -37,6 +35,8 @@ from flashlab.core.rundir import MANIFEST
 from flashlab.core.rundir import TRUTH
 from flashlab.core.rundir import Run
 from flashlab.core.rundir import load_run
+from flashlab.testing.synthetic import SyntheticSpec
+from flashlab.testing.synthetic import write_synthetic
 
 STOCK = 120
 EVERY_FIELD = ["stock", "orders", "order_id", "user_id", "ts_ms"]

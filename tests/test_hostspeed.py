@@ -14,8 +14,6 @@ from support import poll
 from flashlab.analysis.hypothesis import HOST_SPREAD_STEADY
 from flashlab.analysis.hypothesis import near_threshold_on_unsteady_host
 from flashlab.analysis.summary import summarize
-from flashlab.analysis.synthetic import SyntheticSpec
-from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.isolation import available_cpus
 from flashlab.core.rundir import MANIFEST
 from flashlab.core.rundir import load_run
@@ -24,6 +22,8 @@ from flashlab.lab.hostspeed import SAMPLE_EVERY_S
 from flashlab.lab.hostspeed import HostSpeedProbe
 from flashlab.lab.hostspeed import summarize as stats
 from flashlab.system import procs
+from flashlab.testing.synthetic import SyntheticSpec
+from flashlab.testing.synthetic import write_synthetic
 
 
 def _side(spread: float | None, cpus: list[int] | None = None) -> dict[str, Any]:

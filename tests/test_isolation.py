@@ -30,8 +30,8 @@ from flashlab.core.isolation import pinned
 from flashlab.core.isolation import resolve
 from flashlab.lab.experiment import ExperimentError
 from flashlab.lab.experiment import parse_experiment
-from flashlab.simulator.engines import LoadPlan
 from flashlab.simulator.engines import get_engine
+from flashlab.simulator.engines.engine import LoadPlan
 from flashlab.simulator.scenario import Scenario
 from flashlab.simulator.scenario import Spike
 from flashlab.system.platforms.compose_file import COMPOSE_FILE

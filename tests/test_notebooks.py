@@ -27,8 +27,8 @@ from flashlab.analysis.notebooks import NOTEBOOKS_DIR
 from flashlab.analysis.notebooks import NotebookError
 from flashlab.analysis.notebooks import execute_notebook
 from flashlab.analysis.notebooks import parameter_value
-from flashlab.analysis.synthetic import SyntheticSpec
-from flashlab.analysis.synthetic import write_synthetic
+from flashlab.testing.synthetic import SyntheticSpec
+from flashlab.testing.synthetic import write_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = [

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from flashlab.analysis.placement import missed
 from flashlab.analysis.placement import placement
-from flashlab.analysis.synthetic import Outage
-from flashlab.analysis.synthetic import SyntheticSpec
-from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.rundir import load_run
+from flashlab.testing.synthetic import Outage
+from flashlab.testing.synthetic import SyntheticSpec
+from flashlab.testing.synthetic import write_synthetic
 
 
 def sale(tmp_path: Path, stock: int, start_s: float) -> Path:

@@ -22,8 +22,8 @@ from flashlab.simulator.behaviour import classify
 from flashlab.simulator.client import Answer
 from flashlab.simulator.client import RawClient
 from flashlab.simulator.client import make_client
-from flashlab.simulator.engines import LoadPlan
 from flashlab.simulator.engines import get_engine
+from flashlab.simulator.engines.engine import LoadPlan
 from flashlab.simulator.scenario import Profile
 from flashlab.simulator.scenario import Scenario
 from flashlab.simulator.scenario import Spike

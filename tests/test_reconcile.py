@@ -7,11 +7,11 @@ from pathlib import Path
 
 from flashlab.analysis.reconcile import counter_total
 from flashlab.analysis.reconcile import reconcile
-from flashlab.analysis.synthetic import SyntheticSpec
-from flashlab.analysis.synthetic import metrics_text
-from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.rundir import METRICS
 from flashlab.core.rundir import load_run
+from flashlab.testing.synthetic import SyntheticSpec
+from flashlab.testing.synthetic import metrics_text
+from flashlab.testing.synthetic import write_synthetic
 
 
 def _reconcile(tmp_path: Path, **spec: object) -> dict:

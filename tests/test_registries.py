@@ -1,8 +1,12 @@
-"""Registries are enumerated, not hard-coded: every registered strategy loads and owns a settings model."""
+"""Registries are enumerated, not hard-coded: every entry loads, and every name the lab accepts (experiment
+fields, their JSON Schema, strategy traits) comes from its registry."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -42,13 +46,94 @@ def test_bad_settings_are_refused_naming_the_key(settings: dict, needle: str) ->
     assert needle in str(err.value)
 
 
-def test_platform_names_are_the_platform_registry() -> None:
-    # One list of names (flashlab.core.platform) for experiments and the CLI; one registry of
-    # classes (flashlab.system.platforms): they must name the same platforms.
-    from flashlab.core.platform import PLATFORM_NAMES
+def _registry_fields() -> list[
+    tuple[str, Any, Callable[[str], dict[str, Any]], Callable[[Any], str]]
+]:
+    """(JSON Schema path, registry, experiment data naming one entry, where the parsed
+    experiment has it) for every field that names a registry entry."""
+    from flashlab.chaos.faults import FAULTS
+    from flashlab.simulator import CLIENTS
+    from flashlab.simulator.engines import ENGINES
     from flashlab.system.platforms import PLATFORMS
+    from flashlab.system.strategies import STRATEGIES
 
-    assert set(PLATFORM_NAMES) == set(PLATFORMS)
+    return [
+        ("EngineSpec.kind", ENGINES, lambda n: {"engine": {"kind": n}}, lambda e: e.engine.kind),
+        (
+            "EngineSpec.client",
+            CLIENTS,
+            lambda n: {"engine": {"client": n}},
+            lambda e: e.engine.client,
+        ),
+        (
+            "StackSpec.platform",
+            PLATFORMS,
+            lambda n: {"stack": {"platform": n}},
+            lambda e: e.stack.platform,
+        ),
+        (
+            "ProductSpec.strategy",
+            STRATEGIES,
+            lambda n: {"product": {"strategy": n}},
+            lambda e: e.product.strategy,
+        ),
+        (
+            "FaultSpec.fault",
+            FAULTS,
+            lambda n: {"faults": [{"fault": n, "at_s": 1}]},
+            lambda e: e.faults[0].fault,
+        ),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_experiment_fields_take_exactly_their_registrys_names(index: int) -> None:
+    from flashlab.core.registry import REGISTRY_KEY
+    from flashlab.lab.json_schemas import generate
+
+    where, registry, data, parsed = _registry_fields()[index]
+    model, field = where.split(".")
+    node = generate("experiment")["$defs"][model]["properties"][field]
+    assert node["enum"] == registry.names() and node[REGISTRY_KEY] == registry.kind
+    for name in registry:
+        assert parsed(parse_experiment(data(name))) == name
+    with pytest.raises(ExperimentError, match=rf"unknown {registry.kind} 'warp-9' \(allowed: "):
+        parse_experiment(data("warp-9"))
+
+
+def test_registry_names_are_open_in_the_schema_hash() -> None:
+    """A new engine (any registry entry) is no contract change: the hash leaves the names out."""
+    from flashlab.lab.json_schemas import content_hash
+    from flashlab.lab.json_schemas import generate
+
+    schema = generate("experiment")
+    grown = json.loads(json.dumps(schema))
+    grown["$defs"]["EngineSpec"]["properties"]["kind"]["enum"].append("toy")
+    assert content_hash(grown) == content_hash(schema)
+    grown["$defs"]["EngineSpec"]["properties"]["workers"]["maximum"] += 1
+    assert content_hash(grown) != content_hash(schema)  # anything else still counts
+
+
+@pytest.mark.parametrize("name", [s.value for s in Strategy])
+def test_strategy_behaviour_is_a_declared_trait(name: str) -> None:
+    """The API and the lab read a strategy's traits, never its name (system/api, lab/matrix)."""
+    from flashlab.system.strategies import needs_queue_protocol
+
+    cls = strategy_class(name)
+    for trait in ("rechecks_strategy", "waiting_room", "safe"):
+        assert isinstance(getattr(cls, trait), bool), (name, trait)
+    if cls.waiting_room:  # the queue endpoints call these
+        assert callable(getattr(cls, "join", None)) and callable(getattr(cls, "status", None))
+    assert needs_queue_protocol(name) is cls.waiting_room
+
+
+def test_no_strategy_is_named_by_the_api() -> None:
+    names = [s.value for s in Strategy]
+    api = Path(__file__).resolve().parent.parent / "system" / "api"
+    for path in sorted(api.glob("*.py")):
+        text = path.read_text()
+        for name in names:
+            assert f"Strategy.{name}" not in text and f'"{name}"' not in text, (path.name, name)
 
 
 def test_a_registry_names_its_kind_and_the_allowed_names_for_an_unknown_entry() -> None:
@@ -65,12 +150,14 @@ def test_every_registry_refuses_an_unknown_name_in_one_line() -> None:
     from flashlab.bench import get_bench
     from flashlab.chaos.faults import fault_class
     from flashlab.core.platform import PlatformConfigError
+    from flashlab.simulator.engines import ENGINES
     from flashlab.simulator.engines import get_engine
     from flashlab.system.platforms import get_platform
 
     with pytest.raises(ValueError, match=r"^unknown fault 'x' \(allowed: .*redis-kill"):
         fault_class("x")
-    with pytest.raises(ValueError, match=r"^unknown engine 'x' \(allowed: inline, process, ray\)$"):
+    engines = ", ".join(sorted(ENGINES))
+    with pytest.raises(ValueError, match=rf"^unknown engine 'x' \(allowed: {engines}\)$"):
         get_engine("x")
     with pytest.raises(PlatformConfigError, match=r"^unknown platform 'x' \(allowed: compose, "):
         get_platform("x", None)  # type: ignore[arg-type]  # refused before the config is read

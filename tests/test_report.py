@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 
 from flashlab.analysis import report
-from flashlab.analysis.synthetic import OVERLOADED
-from flashlab.analysis.synthetic import Outage
-from flashlab.analysis.synthetic import SyntheticSpec
-from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.rundir import REPORT
 from flashlab.core.rundir import SUMMARY
 from flashlab.core.rundir import RunDirError
+from flashlab.testing.synthetic import OVERLOADED
+from flashlab.testing.synthetic import Outage
+from flashlab.testing.synthetic import SyntheticSpec
+from flashlab.testing.synthetic import write_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

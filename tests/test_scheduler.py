@@ -183,8 +183,8 @@ def test_stop_recovers_what_is_injected_and_skips_the_future(rig: Rig) -> None:
 def test_run_shaped_schedule_with_process_engine(make_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The orchestrator's use: for_run(...) started from the engine's on_start, stopped after."""
     from flashlab.core.contract import ResetRequest
-    from flashlab.simulator.engines import LoadPlan
     from flashlab.simulator.engines import get_engine
+    from flashlab.simulator.engines.engine import LoadPlan
     from flashlab.simulator.scenario import Scenario
     from flashlab.system.admin import AdminClient
 

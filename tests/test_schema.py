@@ -12,12 +12,12 @@ import yaml
 from support import run_flashlab
 
 from flashlab.analysis.summary import summarize
-from flashlab.analysis.synthetic import Outage
-from flashlab.analysis.synthetic import SyntheticSpec
-from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.rundir import SCHEMA_VERSION
 from flashlab.core.rundir import load_run
 from flashlab.lab import json_schemas
+from flashlab.testing.synthetic import Outage
+from flashlab.testing.synthetic import SyntheticSpec
+from flashlab.testing.synthetic import write_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = ROOT / "tests" / "data" / "schema_versions.json"

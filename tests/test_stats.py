@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 
 from flashlab.analysis import stats
-from flashlab.analysis.synthetic import T0_NS
-from flashlab.analysis.synthetic import SyntheticSpec
-from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.rundir import HISTORY_SCHEMA
 from flashlab.core.rundir import Run
 from flashlab.core.rundir import Truth
 from flashlab.core.rundir import TruthOrder
 from flashlab.core.rundir import load_run
+from flashlab.testing.synthetic import T0_NS
+from flashlab.testing.synthetic import SyntheticSpec
+from flashlab.testing.synthetic import write_synthetic
 
 MS = 1_000_000
 

@@ -14,11 +14,11 @@ import pytest
 from flashlab.analysis.hypothesis import SUMMARY_KEYS
 from flashlab.analysis.summary import json_safe
 from flashlab.analysis.summary import summarize
-from flashlab.analysis.synthetic import Outage
-from flashlab.analysis.synthetic import SyntheticSpec
-from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.rundir import FAULTS
 from flashlab.core.rundir import load_run
+from flashlab.testing.synthetic import Outage
+from flashlab.testing.synthetic import SyntheticSpec
+from flashlab.testing.synthetic import write_synthetic
 
 
 def _summary(tmp_path: Path, **spec: Any) -> dict[str, Any]:
@@ -180,8 +180,8 @@ def test_run_without_attempts_summarises_to_nones(tmp_path: Path) -> None:
 
 
 def test_generator_health_comes_from_the_manifest(tmp_path: Path) -> None:
-    from flashlab.analysis.synthetic import OVERLOADED
-    from flashlab.analysis.synthetic import Generator
+    from flashlab.testing.synthetic import OVERLOADED
+    from flashlab.testing.synthetic import Generator
 
     healthy = _summary(tmp_path / "ok", hypothesis=["generator_stalled_s < 0.5"])
     assert healthy["generator"] == {

@@ -14,9 +14,6 @@ from flashlab.analysis import intervals
 from flashlab.analysis.compare import ComparisonError
 from flashlab.analysis.compare import compare
 from flashlab.analysis.outputs import write_set_outputs
-from flashlab.analysis.synthetic import OVERLOADED
-from flashlab.analysis.synthetic import SyntheticSpec
-from flashlab.analysis.synthetic import write_synthetic_set
 from flashlab.analysis.trials import KEY_METRICS
 from flashlab.analysis.trials import SET_MANIFEST
 from flashlab.analysis.trials import Trial
@@ -25,6 +22,9 @@ from flashlab.analysis.trials import decide_on_interval
 from flashlab.analysis.trials import judge_clause
 from flashlab.analysis.trials import judge_set
 from flashlab.analysis.trials import load_set
+from flashlab.testing.synthetic import OVERLOADED
+from flashlab.testing.synthetic import SyntheticSpec
+from flashlab.testing.synthetic import write_synthetic_set
 
 SAFE = ["oversell == 0", "lost_acknowledged == 0"]
 
@@ -216,7 +216,7 @@ def test_compare_trial_sets_finds_the_slower_one(tmp_path: Path) -> None:
 
 
 def test_compare_single_runs_claims_nothing_about_timings(tmp_path: Path) -> None:
-    from flashlab.analysis.synthetic import write_synthetic
+    from flashlab.testing.synthetic import write_synthetic
 
     write_synthetic(tmp_path / "a", SyntheticSpec(service_ms=2.0))
     write_synthetic(tmp_path / "b", SyntheticSpec(service_ms=40.0, plant={"oversell": 1}))
@@ -270,9 +270,9 @@ def test_check_rejudges_a_trial_set_with_its_exit_code(tmp_path: Path) -> None:
 
 
 def test_compare_says_when_the_host_ran_slower_under_one_side(tmp_path: Path) -> None:
-    from flashlab.analysis.synthetic import write_synthetic
     from flashlab.core.rundir import MANIFEST
     from flashlab.core.rundir import SUMMARY
+    from flashlab.testing.synthetic import write_synthetic
 
     def run(name: str, unit_us: float | None) -> Path:
         path = tmp_path / name

@@ -13,9 +13,6 @@ from flashlab.analysis.hypothesis import clause_class
 from flashlab.analysis.hypothesis import judge
 from flashlab.analysis.hypothesis import overall
 from flashlab.analysis.summary import summarize
-from flashlab.analysis.synthetic import OVERLOADED
-from flashlab.analysis.synthetic import SyntheticSpec
-from flashlab.analysis.synthetic import write_synthetic
 from flashlab.core.errors import EXIT_BAD_INPUT
 from flashlab.core.errors import EXIT_INCONCLUSIVE
 from flashlab.core.errors import EXIT_OK
@@ -23,6 +20,9 @@ from flashlab.core.errors import EXIT_VERDICT_FAIL
 from flashlab.core.errors import verdict_exit_code
 from flashlab.core.rundir import MANIFEST
 from flashlab.core.rundir import load_run
+from flashlab.testing.synthetic import OVERLOADED
+from flashlab.testing.synthetic import SyntheticSpec
+from flashlab.testing.synthetic import write_synthetic
 
 MIXED = ["oversell == 0", "lost_acknowledged == 0", "latency_ms.p99 < 10000"]
 

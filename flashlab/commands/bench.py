@@ -12,32 +12,35 @@ import typer
 from flashlab.bench import BENCHMARKS
 from flashlab.bench import bench_names
 from flashlab.bench import get_bench
-from flashlab.bench.context import SIZES
 from flashlab.bench.context import BenchContext
+from flashlab.bench.context import Size
 from flashlab.bench.context import default_paths
 from flashlab.bench.measured import ToolError
 from flashlab.bench.report import update
 from flashlab.bench.results import append_result
+from flashlab.commands.choices import ALL
+from flashlab.commands.choices import BenchName
 from flashlab.console import console
 from flashlab.console import emit_json
 from flashlab.console import err_console
 from flashlab.core.errors import InfraError
-from flashlab.core.errors import UserError
 from flashlab.core.provenance import require_checkout
 
 EPILOG = (
     "Examples:\n\n"
     "  flashlab bench all                        # the full suite (~6-7 min); appends bench/results.jsonl\n\n"
     "  flashlab bench ceiling --size tiny --json # seconds; writes under reports/bench-tiny/\n\n"
-    "Benchmarks: ceiling, simulator, scale, reference, chaos, stability. Each reports ratios measured side by "
+    f"Benchmarks: {', '.join(BENCHMARKS)}. Each reports ratios measured side by "
     "side in one run; docs/BENCHMARKS.md explains them."
 )
 
 
 def bench(
-    name: Annotated[str, typer.Argument(help="Benchmark name, or 'all'.", show_default=False)],
+    name: Annotated[
+        BenchName, typer.Argument(metavar="NAME", help="A benchmark, or all.", show_default=False)
+    ],
     size: Annotated[
-        str, typer.Option(help="tiny = seconds, a harness check; full = the real measurement.")
+        Size, typer.Option(help="tiny = seconds, a harness check; full = the real measurement.")
     ] = "full",
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the results lines as JSON.")
@@ -56,19 +59,12 @@ def bench(
     """Measure the stack, the simulator and chaos cost as ratios; append one JSON line per benchmark."""
     # The benchmarks append to the repository's bench/results.jsonl and docs/BENCHMARKS.md.
     require_checkout("flashlab bench (it writes bench/results.jsonl and docs/BENCHMARKS.md)")
-    if size not in SIZES:
-        raise UserError(f"--size: {size!r} is not one of: {', '.join(SIZES)}")
-    names = bench_names() if name == "all" else [name]
-    if name != "all":
-        try:
-            BENCHMARKS.ref(name)
-        except ValueError as exc:
-            raise UserError(f"NAME: {exc}, or all") from None
-    default_results, default_plots = default_paths(size)  # type: ignore[arg-type]
+    names = bench_names() if name == ALL else [name]
+    default_results, default_plots = default_paths(size)
     results_path = results or default_results
     plots_dir = plots or (default_plots if results is None else results_path.parent / "plots")
     ctx = BenchContext(
-        size=size,  # type: ignore[arg-type]
+        size=size,
         results_path=results_path,
         plots_dir=plots_dir,
         command=" ".join(["flashlab", "bench", name, f"--size={size}"]),
@@ -78,7 +74,7 @@ def bench(
     if size == "full" and results is None and lines:
         update()  # keep docs/BENCHMARKS.md's table on the latest committed-file results
     if json_output:
-        emit_json(lines if name == "all" else (lines[0] if lines else {}))
+        emit_json(lines if name == ALL else (lines[0] if lines else {}))
     else:
         for line in lines:
             _print_line(line)

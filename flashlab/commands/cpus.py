@@ -12,8 +12,8 @@ from typing import Any
 import typer
 
 from flashlab.core.errors import UserError
-from flashlab.core.isolation import MODES
 from flashlab.core.isolation import IsolationError
+from flashlab.core.isolation import Mode
 from flashlab.core.isolation import available_cpus
 from flashlab.core.isolation import check_split
 from flashlab.core.isolation import parse_split
@@ -24,7 +24,7 @@ ISOLATION_HELP = (
 )
 CPUS_HELP = "Explicit split STACK:LOAD, e.g. 0:1 or 0-1:2-3 (implies --isolation manual)."
 
-IsolationOpt = Annotated[str | None, typer.Option("--isolation", help=ISOLATION_HELP)]
+IsolationOpt = Annotated[Mode | None, typer.Option("--isolation", help=ISOLATION_HELP)]
 CpusOpt = Annotated[str | None, typer.Option("--cpus", help=CPUS_HELP)]
 
 
@@ -40,8 +40,6 @@ def parse_cpus_flag(cpus: str) -> tuple[list[int], list[int]]:
 
 def isolation_overrides(isolation: str | None, cpus: str | None) -> dict[str, Any]:
     """Experiment overrides for the two flags ({} when neither is given)."""
-    if isolation is not None and isolation not in MODES:
-        raise UserError(f"--isolation: {isolation!r} is not one of {', '.join(MODES)}")
     if cpus is None:
         if isolation == "manual":
             raise UserError("--isolation manual needs --cpus STACK:LOAD (e.g. --cpus 0:1)")

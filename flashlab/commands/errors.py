@@ -28,7 +28,9 @@ DEBUG_ENV = "FLASHLAB_DEBUG"  # set to 1 to get the traceback of an unexpected e
 
 def _usage_line(exc: click_errors.UsageError) -> str:
     where = exc.ctx.command_path if exc.ctx is not None else "flashlab"
-    return f"{where}: {exc.format_message()} (see `{where} --help`)"
+    # typer checks values with pydantic, whose ValueError messages start "Value error, ".
+    message = exc.format_message().replace("Value error, ", "")
+    return f"{where}: {message} (see `{where} --help`)"
 
 
 def error_exit_code(exc: BaseException) -> tuple[int, str]:

@@ -22,6 +22,7 @@ from flashlab.commands.run import load_with_overrides
 from flashlab.console import console
 from flashlab.console import emit_json
 from flashlab.console import titled_table
+from flashlab.core.contract import Strategy
 from flashlab.core.errors import EXIT_CODES_HELP
 from flashlab.core.errors import UserError
 from flashlab.core.platform import DURABILITY_MODES
@@ -51,18 +52,24 @@ def _split(value: str, flag: str, allowed: list[str]) -> list[str]:
     return items
 
 
+STRATEGIES = ",".join(s.value for s in Strategy)  # every registered one
 StrategiesOpt = Annotated[
     str,
     typer.Option(
-        help="Comma-separated strategies; `<name>+rl` = that strategy with the rate limit on."
+        help=f"Comma-separated strategies (of {STRATEGIES}); `<name>+rl` = that strategy with "
+        "the rate limit on."
     ),
 ]
-FaultsOpt = Annotated[str, typer.Option(help="Comma-separated faults; 'none' = no fault.")]
-DurabilitiesOpt = Annotated[str, typer.Option(help="Comma-separated durability modes.")]
+FaultsOpt = Annotated[
+    str, typer.Option(help="Comma-separated faults (`flashlab faults`); 'none' = no fault.")
+]
+DurabilitiesOpt = Annotated[
+    str, typer.Option(help=f"Comma-separated durability modes (of {','.join(DURABILITY_MODES)}).")
+]
 
 
 def matrix(
-    strategies: StrategiesOpt = "naive,lock,optimistic,lua,queue",
+    strategies: StrategiesOpt = STRATEGIES,
     faults: FaultsOpt = "none,redis-kill,worker-kill",
     durability: DurabilitiesOpt = "none,aof-always",
     base: Annotated[
@@ -82,7 +89,6 @@ def matrix(
 ) -> None:
     """Run every strategy through every fault under every durability mode."""
     # start-up cost: only this path pays for redis, httpx, prometheus_client
-    from flashlab.core.contract import Strategy
     from flashlab.lab.matrix import NO_FAULT
     from flashlab.lab.matrix import strategy_variants
 

@@ -10,6 +10,10 @@ from typing import Any
 
 import typer
 
+from flashlab.commands.choices import ClientName
+from flashlab.commands.choices import EngineName
+from flashlab.commands.choices import PlatformName
+from flashlab.commands.choices import StrategyName
 from flashlab.commands.ci import JunitOption
 from flashlab.commands.ci import SummaryMdOption
 from flashlab.commands.ci import write_ci_outputs
@@ -23,6 +27,7 @@ from flashlab.console import err_console
 from flashlab.core.errors import EXIT_CODES_HELP
 from flashlab.core.errors import EXIT_INTERRUPTED
 from flashlab.core.errors import UserError
+from flashlab.core.platform import Durability
 from flashlab.core.rundir import MANIFEST
 from flashlab.core.rundir import REPORT
 from flashlab.core.rundir import read_json
@@ -130,14 +135,15 @@ def run_and_report(request: Any, json_output: bool, quiet: bool = False) -> Any:
 # `run`'s options (module level, so the command reads as one short function).
 ShoppersOpt = Annotated[int | None, typer.Option(help="Override scenario.shoppers.")]
 StockOpt = Annotated[int | None, typer.Option(help="Override product.stock.")]
-StrategyOpt = Annotated[
-    str | None, typer.Option(help="Override product.strategy: naive|lock|optimistic|lua|queue.")
-]
-EngineOpt = Annotated[str | None, typer.Option(help="Override engine.kind: ray|process|inline.")]
+# The fixed-value options are choices (flashlab.commands.choices): --help lists the values.
+StrategyOpt = Annotated[StrategyName | None, typer.Option(help="Override product.strategy.")]
+EngineOpt = Annotated[EngineName | None, typer.Option(help="Override engine.kind.")]
 SeedOpt = Annotated[int | None, typer.Option(help="Override the seed (same seed, same shoppers).")]
-PlatformOpt = Annotated[str | None, typer.Option(help="Override stack.platform: local|compose.")]
-DurabilityOpt = Annotated[str | None, typer.Option(help="Override stack.durability.")]
-ClientOpt = Annotated[str | None, typer.Option(help="Shopper HTTP client: aiohttp|httpx|raw.")]
+PlatformOpt = Annotated[PlatformName | None, typer.Option(help="Override stack.platform.")]
+DurabilityOpt = Annotated[Durability | None, typer.Option(help="Override stack.durability.")]
+ClientOpt = Annotated[
+    ClientName | None, typer.Option(help="Override engine.client (the shoppers' HTTP client).")
+]
 RayAddressOpt = Annotated[
     str | None,
     typer.Option(

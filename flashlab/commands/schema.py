@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 from typing import Annotated
 
 import typer
 
+from flashlab.commands.choices import one_of
 from flashlab.console import console
-from flashlab.core.errors import UserError
 from flashlab.lab import json_schemas
+
+SchemaName = str if TYPE_CHECKING else one_of(json_schemas.SCHEMAS)
 
 EPILOG = (
     "Examples:\n\n"
@@ -24,14 +27,14 @@ EPILOG = (
 
 
 def schema(
-    name: Annotated[str, typer.Argument(help="experiment | summary | target", show_default=False)],
+    name: Annotated[
+        SchemaName, typer.Argument(metavar="NAME", help="Which schema.", show_default=False)
+    ],
     write: Annotated[
         bool, typer.Option("--write", help="Rewrite the shipped flashlab/schemas/NAME.json.")
     ] = False,
 ) -> None:
     """Print the JSON Schema of experiment files, summary.json or target files (from the models)."""
-    if name not in json_schemas.SCHEMAS:
-        raise UserError(f"NAME: {name!r} is not one of: {', '.join(json_schemas.SCHEMAS)}")
     if write:
         console.print(f"wrote {json_schemas.write(name)}")
         return

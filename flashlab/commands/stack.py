@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from flashlab.commands.choices import PlatformName
 from flashlab.commands.cpus import CpusOpt
 from flashlab.commands.cpus import IsolationOpt
 from flashlab.commands.cpus import isolation_overrides
@@ -29,7 +30,7 @@ from flashlab.core.errors import FlashlabError
 from flashlab.core.isolation import Isolation
 from flashlab.core.isolation import IsolationError
 from flashlab.core.isolation import resolve
-from flashlab.core.platform import PLATFORM_NAMES
+from flashlab.core.platform import Durability
 from flashlab.core.platform import Platform
 from flashlab.core.platform import PlatformError
 from flashlab.core.platform import StackConfig
@@ -99,8 +100,7 @@ def stack_split(isolation: str | None, cpus: str | None) -> Isolation:
 
 
 def check_platform(name: str) -> None:
-    if name not in PLATFORM_NAMES:
-        die(f"--platform: {name!r} is not one of {', '.join(PLATFORM_NAMES)}")
+    """The platform's binaries are here (its name was checked by the parser: a choice)."""
     if name == "local":
         # start-up cost: only this path pays for jinja2, redis, httpx
         from flashlab.system.platforms.local import REQUIRED_BINARIES
@@ -254,11 +254,9 @@ _UP_EPILOG = (
 
 @app.command(epilog=_UP_EPILOG)
 def up(
-    platform: Annotated[str, typer.Option(help="local | compose")] = "local",
+    platform: Annotated[PlatformName, typer.Option(help="Where the stack runs.")] = "local",
     workers: Annotated[int, typer.Option(help="API worker processes.")] = 2,
-    durability: Annotated[
-        str, typer.Option(help="none | rdb | aof-everysec | aof-always")
-    ] = "none",
+    durability: Annotated[Durability, typer.Option(help="Redis persistence.")] = "none",
     detach: Annotated[bool, typer.Option("--detach", help="Run in the background.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the stack info as JSON.")] = False,
     prometheus: Annotated[bool, typer.Option(help="Start prometheus if installed.")] = True,
@@ -287,9 +285,9 @@ def up(
 
 @app.command("_serve", hidden=True)
 def serve(
-    platform: Annotated[str, typer.Option()] = "local",
+    platform: Annotated[PlatformName, typer.Option()] = "local",
     workers: Annotated[int, typer.Option()] = 2,
-    durability: Annotated[str, typer.Option()] = "none",
+    durability: Annotated[Durability, typer.Option()] = "none",
     prometheus: Annotated[bool, typer.Option()] = True,
     proxy: Annotated[bool, typer.Option("--proxy")] = False,
     state_dir: StateDirOpt = Path(DEFAULT_STATE_DIR),

@@ -84,12 +84,6 @@ class Strategy(StrEnum):
     queue = "queue"
 
 
-def needs_queue_protocol(strategy: Strategy | str) -> bool:
-    """True when shoppers must join the product's waiting room and poll it before buying
-    (strategy `queue`): the one place that decides it, for runs and benchmark drives alike."""
-    return strategy == Strategy.queue
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -24,11 +24,12 @@ from dataclasses import asdict
 from dataclasses import dataclass
 from typing import Any
 from typing import Literal
+from typing import get_args
 
 from flashlab.core.errors import UserError
 
 Mode = Literal["auto", "off", "manual"]
-MODES: tuple[str, ...] = ("auto", "off", "manual")
+MODES: tuple[str, ...] = get_args(Mode)
 
 
 class IsolationError(UserError, ValueError):

@@ -36,12 +36,10 @@ from flashlab.core.errors import EXIT_BAD_INPUT
 from flashlab.core.errors import InfraError
 from flashlab.core.errors import UserError
 
+# Redis persistence modes: a fixed set (each is a redis.conf recipe), not an extension point.
+# The platforms' names are their registry's (flashlab.system.platforms.PLATFORMS).
 Durability = Literal["none", "rdb", "aof-everysec", "aof-always"]
-# The platforms' names; flashlab.system.platforms.PLATFORMS maps each to its class (a test
-# keeps the two equal).
-PlatformName = Literal["local", "compose"]
-PLATFORM_NAMES: tuple[str, ...] = get_args(PlatformName)
-DURABILITY_MODES: tuple[str, ...] = ("none", "rdb", "aof-everysec", "aof-always")
+DURABILITY_MODES: tuple[str, ...] = get_args(Durability)
 
 
 class PlatformError(InfraError, RuntimeError):

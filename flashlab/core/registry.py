@@ -8,6 +8,11 @@ extra (flashlab.core.extras) an entry may need:
     FAULTS = Registry("fault", {"redis-kill": "flashlab.chaos.faults.redis:RedisKill", ...})
     FAULTS.load("redis-kill")   # the class
     FAULTS.load("nope")         # ValueError: unknown fault 'nope' (allowed: redis-kill, ...)
+
+A registry is also the type of a field that names one of its entries, so the names an experiment
+file, its JSON Schema and the CLI accept are the registry's and nothing else:
+
+    kind: Annotated[str, ENGINES] = "process"   # checked by ENGINES.check; schema enum: its names
 """
 
 from __future__ import annotations
@@ -18,7 +23,15 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import GetCoreSchemaHandler
+from pydantic import GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+from pydantic_core import core_schema
+
 from flashlab.core.extras import require as require_extra
+
+REGISTRY_KEY = "x-registry"  # marks a JSON Schema node whose `enum` is a registry's names
 
 
 def load(ref: str) -> Any:
@@ -64,6 +77,11 @@ class Registry(Mapping[str, str]):
             raise self._error(f"unknown {self.kind} {name!r} (allowed: {allowed})")
         return self._entries[name]
 
+    def check(self, name: Any) -> Any:
+        """`name` itself when it is registered; else the registry's one-line error."""
+        self.ref(name)
+        return name
+
     def require(self, name: str) -> None:
         """Raise MissingExtra (one line, exit 2) when `name` needs an extra that is not installed."""
         if name in self.extras:
@@ -74,6 +92,20 @@ class Registry(Mapping[str, str]):
         ref = self.ref(name)
         self.require(name)
         return load(ref)
+
+    # As pydantic metadata (`Annotated[str, REGISTRY]`): the value must be a registered name.
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # Inline (no $ref to an enum's definition); `x-registry` marks the names as open: a new
+        # entry is not a change of the experiment file's contract (flashlab.lab.json_schemas).
+        return {"type": "string", "enum": self.names(), REGISTRY_KEY: self.kind}
 
 
 def doc_summary(cls: type) -> str | None:

@@ -61,13 +61,16 @@ HISTORY_SCHEMA = pa.schema(
 
 # The output contract's version: manifest.json and summary.json carry it as `schema_version`.
 # Bump it whenever flashlab/schemas/*.json change (tests/test_schema.py enforces this).
-SCHEMA_VERSION = 6  # 2: isolation, guards, repeat, product.settings; by_fault, phase
+SCHEMA_VERSION = 7  # 2: isolation, guards, repeat, product.settings; by_fault, phase
 # 3: checks may be unknown (ok/count None), undersold, premature_sold_out, fairness.fcfs_*
 # 4: strategy queue, product.rate_limit, retry_on rate_limited
 # 5: host_speed (the host CPU-speed probe per side of the split)
 # 6: targets (experiment `target:`, the target file schema), checks may be n/a (`na`,
 #    na_checks), unknown_answers, acknowledged; sold/stock_remaining may be None; truth
 #    `fields`/`source`, manifest `facts`
+# 7: experiment fields naming a registry entry (engine.kind, engine.client, stack.platform,
+#    product.strategy, faults[].fault) list its names, marked `x-registry` (open: a new entry is
+#    no new version, flashlab.lab.json_schemas.content_hash)
 
 FAULTS_SCHEMA = pa.schema(
     [

@@ -12,8 +12,8 @@ import difflib
 import re
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 from typing import Any
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel
@@ -31,11 +31,9 @@ from flashlab.chaos.spec import FaultSpec
 from flashlab.core.contract import ID_PATTERN
 from flashlab.core.contract import RateLimit
 from flashlab.core.contract import ResetRequest
-from flashlab.core.contract import Strategy
-from flashlab.core.contract import needs_queue_protocol
 from flashlab.core.errors import UserError
+from flashlab.core.isolation import Mode
 from flashlab.core.platform import Durability
-from flashlab.core.platform import PlatformName
 from flashlab.core.target import TargetError
 from flashlab.core.target import TargetSpec
 from flashlab.core.target import load_target
@@ -43,9 +41,14 @@ from flashlab.core.validation import first_error
 from flashlab.core.validation import read_yaml
 from flashlab.lab.guards.grammar import GuardError
 from flashlab.lab.guards.grammar import parse_guard
+from flashlab.simulator import CLIENTS
 from flashlab.simulator.client import QUEUE_CLIENTS
 from flashlab.simulator.client import TARGET_CLIENTS
+from flashlab.simulator.engines import ENGINES
 from flashlab.simulator.scenario import Scenario
+from flashlab.system.platforms import PLATFORMS
+from flashlab.system.strategies import STRATEGIES
+from flashlab.system.strategies import needs_queue_protocol
 from flashlab.system.strategies import settings_model
 
 
@@ -54,7 +57,7 @@ class _Model(BaseModel):
 
 
 class StackSpec(_Model):
-    platform: PlatformName = "local"
+    platform: Annotated[str, PLATFORMS] = "local"
     workers: int = Field(default=2, ge=1, le=64)
     durability: Durability = "none"
     redis_timeout_ms: int = Field(default=500, ge=10, le=60_000)
@@ -77,7 +80,7 @@ class RateLimitSpec(_Model):
 class ProductSpec(_Model):
     id: str = Field(default="iphone", pattern=ID_PATTERN)
     stock: int = Field(default=1_000, ge=0, le=10_000_000)
-    strategy: Strategy = Strategy.lua
+    strategy: Annotated[str, STRATEGIES] = "lua"
     price_cents: int = Field(default=99_900, ge=0)
     # Strategy settings, e.g. {naive_delay_ms: 2, lock_ttl_ms: 2000}: each key belongs to some
     # strategy's own Settings model (so one file can serve a matrix over strategies); the reset
@@ -90,7 +93,7 @@ class ProductSpec(_Model):
     @field_validator("settings")
     @classmethod
     def _settings_known(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        models = {s.value: settings_model(s.value) for s in Strategy}
+        models = {name: settings_model(name) for name in STRATEGIES}
         for key, value in settings.items():
             owners = [m for m in models.values() if key in m.model_fields]
             if not owners:
@@ -107,7 +110,7 @@ class ProductSpec(_Model):
 
     def strategy_settings(self) -> dict[str, Any]:
         """The settings the chosen strategy takes, out of `settings`."""
-        own = settings_model(self.strategy.value).model_fields
+        own = settings_model(self.strategy).model_fields
         return {key: value for key, value in self.settings.items() if key in own}
 
     def reset_request(self) -> ResetRequest:
@@ -123,17 +126,17 @@ class ProductSpec(_Model):
 
 
 class EngineSpec(_Model):
-    kind: Literal["ray", "process", "inline"] = "process"
+    kind: Annotated[str, ENGINES] = "process"
     workers: int = Field(default=2, ge=1, le=256)  # processes or Ray actors
     connections: int = Field(default=256, ge=1, le=100_000)  # per worker
-    client: Literal["aiohttp", "httpx", "raw"] = "aiohttp"
+    client: Annotated[str, CLIENTS] = "aiohttp"
     ray_address: str | None = None
 
 
 class IsolationSpec(_Model):
     """The CPU split between the stack and the load generator (flashlab.core.isolation)."""
 
-    mode: Literal["auto", "off", "manual"] = "auto"  # auto: half/half, stack first; off: share
+    mode: Mode = "auto"  # auto: half/half, stack first; off: share
     stack_cpus: list[int] | None = None  # manual only
     load_cpus: list[int] | None = None  # manual only
 
@@ -276,7 +279,7 @@ class Experiment(_Model):
         if needs_queue_protocol(self.product.strategy) and self.engine.client not in QUEUE_CLIENTS:
             raise ValueError(
                 f"engine.client: {self.engine.client} cannot speak the waiting-room protocol of "
-                f"strategy queue (clients that can: {', '.join(QUEUE_CLIENTS)})"
+                f"strategy {self.product.strategy} (clients that can: {', '.join(QUEUE_CLIENTS)})"
             )
         return self
 

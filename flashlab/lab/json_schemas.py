@@ -7,6 +7,11 @@ tagged with the contract's `SCHEMA_VERSION` (`x-schema-version`).
 tests/test_schema.py fails when a model's schema changes and the shipped file or the version does
 not follow: bump flashlab.core.rundir.SCHEMA_VERSION, record the new hash in
 tests/data/schema_versions.json and run `flashlab schema NAME --write`.
+
+A field that names an entry of a registry (an engine, a platform, a strategy, a client, a fault)
+lists the registry's names as its `enum`, marked `x-registry` (flashlab.core.registry). Those
+names are open: a new engine is not a change of the contract, so the hash leaves them out and only
+the shipped file is regenerated (`flashlab schema experiment --write`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from flashlab.core.registry import REGISTRY_KEY
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"  # flashlab/schemas
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -77,9 +84,21 @@ def shipped_path(name: str) -> Path:
 
 
 def content_hash(schema: dict[str, Any]) -> str:
-    """A digest of what the schema says, without its version tag: a change is a new hash."""
-    body = {k: v for k, v in schema.items() if k != VERSION_KEY}
+    """A digest of what the schema says, without its version tag nor the names of a registry
+    (open sets): a change is a new hash."""
+    body = _without_registry_names({k: v for k, v in schema.items() if k != VERSION_KEY})
     return hashlib.sha256(render(body).encode()).hexdigest()[:16]
+
+
+def _without_registry_names(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_without_registry_names(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    open_names = REGISTRY_KEY in node
+    return {
+        k: _without_registry_names(v) for k, v in node.items() if not (open_names and k == "enum")
+    }
 
 
 def write(name: str) -> Path:

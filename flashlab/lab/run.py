@@ -28,7 +28,6 @@ import redis
 
 from flashlab.analysis.summary import summarize
 from flashlab.core import rundir
-from flashlab.core.contract import needs_queue_protocol
 from flashlab.core.errors import verdict_exit_code
 from flashlab.core.facts import CLIENT_FACTS
 from flashlab.core.isolation import Isolation
@@ -57,13 +56,14 @@ from flashlab.lab.stacks import RunStack
 from flashlab.lab.stacks import load_route
 from flashlab.lab.stacks import open_stack
 from flashlab.lab.stacks import resolve_isolation
-from flashlab.simulator.engines import LoadPlan
 from flashlab.simulator.engines import get_engine
 from flashlab.simulator.engines import require_engine
+from flashlab.simulator.engines.engine import LoadPlan
 from flashlab.simulator.history import HistoryWriter
 from flashlab.system.admin import AdminClient
 from flashlab.system.admin import AdminError
 from flashlab.system.platforms import require_platform
+from flashlab.system.strategies import needs_queue_protocol
 from flashlab.system.targets import require_serving
 from flashlab.system.targets.reset import reset_target
 from flashlab.system.targets.truth import read_target_truth

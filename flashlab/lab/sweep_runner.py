@@ -38,7 +38,6 @@ from flashlab.analysis.sweep_results import SWEEP_MANIFEST
 from flashlab.analysis.sweep_results import cell_name
 from flashlab.chaos.faults import needs_proxy
 from flashlab.core import rundir
-from flashlab.core.contract import Strategy
 from flashlab.core.errors import UserError
 from flashlab.core.provenance import provenance
 from flashlab.lab.events import Announcer
@@ -55,6 +54,7 @@ from flashlab.lab.stacks import shared_stack
 from flashlab.lab.trials import TrialSetRequest
 from flashlab.lab.trials import check_repeat
 from flashlab.lab.trials import run_trials
+from flashlab.system.strategies import STRATEGIES
 from flashlab.system.strategies import settings_model
 
 MAX_CELLS = 50  # more needs --yes: a sweep of hundreds of runs is rarely meant
@@ -136,8 +136,8 @@ def _leaves(node: Any, prefix: str = "") -> list[str]:
 def valid_paths(exp: Experiment) -> list[str]:
     """The dotted fields a sweep may set: the experiment's own, plus every strategy setting."""
     paths = set(_leaves(exp.model_dump(mode="json")))
-    for strategy in Strategy:
-        paths |= {f"product.settings.{f}" for f in settings_model(strategy.value).model_fields}
+    for strategy in STRATEGIES:
+        paths |= {f"product.settings.{f}" for f in settings_model(strategy).model_fields}
     return sorted(paths)
 
 

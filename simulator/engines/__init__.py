@@ -1,21 +1,19 @@
-"""The engine registry: name -> engine class. A new engine is one module plus one line here."""
+"""The engine registry: name -> engine class. A new engine is one module plus one line here.
+
+Listing the names imports no engine (the CLI's `--engine` choices, the experiment schema); the
+interface they implement is flashlab.simulator.engines.engine.
+"""
 
 from __future__ import annotations
 
-from flashlab.core.registry import Registry
-from flashlab.simulator.engines.engine import Engine
-from flashlab.simulator.engines.engine import EngineResult
-from flashlab.simulator.engines.engine import LoadPlan
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "ENGINES",
-    "Engine",
-    "EngineResult",
-    "LoadPlan",
-    "engine_names",
-    "get_engine",
-    "require_engine",
-]
+from flashlab.core.registry import Registry
+
+if TYPE_CHECKING:
+    from flashlab.simulator.engines.engine import Engine
+
+__all__ = ["ENGINES", "get_engine", "require_engine"]
 
 # Imported lazily so `inline` never pays for Ray's import; `ray` needs the `ray` extra.
 ENGINES = Registry(
@@ -29,10 +27,6 @@ ENGINES = Registry(
 )
 
 
-def engine_names() -> list[str]:
-    return sorted(ENGINES)
-
-
 def require_engine(name: str) -> None:
     """Raise flashlab.core.extras.MissingExtra (one line, exit 2) when `name` needs an extra not installed."""
     ENGINES.require(name)
@@ -40,4 +34,5 @@ def require_engine(name: str) -> None:
 
 def get_engine(name: str) -> Engine:
     """A fresh engine instance (one per run: it holds that run's workers)."""
-    return ENGINES.load(name)()
+    engine: Engine = ENGINES.load(name)()
+    return engine

@@ -18,7 +18,6 @@ from flashlab.core.contract import Product
 from flashlab.core.contract import QueueState
 from flashlab.core.contract import QueueStatus
 from flashlab.core.contract import ResetRequest
-from flashlab.core.contract import Strategy
 from flashlab.system import metrics
 from flashlab.system.api.errors import BadInput
 from flashlab.system.api.errors import RateLimited
@@ -33,7 +32,6 @@ from flashlab.system.strategies import PurchaseStrategy
 from flashlab.system.strategies import load_strategies
 
 META_TTL_S = 1.0  # how long a worker trusts a cached product meta (`rechecks_strategy` only)
-QUEUE = Strategy.queue.value  # the strategy whose waiting room the queue endpoints serve
 
 
 class ShopService:
@@ -114,11 +112,13 @@ class ShopService:
         return self._queue_call(keys, status)
 
     async def _queue_strategy(self, keys: ProductKeys) -> tuple[Any, ProductMeta]:
-        """The `queue` strategy and the product's meta; 404 when the product has no waiting room."""
+        """The product's strategy (one with a `waiting_room`) and its meta; 404 when the product
+        has no waiting room."""
         meta = await self.cached_meta(keys)
-        if meta is None or meta.strategy != QUEUE:
+        strategy = self.strategies.get(meta.strategy) if meta is not None else None
+        if meta is None or strategy is None or not strategy.waiting_room:
             raise BadInput(ErrorCode.not_found, f"product {keys.product_id} has no waiting room")
-        return self.strategies[QUEUE], meta
+        return strategy, meta
 
     async def _queue_call(
         self, keys: ProductKeys, call: Callable[[Any, ProductMeta], Awaitable[Any]]

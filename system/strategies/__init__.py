@@ -2,8 +2,9 @@
 
 The registry is the HTTP contract's `flashlab.core.contract.Strategy` enum (the names /admin/reset
 accepts). Adding a strategy is one module `flashlab.system.strategies.<name>` with a
-`<Name>Strategy(PurchaseStrategy)` class (its own `Settings` model, and its traits such as
-`rechecks_strategy`, which the API reads instead of naming strategies) plus one line in that enum.
+`<Name>Strategy(PurchaseStrategy)` class (its own `Settings` model, and its traits -
+`rechecks_strategy`, `waiting_room`, `safe` - which the API and the lab read instead of naming
+strategies) plus one line in that enum.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def all_settings_model() -> type[BaseModel]:
     return create_model("AllStrategySettings", __base__=StrategySettings, **fields)
 
 
+def needs_queue_protocol(strategy: str) -> bool:
+    """True when shoppers must join the product's waiting room and poll it before buying (the
+    strategy's `waiting_room` trait): the one place that decides it, for runs and benchmark drives."""
+    return strategy_class(str(strategy)).waiting_room
+
+
 def load_strategies(redis: aioredis.Redis) -> dict[str, PurchaseStrategy]:
     """Instantiate every registered strategy for one worker's Redis client."""
     return {name: strategy_class(name)(redis) for name in STRATEGIES}
@@ -64,6 +71,7 @@ __all__ = [
     "PurchaseStrategy",
     "all_settings_model",
     "load_strategies",
+    "needs_queue_protocol",
     "settings_model",
     "strategy_class",
 ]

@@ -28,6 +28,7 @@ class NaiveStrategy(PurchaseStrategy):
 
     name = "naive"
     Settings = NaiveSettings
+    safe = False  # the lost update, on purpose
 
     async def buy(self, keys: ProductKeys, user_id: str, meta: ProductMeta) -> Purchase:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -149,6 +149,7 @@ class QueueStrategy(PurchaseStrategy):
     name = "queue"
     Settings = QueueSettings
     rechecks_strategy = True  # every script starts by checking meta's strategy
+    waiting_room = True
 
     def __init__(self, redis: aioredis.Redis) -> None:
         super().__init__(redis)

@@ -140,6 +140,13 @@ class PurchaseStrategy(ABC):
     # still uses this strategy and answers `stale` otherwise (after a reset). Such a strategy
     # can be handed a cached product meta; any other gets a meta read afresh on every request.
     rechecks_strategy: ClassVar[bool] = False
+    # A trait: True when a buyer must first join the product's waiting room and poll it until
+    # admitted (the strategy also has `join` and `status`, which the API's queue endpoints call).
+    # Shoppers of such a product speak that protocol (flashlab.system.strategies.needs_queue_protocol).
+    waiting_room: ClassVar[bool] = False
+    # A trait: False for a strategy kept to show a race (it oversells under contention): the
+    # lab's matrix expects its cells to fail; every other strategy is expected to pass.
+    safe: ClassVar[bool] = True
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis

@@ -553,11 +553,11 @@ def write_synthetic_set(path: Path | str, specs: list[SyntheticSpec]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m flashlab.analysis.synthetic DIR [anomaly=count ...]`: write a synthetic run for notebooks/reports."""
+    """`python -m flashlab.testing.synthetic DIR [anomaly=count ...]`: write a synthetic run for notebooks/reports."""
     args = sys.argv[1:] if argv is None else argv
     if not args:
         print(
-            "usage: python -m flashlab.analysis.synthetic DIR [anomaly=count ...]", file=sys.stderr
+            "usage: python -m flashlab.testing.synthetic DIR [anomaly=count ...]", file=sys.stderr
         )
         return 2
     plant: dict[str, int] = {}
