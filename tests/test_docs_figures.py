@@ -26,14 +26,14 @@ from flashlab.analysis.docfigures.blocks import write_docs
 from flashlab.analysis.docfigures.data import read_jsonl
 from flashlab.analysis.docfigures.extract import extract
 from flashlab.analysis.summary import ensure_summary
-from flashlab.analysis.synthetic import SyntheticSpec
-from flashlab.analysis.synthetic import write_synthetic
-from flashlab.analysis.synthetic import write_synthetic_set
 from flashlab.bench import BENCHMARKS
 from flashlab.bench.report import update
 from flashlab.core.errors import UserError
 from flashlab.core.provenance import provenance
 from flashlab.core.rundir import SCHEMA_VERSION
+from flashlab.testing.synthetic import SyntheticSpec
+from flashlab.testing.synthetic import write_synthetic
+from flashlab.testing.synthetic import write_synthetic_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
