@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from typing import NoReturn
 
 import jinja2
 
@@ -190,7 +191,7 @@ def notebook_paths(only: Sequence[str] = ()) -> list[Path]:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (house rule), not usage + error
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (house rule), not usage + error
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2)
 

@@ -302,8 +302,9 @@ def _reset_token_cache() -> None:
     # import); re-read them as Ray's own enable_token_auth_by_default() does.
     with contextlib.suppress(ImportError, AttributeError):
         # start-up cost: only this path pays for ray (an optional extra), uvloop
-        from ray._raylet import AuthenticationTokenLoader
-        from ray._raylet import Config
+        # (ray/_raylet.pyi, the compiled module's stub, does not declare these two)
+        from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
+        from ray._raylet import Config  # type: ignore[attr-defined]
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()
