@@ -206,7 +206,9 @@ def _printers() -> dict[str, Any]:
         original = _ORIGINAL_PRINTERS.get("image/png")
         if original is None:
             # start-up cost: only a notebook that shows a figure pays for the plots module
-            from flashlab.analysis.plots import png_bytes as original
+            from flashlab.analysis.plots import png_bytes
+
+            original = png_bytes
         return original(_stamp(fig))
 
     def plain(fig: Any, p: Any, cycle: bool) -> None:

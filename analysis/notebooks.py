@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from typing import NoReturn
 
 import jinja2
 
@@ -46,7 +47,7 @@ except ImportError:
     _missing = MissingExtra("notebooks", "python -m flashlab.analysis.notebooks")
     if __name__ == "__main__":  # run as a command: one line, exit 2, no traceback
         print(f"error: {_missing}", file=sys.stderr)
-        raise SystemExit(_missing.code) from None
+        raise SystemExit(_missing.exit_code) from None
     raise _missing from None
 
 # The notebooks live in the repository (notebooks/), not in the installed package.
@@ -191,7 +192,7 @@ def notebook_paths(only: Sequence[str] = ()) -> list[Path]:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (house rule), not usage + error
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (house rule), not usage + error
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2)
 

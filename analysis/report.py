@@ -185,7 +185,7 @@ def _evidence(run: Run, examples: list[str]) -> list[dict[str, Any]]:
     h = run.history
     ids = set(examples[:MAX_EVIDENCE_ROWS])
     rows = h[h["op_id"].isin(ids) | h["order_id"].isin(ids) | h["user_id"].isin(ids)]
-    out = [
+    out: list[dict[str, Any]] = [
         {c: _cell_text(r[c]) for c in EVIDENCE_COLUMNS} | {"source": "history"}
         for _, r in rows.head(MAX_EVIDENCE_ROWS * 2).iterrows()
     ]

@@ -157,7 +157,7 @@ class FaultScheduler:
 
     def _gate_open(self) -> bool:
         try:
-            return bool(self.gate())  # type: ignore[misc]
+            return self.gate is not None and bool(self.gate())
         except Exception:  # a broken check must not inject faults into an unknown state
             return False
 

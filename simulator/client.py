@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 from typing import Protocol
 
 import orjson
@@ -178,11 +179,11 @@ class AiohttpClient(_JsonPostClient):
         got = await self._request("POST", url, data=self._body, headers=self._headers(user_id))
         return got if isinstance(got, Answer) else parse_answer(*got)
 
-    async def _request(self, method: str, url: str, **kwargs: object) -> Answer | _Raw:
+    async def _request(self, method: str, url: str, **kwargs: Any) -> Answer | _Raw:
         """(status, body, Retry-After) of one request, or the Answer saying how it failed."""
         aiohttp = self._aiohttp
         try:
-            async with self._session.request(method, url, **kwargs) as resp:  # type: ignore[arg-type]
+            async with self._session.request(method, url, **kwargs) as resp:
                 body = await resp.read()
                 return resp.status, body, resp.headers.get("Retry-After")
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:

@@ -28,6 +28,7 @@ import asyncio
 import collections
 import ipaddress
 import socket
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -65,7 +66,7 @@ def loopback_address(base_url: str) -> tuple[str, int, str, str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise ValueError(f"raw client: cannot resolve {host!r}: {exc}") from exc
-    addresses = [info[4][0] for info in infos]
+    addresses = [str(info[4][0]) for info in infos]
     if not addresses or not all(ipaddress.ip_address(a).is_loopback for a in addresses):
         raise ValueError(
             f"raw client: {host!r} is not a loopback host ({', '.join(addresses)}); "
@@ -131,7 +132,7 @@ class _Conn(asyncio.Protocol):
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream's is a Transport
 
     def data_received(self, data: bytes) -> None:
         if self.waiter is None:  # bytes nobody asked for: this connection cannot be trusted

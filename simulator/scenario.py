@@ -94,14 +94,16 @@ class Profile(_Model):
     honor_retry_after: bool = False  # wait at least the server's Retry-After on 409 busy
     think_ms: tuple[float, float] = (0.0, 0.0)  # uniform think time before each attempt
     retry_on: list[RetryOn] = Field(
-        default_factory=lambda: [
-            "busy",
-            "backend_unavailable",
-            "timeout",
-            "connection",
-            "gateway",
-            "rate_limited",
-        ]
+        default_factory=lambda: list[RetryOn](
+            [
+                "busy",
+                "backend_unavailable",
+                "timeout",
+                "connection",
+                "gateway",
+                "rate_limited",
+            ]
+        )
     )
 
     @model_validator(mode="after")

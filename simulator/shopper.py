@@ -30,6 +30,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -191,8 +192,8 @@ class _Driver:
         self.tasks: set[asyncio.Task[None]] = set()
         self.cancel_reason = CANCELLED  # what an attempt cut short records as its error
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -422,6 +423,6 @@ async def drive(
             generator = await monitor.stop()
             await client.close()
             recorder.flush(final=True, generator=generator)
-    if not main.cancelled() and main.exception() is not None:
-        raise main.exception()  # a bug in the driver, not a load outcome: do not hide it
+    if not main.cancelled() and (error := main.exception()) is not None:
+        raise error  # a bug in the driver, not a load outcome: do not hide it
     return recorder.progress

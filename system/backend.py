@@ -16,6 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as rex
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.connection import Connection
 from redis.asyncio.connection import UnixDomainSocketConnection
@@ -26,7 +27,7 @@ from redis.retry import Retry
 from flashlab.system.settings import Settings
 
 # Everything the API treats as "the backend is unavailable" (never a 500).
-BACKEND_ERRORS: tuple[type[BaseException], ...] = (rex.RedisError, OSError, asyncio.TimeoutError)
+BACKEND_ERRORS: tuple[type[Exception], ...] = (rex.RedisError, OSError, asyncio.TimeoutError)
 
 
 @dataclass(slots=True)
@@ -68,26 +69,26 @@ def maybe_committed() -> bool:
     return tracker is not None and tracker.sent
 
 
-class _TrackingMixin:
+class _TrackingMixin(AbstractConnection):
     """Marks the request's tracker once a command is about to be written to a connected socket."""
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        if not self.is_connected:  # type: ignore[attr-defined]
+        if not self.is_connected:
             # Connect first: a refused connect must not count as "sent".
-            await self.connect_check_health(check_health=False)  # type: ignore[attr-defined]
+            await self.connect_check_health(check_health=False)
         tracker = _TRACKER.get()
         if tracker is not None and tracker.armed:
             tracker.sent = True
         try:
-            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+            await super().send_packed_command(command, check_health)
         except RuntimeError as exc:
             raise _closed_transport(exc) from exc
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await super().read_response(*args, **kwargs)  # type: ignore[misc]
+            return await super().read_response(*args, **kwargs)
         except RuntimeError as exc:
-            await self.disconnect(nowait=True)  # type: ignore[attr-defined]
+            await self.disconnect(nowait=True)
             raise _closed_transport(exc) from exc
 
 

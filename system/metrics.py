@@ -14,6 +14,8 @@ observation from any worker is the closest to Redis' truth.
 from __future__ import annotations
 
 import os
+from typing import Any
+from typing import TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import REGISTRY
@@ -56,10 +58,11 @@ STOCK = Gauge(
 
 # Label children cached per label tuple: .labels() takes a lock and builds a key each call,
 # and the buy path records two or three samples per request.
-_children: dict[tuple[str, ...], object] = {}
+_children: dict[tuple[str, ...], Any] = {}
+_Metric = TypeVar("_Metric", Counter, Histogram, Gauge)
 
 
-def _child(metric: Counter | Histogram | Gauge, *labels: str) -> object:
+def _child(metric: _Metric, *labels: str) -> _Metric:
     key = (metric._name, *labels)
     child = _children.get(key)
     if child is None:
@@ -68,24 +71,24 @@ def _child(metric: Counter | Histogram | Gauge, *labels: str) -> object:
 
 
 def observe_request(route: str, status: int, code: str, seconds: float) -> None:
-    _child(HTTP_REQUESTS, route, str(status), code).inc()  # type: ignore[attr-defined]
-    _child(HTTP_DURATION, route, code).observe(seconds)  # type: ignore[attr-defined]
+    _child(HTTP_REQUESTS, route, str(status), code).inc()
+    _child(HTTP_DURATION, route, code).observe(seconds)
 
 
 def purchase(strategy: str) -> None:
-    _child(PURCHASES, strategy).inc()  # type: ignore[attr-defined]
+    _child(PURCHASES, strategy).inc()
 
 
 def conflict(reason: str) -> None:
-    _child(CONFLICTS, reason).inc()  # type: ignore[attr-defined]
+    _child(CONFLICTS, reason).inc()
 
 
 def redis_error(kind: str) -> None:
-    _child(REDIS_ERRORS, kind).inc()  # type: ignore[attr-defined]
+    _child(REDIS_ERRORS, kind).inc()
 
 
 def stock(product: str, value: int) -> None:
-    _child(STOCK, product).set(value)  # type: ignore[attr-defined]
+    _child(STOCK, product).set(value)
 
 
 def exposition() -> tuple[bytes, str]:

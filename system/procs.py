@@ -176,8 +176,8 @@ def _spawn_here(
             preexec_fn=lambda: _child_setup(parent, pdeathsig, cpus),
         )
     finally:
-        if log:
-            out.close()  # type: ignore[union-attr]
+        if not isinstance(out, int):  # the log file, not DEVNULL
+            out.close()
     tracked = Tracked(name=name, argv=list(argv), popen=popen, log_path=log)
     with _lock:
         _registry[popen.pid] = tracked

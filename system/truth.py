@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from typing import cast
 
 import redis
 
@@ -28,7 +29,11 @@ def _orders(client: redis.Redis, keys: ProductKeys) -> list[TruthOrder]:
     # Page through the stream: orders can be many (10k+) and one XRANGE reply is unbounded.
     start = "-"
     while True:
-        page = client.xrange(keys.orders, min=start, max="+", count=5000)
+        # decode_responses=True: ids and fields are str (redis-py's types say bytes | str | None).
+        page = cast(
+            "list[tuple[str, dict[str, str]]]",
+            client.xrange(keys.orders, min=start, max="+", count=5000),
+        )
         for _, fields in page:
             orders.append(
                 TruthOrder(
@@ -51,7 +56,9 @@ def read_truth(redis_url: str, product_id: str, timeout_s: float = 10.0) -> Trut
         keys = ProductKeys(product_id)
         read_at_ns = time.time_ns()
         pipe = client.pipeline(transaction=True)  # one consistent snapshot of the scalars
-        pipe.hgetall(keys.meta).get(keys.stock).smembers(keys.buyers)
+        pipe.hgetall(keys.meta)
+        pipe.get(keys.stock)
+        pipe.smembers(keys.buyers)
         meta, stock, buyers = pipe.execute()
         orders = _orders(client, keys)
         info: dict[str, Any] = client.info()

@@ -44,8 +44,8 @@ def notes(records: list[dict[str, Any]]) -> str:
         undersold = text.span((r.get("undersold") for r in records), text.count)
         gave_up = text.span((r.get("gave_up") for r in records), text.count)
         said.append(f"undersold {undersold}, {gave_up} shoppers gave up")
-    bots = [(r.get("profiles") or {}).get("bot") for r in records]
-    if all(bots) and set(records[0]["profiles"]) != DEFAULT_PROFILES:
+    bots: list[dict[str, Any]] = [b for r in records if (b := (r.get("profiles") or {}).get("bot"))]
+    if len(bots) == len(records) and set(records[0]["profiles"]) != DEFAULT_PROFILES:
         said.append(
             f"bots ({text.pct(b['shopper_share'] for b in bots)} of shoppers) took "
             f"{text.pct(b['unit_share'] for b in bots)} of the units"

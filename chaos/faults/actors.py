@@ -25,6 +25,7 @@ class ActorKill(Fault):
 
     name = "actor-kill"
     Params = ActorKillParams
+    params: ActorKillParams  # what Params validated (Fault.__init__)
 
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
         engine = ctx.engine
@@ -33,7 +34,7 @@ class ActorKill(Fault):
         count = int(engine.worker_count())
         if count < 1:
             raise FaultError("actor-kill: the engine has no workers left")
-        index = self.params.worker % count  # type: ignore[attr-defined]
+        index = self.params.worker % count
         self.target = f"engine-worker-{index}"
         if engine.kill_worker(index) is False:
             raise FaultError(f"actor-kill: engine worker {index} is not running")

@@ -36,9 +36,10 @@ class DbRestart(StopStartFault):
     sig = signal.SIGINT
     stop_what = "the database to stop after signal"
     Params = DbRestartParams
+    params: DbRestartParams  # what Params validated (Fault.__init__)
 
     def stop_signal(self) -> int:
-        return SIGNALS[self.params.signal]  # type: ignore[attr-defined]
+        return SIGNALS[self.params.signal]
 
 
 class DbKill(StopStartFault):

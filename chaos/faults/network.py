@@ -75,7 +75,7 @@ class NetworkFault(Fault):
     def inject(self, ctx: FaultContext) -> dict[str, Any]:
         proxy = ctx.proxy_for(self.link())  # FaultError here when the stack has no proxy
         self.target = PROXY if self.link() == "store" else f"{PROXY}:{self.link()}"
-        direction = getattr(self.params, "direction", "both")
+        direction: Direction = getattr(self.params, "direction", "both")
         toxic_type = self.toxic_type or self.name
         toxic = proxy.add(self.toxic_name(), toxic_type, direction, **self.toxic_params())
         done = {"toxic": toxic}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from functools import partial
 from typing import Any
 from typing import Literal
 
@@ -40,13 +41,14 @@ class WorkerKill(Fault):
 
     name = "worker-kill"
     Params = WorkerKillParams
+    params: WorkerKillParams  # what Params validated (Fault.__init__)
     role = "worker"
 
     def _victims(self, ctx: FaultContext) -> list[Component]:
         workers = sorted(ctx.components("api"), key=lambda c: _worker_index(c.name))
         if not workers:
             raise FaultError("stack has no api workers")
-        count = self.params.count  # type: ignore[attr-defined]
+        count = self.params.count
         n = len(workers) if count == "all" else min(count, len(workers))
         # Rotate by occurrence index so a repeated kill does not always hit api-0.
         return [workers[(self.index + k) % len(workers)] for k in range(n)]
@@ -83,7 +85,7 @@ class WorkerKill(Fault):
             if comp.port is not None and ctx.info.platform == "local":
                 # A new PID is not yet a serving worker: wait for its own /healthz.
                 url = f"http://127.0.0.1:{comp.port}/healthz"
-                wait_for(lambda u=url: _healthy(u), RESPAWN_TIMEOUT_S, f"{comp.name} healthy")
+                wait_for(partial(_healthy, url), RESPAWN_TIMEOUT_S, f"{comp.name} healthy")
         return {
             "respawned": {c.name: c.pid for c in fresh},
             "restarts_after": {c.name: c.restarts for c in fresh},

@@ -11,6 +11,9 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -18,6 +21,7 @@ import flashlab.chaos.proxy
 from flashlab.chaos.proxy.control_api import control_app
 from flashlab.chaos.proxy.server import Proxy
 
+run_loop: Callable[[Coroutine[Any, Any, None]], None]  # uvloop.run, else asyncio.run
 try:
     from uvloop import run as run_loop
 except ImportError:  # pragma: no cover - uvloop is a dependency, but the proxy works without

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Literal
+from typing import TypeAlias
 
 from flashlab.bench import BENCHMARKS
 from flashlab.core.contract import Strategy
@@ -28,7 +29,11 @@ def one_of(names: Iterable[str]) -> Any:
 
 
 if TYPE_CHECKING:
-    EngineName = ClientName = PlatformName = StrategyName = BenchName = str
+    EngineName: TypeAlias = str
+    ClientName: TypeAlias = str
+    PlatformName: TypeAlias = str
+    StrategyName: TypeAlias = str
+    BenchName: TypeAlias = str
 else:
     EngineName = one_of(ENGINES)
     ClientName = one_of(CLIENTS)

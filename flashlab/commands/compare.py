@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import JustifyMethod
 from rich.table import Table
 
 from flashlab.console import console
@@ -112,10 +113,11 @@ def _print(result, html: Path | None) -> None:
         f"B {result.b.path} ({result.b.kind}, n={result.b.n})"
     )
     table = Table(title=title, title_justify="left")
-    for col, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("metric", "left"), ("A", "right"), ("B", "right"), ("B − A", "right"),
         ("95% CI", "right"), ("B is", "left"),
-    ):  # fmt: skip
+    )  # fmt: skip
+    for col, justify in columns:
         table.add_column(col, justify=justify)
     for r in result.rows:
         kind = kind_of(r.path)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from types import TracebackType
 from typing import Any
 
 from rich.console import Group
+from rich.console import JustifyMethod
 from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn
@@ -74,9 +76,14 @@ class LiveRun(RunEvents):
             self.live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self.live:
-            self.live.__exit__(*exc)
+            self.live.__exit__(exc_type, exc, tb)
 
     def set_phase(self, phase: str) -> None:
         self.phase = phase
@@ -211,9 +218,10 @@ def print_trial_set(result: dict[str, Any], set_dir: str) -> None:
     console.print()
     console.print(verdict_line(result["verdict"], result.get("verdict_reasons")), soft_wrap=True)
     metrics = Table(title=f"{result['repeat']} trials: median and 95% CI", title_justify="left")
-    for col, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("metric", "left"), ("median", "right"), ("95% CI", "right"), ("trials", "right"),
-    ):  # fmt: skip
+    )  # fmt: skip
+    for col, justify in columns:
         metrics.add_column(col, justify=justify)
     shares = [n for n in result.get("metrics") or {} if n.endswith("_unit_share")]
     for name in (*SET_TABLE_METRICS, *shares):  # shares: per behaviour profile (bots vs humans)

@@ -76,7 +76,7 @@ class FlashlabGroup(TyperGroup):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         bare_flags(self)
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = super().main(*args, **kwargs | {"standalone_mode": False})
             code = result if isinstance(result, int) else 0
         except SystemExit:
             raise  # die() already printed its line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 from typing import Annotated
+from typing import TypeAlias
 
 import typer
 
@@ -12,7 +13,10 @@ from flashlab.commands.choices import one_of
 from flashlab.console import console
 from flashlab.lab import json_schemas
 
-SchemaName = str if TYPE_CHECKING else one_of(json_schemas.SCHEMAS)
+if TYPE_CHECKING:
+    SchemaName: TypeAlias = str
+else:
+    SchemaName = one_of(json_schemas.SCHEMAS)
 
 EPILOG = (
     "Examples:\n\n"

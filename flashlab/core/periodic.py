@@ -22,7 +22,7 @@ class PeriodicThread:
         self,
         name: str,
         every_s: float,
-        tick: Callable[[], None],
+        tick: Callable[[], object],  # its result is not used
         done: Callable[[], bool] = _never,
         join_timeout_s: float = 10.0,
     ) -> None:

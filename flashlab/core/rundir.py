@@ -152,7 +152,7 @@ class Run:
 
     @property
     def run_id(self) -> str:
-        return self.manifest.get("run_id", self.path.name)
+        return str(self.manifest.get("run_id", self.path.name))
 
 
 def read_json(path: Path) -> dict[str, Any]:

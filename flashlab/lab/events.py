@@ -10,6 +10,10 @@ A handler subclasses `RunEvents` and overrides only what it listens to; every me
 by default. Handlers run in the run's threads (`progress` on the engine's), in registration
 order; a handler that raises fails the run, as a failing step would - keep them small.
 
+`Announcer` is the run's side: like Chaos Toolkit's `EventHandlerRegistry`, one typed method
+per event that calls the same-named method of every handler, so a misspelt or mistyped event is
+an error for mypy (and an AttributeError at run time), never silently sent nowhere.
+
 Phases, in order (`Phase.name`; the label is what the user reads):
 
     stack     starting the stack (or "on the shared stack" for trials / --target)
@@ -27,11 +31,15 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flashlab.lab.outcome import Abort
 from flashlab.lab.outcome import RunOutcome
+
+if TYPE_CHECKING:  # a type only: importing the events stays cheap
+    from flashlab.simulator.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,8 @@ class RunEvents:
     def load_started(self, t0_ns: int) -> None:
         """The engine starts driving shoppers at `t0_ns` (the run's time zero)."""
 
-    def progress(self, snapshot: Any) -> None:
-        """The engine's progress snapshot (flashlab.simulator.engines.engine.Progress)."""
+    def progress(self, snapshot: Progress) -> None:
+        """A snapshot of the load (flashlab.simulator.progress.Progress): periodically, and at its end."""
 
     def note(self, text: str) -> None:
         """A one-line note for the user (e.g. CPU isolation requested but not applied)."""
@@ -86,7 +94,9 @@ class NotesToStderr(RunEvents):
 
 
 class Announcer:
-    """Sends each event to every handler, in registration order."""
+    """Sends each event to every handler, in registration order: one method per RunEvents event,
+    with its signature. A handler that raises stops the event there and the error propagates
+    (the handlers after it do not hear it): the run fails, as the module doc says."""
 
     def __init__(self, handlers: Iterable[RunEvents]) -> None:
         self.handlers = list(handlers)
@@ -99,18 +109,52 @@ class Announcer:
         base = getattr(RunEvents, event)
         return any(getattr(type(h), event, base) is not base for h in self.handlers)
 
-    def __getattr__(self, event: str) -> Any:
-        if not hasattr(RunEvents, event):
-            raise AttributeError(event)
+    def _each(self) -> list[RunEvents]:
+        # A copy: a handler added while an event is announced hears the next one, not this one.
+        return list(self.handlers)
 
-        def announce(*args: Any) -> None:
-            for handler in list(self.handlers):
-                getattr(handler, event)(*args)
+    def phase_started(self, phase: Phase) -> None:
+        for handler in self._each():
+            handler.phase_started(phase)
 
-        return announce
+    def phase_finished(self, phase: Phase, error: BaseException | None) -> None:
+        for handler in self._each():
+            handler.phase_finished(phase, error)
+
+    def load_started(self, t0_ns: int) -> None:
+        for handler in self._each():
+            handler.load_started(t0_ns)
+
+    def progress(self, snapshot: Progress) -> None:
+        for handler in self._each():
+            handler.progress(snapshot)
+
+    def note(self, text: str) -> None:
+        for handler in self._each():
+            handler.note(text)
+
+    def aborted(self, abort: Abort) -> None:
+        for handler in self._each():
+            handler.aborted(abort)
+
+    def finished(self, outcome: RunOutcome) -> None:
+        for handler in self._each():
+            handler.finished(outcome)
+
+    def failed(self, error: BaseException) -> None:
+        for handler in self._each():
+            handler.failed(error)
+
+    def trial_started(self, index: int, of: int, seed: int) -> None:
+        for handler in self._each():
+            handler.trial_started(index, of, seed)
+
+    def trial_finished(self, index: int, outcome: RunOutcome) -> None:
+        for handler in self._each():
+            handler.trial_finished(index, outcome)
 
     @contextlib.contextmanager
-    def phase(self, phase: Phase) -> Any:
+    def phase(self, phase: Phase) -> Iterator[Phase]:
         """`with events.phase(p):` announces the start, then the finish with its error (if any)."""
         try:
             self.phase_started(phase)

@@ -31,6 +31,7 @@ from flashlab.chaos.spec import FaultSpec
 from flashlab.core.contract import ID_PATTERN
 from flashlab.core.contract import RateLimit
 from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
 from flashlab.core.errors import UserError
 from flashlab.core.isolation import Mode
 from flashlab.core.platform import Durability
@@ -118,7 +119,7 @@ class ProductSpec(_Model):
         return ResetRequest(
             product_id=self.id,
             stock=self.stock,
-            strategy=self.strategy,
+            strategy=Strategy(self.strategy),
             price_cents=self.price_cents,
             settings=self.strategy_settings(),
             rate_limit=self.rate_limit.contract() if self.rate_limit else None,

@@ -15,6 +15,7 @@ in the driver, which watches the load: it answers the actor just before the firs
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -146,7 +147,7 @@ def attached_ray(address: str) -> Iterator[None]:
             include_dashboard=False,
             log_to_driver=False,
             configure_logging=False,
-            logging_level="error",
+            logging_level=logging.ERROR,
         )
     except (ConnectionError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -168,7 +169,8 @@ class RayNemesis:
 
         from flashlab.chaos.scheduler import expand
 
-        remote = ray.remote(num_cpus=0, resources={STACK_RESOURCE: 0.01}, max_concurrency=4)
+        # Ray's typed overloads of remote() leave out the actor option max_concurrency.
+        remote = ray.remote(num_cpus=0, resources={STACK_RESOURCE: 0.01}, max_concurrency=4)  # type: ignore[call-overload]
         self._ray = ray
         specs = [f.model_dump(mode="json") for f in exp.faults]
         self.actor = remote(NemesisActor).remote(specs, info.to_dict())
@@ -203,7 +205,7 @@ class RayNemesis:
         if self._halt.wait(max(0.0, due_s)):
             return
         try:
-            ok = bool(self._gate())  # type: ignore[misc]
+            ok = self._gate is not None and bool(self._gate())
         except Exception:  # a broken check must not inject faults into an unknown state
             ok = False
         with contextlib.suppress(Exception):

@@ -156,8 +156,7 @@ def ensure(spec: RunSpec | SweepSpec, runs_dir: Path, revision: str) -> Path:
         from flashlab.lab.run import execute
 
         # No report.html: the notebooks read the run files, and the plots cost seconds per run.
-        request = RunRequest(_experiment(spec), run_dir=path, write_report=False, events=[])
-        execute(request)
+        execute(RunRequest(_experiment(spec), run_dir=path, write_report=False, events=[]))
     write_sidecar(path, spec.name, revision, key)
     print(f"{spec.name}: made {path} in {time.monotonic() - started:.1f} s")
     return path

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from collections.abc import Collection
 from contextlib import ExitStack
 from dataclasses import dataclass
 from dataclasses import field
@@ -190,6 +191,7 @@ def _start_faults(
         return nemesis.start(t0_ns, gate=gate)
     if not exp.faults:
         return None
+    assert stack.info is not None, "faults need a stack the lab started (flashlab.lab.remote)"
     scheduler = FaultScheduler.for_run(
         exp.faults, stack.platform, stack.info, engine, t0_ns, gate=gate
     )
@@ -314,9 +316,10 @@ def _judging_phases(write_report: bool) -> list[tuple[Phase, _Step]]:
 
 
 def _start_stack(run: _Run) -> None:
-    if wants_nemesis(run.exp):
+    address = run.exp.engine.ray_address
+    if wants_nemesis(run.exp) and address is not None:  # (the nemesis implies an address)
         # Held until every fault is recovered (closed last); the engine reuses it.
-        run.cleanup.enter_context(attached_ray(run.exp.engine.ray_address))
+        run.cleanup.enter_context(attached_ray(address))
     if run.stack is None:
         run.stack = run.cleanup.enter_context(
             open_stack(run.exp, run.req.target, run.isolation.stack)
@@ -417,6 +420,7 @@ def _drive_load(run: _Run) -> None:
 def _host_speed_probe(run: _Run) -> HostSpeedProbe:
     """A CPU-speed probe on each side of the split (one on the whole host when not split)."""
     iso = run.isolation
+    sides: dict[str, Collection[int] | None]
     sides = {"stack": iso.stack, "load": iso.load} if iso.applied else {"host": None}
     probe = HostSpeedProbe(sides).start()
     run.cleanup.callback(probe.stop, 0, 0)  # reaps the probes if the load phase fails

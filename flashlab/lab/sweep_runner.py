@@ -23,6 +23,7 @@ import itertools
 import json
 import secrets
 from collections.abc import Callable
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from dataclasses import field
@@ -121,6 +122,7 @@ def parse_set(text: str) -> SetSpec:
 
 def _leaves(node: Any, prefix: str = "") -> list[str]:
     """Every dotted path into a model dump: mappings by key, lists by index."""
+    items: Iterable[tuple[str, Any]]
     if isinstance(node, dict):
         items = node.items()
     elif isinstance(node, list):

@@ -114,7 +114,7 @@ def _resolve(doc: dict[str, Any], schema: Any, depth: int = 0) -> dict[str, Any]
 
 def _json_schema(container: dict[str, Any]) -> Any:
     content = container.get("content") or {}
-    media = content.get("application/json") or next(iter(content.values()), {})
+    media: Any = content.get("application/json") or next(iter(content.values()), {})
     return media.get("schema", {}) if isinstance(media, dict) else {}
 
 

@@ -19,6 +19,7 @@ import time
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait
 from typing import Any
+from typing import cast
 
 import pyarrow as pa
 
@@ -54,6 +55,11 @@ def ipc_to_batch(data: bytes) -> pa.RecordBatch:
 def encode_shipment(sh: Shipment) -> tuple[Any, ...]:
     ipc = batch_to_ipc(sh.batch) if sh.batch is not None else None
     return ("ship", ipc, sh.started, sh.done, sh.progress.to_dict(), sh.final, sh.generator)
+
+
+def _readable(conns: list[Connection], timeout: float) -> list[Connection]:
+    """Those of `conns` with a message or EOF to read (wait() returns some of the ones it got)."""
+    return cast("list[Connection]", wait(conns, timeout=timeout))
 
 
 def decode_shipment(msg: tuple[Any, ...]) -> Shipment:
@@ -147,10 +153,10 @@ class ProcessEngine(PoolEngine):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise RuntimeError(f"process engine: workers {sorted(pending)} not ready in time")
-            for c in wait([conns[i] for i in pending], timeout=left):
-                i = conns.index(c)  # type: ignore[arg-type]
+            for c in _readable([conns[i] for i in pending], left):
+                i = conns.index(c)
                 try:
-                    c.recv()  # type: ignore[union-attr]
+                    c.recv()
                 except (EOFError, OSError):
                     raise RuntimeError(f"process engine: worker {i} died while starting") from None
                 pending.discard(i)
@@ -182,10 +188,10 @@ class ProcessEngine(PoolEngine):
                 break
             if collector.stop.is_set() and not self._stop_flag.value:
                 self._stop_flag.value = 1  # every worker's drive() sees it within STOP_POLL_S
-            for c in wait(list(open_.values()), timeout=POLL_S):
-                i = conns.index(c)  # type: ignore[arg-type]
+            for c in _readable(list(open_.values()), POLL_S):
+                i = conns.index(c)
                 try:
-                    msg = c.recv()  # type: ignore[union-attr]
+                    msg = c.recv()
                 except (EOFError, OSError):
                     collector.worker_lost(i)  # no-op if it had already shipped its final batch
                     del open_[i]

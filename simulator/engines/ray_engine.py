@@ -299,11 +299,12 @@ def _ray_constants() -> Any:
 
 def _reset_token_cache() -> None:
     # The driver's C++ config caches the auth mode and its loader caches the token (both read at
-    # import); re-read them as Ray's own enable_token_auth_by_default() does.
+    # import); re-read them as Ray's own enable_token_auth_by_default() does. The compiled
+    # module's stub (ray/_raylet.pyi) does not declare either name: hence the two ignores.
     with contextlib.suppress(ImportError, AttributeError):
         # start-up cost: only this path pays for ray (an optional extra), uvloop
-        from ray._raylet import AuthenticationTokenLoader
-        from ray._raylet import Config
+        from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
+        from ray._raylet import Config  # type: ignore[attr-defined]
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()

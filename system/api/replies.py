@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -96,7 +97,7 @@ def error_response(
     code: ErrorCode,
     message: str,
     *,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     status: int | None = None,
 ) -> Response:
     response = to_response(scope, error_reply(code, message, status=status))

@@ -12,12 +12,14 @@ import time
 from collections.abc import Awaitable
 from collections.abc import Callable
 from typing import Any
+from typing import cast
 
 from flashlab.core.contract import ErrorCode
 from flashlab.core.contract import Product
 from flashlab.core.contract import QueueState
 from flashlab.core.contract import QueueStatus
 from flashlab.core.contract import ResetRequest
+from flashlab.core.contract import Strategy
 from flashlab.system import metrics
 from flashlab.system.api.errors import BadInput
 from flashlab.system.api.errors import RateLimited
@@ -50,7 +52,8 @@ class ShopService:
         self._meta: dict[str, tuple[ProductMeta, float]] = {}  # product id -> (meta, expiry)
 
     async def load_meta(self, keys: ProductKeys) -> ProductMeta | None:
-        meta = ProductMeta.from_hash(await self.backend.redis.hgetall(keys.meta))
+        raw = await self.backend.redis.hgetall(keys.meta)
+        meta = ProductMeta.from_hash(cast("dict[str, str]", raw))  # decode_responses=True
         if meta is None:
             self._meta.pop(keys.product_id, None)
         elif len(self._meta) < 10_000 or keys.product_id in self._meta:
@@ -137,7 +140,9 @@ class ShopService:
         """The product's state (and its stock gauge set), or None for an unknown product."""
         keys = ProductKeys(product_id)
         async with self.backend.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.meta).get(keys.stock).xlen(keys.orders)
+            pipe.hgetall(keys.meta)
+            pipe.get(keys.stock)
+            pipe.xlen(keys.orders)
             raw_meta, raw_stock, sold = await pipe.execute()
         meta = ProductMeta.from_hash(raw_meta)
         if meta is None:
@@ -149,7 +154,7 @@ class ShopService:
             stock=stock,
             stock_initial=meta.stock_initial,
             price_cents=meta.price_cents,
-            strategy=meta.strategy,
+            strategy=Strategy(meta.strategy),
             sold=int(sold),
         )
 
@@ -166,7 +171,8 @@ class ShopService:
         async with self.backend.redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys.buyers, keys.orders, keys.lock, keys.order_seq, keys.meta)
             pipe.delete(*keys.queue())
-            pipe.set(keys.stock, req.stock).hset(keys.meta, mapping=meta.to_hash())
+            pipe.set(keys.stock, req.stock)
+            pipe.hset(keys.meta, mapping=meta.to_hash())
             await pipe.execute()
         self._meta.pop(req.product_id, None)
         metrics.stock(req.product_id, req.stock)

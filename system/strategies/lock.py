@@ -56,7 +56,8 @@ class LockStrategy(PurchaseStrategy):
 
     async def _locked_buy(self, keys: ProductKeys, user_id: str) -> Purchase:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.sismember(keys.buyers, user_id).get(keys.stock)
+            pipe.sismember(keys.buyers, user_id)
+            pipe.get(keys.stock)
             is_buyer, raw_stock = await pipe.execute()
         if (refused := self.refusal(is_buyer, raw_stock)) is not None:
             return refused

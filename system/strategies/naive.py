@@ -32,7 +32,8 @@ class NaiveStrategy(PurchaseStrategy):
 
     async def buy(self, keys: ProductKeys, user_id: str, meta: ProductMeta) -> Purchase:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(keys.stock).sismember(keys.buyers, user_id)
+            pipe.get(keys.stock)
+            pipe.sismember(keys.buyers, user_id)
             raw_stock, is_buyer = await pipe.execute()
         stock = int(raw_stock or 0)
         if (refused := self.refusal(is_buyer, stock)) is not None:
@@ -43,7 +44,8 @@ class NaiveStrategy(PurchaseStrategy):
         arm()
         async with self.redis.pipeline(transaction=False) as pipe:
             # The lost update: SET of a value computed from a stale read.
-            pipe.set(keys.stock, stock - 1).sadd(keys.buyers, user_id)
+            pipe.set(keys.stock, stock - 1)
+            pipe.sadd(keys.buyers, user_id)
             record_order(pipe, keys, user_id)
             _, _, seq = await pipe.execute()
         return self.sold(seq, stock - 1)

@@ -24,6 +24,8 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import ValidationInfo
 from pydantic import field_validator
+from redis.typing import EncodableT
+from redis.typing import FieldT
 
 from flashlab.core.contract import json_number
 from flashlab.system.keys import ProductKeys
@@ -80,7 +82,7 @@ class ProductMeta:
             rate_limit=raw.get("rate_limit", ""),
         )
 
-    def to_hash(self) -> dict[str, Any]:
+    def to_hash(self) -> dict[FieldT, EncodableT]:
         return {
             "strategy": self.strategy,
             "stock_initial": self.stock_initial,

@@ -9,17 +9,23 @@ really did, from its Redis, its SQL database or its HTTP API.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from typing import Any
 
 from flashlab.core.errors import UserError
 from flashlab.core.placeholders import render
-from flashlab.core.platform import Platform
 from flashlab.core.platform import StackConfig
 from flashlab.core.target import ComposeStart
 from flashlab.core.target import TargetSpec
 
+if TYPE_CHECKING:  # the platforms load only when a target starts (start_target)
+    from flashlab.system.targets.compose import ComposeTarget
+    from flashlab.system.targets.processes import ProcessTarget
 
-def start_target(spec: TargetSpec, config: StackConfig, links: frozenset[str]) -> Platform:
+
+def start_target(
+    spec: TargetSpec, config: StackConfig, links: frozenset[str]
+) -> ProcessTarget | ComposeTarget:
     """The platform that runs `spec`: its Compose file, or its processes (none: already up).
     Not started yet; `.values` holds the placeholders' values once it is."""
     if isinstance(spec.start, ComposeStart):

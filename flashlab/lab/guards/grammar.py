@@ -80,7 +80,7 @@ def _metric(name: str, text: str) -> tuple[str, int | None]:
     if name in CUMULATIVE:
         return name, None
     match = _WINDOWED.match(name)
-    is_pct = bool(match) and match["base"] in PERCENTILES  # type: ignore[index]
+    is_pct = match is not None and match["base"] in PERCENTILES
     if match and is_pct == bool(match["ms"]) and 1 <= int(match["n"]) <= MAX_WINDOW_S:
         return match["base"], int(match["n"])
     close = difflib.get_close_matches(name, GUARD_METRICS, n=1, cutoff=0.5)
