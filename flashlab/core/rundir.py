@@ -60,13 +60,16 @@ HISTORY_SCHEMA = pa.schema(
 
 # The output contract's version: manifest.json and summary.json carry it as `schema_version`.
 # Bump it whenever flashlab/schemas/*.json change (tests/test_schema.py enforces this).
-SCHEMA_VERSION = 6  # 2: isolation, guards, repeat, product.settings; by_fault, phase
+SCHEMA_VERSION = 7  # 2: isolation, guards, repeat, product.settings; by_fault, phase
 # 3: checks may be unknown (ok/count None), undersold, premature_sold_out, fairness.fcfs_*
 # 4: strategy queue, product.rate_limit, retry_on rate_limited
 # 5: host_speed (the host CPU-speed probe per side of the split)
 # 6: targets (experiment `target:`, the target file schema), checks may be n/a (`na`,
 #    na_checks), unknown_answers, acknowledged; sold/stock_remaining may be None; truth
 #    `fields`/`source`, manifest `facts`
+# 7: the capacity probe (experiment `capacity:`; manifest and summary `capacity`, `ideal`,
+#    summary `relative`), relative clauses (`<key> < 1.5 * ideal.drain_ms`: clause `factor`,
+#    `ref`, `ref_value`, `ratio`; `expected` None when the reference was not measured)
 
 FAULTS_SCHEMA = pa.schema(
     [
