@@ -390,8 +390,9 @@ def _drive_load(run: _Run) -> None:
     exp, stack = run.exp, run.on_stack
     engine = get_engine(exp.engine.kind)
     writer = HistoryWriter(run.run_dir / rundir.HISTORY)
+    reference = {key: run.manifest.get(key) for key in ("capacity", "ideal")}
     run.watch = RunWatch(
-        exp.guards, exp.hypothesis, exp.product.stock, stack.ready_url, run.req.abort
+        exp.guards, exp.hypothesis, exp.product.stock, stack.ready_url, run.req.abort, reference
     )
     run.cleanup.callback(run.watch.stop)
     if wants_nemesis(exp):
