@@ -108,8 +108,10 @@ def test_capacity_field_forms() -> None:
     assert default.capacity_probe is not None and default.capacity_probe.probe_s == 1.5
     tuned = parse_experiment(_experiment(capacity={"probe_s": 3, "wrk": False}))
     assert tuned.capacity_probe is not None and not tuned.capacity_probe.wrk
-    with pytest.raises(ExperimentError, match=r"capacity.*probe_s"):
+    with pytest.raises(ExperimentError, match=r"capacity: probe_s: .*greater than or equal to 0.5"):
         parse_experiment(_experiment(capacity={"probe_s": 0.1}), "x.yaml")
+    with pytest.raises(ExperimentError, match=r"capacity: expected off or a mapping"):
+        parse_experiment(_experiment(capacity=True), "x.yaml")  # YAML's `on`
 
 
 def test_validate_gives_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -197,7 +197,11 @@ class Experiment(_Model):
     faults: list[FaultSpec] = Field(default_factory=list)
     # The machine's capacity, measured before the load (docs/METHOD.md, "Portable verdicts"):
     # `off` (YAML reads a bare off as false) skips the probe.
-    capacity: CapacitySpec | Literal["off", False] = Field(default_factory=CapacitySpec)
+    capacity: CapacitySpec | Literal["off", False] = Field(
+        default_factory=CapacitySpec,
+        description="The capacity probe before the load ({probe_s, wrk}); off skips it, and a "
+        "clause that needs it is then refused (docs/METHOD.md, 'Portable verdicts').",
+    )
     hypothesis: list[str] = Field(
         default_factory=lambda: ["oversell == 0", "lost_acknowledged == 0"]
     )
@@ -233,7 +237,15 @@ class Experiment(_Model):
     @field_validator("capacity", mode="before")
     @classmethod
     def _capacity_off(cls, value: Any) -> Any:
-        return CAPACITY_OFF if value is False else value
+        # One message per mistake, not one per member of the union.
+        if value is False or value == CAPACITY_OFF or isinstance(value, CapacitySpec):
+            return CAPACITY_OFF if value is False else value
+        if not isinstance(value, dict):
+            raise ValueError(f"expected off or a mapping {{probe_s, wrk}}, not {value!r}")
+        try:
+            return CapacitySpec.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError(first_error(exc, friendly=True)) from None
 
     @property
     def capacity_probe(self) -> CapacitySpec | None:
