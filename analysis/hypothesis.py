@@ -176,9 +176,8 @@ class Clause:
     path: tuple[str, ...] = ()  # where the value lives in summary.json; () = key split on dots
     fault: str | None = None  # the fault a `recovery.`/`window.` clause names
     profile: str | None = None  # the profile a `fairness.profiles.` clause names
-    ref: str | None = (
-        None  # a relative clause's reference, e.g. ideal.drain_ms (bound = value x it)
-    )
+    # A relative clause's reference, e.g. ideal.drain_ms: the bound is value x its measured value.
+    ref: str | None = None
 
     @property
     def needs_capacity(self) -> bool:

@@ -212,7 +212,7 @@ def _wrk_buy(
     except wrk.WrkOutputError as exc:
         return {"ok_rps": None, "reason": str(exc)}
     seconds = stats["duration_us"] / 1e6
-    ok_rps = stats["s2xx"] / seconds if stats["s2xx"] and seconds > 0 else None
+    ok_rps = round(stats["s2xx"] / seconds, 1) if stats["s2xx"] and seconds > 0 else None
     return {"ok_rps": ok_rps, "requests": stats["requests"], "s2xx": stats["s2xx"],
             "seconds": round(seconds, 3), "p50_ms": stats["p50_us"] / 1000}  # fmt: skip
 
