@@ -14,7 +14,10 @@ a `MetricRow` holds A, B, the difference B - A, its interval, and the outcome fo
 
 Runs of different experiments (experiment name, strategy, shoppers, stock, arrival or faults
 differ) are refused (`ComparisonError`) unless `force`; what differed is listed either way,
-including a host whose CPU ran at a different speed under A than under B (`host_difference`).
+including a host whose CPU ran at a different speed under A than under B (`host_difference`)
+and machines whose measured capacity differed (`capacity_difference`); the relative rows
+(p99 / ideal drain, throughput / buy capacity, sell-out / ideal: flashlab.analysis.capacity)
+compare timing against each run's own machine.
 Reads directories only.
 """
 
@@ -275,6 +278,31 @@ def host_difference(a: Side, b: Side) -> str | None:
     )
 
 
+def _buy_rps(side: Side) -> float | None:
+    """Median over the side's trials of the capacity probe's purchase rate (capacity.buy_rps)."""
+    rates = [
+        float(r)
+        for t in side.trials
+        if isinstance(r := (t.summary.get("capacity") or {}).get("buy_rps"), int | float)
+    ]
+    return float(statistics.median(rates)) if rates else None
+
+
+def capacity_difference(a: Side, b: Side) -> str | None:
+    """One line when A's and B's runs measured different machine capacities (capacity.buy_rps):
+    their absolute timings then differ by the machine too; the relative rows do not."""
+    ra, rb = _buy_rps(a), _buy_rps(b)
+    if ra is None or rb is None or ra <= 0 or rb <= 0:
+        return None
+    factor = max(ra, rb) / min(ra, rb)
+    if factor <= HOST_SPREAD_STEADY:
+        return None
+    return (
+        f"capacity: A's runs measured {ra:,.0f} purchases/s, B's {rb:,.0f} (x{factor:.2f}); "
+        "read the relative rows (p99 / ideal drain, throughput / buy capacity) across machines"
+    )
+
+
 def compare(a_path: Path | str, b_path: Path | str, *, force: bool = False) -> Comparison:
     """Compare baseline A with candidate B. Raises RunDirError (incl. ComparisonError) on bad input."""
     a, b = load_side(a_path), load_side(b_path)
@@ -285,8 +313,8 @@ def compare(a_path: Path | str, b_path: Path | str, *, force: bool = False) -> C
             "pass --force to compare them anyway"
         )
     rows = [metric_row(metric, a, b) for metric in KEY_METRICS]
-    host = host_difference(a, b)
-    return Comparison(a, b, rows, identity + context + ([host] if host else []), force)
+    notes = [line for line in (host_difference(a, b), capacity_difference(a, b)) if line]
+    return Comparison(a, b, rows, identity + context + notes, force)
 
 
 __all__ = [

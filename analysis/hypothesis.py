@@ -1,6 +1,11 @@
 """Steady-state hypotheses: clauses like `oversell == 0` or `latency_ms.p99 < 800` over summary keys.
 
-A clause is `<key> <op> <number>` where `<key>` is one of
+A clause is `<key> <op> <bound>`, the bound a number or `<factor> * <reference>`, a multiple of
+what the run measured of its machine (flashlab.analysis.capacity): `latency_ms.p99 < 1.5 *
+ideal.drain_ms`, `throughput_rps > 0.7 * capacity.buy_rps`. A relative bound needs a time or
+rate on the left in the reference's unit (ms, s or req/s) and a factor > 0; it is judged against
+factor x the reference's value in this run, and is inconclusive when the run did not measure it.
+`<key>` is one of
 - `<key>[.<sub>]`                     a SUMMARY_KEYS entry, e.g. `oversell`, `latency_ms.p99`;
 - `recovery.<fault>.<metric>`         per-fault recovery (RECOVERY_METRICS), the worst occurrence;
 - `window.<fault>.<metric>`           per-fault window figures (WINDOW_METRICS), the worst occurrence;
@@ -28,6 +33,12 @@ from dataclasses import dataclass
 from typing import Any
 from typing import Literal
 
+from flashlab.analysis.capacity import CAPACITY_KEYS
+from flashlab.analysis.capacity import IDEAL_KEYS
+from flashlab.analysis.capacity import REFERENCE_UNITS
+from flashlab.analysis.capacity import UNIT_TEXT
+from flashlab.analysis.capacity import quantity
+from flashlab.analysis.capacity import unit_of
 from flashlab.analysis.checker import CHECK_KEYS
 from flashlab.analysis.checker import LOADED_CHECKS
 from flashlab.analysis.checker import summary_keys as check_summary_keys
@@ -66,6 +77,10 @@ SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
     # run whose client stalled fail instead of reporting the client's delay as server latency.
     "generator_lag_ms_p99": (),
     "generator_stalled_s": (),
+    # The machine's capacity, measured before the load, and the least times it allows
+    # (flashlab.analysis.capacity): `capacity.buy_rps > 0.5 * capacity.gateway_rps`.
+    "capacity": CAPACITY_KEYS,
+    "ideal": IDEAL_KEYS,
 }
 
 # Per-fault figures (summary["by_fault"][<fault>]; flashlab.analysis.recovery.by_fault), worst case
@@ -110,8 +125,9 @@ def holds(measured: float | None, op: str, value: float) -> bool:
     return measured is not None and bool(_OPS[op](measured, value))
 
 
+_KEY = r"[a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_-]+)*"
 _CLAUSE = re.compile(
-    r"^\s*([a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_-]+)*)\s*(==|!=|<=|>=|<|>)\s*(-?[0-9.eE+]+)\s*$"
+    rf"^\s*({_KEY})\s*(==|!=|<=|>=|<|>)\s*(-?[0-9.eE+]+)(?:\s*[*×]\s*([A-Za-z_][\w.-]*))?\s*$"
 )
 
 
@@ -121,7 +137,9 @@ Verdict = Literal["pass", "fail", "inconclusive"]
 
 # Summary heads whose values are times or rates of time: they measure the client as much as the
 # server, so an untrusted measurement (starved generator, failed isolation) cannot decide them.
-TIMING_HEADS = frozenset({"throughput_rps", "duration_s", "sellout_s", "recovery", "window"})
+TIMING_HEADS = frozenset(
+    {"throughput_rps", "duration_s", "sellout_s", "recovery", "window", "capacity", "ideal"}
+)
 TIMING_PREFIXES = ("latency", "service_latency", "generator_")
 
 
@@ -154,33 +172,73 @@ class HypothesisError(UserError, ValueError):
 class Clause:
     key: str
     op: str
-    value: float
+    value: float  # the bound; for a relative clause, the factor
     text: str
     path: tuple[str, ...] = ()  # where the value lives in summary.json; () = key split on dots
     fault: str | None = None  # the fault a `recovery.`/`window.` clause names
     profile: str | None = None  # the profile a `fairness.profiles.` clause names
+    # A relative clause's reference, e.g. ideal.drain_ms: the bound is value x its measured value.
+    ref: str | None = None
+
+    @property
+    def needs_capacity(self) -> bool:
+        """Whether judging it takes the capacity probe (a relative bound, or a capacity/ideal key)."""
+        return self.ref is not None or self.key.split(".")[0] in ("capacity", "ideal")
 
     def measure(self, summary: dict[str, Any]) -> float | None:
-        node: Any = summary
-        for part in self.path or tuple(self.key.split(".")):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return None if node is None else float(node)
+        return _measure(summary, self.path or tuple(self.key.split(".")))
 
     def evaluate(self, summary: dict[str, Any]) -> dict[str, Any]:
         measured = self.measure(summary)
-        ok = holds(measured, self.op, self.value)
-        return {
-            "clause": self.text,
-            "key": self.key,
-            "op": self.op,
-            "expected": self.value,
+        out: dict[str, Any] = {"clause": self.text, "key": self.key, "op": self.op}
+        expected: float | None = self.value
+        if self.ref is not None:
+            ref_value = _measure(summary, tuple(self.ref.split(".")))
+            expected = None if ref_value is None else self.value * ref_value
+            ratio = measured / ref_value if measured is not None and ref_value else None
+            out |= {"factor": self.value, "ref": self.ref, "ref_value": ref_value, "ratio": ratio}
+        ok = expected is not None and holds(measured, self.op, expected)
+        return out | {
+            "expected": expected,
             "measured": measured,
             "ok": ok,
             "class": clause_class(self.key),
             "status": "pass" if ok else "fail",
         }
+
+
+def _measure(summary: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    node: Any = summary
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return None if node is None else float(node)
+
+
+def sides(result: dict[str, Any]) -> str:
+    """A judged clause with both sides evaluated, e.g. `latency_ms.p99 2,480 ms < 1.5 x
+    ideal.drain_ms 1,790 ms = 2,685 ms` (an absolute one: `latency_ms.p99 2,480 ms < 12,000 ms`)."""
+    key = str(result["key"])
+    return f"{key} {quantity(result.get('measured'), unit_of(key))} {bound_text(result)}"
+
+
+def bound_text(result: dict[str, Any]) -> str:
+    """The right-hand side of a judged clause: `< 12,000 ms`, or for a relative bound
+    `< 1.5 x ideal.drain_ms 1,790 ms = 2,685 ms` (its reference as this run measured it)."""
+    unit = unit_of(str(result["key"]))
+    ref = result.get("ref")
+    if ref is None:
+        return f"{result['op']} {quantity(result.get('expected'), unit)}"
+    ref_unit = REFERENCE_UNITS.get(str(ref), unit)
+    right = f"{result['op']} {result['factor']:g} × {ref}"
+    if result.get("ref_value") is None or result.get("expected") is None:
+        return f"{right} (not measured)"
+    ref_value, bound = (
+        quantity(result["ref_value"], ref_unit),
+        quantity(result["expected"], ref_unit),
+    )
+    return f"{right} {ref_value} = {bound}"
 
 
 def _flat(keys: dict[str, tuple[str, ...]], prefix: str = "") -> list[str]:
@@ -265,18 +323,60 @@ def parse_clause(text: str) -> Clause:
     match = _CLAUSE.match(text)
     if not match:
         raise HypothesisError(
-            f"cannot parse {text!r}: expected '<key> <op> <number>', e.g. 'oversell == 0'"
+            f"cannot parse {text!r}: expected '<key> <op> <number>' or '<key> <op> <number> * "
+            "<capacity key>', e.g. 'oversell == 0', 'latency_ms.p99 < 1.5 * ideal.drain_ms'"
         )
-    key, op, raw = match.groups()
+    key, op, raw, ref = match.groups()
     path, fault = _resolve(key, text)
     try:
         value = float(raw)
     except ValueError:
         raise HypothesisError(f"not a number: {raw!r} in {text!r}") from None
+    if ref is not None:
+        _check_relative(key, value, raw, ref, text)
     profile = path[2] if path[:2] == ("fairness", "profiles") else None
     return Clause(
-        key=key, op=op, value=value, text=text.strip(), path=path, fault=fault, profile=profile
+        key=key,
+        op=op,
+        value=value,
+        text=text.strip(),
+        path=path,
+        fault=fault,
+        profile=profile,
+        ref=ref,
     )
+
+
+def _check_relative(key: str, factor: float, raw: str, ref: str, text: str) -> None:
+    """A relative bound: a known reference, a factor > 0, a time or rate in the reference's unit."""
+    refs = list(REFERENCE_UNITS)
+    unit = unit_of(key)
+    if ref not in REFERENCE_UNITS:
+        # The closest reference in the left side's unit first (`ideal.drain` beside a latency
+        # means ideal.drain_ms), else the closest of all.
+        fitting = [r for r in refs if REFERENCE_UNITS[r] == unit]
+        close = difflib.get_close_matches(ref, fitting, n=1, cutoff=0.5)
+        close = close or difflib.get_close_matches(ref, refs, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}?" if close else f"one of {', '.join(refs)}"
+        raise HypothesisError(f"{ref!r} in {text!r} is not a capacity key ({hint})")
+    if not factor > 0:
+        raise HypothesisError(
+            f"factor {raw} in {text!r} must be > 0 (the bound is factor x {ref}, measured per run)"
+        )
+    if unit is None:
+        raise HypothesisError(
+            f"{key!r} in {text!r} has no capacity counterpart: a relative bound is for times and "
+            "rates (latency_ms.*, throughput_rps, duration_s, sellout_s, recovery.*.*_s, ...); "
+            f"write '{key} <op> <number>'"
+        )
+    want = REFERENCE_UNITS[ref]
+    if unit != want:
+        same = [r for r in refs if REFERENCE_UNITS[r] == unit]
+        close = difflib.get_close_matches(ref, same, n=1, cutoff=0) or same
+        raise HypothesisError(
+            f"{key!r} is in {UNIT_TEXT[unit]} but {ref!r} in {UNIT_TEXT[want]}, in {text!r} "
+            f"(did you mean {close[0]!r}? {UNIT_TEXT[unit]} references: {', '.join(same)})"
+        )
 
 
 def evaluate(clauses: list[str], summary: dict[str, Any]) -> tuple[bool, list[dict[str, Any]]]:
@@ -320,11 +420,12 @@ def near_threshold_on_unsteady_host(
     band = spread
 
     def near(r: dict[str, Any]) -> bool:
-        value, threshold = r.get("measured"), r["expected"]
+        value, threshold = r.get("measured"), r.get("expected")
         return (
             r["class"] == "timing"
             and r["status"] != "inconclusive"
             and value is not None
+            and threshold is not None
             and threshold > 0
             and threshold / band < value < threshold * band
         )
@@ -337,13 +438,19 @@ def near_threshold_on_unsteady_host(
 
 
 def unmeasurable(results: list[dict[str, Any]], unknown: dict[str, str]) -> list[dict[str, Any]]:
-    """Clauses on the key of a check that could not run become "inconclusive" (with `reason`).
+    """Clauses on a key nobody could measure become "inconclusive" (with `reason`).
 
-    `unknown` maps a summary key to why its check has no result (a check that raised): neither
-    pass nor fail can be claimed from a number nobody measured (Jepsen's :unknown).
+    `unknown` maps a summary key to why it has no value: a check that raised or does not apply,
+    a truth that reads no such thing, a capacity the probe did not measure (a relative clause's
+    reference counts too). Neither pass nor fail can be claimed from a number nobody measured
+    (Jepsen's :unknown).
     """
+
+    def why(r: dict[str, Any]) -> str | None:
+        return unknown.get(r["key"]) or unknown.get(str(r.get("ref")))
+
     return [
-        r | {"status": "inconclusive", "reason": unknown[r["key"]]} if r["key"] in unknown else r
+        r | {"status": "inconclusive", "reason": reason} if (reason := why(r)) else r
         for r in results
     ]
 
@@ -363,8 +470,14 @@ def reason_line(result: dict[str, Any]) -> str | None:
     if status == "pass":
         return None
     if status == "inconclusive":
-        return f"clause '{result['clause']}' inconclusive: {result.get('reason') or 'untrusted'}"
+        why = result.get("reason") or "untrusted"
+        if result.get("ref") is not None and result.get("expected") is not None:
+            why += f" ({sides(result)})"
+        return f"clause '{result['clause']}' inconclusive: {why}"
     measured = result.get("measured")
+    if result.get("ref") is not None:
+        got = "not measured" if measured is None else "does not hold"
+        return f"clause '{result['clause']}' failed: {sides(result)} {got}"
     got = "not measured" if measured is None else f"measured {measured:g}"
     return f"clause '{result['clause']}' failed: {got} (expected {result['op']} {result['expected']:g})"
 

@@ -25,6 +25,7 @@ from typing import Any
 from typing import Literal
 
 from flashlab.analysis.checker import CHECK_KEYS
+from flashlab.analysis.hypothesis import sides
 from flashlab.analysis.summary_schema import read_summary
 from flashlab.core.rundir import SUMMARY
 from flashlab.core.rundir import RunDirError
@@ -168,6 +169,8 @@ def clause_case(clause: dict[str, Any], summary: dict[str, Any], classname: str)
     case = Case(name=str(clause.get("clause", clause.get("key", "?"))), classname=classname)
     status = _clause_status(clause)
     measured = f"measured {number(clause.get('measured'))} vs expected {clause.get('op')} {number(clause.get('expected'))}"
+    if clause.get("ref") is not None:  # a relative bound: both sides, as the CLI shows them
+        measured = sides(clause)
     if status == "pass":
         case.output = measured
     elif status == "inconclusive":

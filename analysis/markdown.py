@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from flashlab.analysis.capacity import headline as capacity_headline
+from flashlab.analysis.capacity import ideal_headline
 from flashlab.analysis.hypothesis import HOST_SPREAD_STEADY
+from flashlab.analysis.hypothesis import bound_text
 from flashlab.analysis.junit import number
 from flashlab.analysis.stats import host_spreads
 from flashlab.core.isolation import describe as describe_isolation
@@ -81,6 +84,8 @@ def headline_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("load generator", load_generator_text(summary.get("generator") or {})),
         ("CPU split", describe_isolation(summary.get("isolation")).removeprefix("CPU split: ")),
         ("host CPU speed", host_speed_text(summary.get("host_speed"))),
+        ("capacity (probe)", capacity_headline(summary)),
+        ("ideal (at capacity)", ideal_headline(summary)),
     ]
 
 
@@ -93,10 +98,12 @@ def _clause_rows(clauses: list[dict[str, Any]]) -> list[str]:
     rows = ["| clause | measured | expected | result |", "|---|---:|---|---|"]
     for c in clauses:
         status = str(c.get("status") or ("pass" if c.get("ok") else "fail"))
+        bound = f"{c.get('op')} {number(c.get('expected'))}"
+        if c.get("ref") is not None:  # a relative bound: factor x reference = bound
+            bound = bound_text(c)
         rows.append(
             f"| `{cell(c.get('clause'))}` | {cell(number(c.get('measured')))} "
-            f"| {cell(c.get('op'))} {cell(number(c.get('expected')))} "
-            f"| {STATUS_BADGE.get(status, status)} |"
+            f"| {cell(bound)} | {STATUS_BADGE.get(status, status)} |"
         )
     return rows
 

@@ -20,6 +20,7 @@ from markupsafe import Markup
 from markupsafe import escape
 
 from flashlab.analysis import plots
+from flashlab.analysis.capacity import headline as capacity_headline
 from flashlab.analysis.checker import LOADED_CHECKS
 from flashlab.analysis.markdown import host_speed_text
 from flashlab.analysis.summary import ensure_summary
@@ -159,7 +160,15 @@ KEY_NUMBERS: list[tuple[str, list[str]]] = [
     ("load generator healthy", ["generator.healthy"]),
     ("generator loop lag p99 / max", ["generator.lag_ms_p99", "generator.lag_ms_max"]),
     ("generator stalled / CPU max", ["generator.stalled_s", "generator.cpu_pct_max"]),
-]
+    # The machine, probed before the load (flashlab.analysis.capacity), and timing relative to it.
+    ("capacity: buy / gateway / wrk buy", ["capacity.buy_rps", "capacity.gateway_rps",
+                                           "capacity.wrk_buy_rps"]),
+    ("capacity: buy p50 · probe took", ["capacity.buy_p50_ms", "capacity.duration_s"]),
+    ("ideal (at capacity): drain / sell-out", ["ideal.drain_s", "ideal.sellout_s"]),
+    ("p99 / drain · throughput / capacity · sell-out / ideal", [
+        "relative.p99_over_drain", "relative.throughput_over_buy", "relative.sellout_over_ideal",
+    ]),
+]  # fmt: skip
 LATENCY_SETS = [
     ("response time (all)", "latency_ms"),
     ("service time (all)", "service_latency_ms"),
@@ -341,6 +350,7 @@ def render_report(run: Run, summary: dict[str, Any]) -> str:
         exit_code=verdict_exit_code(str(summary.get("verdict"))),
         isolation_line=describe_isolation(summary.get("isolation")),
         host_speed_line=host_speed_text(summary.get("host_speed")),
+        capacity_line=capacity_headline(summary),
     )
 
 

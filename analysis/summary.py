@@ -8,7 +8,9 @@ the faults were then not injected); else "inconclusive" when a timing clause cou
 because the measurement is untrusted (`untrusted_timing`: the load generator was unhealthy, or CPU
 isolation was requested but not applied); else "pass". `verdict_reasons` lists one line per
 reason for a non-pass. `steady_state` = {before, after}: the check just before the first fault
-and the hypothesis after the load. Failed checks that the hypothesis does not name are reported
+and the hypothesis after the load. `capacity`, `ideal` and `relative` are the machine's capacity
+probed before the load and timing relative to it (flashlab.analysis.capacity); a clause that
+needs a capacity the run did not measure is inconclusive. Failed checks that the hypothesis does not name are reported
 under `checks` but do not change the verdict: the naive phase-1 experiment fails only because its
 file states `oversell == 0`. Every value is JSON-safe (no numpy types, NaN -> None).
 """
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from flashlab.analysis import capacity
 from flashlab.analysis import hypothesis
 from flashlab.analysis import stats
 from flashlab.analysis.checker import CHECK_KEYS
@@ -107,8 +110,19 @@ def _measurements(run: Run) -> dict[str, Any]:
         "isolation": run.manifest.get("isolation"),
         # How steady the host's CPU speed was during the load (flashlab.lab.hostspeed), as recorded.
         "host_speed": host_speed(run.manifest),
+        # The machine's capacity, probed before the load (flashlab.lab.capacity), as recorded.
+        "capacity": capacity.capacity(run.manifest),
     }
+    out["ideal"] = capacity.ideal(out["capacity"], _planned_shoppers(run), t.stock_initial)
     return out
+
+
+def _planned_shoppers(run: Run) -> int | None:
+    """The experiment's shoppers (every one of them is what `ideal.drain_s` drains), else those
+    the history saw."""
+    scenario = (run.manifest.get("experiment") or {}).get("scenario") or {}
+    planned = scenario.get("shoppers")
+    return planned if isinstance(planned, int) else int(run.history["shopper"].nunique())
 
 
 def isolation(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -212,8 +226,9 @@ def summarize(run: Run) -> dict[str, Any]:
     """Every summary.json key (all of flashlab.analysis.hypothesis.SUMMARY_KEYS among them) plus the verdict."""
     summary = json_safe(_measurements(run))
     summary["isolation"] = json_safe(isolation(run.manifest))
+    summary["relative"] = capacity.relative(summary)
     passed, measured = hypothesis.evaluate(_clauses(run), summary)
-    unjudged = not_offered(run) | unknown_checks(summary)
+    unjudged = not_offered(run) | unknown_checks(summary) | capacity.unmeasured(summary)
     clauses, verdict, reasons = hypothesis.judge(
         measured, untrusted_timing(summary), unjudged, host_unsteadiness(summary)
     )

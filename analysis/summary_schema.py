@@ -54,9 +54,23 @@ class ClauseResult(_Open):
     clause: str
     key: str
     op: str
-    expected: float
+    expected: float | None = Field(
+        description="The bound; for a relative clause factor x ref_value (None: ref not measured)."
+    )
     measured: float | None = None
     ok: bool
+    factor: float | None = Field(
+        default=None, description="A relative clause's factor (`<key> < factor * ref`)."
+    )
+    ref: str | None = Field(
+        default=None, description="A relative clause's reference, e.g. ideal.drain_ms."
+    )
+    ref_value: float | None = Field(
+        default=None, description="The reference as this run measured it."
+    )
+    ratio: float | None = Field(
+        default=None, description="measured / ref_value (relative clauses)."
+    )
     status: Literal["pass", "fail", "inconclusive"] | None = Field(
         default=None, description="Three-valued result; absent in summaries before it existed."
     )
@@ -126,6 +140,28 @@ class HostSpeedSide(_Open):
     spread: float | None = Field(
         default=None, description="p90/p10 of the probe's fixed-work time: 1.0 is a steady host."
     )
+
+
+class Capacity(_Open):
+    """The machine's capacity, probed before the load (flashlab.analysis.capacity): None = not
+    measured, `reason` (and `missing`, per number) says why."""
+
+    available: bool
+    reason: str | None = None
+    gateway_rps: float | None = Field(default=None, description="GET /healthz through nginx.")
+    buy_rps: float | None = Field(default=None, description="Purchases/s on a scratch product.")
+    buy_p50_ms: float | None = Field(default=None, description="Median purchase answer.")
+    wrk_buy_rps: float | None = Field(default=None, description="The purchase path driven by wrk.")
+    duration_s: float | None = Field(default=None, description="The probe's own duration.")
+    connections: int | None = None
+
+
+class Ideal(_Open):
+    """The least times the measured capacity allows: shoppers or stock / capacity.buy_rps."""
+
+    drain_s: float | None = None
+    drain_ms: float | None = None
+    sellout_s: float | None = None
 
 
 class Aborted(_Open):
@@ -213,6 +249,14 @@ class SummaryModel(_Open):
     host_speed: dict[str, HostSpeedSide] | None = Field(
         default=None,
         description="Per side of the CPU split (stack, load; or host when not split).",
+    )
+    capacity: Capacity | None = Field(
+        default=None, description="The machine's capacity, probed before the load."
+    )
+    ideal: Ideal | None = None
+    relative: dict[str, float | None] | None = Field(
+        default=None,
+        description="Timing over capacity: p99_over_drain, throughput_over_buy, sellout_over_ideal.",
     )
     aborted: Aborted | None = None
     steady_state: dict[str, Any] | None = Field(

@@ -16,7 +16,9 @@ The set's verdict (`judge_set`), clause by clause over the trials' own results:
   "fail" if any trial did not measure it; else it is judged on the CI of the median across
   trials: "pass" when every value in the interval satisfies it (for `p99 < 800` the upper bound
   is < 800; for `throughput_rps > X` the lower bound is > X), "fail" when no value does, and
-  "inconclusive" when the interval straddles the threshold.
+  "inconclusive" when the interval straddles the threshold. A relative clause (`p99 < 1.5 *
+  ideal.drain_ms`) is judged the same way on each trial's ratio (p99 / ideal.drain_ms) against
+  its factor (1.5): each trial is measured against its own machine's capacity.
 - an aborted trial fails the set. Then any fail -> "fail"; else any inconclusive -> "inconclusive".
 
 Everything here reads directories only: doing lives in flashlab.lab.trials, and
@@ -80,6 +82,13 @@ KEY_METRICS: tuple[Metric, ...] = (
     Metric("duplicate_purchases", "duplicate_purchases", "lower", "duplicates", exact=True),
     Metric("phantom_orders", "phantom_orders", "lower", "phantom orders", exact=True),
     Metric("server_error_rate", "server_error_rate", "lower", "5xx (not 503) rate", exact=True),
+    # Timing over the machine's capacity, probed in each run (flashlab.analysis.capacity): what a
+    # relative clause judges, comparable across machines.
+    Metric("p99_over_drain", "relative.p99_over_drain", "lower", "p99 / ideal drain"),
+    Metric(
+        "throughput_over_buy", "relative.throughput_over_buy", "higher", "throughput / buy capacity"
+    ),
+    Metric("sellout_over_ideal", "relative.sellout_over_ideal", "lower", "sell-out / ideal"),
 )
 METRICS_BY_NAME = {m.name: m for m in KEY_METRICS}
 
@@ -299,13 +308,18 @@ def _judge_timing(base: dict[str, Any], results: list[tuple[Trial, dict[str, Any
     unmeasured = [(t, r) for t, r in results if r["measured"] is None]
     if unmeasured:
         return base | {"status": "fail", "reason": f"not measured in trial(s) {_names(unmeasured)}"}
-    ci = intervals.median_ci([r["measured"] for _, r in results])
+    # A relative clause is judged on the ratio measured / reference, trial by trial, against its
+    # factor: each trial's machine is its own yardstick.
+    relative = base.get("ref") is not None
+    values = [_ratio(r) if relative else r["measured"] for _, r in results]
+    ci = intervals.median_ci(values)
     base = base | {"median": ci.median, "ci_low": ci.low, "ci_high": ci.high}
     if ci.low is None or ci.high is None:  # a single trial: no interval, judge the value
         status = "pass" if results[0][1]["ok"] else "fail"
         return base | {"status": status, "reason": None if status == "pass" else "single trial"}
     status = decide_on_interval(base["op"], base["expected"], ci.low, ci.high)
-    interval = f"median {ci.median:g}, 95% CI [{ci.low:g}, {ci.high:g}]"
+    of = f" of {base['key']} / {base['ref']}" if relative else ""
+    interval = f"median{of} {ci.median:g}, 95% CI [{ci.low:g}, {ci.high:g}]"
     reason = {
         "pass": None,
         "fail": f"{interval} is entirely on the wrong side of {base['expected']:g}",
@@ -314,8 +328,17 @@ def _judge_timing(base: dict[str, Any], results: list[tuple[Trial, dict[str, Any
     return base | {"status": status, "reason": reason}
 
 
+def _ratio(result: dict[str, Any]) -> float | None:
+    """A trial's measured / reference for a relative clause (None when either is missing)."""
+    if result.get("ratio") is not None:
+        return float(result["ratio"])
+    measured, ref = result.get("measured"), result.get("ref_value")
+    return measured / ref if measured is not None and ref else None
+
+
 def judge_clause(text: str, trials: list[Trial]) -> dict[str, Any]:
-    """The set's result for one clause: status, reason, and for timing clauses the interval."""
+    """The set's result for one clause: status, reason, and for timing clauses the interval (of
+    the value; of the ratio value / reference for a relative clause, `expected` its factor)."""
     clause = hypothesis.parse_clause(text)
     results = _trial_results(trials, text)
     base = {
@@ -327,6 +350,8 @@ def judge_clause(text: str, trials: list[Trial]) -> dict[str, Any]:
         "trials": [_status(r) for _, r in results],
         "measured": [r.get("measured") for _, r in results],
     }
+    if clause.ref is not None:
+        base |= {"ref": clause.ref, "ratios": [_ratio(r) for _, r in results]}
     judge = _judge_safety if base["class"] == "safety" else _judge_timing
     return {"reason": None} | judge(base, results)
 

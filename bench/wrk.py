@@ -1,82 +1,21 @@
-"""wrk, the reference HTTP load generator: one Lua script for every run, parsed summary."""
+"""wrk as a measured benchmark tool: one bounded run, its CPU sampled, its summary parsed.
+
+The script, command line and summary line are flashlab.simulator.wrk's (shared with the lab's
+capacity probe); this module adds the measured process (flashlab.bench.measured)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from flashlab.bench.measured import ToolError
 from flashlab.bench.measured import ToolRun
 from flashlab.bench.measured import run_tool
 from flashlab.bench.measured import tail
-
-# One script for every wrk run, so the client does the same work for GET /healthz and POST /buy:
-# a unique x-user-id per request (thread id + counter), status counting, and a JSON summary line.
-# `delay()` paces each connection when a target rate is given (wrk's closed loop, throttled,
-# with exponential gaps so the total is close to the open-model Poisson stream the engines send).
-WRK_LUA = r"""
-local threads = {}
-local method, path, body, delay_ms, prefix = "GET", "/healthz", nil, 0, "wrk"
-
-function setup(thread)
-  thread:set("tid", #threads + 1)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  method, path = args[1], args[2]
-  if args[3] ~= "-" then body = args[3] end
-  delay_ms = tonumber(args[4])
-  prefix = args[5] .. "-" .. tid .. "-"
-  counter, s2xx, s409, s410, s5xx, sother = 0, 0, 0, 0, 0, 0
-  math.randomseed(1000 + tid)  -- seeded: the same pacing every run
-end
-
-function request()
-  counter = counter + 1
-  local headers = {["x-user-id"] = prefix .. counter}
-  if body then headers["Content-Type"] = "application/json" end
-  return wrk.format(method, path, headers, body)
-end
-
-function response(status, headers, resp_body)
-  if status < 300 then s2xx = s2xx + 1
-  elseif status == 409 then s409 = s409 + 1
-  elseif status == 410 then s410 = s410 + 1
-  elseif status >= 500 then s5xx = s5xx + 1
-  else sother = sother + 1 end
-end
-
-function delay()
-  -- Exponential think time with mean delay_ms: connections desynchronise and the sum of
-  -- their sends is close to a Poisson stream (a fixed delay sends all connections in bursts).
-  if delay_ms <= 0 then return 0 end
-  return math.floor(-delay_ms * math.log(1 - math.random()))
-end
-
-function done(summary, latency, requests)
-  local c = {s2xx = 0, s409 = 0, s410 = 0, s5xx = 0, sother = 0}
-  for _, t in ipairs(threads) do
-    for k, _ in pairs(c) do c[k] = c[k] + (t:get(k) or 0) end
-  end
-  io.write(string.format(
-    'WRKJSON {"requests": %d, "duration_us": %d, "bytes": %d, "errors_connect": %d, ' ..
-    '"errors_read": %d, "errors_write": %d, "errors_timeout": %d, "errors_status": %d, ' ..
-    '"s2xx": %d, "s409": %d, "s410": %d, "s5xx": %d, "sother": %d, ' ..
-    '"lat_mean_us": %.1f, "p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration, summary.bytes, summary.errors.connect,
-    summary.errors.read, summary.errors.write, summary.errors.timeout, summary.errors.status,
-    c.s2xx, c.s409, c.s410, c.s5xx, c.sother,
-    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.max))
-end
-"""
+from flashlab.simulator.wrk import WrkOutputError
+from flashlab.simulator.wrk import parse_summary
+from flashlab.simulator.wrk import wrk_argv
+from flashlab.simulator.wrk import wrk_script
 
 
 @dataclass
@@ -107,14 +46,6 @@ class WrkResult:
         }
 
 
-@contextlib.contextmanager
-def wrk_script() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
-        path = Path(tmp) / "flashlab.lua"
-        path.write_text(WRK_LUA)
-        yield path
-
-
 def wrk(
     url: str,
     *,
@@ -128,28 +59,22 @@ def wrk(
     timeout_s: str = "5s",
 ) -> WrkResult:
     """One bounded wrk run against a loopback URL (path included); parsed from the Lua summary."""
-    parts = urlsplit(url)
-    base = f"{parts.scheme}://{parts.netloc}"
     with wrk_script() as script:
-        argv = [
-            "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{max(1, round(duration_s))}s",
-            f"--timeout={timeout_s}",
-            "-s",
-            str(script),
-            base,
-            "--",
-            method,
-            parts.path or "/",
-            body if body is not None else "-",
-            f"{delay_ms:g}",
-            prefix,
-        ]
+        argv = wrk_argv(
+            url,
+            script,
+            method=method,
+            body=body,
+            threads=threads,
+            connections=connections,
+            duration_s=duration_s,
+            delay_ms=delay_ms,
+            prefix=prefix,
+            timeout_s=timeout_s,
+        )
         run = run_tool(argv, name="wrk", timeout_s=duration_s + 30)
-    for line in run.output.splitlines():
-        if line.startswith("WRKJSON "):
-            stats = json.loads(line.removeprefix("WRKJSON "))
-            return WrkResult(argv, stats, run.monitor.cpu_total, run)
-    raise ToolError(f"wrk: no summary line in its output ({tail(run.output)})")
+    try:
+        stats = parse_summary(run.output)
+    except WrkOutputError:
+        raise ToolError(f"wrk: no summary line in its output ({tail(run.output)})") from None
+    return WrkResult(argv, stats, run.monitor.cpu_total, run)

@@ -1,4 +1,7 @@
-"""The lab's truth channel: a product's final state read straight from Redis (never through the API)."""
+"""The lab's truth channel: a product's final state read straight from Redis (never through the API).
+
+Also where a scratch product is removed again (`drop_product`, after the capacity probe).
+"""
 
 from __future__ import annotations
 
@@ -74,3 +77,17 @@ def read_truth(redis_url: str, product_id: str, timeout_s: float = 10.0) -> Trut
         read_at_ns=read_at_ns,
         redis_info={k: info[k] for k in INFO_FIELDS if k in info},
     )
+
+
+def drop_product(redis_url: str, product_id: str, timeout_s: float = 10.0) -> int:
+    """Delete every key of one product (`fl:{<product>}:*`): the capacity probe's scratch product
+    leaves nothing behind. Returns how many keys were deleted."""
+    client = redis.Redis.from_url(
+        redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
+    pattern = ProductKeys(product_id).meta.removesuffix("meta") + "*"
+    try:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        return int(client.delete(*keys)) if keys else 0
+    finally:
+        client.close()

@@ -221,6 +221,24 @@ def test_the_steady_state_check_fails_when_the_stack_does_not_answer(free_port: 
     assert "latency_ms.p99 < 50" in result["reason"] and "faults not injected" in result["reason"]
 
 
+def test_the_steady_state_check_judges_relative_clauses_on_the_runs_capacity() -> None:
+    """`latency_ms.p99 < 2 * ideal.drain_ms` before the first fault: against the capacity the run
+    probed (manifest ideal), and no verdict when it probed none (not a failure)."""
+    monitor = GuardMonitor([], stock=10, switch=AbortSwitch())
+    monitor.observe(ops_to_batch(_oks(0, 10, 0.1)))  # 100 ms answers
+    clauses = ["latency_ms.p99 < 2 * ideal.drain_ms", "latency_ms.p99 < 1 * capacity.buy_p50_ms"]
+    reference = {"ideal": {"drain_ms": 500.0}, "capacity": {"buy_p50_ms": 20.0}}
+    check = SteadyStateCheck(clauses, monitor, None, T0, reference=reference)
+    assert check() is False
+    assert check.result is not None
+    by_clause = {d["clause"]: d["ok"] for d in check.result["details"]}
+    assert by_clause == {clauses[0]: True, clauses[1]: False}  # < 1,000 ms; not < 20 ms
+    unprobed = SteadyStateCheck(clauses, monitor, None, T0, reference={"capacity": None})
+    assert unprobed() is True
+    assert unprobed.result is not None
+    assert [d["ok"] for d in unprobed.result["details"]] == [None, None]
+
+
 @pytest.fixture
 def free_port() -> int:
     import socket

@@ -66,7 +66,14 @@ def test_a_run_announces_its_phases_in_order(local_stack: StackInfo, tmp_path: P
     req.events.append(recorder)
     outcome = execute(req)
     assert outcome.summary["verdict"] == "pass"
-    phases = ["stack", "reset", "load", "evidence", "judge"]  # no report: write_report=False
+    phases = [
+        "stack",
+        "capacity",
+        "reset",
+        "load",
+        "evidence",
+        "judge",
+    ]  # no report (write_report=False)
     expected: list[tuple[str, Any]] = []
     for name in phases:
         expected.append(("started", name))

@@ -17,6 +17,9 @@ from rich.progress import TextColumn
 from rich.progress import TimeElapsedColumn
 from rich.table import Table
 
+from flashlab.analysis.capacity import quantity
+from flashlab.analysis.capacity import unit_of
+from flashlab.analysis.hypothesis import bound_text
 from flashlab.analysis.markdown import fmt
 from flashlab.analysis.markdown import headline_rows
 from flashlab.analysis.markdown import load_generator_text
@@ -159,13 +162,15 @@ def print_summary(summary: dict[str, Any], run_dir: str | None = None) -> None:
         hyp = Table(title="steady-state hypothesis", title_justify="left")
         hyp.add_column("clause")
         hyp.add_column("measured", justify="right")
+        hyp.add_column("relative bound (this run)")
         hyp.add_column("class")
         hyp.add_column("status", justify="center")
         for c in clauses:
             status = c.get("status") or ("pass" if c["ok"] else "fail")
             hyp.add_row(
-                c["clause"],
-                fmt(c.get("measured"), digits=3),
+                escape(c["clause"]),
+                quantity(c.get("measured"), unit_of(str(c.get("key")))),
+                escape(bound_text(c)) if c.get("ref") else "",  # a number: in the clause
                 c.get("class", ""),
                 f"{_STATUS_MARK.get(status, '')} {status}",
             )
@@ -185,6 +190,8 @@ SET_TABLE_METRICS = (
     "conflict_rate",
     "oversell",
     "lost_acknowledged",
+    "p99_over_drain",  # timing over each trial's measured capacity (docs/METHOD.md, section 5)
+    "throughput_over_buy",
 )
 
 

@@ -17,6 +17,7 @@ an error for mypy (and an AttributeError at run time), never silently sent nowhe
 Phases, in order (`Phase.name`; the label is what the user reads):
 
     stack     starting the stack (or "on the shared stack" for trials / --target)
+    capacity  probing the machine's capacity before the load (flashlab.lab.capacity)
     reset     resetting the product
     load      running the shoppers (guards and faults alongside)
     evidence  faults.parquet, truth.json, metrics.json

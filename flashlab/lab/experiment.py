@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated
 from typing import Any
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel
@@ -158,6 +159,18 @@ class IsolationSpec(_Model):
         return self
 
 
+class CapacitySpec(_Model):
+    """The capacity probe before the load (flashlab.lab.capacity): how long each of its closed
+    loops runs, and whether wrk (when installed) measures the purchase path too. `capacity: off`
+    skips it; a clause that needs it is then refused at load time."""
+
+    probe_s: float = Field(default=1.5, ge=0.5, le=10.0)
+    wrk: bool = True
+
+
+CAPACITY_OFF = "off"
+
+
 def _check_profile(text: str, profile: str | None, scenario: Scenario | None) -> None:
     """A `fairness.profiles.<profile>.` clause must name a profile of the scenario."""
     if profile is None or scenario is None:
@@ -188,6 +201,13 @@ class Experiment(_Model):
     engine: EngineSpec = Field(default_factory=EngineSpec)
     isolation: IsolationSpec = Field(default_factory=IsolationSpec)
     faults: list[FaultSpec] = Field(default_factory=list)
+    # The machine's capacity, measured before the load (docs/METHOD.md, "Portable verdicts"):
+    # `off` (YAML reads a bare off as false) skips the probe.
+    capacity: CapacitySpec | Literal["off", False] = Field(
+        default_factory=CapacitySpec,
+        description="The capacity probe before the load ({probe_s, wrk}); off skips it, and a "
+        "clause that needs it is then refused (docs/METHOD.md, 'Portable verdicts').",
+    )
     hypothesis: list[str] = Field(
         default_factory=lambda: ["oversell == 0", "lost_acknowledged == 0"]
     )
@@ -213,7 +233,30 @@ class Experiment(_Model):
                     f"schedule ({hint}; scheduled: {', '.join(scheduled) or 'none'})"
                 )
             _check_profile(text, clause.profile, info.data.get("scenario"))
+            if clause.needs_capacity and info.data.get("capacity") == CAPACITY_OFF:
+                raise ValueError(
+                    f"{text!r} needs the capacity probe, which `capacity: off` turns off "
+                    "(drop `capacity: off`, or bound it with a number)"
+                )
         return clauses
+
+    @field_validator("capacity", mode="before")
+    @classmethod
+    def _capacity_off(cls, value: Any) -> Any:
+        # One message per mistake, not one per member of the union.
+        if value is False or value == CAPACITY_OFF or isinstance(value, CapacitySpec):
+            return CAPACITY_OFF if value is False else value
+        if not isinstance(value, dict):
+            raise ValueError(f"expected off or a mapping {{probe_s, wrk}}, not {value!r}")
+        try:
+            return CapacitySpec.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError(first_error(exc, friendly=True)) from None
+
+    @property
+    def capacity_probe(self) -> CapacitySpec | None:
+        """The probe's settings, or None when `capacity: off`."""
+        return self.capacity if isinstance(self.capacity, CapacitySpec) else None
 
     @model_validator(mode="before")
     @classmethod

@@ -6,8 +6,9 @@ so an interrupted or failed run never looks complete. Doing (stack, engine, faul
 (flashlab.analysis.summary, which reads only the directory) stay separate.
 
 The phases' helpers have modules of their own: where load may go (flashlab.lab.remote), run ids
-and directories (flashlab.lab.rundirs), the stack (flashlab.lab.stacks), the metrics scraper
-(flashlab.lab.scraper) and the guards (flashlab.lab.guards).
+and directories (flashlab.lab.rundirs), the stack (flashlab.lab.stacks), the capacity probe
+(flashlab.lab.capacity), the metrics scraper (flashlab.lab.scraper) and the guards
+(flashlab.lab.guards).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import httpx
 import pyarrow.parquet as pq
 import redis
 
+from flashlab.analysis.capacity import ideal
 from flashlab.analysis.summary import summarize
 from flashlab.core import rundir
 from flashlab.core.errors import verdict_exit_code
@@ -35,6 +37,7 @@ from flashlab.core.isolation import Isolation
 from flashlab.core.platform import ComponentNotRunning
 from flashlab.core.provenance import provenance
 from flashlab.lab.abort import AbortSwitch
+from flashlab.lab.capacity import probe_capacity
 from flashlab.lab.events import Announcer
 from flashlab.lab.events import NotesToStderr
 from flashlab.lab.events import Phase
@@ -302,6 +305,7 @@ def _stack_phases(exp: Experiment, shared: bool) -> list[tuple[Phase, _Step]]:
     shoppers = f"running {exp.scenario.shoppers} shoppers on {exp.engine.kind}"
     return [
         (Phase("stack", "on the shared stack" if shared else "starting stack"), _start_stack),
+        (Phase("capacity", "measuring capacity"), _measure_capacity),
         (Phase("reset", "resetting product"), _reset),
         (Phase("load", shoppers), _drive_load),
         (Phase("evidence", "collecting evidence"), _collect_evidence),
@@ -325,6 +329,15 @@ def _start_stack(run: _Run) -> None:
             open_stack(run.exp, run.req.target, run.isolation.stack)
         )
     run.manifest["stack"] = run.on_stack.public
+
+
+def _measure_capacity(run: _Run) -> None:
+    """The machine's capacity before the load (flashlab.lab.capacity), and the ideal times it
+    allows this experiment, into the manifest."""
+    exp = run.exp
+    record = probe_capacity(run.on_stack, exp, run.isolation.load)
+    run.manifest["capacity"] = record
+    run.manifest["ideal"] = ideal(record, exp.scenario.shoppers, exp.product.stock)
 
 
 def _reset(run: _Run) -> None:
@@ -380,8 +393,9 @@ def _drive_load(run: _Run) -> None:
     exp, stack = run.exp, run.on_stack
     engine = get_engine(exp.engine.kind)
     writer = HistoryWriter(run.run_dir / rundir.HISTORY)
+    reference = {key: run.manifest.get(key) for key in ("capacity", "ideal")}
     run.watch = RunWatch(
-        exp.guards, exp.hypothesis, exp.product.stock, stack.ready_url, run.req.abort
+        exp.guards, exp.hypothesis, exp.product.stock, stack.ready_url, run.req.abort, reference
     )
     run.cleanup.callback(run.watch.stop)
     if wants_nemesis(exp):

@@ -80,6 +80,31 @@ class Generator:
         return {"workers": {"synthetic-0": worker}, **summary}
 
 
+@dataclass(frozen=True)
+class Capacity:
+    """The capacity probe's record (manifest.capacity, flashlab.lab.capacity) of a made-up machine."""
+
+    gateway_rps: float = 4000.0
+    buy_rps: float = 2000.0
+    buy_p50_ms: float = 10.0
+    wrk_buy_rps: float | None = 2200.0
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "available": True,
+            "reason": None,
+            "strategy": "lua",
+            "connections": 64,
+            "probe_s": 1.5,
+            "gateway_rps": self.gateway_rps,
+            "buy_rps": self.buy_rps,
+            "buy_p50_ms": self.buy_p50_ms,
+            "wrk_buy_rps": self.wrk_buy_rps,
+            "missing": {} if self.wrk_buy_rps is not None else {"wrk_buy_rps": "wrk not installed"},
+            "duration_s": 4.5,
+        }
+
+
 OVERLOADED = Generator(lag_ms_p99=180.0, lag_ms_max=950.0, stalled_s=2.4, cpu_pct_max=99.5)
 
 
@@ -110,6 +135,7 @@ class SyntheticSpec:
     plant: dict[str, int] = field(default_factory=dict)  # planter name -> count
     metrics: bool = True
     generator: Generator | None = field(default_factory=Generator)  # None: an older run, no data
+    capacity: Capacity | None = field(default_factory=Capacity)  # None: no probe (an older run)
 
 
 @dataclass
@@ -433,6 +459,7 @@ def _manifest(spec: SyntheticSpec, history: pd.DataFrame) -> dict[str, Any]:
         "stack": {"platform": "synthetic"},
         "engine": {"engine": "synthetic", "workers": 1}
         | ({"generator": spec.generator.manifest()} if spec.generator is not None else {}),
+        **({"capacity": spec.capacity.manifest()} if spec.capacity is not None else {}),
         "versions": {},
         "git_revision": None,
         "host": {},

@@ -42,8 +42,12 @@ class SteadyStateCheck:
         ready_url: str | None,
         t0_ns: int,
         probe: Callable[[str], tuple[int | None, str | None]] | None = None,
+        reference: dict[str, Any] | None = None,
     ) -> None:
         self.clauses = clauses
+        # The run's capacity and ideal times (manifest["capacity"], ["ideal"]): what a relative
+        # clause (`latency_ms.p99 < 2 * ideal.drain_ms`) is judged against.
+        self.reference = reference or {}
         self.monitor = monitor
         # The stack's readiness (GET /readyz through nginx; a target's `health`); None: a target
         # that declares none, judged by its clauses alone.
@@ -56,7 +60,7 @@ class SteadyStateCheck:
         """A summary-shaped dict of what the received answers say (also as phase.before_faults)."""
         h = self.monitor.received()
         live = {"attempts": len(h), **stats.rates(h), **stats.latency(h)}
-        return live | {"phase": {"before_faults": live}}
+        return self.reference | live | {"phase": {"before_faults": live}}
 
     def __call__(self) -> bool:
         t_s = round((time.time_ns() - self.t0_ns) / 1e9, 3)
@@ -66,7 +70,9 @@ class SteadyStateCheck:
             if not _applicable(clause.key):
                 continue
             result = clause.evaluate(summary)
-            if result["measured"] is None:  # nothing to measure yet (a fault at t=0): no verdict
+            # Nothing to measure yet (a fault at t=0), or a relative bound whose reference the
+            # run did not measure (no capacity probe): no verdict.
+            if result["measured"] is None or result["expected"] is None:
                 details.append({"clause": clause.text, "measured": None, "ok": None})
                 continue
             details.append({k: result[k] for k in ("clause", "measured", "ok")})

@@ -30,8 +30,10 @@ class RunWatch(RunEvents):
         stock: int,
         ready_url: str | None,
         switch: AbortSwitch,
+        reference: dict[str, Any] | None = None,
     ) -> None:
         self.switch = switch
+        self.reference = reference  # capacity and ideal times, for relative clauses
         self.monitor = GuardMonitor(guards, stock, switch)
         self.hypothesis = hypothesis
         self.ready_url = ready_url
@@ -55,7 +57,9 @@ class RunWatch(RunEvents):
         self.start(t0_ns)
 
     def steady_state_gate(self, t0_ns: int) -> SteadyStateCheck:
-        self.steady = SteadyStateCheck(self.hypothesis, self.monitor, self.ready_url, t0_ns)
+        self.steady = SteadyStateCheck(
+            self.hypothesis, self.monitor, self.ready_url, t0_ns, reference=self.reference
+        )
         return self.steady
 
     def stop(self) -> None:
