@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from flashlab.core.errors import InfraError
+
 # One script for every wrk run, so the client does the same work for GET /healthz and POST /buy:
 # a unique x-user-id per request (thread id + counter), status counting, and a JSON summary line.
 # `delay()` paces each connection when a target rate is given (wrk's closed loop, throttled,
@@ -81,7 +83,7 @@ end
 SUMMARY_PREFIX = "WRKJSON "
 
 
-class WrkOutputError(ValueError):
+class WrkOutputError(InfraError, ValueError):
     """wrk ended without its summary line (it failed to start, or was killed)."""
 
 

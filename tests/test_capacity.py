@@ -232,16 +232,16 @@ def _set(path: Path, clause: str, capacities: list[float], **spec: Any) -> dict[
 
 
 def test_a_trial_set_judges_a_relative_clause_on_the_ratio(tmp_path: Path) -> None:
-    capacities = [2000.0, 1000.0, 500.0, 1500.0]  # four machines' worth of capacity
+    capacities = [1000.0, 1100.0, 900.0, 1050.0]  # four runs' worth of capacity
     probe = _set(tmp_path / "probe", "latency_ms.p99 < 1 * ideal.drain_ms", capacities)
     result = probe["hypothesis"][0]
     trials = [load_run(tmp_path / "probe" / f"trial-0{i}") for i in range(1, 5)]
     ratios = [summarize(t)["relative"]["p99_over_drain"] for t in trials]
     assert result["ref"] == "ideal.drain_ms"
-    assert result["ratios"] == pytest.approx(ratios, rel=1e-3)
-    low, high = min(result["ratios"]), max(result["ratios"])
-    assert low <= result["ci_low"] <= result["median"] <= result["ci_high"] <= high
-    above, below = high * 1.5, low / 1.5
+    assert result["ratios"] == pytest.approx(ratios, abs=1e-4)  # the summary rounds to 4 places
+    # The interval is the median's (a t interval at n = 4: it may reach past the ratios seen).
+    assert 0 < result["ci_low"] <= result["median"] <= result["ci_high"]
+    above, below = result["ci_high"] * 1.5, result["ci_low"] / 1.5
     passing = _set(tmp_path / "pass", f"latency_ms.p99 < {above:.4f} * ideal.drain_ms", capacities)
     failing = _set(tmp_path / "fail", f"latency_ms.p99 < {below:.4f} * ideal.drain_ms", capacities)
     assert passing["hypothesis"][0]["status"] == "pass" and passing["verdict"] == "pass"

@@ -49,6 +49,7 @@ keeps that base too, in brackets below. The tree (tests/test_error_tree.py holds
         │   └── ConnectionDropped
         ├── FaultError [RuntimeError]         chaos.faults.fault: a fault could not act
         ├── NotebookError [RuntimeError]      analysis.notebooks: a notebook cell failed
+        ├── WrkOutputError [ValueError]       simulator.wrk: wrk ended without its summary
         └── ToolError [RuntimeError]          bench.measured: a load generator failed
 
 Not in the tree: system.api.errors' BadInput and RateLimited. They are the API server's reply
