@@ -21,7 +21,7 @@ test: ## bootstrap, then the whole test suite (includes Compose; starts dockerd 
 test-fast: bootstrap ## the suite without Docker Compose and slow tests
 	@scripts/run-tests.sh -m "not compose and not slow" $(PYTEST_ARGS)
 
-lint: bootstrap ## ruff lint + format check + import-linter layer contracts + mypy
+lint: bootstrap ## ruff lint + format check + layer contracts + no import cycles + mypy
 	@scripts/lint.sh
 
 format: bootstrap ## apply ruff format and autofixes
