@@ -16,7 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from flashlab.analysis.hypothesis import parse_clause
 from flashlab.core import rundir
+from flashlab.lab.experiment import CAPACITY_OFF
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.experiment import load_experiment
 from flashlab.lab.experiment import parse_experiment
@@ -42,9 +44,17 @@ def scratch() -> Iterator[Path]:
 
 
 def experiment_from(path: Path, changes: dict[str, Any]) -> Experiment:
-    """The experiment file with nested `changes` merged in (dicts merge, everything else replaces)."""
-    data = load_experiment(path).model_dump(mode="json")
-    return parse_experiment(_merge(data, changes), str(path))
+    """The experiment file with nested `changes` merged in (dicts merge, everything else replaces).
+
+    A benchmark measures its own ratios side by side, so its runs skip the capacity probe (about
+    6 s, and load just before the measured run) unless a clause is bounded relative to it.
+    """
+    data = _merge(load_experiment(path).model_dump(mode="json"), changes)
+    if "capacity" not in changes and not any(
+        parse_clause(text).needs_capacity for text in data.get("hypothesis") or []
+    ):
+        data["capacity"] = CAPACITY_OFF
+    return parse_experiment(data, str(path))
 
 
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
