@@ -262,14 +262,19 @@ def _stack_unit_us(side: Side) -> float | None:
     return float(statistics.median(units)) if units else None
 
 
+def _spread(x: float | None, y: float | None) -> float | None:
+    """How many times the larger of two positive measures is the smaller; None if one is missing."""
+    if x is None or y is None or x <= 0 or y <= 0:
+        return None
+    return max(x, y) / min(x, y)
+
+
 def host_difference(a: Side, b: Side) -> str | None:
     """One line when the host's CPU ran at a different speed under A and B (flashlab.lab.hostspeed):
     a timing difference up to that factor may be the host's, not the design's."""
     ua, ub = _stack_unit_us(a), _stack_unit_us(b)
-    if ua is None or ub is None or ua <= 0 or ub <= 0:
-        return None
-    factor = max(ua, ub) / min(ua, ub)
-    if factor <= HOST_SPREAD_STEADY:
+    factor = _spread(ua, ub)
+    if ua is None or ub is None or factor is None or factor <= HOST_SPREAD_STEADY:
         return None
     slower = "B" if ub > ua else "A"
     return (
@@ -292,10 +297,8 @@ def capacity_difference(a: Side, b: Side) -> str | None:
     """One line when A's and B's runs measured different machine capacities (capacity.buy_rps):
     their absolute timings then differ by the machine too; the relative rows do not."""
     ra, rb = _buy_rps(a), _buy_rps(b)
-    if ra is None or rb is None or ra <= 0 or rb <= 0:
-        return None
-    factor = max(ra, rb) / min(ra, rb)
-    if factor <= HOST_SPREAD_STEADY:
+    factor = _spread(ra, rb)
+    if ra is None or rb is None or factor is None or factor <= HOST_SPREAD_STEADY:
         return None
     return (
         f"capacity: A's runs measured {ra:,.0f} purchases/s, B's {rb:,.0f} (x{factor:.2f}); "

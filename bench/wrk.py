@@ -46,32 +46,14 @@ class WrkResult:
         }
 
 
-def wrk(
-    url: str,
-    *,
-    method: str = "GET",
-    body: str | None = None,
-    threads: int = 2,
-    connections: int = 64,
-    duration_s: float = 5.0,
-    delay_ms: float = 0.0,
-    prefix: str = "wrk",
-    timeout_s: str = "5s",
-) -> WrkResult:
-    """One bounded wrk run against a loopback URL (path included); parsed from the Lua summary."""
+def wrk(url: str, *, duration_s: float = 5.0, **options: Any) -> WrkResult:
+    """One bounded wrk run against a loopback URL (path included); parsed from the Lua summary.
+
+    `options` are wrk_argv's (flashlab.simulator.wrk: method, body, threads, connections,
+    delay_ms, prefix, timeout_s), which holds their defaults.
+    """
     with wrk_script() as script:
-        argv = wrk_argv(
-            url,
-            script,
-            method=method,
-            body=body,
-            threads=threads,
-            connections=connections,
-            duration_s=duration_s,
-            delay_ms=delay_ms,
-            prefix=prefix,
-            timeout_s=timeout_s,
-        )
+        argv = wrk_argv(url, script, duration_s=duration_s, **options)
         run = run_tool(argv, name="wrk", timeout_s=duration_s + 30)
     try:
         stats = parse_summary(run.output)

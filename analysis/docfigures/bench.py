@@ -92,6 +92,12 @@ def _said_by(line: dict[str, Any]) -> str:
     )
 
 
+def _table(line: dict[str, Any], header: str, rows: list[str]) -> str:
+    """The line's source sentence, then a markdown table: `header`, its separator, `rows`."""
+    separator = "|" + "---|" * (header.count("|") - 1)
+    return "\n".join([_said_by(line), "", header, separator, *rows])
+
+
 def _stability_row(cell: str, c: dict[str, Any]) -> str:
     engine, _, isolation = cell.partition("-")
     label = f"{'Ray' if engine == 'ray' else engine}, isolation {'on' if isolation == 'auto' else 'off'}"
@@ -112,31 +118,24 @@ def _stability_row(cell: str, c: dict[str, Any]) -> str:
 def stability(root: Path) -> str:
     """docs/BENCHMARKS.md: the stability benchmark's cells (engine x isolation) from its raw data."""
     line = _line(root, "stability")
-    rows = [
-        _said_by(line),
-        "",
+    header = (
         "| cell | verdicts | p99 median (ms) | p99 CV | throughput median | throughput CV "
-        "| host-adjusted CV p99 / thr. | host probe CV | healthy generator |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    rows += [_stability_row(name, c) for name, c in line["raw"]["cells"].items()]
-    return "\n".join(rows)
+        "| host-adjusted CV p99 / thr. | host probe CV | healthy generator |"
+    )
+    return _table(line, header, [_stability_row(n, c) for n, c in line["raw"]["cells"].items()])
 
 
 def actors(root: Path) -> str:
     """docs/SCALE.md: answered rate, p99, start-up and memory for 1, 2 and 4 Ray actors."""
     line = _line(root, "actors")
-    rows = [
-        _said_by(line),
-        "",
+    header = (
         "| actors | answered req/s | per actor | p99 (from intended send) | Ray start-up "
-        "| peak RSS (whole tree) |",
-        "|---|---|---|---|---|---|",
+        "| peak RSS (whole tree) |"
+    )
+    rows = [
+        f"| {a['actors']} | {a['rate_per_s']:,.0f} | {a['rate_per_actor']:,.0f} "
+        f"| {text.ms([a['response_p99_ms']])} | {a['startup_s']:.1f} s "
+        f"| {a['peak_rss_mib']:,.0f} MiB |"
+        for a in line["raw"]["actors"].values()
     ]
-    for a in line["raw"]["actors"].values():
-        rows.append(
-            f"| {a['actors']} | {a['rate_per_s']:,.0f} | {a['rate_per_actor']:,.0f} "
-            f"| {text.ms([a['response_p99_ms']])} | {a['startup_s']:.1f} s "
-            f"| {a['peak_rss_mib']:,.0f} MiB |"
-        )
-    return "\n".join(rows)
+    return _table(line, header, rows)
