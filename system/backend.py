@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +20,11 @@ from redis import exceptions as rex
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.connection import Connection
+from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.connection import UnixDomainSocketConnection
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
-from redis.retry import Retry
 
 from flashlab.system.settings import Settings
 
@@ -162,6 +164,9 @@ class Backend:
             return False
 
     async def close(self) -> None:
+        lane = _LANES.pop(self.pool, None)
+        if lane is not None:
+            await lane.aclose()
         await self.redis.aclose()
         await self.pool.aclose()
 
@@ -171,23 +176,89 @@ def pack_bulk(*args: bytes) -> bytes:
     return b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
-async def execute_packed(redis: aioredis.Redis, packed: bytes) -> Any:
-    """Send one pre-packed command on a pooled connection and return its parsed reply.
+class PackedLane:
+    """The purchase hot path's own connections to Redis: the pool's connection class and settings,
+    without its per-command check-out.
 
-    The hot purchase path uses this instead of `redis.execute_command`: same pool, timeouts and
-    hiredis parser, without per-call argument encoding and the client's retry/observability
-    layers (retries are disabled anyway). Error replies raise like redis-py (NoScriptError, ...).
+    redis-py's blocking pool takes a condition and a lock, calls its observability hooks and runs a
+    zero-timeout read on every check-out, and the same again on release: 15-30 µs of a worker's
+    CPU per command, measured here against a direct connection (docs/BENCHMARKS.md, `ceiling`),
+    more than the purchase's own Redis reply costs to parse. A lane keeps a stack of idle
+    connections made by `pool.make_connection()` (the same class, timeouts and hiredis parser,
+    so a purchase's write is tracked exactly as on the pool) and bounds them like the pool:
+    at most `pool.max_connections` of its own (so a worker holds at most twice
+    `redis_pool_size`), a full lane waits at most `pool.timeout`, then "No connection
+    available." (pool_exhausted, 503, nothing sent). A connection Redis closed while idle (a
+    restart) is seen at check-out through its stream's EOF and reconnected before anything is
+    written, as the pool's check-out test does, so a write is never sent into a dead socket.
     """
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._idle: list[AbstractConnection] = []
+        self._slots = asyncio.Semaphore(pool.max_connections)
+        # A BlockingConnectionPool's bound on waiting for a connection (a plain pool: no wait).
+        self._wait_s: float | None = getattr(pool, "timeout", 0.0)
+
+    async def execute(self, packed: bytes) -> Any:
+        """Send one pre-packed command and return its parsed reply (errors raise as redis-py's)."""
+        await self._acquire()
+        conn = self._idle.pop() if self._idle else self._pool.make_connection()
+        try:
+            if _closed_by_server(conn):
+                await conn.disconnect(nowait=True)  # reconnected by send_packed_command
+            await conn.send_packed_command(packed, check_health=False)
+            return await conn.read_response()
+        except rex.ResponseError:
+            raise  # a complete error reply: the connection is still in sync
+        except BaseException:
+            # Anything else (timeout, reset, cancellation) may leave a reply in flight: never reuse.
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            self._idle.append(conn)
+            self._slots.release()
+
+    async def _acquire(self) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()  # a free slot: returns without suspending
+            return
+        try:
+            async with asyncio.timeout(self._wait_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise rex.ConnectionError("No connection available.") from None
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.disconnect(nowait=True)
+
+
+def _closed_by_server(conn: AbstractConnection) -> bool:
+    # redis-py keeps the asyncio StreamReader private; EOF on it means Redis closed the socket.
+    reader = getattr(conn, "_reader", None)
+    return reader is not None and reader.at_eof()
+
+
+_LANES: weakref.WeakKeyDictionary[ConnectionPool, PackedLane] = weakref.WeakKeyDictionary()
+
+
+def packed_lane(redis: aioredis.Redis) -> PackedLane:
+    """The lane of this client's pool (one per pool, so one per worker)."""
     pool = redis.connection_pool
-    conn = await pool.get_connection()
-    try:
-        await conn.send_packed_command(packed, check_health=False)
-        return await conn.read_response()
-    except rex.ResponseError:
-        raise  # a complete error reply: the connection is still in sync
-    except BaseException:
-        # Anything else (timeout, reset, cancellation) may leave a reply in flight: never reuse.
-        await conn.disconnect(nowait=True)
-        raise
-    finally:
-        await pool.release(conn)
+    lane = _LANES.get(pool)
+    if lane is None:
+        lane = _LANES[pool] = PackedLane(pool)
+    return lane
+
+
+async def execute_packed(redis: aioredis.Redis, packed: bytes) -> Any:
+    """Send one pre-packed command through the client's PackedLane and return its parsed reply.
+
+    The hot purchase path uses this instead of `redis.execute_command`: same connection class,
+    timeouts and hiredis parser, without per-call argument encoding, the client's
+    retry/observability layers (retries are disabled anyway) and the pool's check-out. Error
+    replies raise like redis-py (NoScriptError, ...).
+    """
+    return await packed_lane(redis).execute(packed)
