@@ -422,3 +422,18 @@ def test_api_keepalive_outlives_nginx_upstream_keepalive() -> None:
     assert api_s > nginx_s
     dockerfile = (Path(__file__).resolve().parent.parent / "Dockerfile").read_text()
     assert f'"--timeout-keep-alive", "{api_s}"' in dockerfile  # Compose workers agree
+
+
+def test_workers_reach_redis_over_a_unix_socket_unless_the_proxy_is_in_the_way(make_stack) -> None:  # type: ignore[no-untyped-def]
+    with make_stack(workers=1) as (platform, info):
+        url = info.extra["api_redis_url"]
+        assert url.startswith("unix://") and url.endswith("redis.sock?db=0")
+        socket_path = url.removeprefix("unix://").removesuffix("?db=0")
+        assert Path(socket_path).is_socket()
+        assert status_of(f"{info.base_url}/readyz") == 200  # the worker's PING went over it
+        clients = redis.Redis.from_url(info.redis_url).client_list()
+        # The truth channel (this client) is TCP; the worker's connection is the socket's.
+        assert any(c.get("laddr", "").startswith(socket_path) for c in clients), clients
+    with make_stack(workers=1, proxy=True) as (platform, info):
+        proxy_port = component(info, "proxy").port
+        assert info.extra["api_redis_url"] == f"redis://127.0.0.1:{proxy_port}/0"

@@ -43,6 +43,8 @@ from flashlab.system.supervisor import tcp_open
 
 PORT_ATTEMPTS = 3
 UPSTREAM_KEEPALIVE = 64
+# sockaddr_un holds 108 bytes with the terminating NUL.
+MAX_UNIX_SOCKET_PATH = 107
 
 APT_HINTS = {  # binary -> how to install it (Debian); scripts/bootstrap.sh installs the same
     "redis-server": "apt-get install redis-server",
@@ -93,6 +95,7 @@ class LocalPlatform(SupervisedPlatform):
         self._workdir: Path | None = None
         self._owns_workdir = config.workdir is None
         self._info: StackInfo | None = None
+        self._api_redis_port = 0  # Redis, or the fault proxy in front of it (set by _plan)
         self.notes: list[str] = []
 
     # ------------------------------------------------------------------ paths
@@ -164,8 +167,9 @@ class LocalPlatform(SupervisedPlatform):
         redis_port = free_port()
         self._add("redis", "redis", redis_port, self._start_redis, lambda: _redis_ping(redis_port))
         api_redis_port = redis_port
+        self._api_redis_port = redis_port
         if cfg.proxy:
-            api_redis_port = free_port()
+            api_redis_port = self._api_redis_port = free_port()
             control = free_port()
             self._proxy_control = f"http://{HOST}:{control}"
             self._add(
@@ -188,7 +192,7 @@ class LocalPlatform(SupervisedPlatform):
                 name,
                 "api",
                 port,
-                self._api_starter(name, port, f"redis://{HOST}:{api_redis_port}/0"),
+                self._api_starter(name, port, self._api_redis_url(api_redis_port)),
                 self._http_check(f"http://{HOST}:{port}/healthz"),
             )
             slot.respawn = True
@@ -234,8 +238,25 @@ class LocalPlatform(SupervisedPlatform):
     def _http_check(url: str) -> Callable[[], bool]:
         return lambda: http_ok(url)
 
+    def _redis_socket(self) -> Path | None:
+        """Where Redis also listens for the API workers: a unix socket in the workdir, or None
+        when the fault proxy must sit between them (it speaks TCP) or the path would not fit.
+
+        Over loopback TCP each purchase's round trip costs both the worker and Redis more kernel
+        time: the socket raised the lua purchase rate 7-12% at the same CPU in paired runs
+        (docs/BENCHMARKS.md, `ceiling`). The lab's own channel (truth, resets) stays on TCP."""
+        if self.config.proxy:
+            return None
+        path = self._path("redis", "redis.sock")
+        return path if len(os.fsencode(path)) <= MAX_UNIX_SOCKET_PATH else None
+
+    def _api_redis_url(self, api_redis_port: int) -> str:
+        socket = self._redis_socket()
+        return f"unix://{socket}?db=0" if socket else f"redis://{HOST}:{api_redis_port}/0"
+
     def _make_info(self) -> StackInfo:
         extra: dict[str, object] = {"notes": list(self.notes)}
+        extra["api_redis_url"] = self._api_redis_url(self._api_redis_port)
         if self.config.proxy:
             extra["proxy_control_url"] = self._proxy_control
         return StackInfo(
@@ -262,6 +283,7 @@ class LocalPlatform(SupervisedPlatform):
             dir=str(conf.parent),
             durability=self.config.durability,
             logfile=str(self._log("redis")),
+            unixsocket=str(self._redis_socket() or ""),
         )
         # redis logs to its own logfile; our capture only catches early config errors.
         return procs.spawn(
