@@ -25,6 +25,8 @@ from flashlab.analysis.summary import summarize
 from flashlab.analysis.trials import load_set
 from flashlab.analysis.trials import summarize_set
 from flashlab.core.rundir import load_run
+from flashlab.lab.capacity import probe_connections
+from flashlab.lab.experiment import KNEE_CONNECTIONS_PER_API_WORKER
 from flashlab.lab.experiment import ExperimentError
 from flashlab.lab.experiment import parse_experiment
 from flashlab.testing.synthetic import OVERLOADED
@@ -112,6 +114,31 @@ def test_capacity_field_forms() -> None:
         parse_experiment(_experiment(capacity={"probe_s": 0.1}), "x.yaml")
     with pytest.raises(ExperimentError, match=r"capacity: expected off or a mapping"):
         parse_experiment(_experiment(capacity=True), "x.yaml")  # YAML's `on`
+
+
+@pytest.mark.parametrize(
+    ("engine", "stack_workers", "per_worker"),
+    [
+        ({"kind": "inline"}, 2, 2 * KNEE_CONNECTIONS_PER_API_WORKER),  # default: auto
+        ({"kind": "inline", "connections": "auto"}, 4, 4 * KNEE_CONNECTIONS_PER_API_WORKER),
+        ({"kind": "ray", "workers": 3}, 2, -(-2 * KNEE_CONNECTIONS_PER_API_WORKER // 3)),
+        ({"kind": "process", "workers": 2, "connections": 7}, 2, 7),  # a number is kept
+    ],
+)  # fmt: skip
+def test_auto_connections_cap_the_generator_at_the_stacks_knee(
+    engine: dict[str, Any], stack_workers: int, per_worker: int
+) -> None:
+    exp = parse_experiment(_experiment(engine=engine, stack={"workers": stack_workers}))
+    assert exp.connections_per_worker() == per_worker
+    # the probe measures at the connection count the load will use, over all generator workers
+    generators = 1 if exp.engine.kind == "inline" else exp.engine.workers
+    assert probe_connections(exp) == per_worker * generators
+
+
+@pytest.mark.parametrize("bad", ["many", 0, 2.5, 100_001, True])
+def test_bad_connections_are_refused_in_one_line(bad: Any) -> None:
+    with pytest.raises(ExperimentError, match=r"engine.connections: must be a whole number"):
+        parse_experiment(_experiment(engine={"connections": bad}), "x.yaml")
 
 
 def test_validate_gives_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ HISTORY_SCHEMA = pa.schema(
 
 # The output contract's version: manifest.json and summary.json carry it as `schema_version`.
 # Bump it whenever flashlab/schemas/*.json change (tests/test_schema.py enforces this).
-SCHEMA_VERSION = 8  # 2: isolation, guards, repeat, product.settings; by_fault, phase
+SCHEMA_VERSION = 9  # 2: isolation, guards, repeat, product.settings; by_fault, phase
 # 3: checks may be unknown (ok/count None), undersold, premature_sold_out, fairness.fcfs_*
 # 4: strategy queue, product.rate_limit, retry_on rate_limited
 # 5: host_speed (the host CPU-speed probe per side of the split)
@@ -74,6 +74,7 @@ SCHEMA_VERSION = 8  # 2: isolation, guards, repeat, product.settings; by_fault, 
 # 8: the capacity probe (experiment `capacity:`; manifest and summary `capacity`, `ideal`,
 #    summary `relative`), relative clauses (`<key> < 1.5 * ideal.drain_ms`: clause `factor`,
 #    `ref`, `ref_value`, `ratio`; `expected` None when the reference was not measured)
+# 9: experiment `engine.connections` may be `auto` (the default: the stack's measured knee)
 
 FAULTS_SCHEMA = pa.schema(
     [

@@ -71,7 +71,7 @@ def unavailable(reason: str) -> dict[str, Any]:
 def probe_connections(exp: Experiment) -> int:
     """The experiment's own connection count: per worker, times the workers (inline: one)."""
     workers = 1 if exp.engine.kind == "inline" else exp.engine.workers
-    return min(MAX_CONNECTIONS, exp.engine.connections * workers)
+    return min(MAX_CONNECTIONS, exp.connections_per_worker() * workers)
 
 
 def probe_capacity(stack: RunStack, exp: Experiment, load_cpus: list[int] | None) -> dict[str, Any]:

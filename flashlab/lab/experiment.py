@@ -127,10 +127,31 @@ class ProductSpec(_Model):
         )
 
 
+# Concurrent requests the lab's stack serves fastest, per API worker: the knee of `bench ceiling`'s
+# connection sweep (16-512 connections, wrk and the lab's closed loop, 2 workers on one CPU of the
+# 2-vCPU host: the purchase rate peaks at 32 and falls 15-30% by 256, because every process's
+# CPU per request grows with the requests in flight; docs/BENCHMARKS.md). `connections: auto`
+# caps the generator there, so a spike's shoppers queue in the client pool (their wait still
+# counts: response time runs from the intended start), not in nginx and uvicorn.
+KNEE_CONNECTIONS_PER_API_WORKER = 16
+
+
 class EngineSpec(_Model):
     kind: Annotated[str, ENGINES] = "process"
     workers: int = Field(default=2, ge=1, le=256)  # processes or Ray actors
-    connections: int = Field(default=256, ge=1, le=100_000)  # per worker
+    connections: Annotated[int, Field(ge=1, le=100_000)] | Literal["auto"] = Field(
+        default="auto",
+        description="Connections per generator worker; auto = the stack's knee "
+        f"({KNEE_CONNECTIONS_PER_API_WORKER} per API worker, shared by the generator's workers)",
+    )
+
+    @field_validator("connections", mode="before")
+    @classmethod
+    def _whole_number_or_auto(cls, value: Any) -> Any:
+        # One readable line instead of pydantic's error per member of the union.
+        if value == "auto" or (type(value) is int and 1 <= value <= 100_000):
+            return value
+        raise ValueError(f"must be a whole number from 1 to 100000, or auto (got {value!r})")
     client: Annotated[str, CLIENTS] = "aiohttp"
     ray_address: str | None = None
 
@@ -252,6 +273,15 @@ class Experiment(_Model):
             return CapacitySpec.model_validate(value)
         except ValidationError as exc:
             raise ValueError(first_error(exc, friendly=True)) from None
+
+    def connections_per_worker(self) -> int:
+        """`engine.connections`; for `auto`, the knee (KNEE_CONNECTIONS_PER_API_WORKER per API
+        worker of `stack.workers`) shared by the generator's workers (inline: one)."""
+        if self.engine.connections != "auto":
+            return self.engine.connections
+        generators = 1 if self.engine.kind == "inline" else self.engine.workers
+        total = KNEE_CONNECTIONS_PER_API_WORKER * self.stack.workers
+        return max(1, -(-total // generators))
 
     @property
     def capacity_probe(self) -> CapacitySpec | None:

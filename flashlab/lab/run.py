@@ -365,7 +365,7 @@ def _load_plan(run: _Run) -> Any:
         seed=exp.seed,
         client=exp.engine.client,
         workers=exp.engine.workers,
-        connections=exp.engine.connections,
+        connections=exp.connections_per_worker(),
         tmp_dir=str(run.run_dir / ".tmp"),
         queue=exp.target is None and needs_queue_protocol(exp.product.strategy),
         target=exp.target.request() if exp.target is not None else None,
