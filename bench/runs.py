@@ -67,12 +67,16 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def execute(exp: Experiment, out_root: Path) -> LabRun:
+def execute(exp: Experiment, out_root: Path, on: Any = None) -> LabRun:
+    """Run `exp` into `out_root`: on its own stack, or `on` a running one (a StackInfo)."""
     # start-up cost: only this path pays for httpx, prometheus_client, rich
+    from flashlab.lab.remote import Target
     from flashlab.lab.run import RunRequest
     from flashlab.lab.run import execute as run_execute
 
-    outcome = run_execute(RunRequest(experiment=exp, out_root=out_root, write_report=False))
+    target = None if on is None else Target(on.base_url, on.redis_url, on.admin_token)
+    request = RunRequest(experiment=exp, out_root=out_root, target=target, write_report=False)
+    outcome = run_execute(request)
     run = rundir.load_run(outcome.run_dir, require_complete=False)
     return LabRun(
         exp=exp,

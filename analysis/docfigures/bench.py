@@ -139,3 +139,50 @@ def actors(root: Path) -> str:
         for a in line["raw"]["actors"].values()
     ]
     return _table(line, header, rows)
+
+
+def _sweep_row(cell: dict[str, Any], best: float) -> str:
+    c = cell["connections"]
+    wrk_buy, loop_buy = cell["wrk_buy_rps"], cell["closed_loop_buy_rps"]
+    return (
+        f"| {c} | {cell['healthz_rps']:,.0f} | {wrk_buy:,.0f} ({wrk_buy / best:.2f}) "
+        f"| {loop_buy:,.0f} | {loop_buy / wrk_buy:.2f} | {wrk_buy / cell['healthz_rps']:.2f} "
+        f"| {cell['wrk_buy_p99_ms']:,.0f} ms |"
+    )
+
+
+def ceiling(root: Path) -> str:
+    """docs/BENCHMARKS.md: the ceiling run's connection sweep, generator efficiency and spike."""
+    line = _line(root, "ceiling")
+    raw, ratios = line["raw"], line["ratios"]
+    if "sweep" not in raw:
+        raise UserError(f"{root / BENCH_RESULTS}: the newest 'ceiling' line has no sweep")
+    best = max(cell["wrk_buy_rps"] for cell in raw["sweep"])
+    header = (
+        "| connections | wrk /healthz req/s | wrk buy req/s (of best) | lab closed loop buy req/s "
+        "| closed loop / wrk | buy / healthz | wrk buy p99 |"
+    )
+    table = _table(line, header, [_sweep_row(cell, best) for cell in raw["sweep"]])
+    eff, spike = raw["efficiency"], raw["spike"]
+    notes = [
+        "",
+        f"- Knee (best wrk purchase rate): **{ratios['knee_connections']} connections**, "
+        f"{best:,.0f} req/s.",
+        f"- `generator_efficiency` at {eff['connections']} connections (the lab's "
+        f"`connections: auto`), wrk, loop, loop, wrk: {_rates(eff['wrk'][:1])}, "
+        f"{_rates(eff['closed_loop'])}, {_rates(eff['wrk'][1:])} req/s = "
+        f"**{_fmt(ratios['generator_efficiency'])}**.",
+        f"- Strategies at {raw['connections']} connections: lua purchases / adjacent /healthz = "
+        f"**{_fmt(ratios.get('lua'))}** ({raw['strategies']['lua']['rps']:,.0f} vs "
+        f"{raw['strategies']['lua']['ceiling_rps']:,.0f} req/s; healthz min/max over the run "
+        f"{_fmt(ratios['ceiling_min_over_max'])}).",
+        f"- The lab's {spike['shoppers']:,}-shopper lua spike ({spike['connections']} "
+        f"connections, verdict {spike['verdict']}): {spike['throughput_rps']:,.0f} req/s = "
+        f"**{_fmt(ratios['spike_over_best_wrk'])}** of the best wrk rate "
+        f"({_fmt(ratios.get('spike_over_its_wrk_probe'))} of its own run's 1.5 s wrk probe).",
+    ]
+    return table + "\n".join(notes)
+
+
+def _rates(values: list[float]) -> str:
+    return " and ".join(f"{v:,.0f}" for v in values)

@@ -27,6 +27,7 @@ BLOCKS = Registry(
         "targets": f"{_PKG}.runs:targets",
         "bench-machine": f"{_PKG}.bench:machine",
         "benchmarks": f"{_PKG}.bench:latest",
+        "bench-ceiling": f"{_PKG}.bench:ceiling",
         "bench-stability": f"{_PKG}.bench:stability",
         "bench-actors": f"{_PKG}.bench:actors",
     },
