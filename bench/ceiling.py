@@ -306,6 +306,7 @@ def _plot(ctx: BenchContext, raw: dict[str, Any], ratios: dict[str, Any]) -> Pat
             fontsize=8,
         )
     ax1.axhline(LUA_TARGET, color="red", ls="--", lw=1, label=f"lua target {LUA_TARGET}")
+    ax1.set_ylim(0, 1.2 * max([LUA_TARGET, *(ratios[n] or 0 for n in names)]))  # labels fit
     ax1.set_ylabel("purchase req/s / adjacent /healthz req/s")
     ax1.set_title(f"Purchases vs the stack's own ceiling (wrk, {raw['connections']} connections)")
     ax1.legend(fontsize=8)

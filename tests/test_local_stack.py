@@ -425,7 +425,7 @@ def test_api_keepalive_outlives_nginx_upstream_keepalive() -> None:
 
 
 def test_workers_reach_redis_over_a_unix_socket_unless_the_proxy_is_in_the_way(make_stack) -> None:  # type: ignore[no-untyped-def]
-    with make_stack(workers=1) as (platform, info):
+    with make_stack(workers=1) as (_platform, info):
         url = info.extra["api_redis_url"]
         assert url.startswith("unix://") and url.endswith("redis.sock?db=0")
         socket_path = url.removeprefix("unix://").removesuffix("?db=0")
@@ -434,6 +434,6 @@ def test_workers_reach_redis_over_a_unix_socket_unless_the_proxy_is_in_the_way(m
         clients = redis.Redis.from_url(info.redis_url).client_list()
         # The truth channel (this client) is TCP; the worker's connection is the socket's.
         assert any(c.get("laddr", "").startswith(socket_path) for c in clients), clients
-    with make_stack(workers=1, proxy=True) as (platform, info):
+    with make_stack(workers=1, proxy=True) as (_platform, info):
         proxy_port = component(info, "proxy").port
         assert info.extra["api_redis_url"] == f"redis://127.0.0.1:{proxy_port}/0"

@@ -90,7 +90,9 @@ def test_commands_run_and_error_replies_keep_the_connection(server: RedisServer)
     async def scenario() -> tuple[list[object], int]:
         backend = _backend(server)
         try:
-            replies = [await execute_packed(backend.redis, _command(b"INCR", b"n")) for _ in range(3)]
+            replies = [
+                await execute_packed(backend.redis, _command(b"INCR", b"n")) for _ in range(3)
+            ]
             with pytest.raises(rex.ResponseError):
                 await execute_packed(backend.redis, _command(b"NOSUCHCOMMAND"))
             replies.append(await execute_packed(backend.redis, _command(b"GET", b"n")))

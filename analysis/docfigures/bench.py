@@ -166,20 +166,23 @@ def ceiling(root: Path) -> str:
     eff, spike = raw["efficiency"], raw["spike"]
     notes = [
         "",
+        "",
         f"- Knee (best wrk purchase rate): **{ratios['knee_connections']} connections**, "
         f"{best:,.0f} req/s.",
         f"- `generator_efficiency` at {eff['connections']} connections (the lab's "
-        f"`connections: auto`), wrk, loop, loop, wrk: {_rates(eff['wrk'][:1])}, "
-        f"{_rates(eff['closed_loop'])}, {_rates(eff['wrk'][1:])} req/s = "
+        f"`connections: auto`): wrk {eff['wrk'][0]:,.0f}, loop {eff['closed_loop'][0]:,.0f}, "
+        f"loop {eff['closed_loop'][1]:,.0f}, wrk {eff['wrk'][1]:,.0f} req/s; loops / wrks = "
         f"**{_fmt(ratios['generator_efficiency'])}**.",
         f"- Strategies at {raw['connections']} connections: lua purchases / adjacent /healthz = "
         f"**{_fmt(ratios.get('lua'))}** ({raw['strategies']['lua']['rps']:,.0f} vs "
         f"{raw['strategies']['lua']['ceiling_rps']:,.0f} req/s; healthz min/max over the run "
         f"{_fmt(ratios['ceiling_min_over_max'])}).",
-        f"- The lab's {spike['shoppers']:,}-shopper lua spike ({spike['connections']} "
-        f"connections, verdict {spike['verdict']}): {spike['throughput_rps']:,.0f} req/s = "
-        f"**{_fmt(ratios['spike_over_best_wrk'])}** of the best wrk rate "
-        f"({_fmt(ratios.get('spike_over_its_wrk_probe'))} of its own run's 1.5 s wrk probe).",
+        f"- The lab's {spike['shoppers']:,}-shopper lua spike on this stack "
+        f"({spike['connections']} connections): {spike['throughput_rps']:,.0f} req/s, p99 "
+        f"{spike['p99_ms']:,.0f} ms; wrk at the knee right before and after it: "
+        f"{_rates(spike['knee_wrk_buy_rps'])} req/s, so `spike_over_knee_wrk` = "
+        f"**{_fmt(ratios['spike_over_knee_wrk'])}** ({_fmt(ratios['spike_over_best_wrk'])} of the "
+        f"sweep's best cell).",
     ]
     return table + "\n".join(notes)
 

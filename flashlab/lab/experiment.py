@@ -129,7 +129,7 @@ class ProductSpec(_Model):
 
 # Concurrent requests the lab's stack serves fastest, per API worker: the knee of `bench ceiling`'s
 # connection sweep (16-512 connections, wrk and the lab's closed loop, 2 workers on one CPU of the
-# 2-vCPU host: the purchase rate peaks at 32 and falls 15-30% by 256, because every process's
+# 2-vCPU host: the purchase rate peaks at 16-64 and falls 10-45% by 256, because every process's
 # CPU per request grows with the requests in flight; docs/BENCHMARKS.md). `connections: auto`
 # caps the generator there, so a spike's shoppers queue in the client pool (their wait still
 # counts: response time runs from the intended start), not in nginx and uvicorn.
@@ -144,6 +144,8 @@ class EngineSpec(_Model):
         description="Connections per generator worker; auto = the stack's knee "
         f"({KNEE_CONNECTIONS_PER_API_WORKER} per API worker, shared by the generator's workers)",
     )
+    client: Annotated[str, CLIENTS] = "aiohttp"
+    ray_address: str | None = None
 
     @field_validator("connections", mode="before")
     @classmethod
@@ -152,8 +154,6 @@ class EngineSpec(_Model):
         if value == "auto" or (type(value) is int and 1 <= value <= 100_000):
             return value
         raise ValueError(f"must be a whole number from 1 to 100000, or auto (got {value!r})")
-    client: Annotated[str, CLIENTS] = "aiohttp"
-    ray_address: str | None = None
 
 
 class IsolationSpec(_Model):
