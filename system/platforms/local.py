@@ -95,7 +95,9 @@ class LocalPlatform(SupervisedPlatform):
         self._workdir: Path | None = None
         self._owns_workdir = config.workdir is None
         self._info: StackInfo | None = None
-        self._api_redis_port = 0  # Redis, or the fault proxy in front of it (set by _plan)
+        # Set by _plan: Redis' unix socket for the API workers (None: TCP), and their Redis URL.
+        self._redis_socket: Path | None = None
+        self._api_redis_url = ""
         self.notes: list[str] = []
 
     # ------------------------------------------------------------------ paths
@@ -167,9 +169,8 @@ class LocalPlatform(SupervisedPlatform):
         redis_port = free_port()
         self._add("redis", "redis", redis_port, self._start_redis, lambda: _redis_ping(redis_port))
         api_redis_port = redis_port
-        self._api_redis_port = redis_port
         if cfg.proxy:
-            api_redis_port = self._api_redis_port = free_port()
+            api_redis_port = free_port()
             control = free_port()
             self._proxy_control = f"http://{HOST}:{control}"
             self._add(
@@ -179,6 +180,7 @@ class LocalPlatform(SupervisedPlatform):
                 lambda: self._start_proxy(api_redis_port, redis_port, control),
                 lambda: tcp_open(control) and tcp_open(api_redis_port),
             )
+        self._plan_api_redis(api_redis_port)
         multiproc = self.workdir / "prometheus-multiproc"
         shutil.rmtree(multiproc, ignore_errors=True)  # stale mmap files would skew /metrics
         multiproc.mkdir(parents=True)
@@ -192,7 +194,7 @@ class LocalPlatform(SupervisedPlatform):
                 name,
                 "api",
                 port,
-                self._api_starter(name, port, self._api_redis_url(api_redis_port)),
+                self._api_starter(name, port, self._api_redis_url),
                 self._http_check(f"http://{HOST}:{port}/healthz"),
             )
             slot.respawn = True
@@ -238,25 +240,25 @@ class LocalPlatform(SupervisedPlatform):
     def _http_check(url: str) -> Callable[[], bool]:
         return lambda: http_ok(url)
 
-    def _redis_socket(self) -> Path | None:
-        """Where Redis also listens for the API workers: a unix socket in the workdir, or None
-        when the fault proxy must sit between them (it speaks TCP) or the path would not fit.
+    def _plan_api_redis(self, api_redis_port: int) -> None:
+        """Where the API workers reach Redis: a unix socket in the workdir, or TCP when the fault
+        proxy must sit between them (it speaks TCP) or the socket's path would not fit.
 
         Over loopback TCP each purchase's round trip costs both the worker and Redis more kernel
         time: the socket raised the lua purchase rate 7-12% at the same CPU in paired runs
         (docs/BENCHMARKS.md, `ceiling`). The lab's own channel (truth, resets) stays on TCP."""
-        if self.config.proxy:
-            return None
         path = self._path("redis", "redis.sock")
-        return path if len(os.fsencode(path)) <= MAX_UNIX_SOCKET_PATH else None
-
-    def _api_redis_url(self, api_redis_port: int) -> str:
-        socket = self._redis_socket()
-        return f"unix://{socket}?db=0" if socket else f"redis://{HOST}:{api_redis_port}/0"
+        fits = len(os.fsencode(path)) <= MAX_UNIX_SOCKET_PATH
+        self._redis_socket = path if fits and not self.config.proxy else None
+        self._api_redis_url = (
+            f"unix://{self._redis_socket}?db=0"
+            if self._redis_socket
+            else f"redis://{HOST}:{api_redis_port}/0"
+        )
 
     def _make_info(self) -> StackInfo:
         extra: dict[str, object] = {"notes": list(self.notes)}
-        extra["api_redis_url"] = self._api_redis_url(self._api_redis_port)
+        extra["api_redis_url"] = self._api_redis_url
         if self.config.proxy:
             extra["proxy_control_url"] = self._proxy_control
         return StackInfo(
@@ -283,7 +285,7 @@ class LocalPlatform(SupervisedPlatform):
             dir=str(conf.parent),
             durability=self.config.durability,
             logfile=str(self._log("redis")),
-            unixsocket=str(self._redis_socket() or ""),
+            unixsocket=str(self._redis_socket or ""),
         )
         # redis logs to its own logfile; our capture only catches early config errors.
         return procs.spawn(
