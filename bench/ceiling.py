@@ -28,8 +28,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from flashlab.bench.context import REPO_ROOT
 from flashlab.bench.context import BenchContext
 from flashlab.bench.measured import ToolError
@@ -54,8 +52,8 @@ from flashlab.core.isolation import Isolation
 from flashlab.core.isolation import pinned
 from flashlab.core.isolation import resolve
 from flashlab.lab.experiment import KNEE_CONNECTIONS_PER_API_WORKER
-from flashlab.simulator.closedloop import LoopSpec
 from flashlab.simulator.closedloop import closed_loop
+from flashlab.simulator.closedloop import purchase_loop
 
 NAME = "ceiling"
 PRODUCT = "bench-ceiling"
@@ -98,7 +96,7 @@ def run(ctx: BenchContext) -> dict[str, Any]:
         if not ctx.tiny:
             ctx.log("ceiling: profiling one API worker with py-spy during a lua run")
             raw["profile"] = _profile(platform, info, p, common)
-    ratios = _ratios(raw, p)
+    ratios = _ratios(raw)
     targets = {
         "lua_purchase_over_ceiling": target(ratios.get("lua"), ">=", LUA_TARGET),
         "generator_efficiency": target(ratios.get("generator_efficiency"), ">=", EFFICIENCY_TARGET),
@@ -124,17 +122,8 @@ def _wrk_buy(info: Any, prefix: str, options: dict[str, Any]) -> WrkResult:
 
 def _closed_loop_buy(info: Any, connections: int, duration_s: float, prefix: str) -> float:
     """The lab's own closed loop on the purchase path (the capacity probe's client): 2xx/s."""
-    spec = LoopSpec(
-        base_url=info.base_url,
-        method="POST",
-        path=BUY_PATH,
-        connections=connections,
-        duration_s=duration_s,
-        warmup_s=duration_s * 0.2,
-        max_requests=500_000,
-        body=orjson.dumps({"productId": PRODUCT}),
-        headers={"Content-Type": "application/json"},
-        user_prefix=prefix,
+    spec = purchase_loop(
+        info.base_url, PRODUCT, connections, duration_s, max_requests=500_000, user_prefix=prefix
     )
     return round(closed_loop(spec).ok_rps or 0.0, 1)
 
@@ -179,14 +168,18 @@ def _efficiency(ctx: BenchContext, info: Any, p: dict[str, Any], iso: Isolation)
     connections = p["lab_connections"]
     ctx.log(f"ceiling: generator efficiency at {connections} connections (W L L W)")
     options = _wrk_options(iso, connections, p["sweep_s"])
-    rates: dict[str, list[float]] = {"wrk": [], "closed_loop": []}
-    for i, who in enumerate(("wrk", "closed_loop", "closed_loop", "wrk")):
-        if who == "wrk":
-            res = _wrk_buy(info, f"e{i}", options)
-            rates[who].append(round(res.ok_rps, 1))
-        else:
-            rates[who].append(_closed_loop_buy(info, connections, p["sweep_s"], f"eff{i}"))
-    return {"connections": connections, **rates}
+
+    def loop(i: int) -> float:
+        return _closed_loop_buy(info, connections, p["sweep_s"], f"eff{i}")
+
+    first = _wrk_buy(info, "e0", options).ok_rps
+    loops = [loop(1), loop(2)]
+    last = _wrk_buy(info, "e3", options).ok_rps
+    return {
+        "connections": connections,
+        "wrk": [round(first, 1), round(last, 1)],
+        "closed_loop": loops,
+    }
 
 
 def _strategies(
@@ -219,7 +212,7 @@ def _spike(
 ) -> dict[str, Any]:
     """wrk at the knee, the shipped lua spike run by the lab on this stack, wrk at the knee."""
     spec = p["spike"]
-    changes: dict[str, Any] = {"capacity": {"probe_s": 1.5, "wrk": True}}
+    changes: dict[str, Any] = {}  # lua.yaml's relative clauses keep its capacity probe on
     if spec["shoppers"]:
         # the tiny spike stays above capacity too: 1,000 shoppers within 0.1 s
         changes["scenario"] = {"shoppers": spec["shoppers"], "arrival": {"window_s": 0.1}}
@@ -231,7 +224,6 @@ def _spike(
     before = _wrk_buy(info, "kbefore", options)
     with scratch() as out:
         lab = execute(exp, out, on=info)
-    reset_product(info, PRODUCT, UNLIMITED, "lua")  # the lab's reset cleared nothing of ours
     after = _wrk_buy(info, "kafter", options)
     knee_wrk = [round(before.ok_rps, 1), round(after.ok_rps, 1)]
     summary = lab.summary
@@ -254,7 +246,7 @@ def _spike(
     }
 
 
-def _ratios(raw: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+def _ratios(raw: dict[str, Any]) -> dict[str, Any]:
     """Answered purchases per second over the adjacent ceiling; `<s>_ok` counts only 200s (lock
     answers many 409 busy, which are cheaper than a sale). Then the sweep, the generator and the
     spike."""
@@ -280,9 +272,7 @@ def _ratios(raw: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
     knee_wrk = sum(spike["knee_wrk_buy_rps"]) / len(spike["knee_wrk_buy_rps"])
     out["spike_over_knee_wrk"] = ratio(spike["throughput_rps"], knee_wrk)
     out["spike_over_best_wrk"] = ratio(spike["throughput_rps"], best["wrk_buy_rps"])
-    out["spike_over_its_wrk_probe"] = ratio(
-        raw["spike"]["throughput_rps"], raw["spike"]["capacity_wrk_buy_rps"]
-    )
+    out["spike_over_its_wrk_probe"] = ratio(spike["throughput_rps"], spike["capacity_wrk_buy_rps"])
     return out
 
 

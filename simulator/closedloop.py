@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from dataclasses import field
 
 import numpy as np
+import orjson
 import uvloop
 
+from flashlab.core.contract import BUY_PATH
 from flashlab.core.contract import USER_HEADER
 from flashlab.simulator.rawhttp import LoopbackPool
 from flashlab.simulator.rawhttp import RawHttpError
 
 GRACE_S = 5.0  # beyond the last request's own timeout, before the loop is cancelled
+WARMUP_FRACTION = 0.2  # of a loop's duration: connections open, caches warm; not counted
 FAILURE_PAUSE_S = 0.01  # after an answerless failure: a dead server is not spun on
 
 
@@ -45,6 +48,33 @@ class LoopSpec:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     user_prefix: str = "probe"
+
+
+def purchase_loop(
+    base_url: str,
+    product_id: str,
+    connections: int,
+    duration_s: float,
+    *,
+    max_requests: int,
+    user_prefix: str,
+    timeout_s: float = 5.0,
+) -> LoopSpec:
+    """A loop of purchases of `product_id` (POST buy, a fresh user each), its first
+    WARMUP_FRACTION not counted."""
+    return LoopSpec(
+        base_url=base_url,
+        method="POST",
+        path=BUY_PATH,
+        connections=connections,
+        duration_s=duration_s,
+        warmup_s=duration_s * WARMUP_FRACTION,
+        max_requests=max_requests,
+        timeout_s=timeout_s,
+        body=orjson.dumps({"productId": product_id}),
+        headers={"Content-Type": "application/json"},
+        user_prefix=user_prefix,
+    )
 
 
 @dataclass

@@ -41,9 +41,11 @@ from flashlab.lab.experiment import CapacitySpec
 from flashlab.lab.experiment import Experiment
 from flashlab.lab.stacks import RunStack
 from flashlab.simulator import wrk
+from flashlab.simulator.closedloop import WARMUP_FRACTION
 from flashlab.simulator.closedloop import LoopResult
 from flashlab.simulator.closedloop import LoopSpec
 from flashlab.simulator.closedloop import closed_loop
+from flashlab.simulator.closedloop import purchase_loop
 from flashlab.simulator.rawhttp import loopback_address
 from flashlab.system import procs
 from flashlab.system.admin import AdminClient
@@ -53,7 +55,6 @@ from flashlab.system.truth import drop_product
 SCRATCH_PRODUCT = "flashlab-capacity-probe"
 SCRATCH_STOCK = 10_000_000  # the contract's most: never sells out within MAX_REQUESTS
 REFERENCE_STRATEGY = Strategy.lua
-WARMUP_FRACTION = 0.2  # connections open, caches warm: not counted
 MAX_REQUESTS = 200_000  # per loop, over all connections
 MAX_CONNECTIONS = 4096
 REQUEST_TIMEOUT_S = 5.0
@@ -96,18 +97,20 @@ def probe_capacity(stack: RunStack, exp: Experiment, load_cpus: list[int] | None
 
 
 def _loop(stack: RunStack, spec: CapacitySpec, connections: int, buy: bool) -> LoopSpec:
-    body = orjson.dumps({"productId": SCRATCH_PRODUCT}) if buy else b""
+    if buy:
+        return purchase_loop(
+            stack.base_url, SCRATCH_PRODUCT, connections, spec.probe_s,
+            max_requests=MAX_REQUESTS, user_prefix="capacity", timeout_s=REQUEST_TIMEOUT_S,
+        )  # fmt: skip
     return LoopSpec(
         base_url=stack.base_url,
-        method="POST" if buy else "GET",
-        path=BUY_PATH if buy else "/healthz",
+        method="GET",
+        path="/healthz",
         connections=connections,
         duration_s=spec.probe_s,
         warmup_s=spec.probe_s * WARMUP_FRACTION,
         max_requests=MAX_REQUESTS,
         timeout_s=REQUEST_TIMEOUT_S,
-        body=body,
-        headers={"Content-Type": "application/json"} if buy else {},
         user_prefix="capacity",
     )
 
