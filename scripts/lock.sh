@@ -9,7 +9,24 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$PY" -m venv "$tmp/venv"
 "$tmp/venv/bin/python" -m pip install -q --upgrade pip
-"$tmp/venv/bin/python" -m pip install -q ".[all]"
+"$tmp/venv/bin/python" -m pip install -q -c scripts/lock-caps.txt ".[all]"
+# Every pin must install on the oldest Python pyproject.toml admits, not only on this one: a
+# package whose Requires-Python excludes it gets a cap in scripts/lock-caps.txt.
+"$tmp/venv/bin/python" - <<'PY'
+import sys, tomllib
+from importlib import metadata
+from packaging.specifiers import SpecifierSet
+spec = SpecifierSet(tomllib.load(open("pyproject.toml", "rb"))["project"]["requires-python"])
+floor = min(s.version for s in spec if s.operator == ">=")
+floor = floor + ".0" * (2 - floor.count("."))
+bad = [f"{d.metadata['Name']}=={d.version} (Requires-Python {d.metadata['Requires-Python']})"
+       for d in metadata.distributions()
+       if d.metadata.get("Requires-Python")
+       and floor not in SpecifierSet(d.metadata["Requires-Python"])]
+if bad:
+    sys.exit(f"lock: these need a newer Python than {floor}; cap them in scripts/lock-caps.txt: "
+             + ", ".join(sorted(bad)))
+PY
 {
   echo "# Exact versions for a reproducible install: scripts/bootstrap.sh installs with -c this file."
   echo "# Refresh with \`make lock\` (scripts/lock.sh) after changing pyproject.toml's ranges."

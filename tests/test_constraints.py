@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +50,41 @@ def test_every_dependency_is_pinned_inside_its_range(req: Requirement) -> None:
     assert req.specifier.contains(pins[name], prereleases=True), (
         f"constraints.txt pins {req.name}=={pins[name]}, outside {req.specifier}: run `make lock`"
     )
+
+
+def _python_floor() -> str:
+    """The oldest Python pyproject.toml admits, as a full version (`>=3.11` -> 3.11.0)."""
+    spec = SpecifierSet(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    )
+    floor = min((s.version for s in spec if s.operator == ">="), key=Version)
+    return floor + ".0" * (2 - floor.count("."))
+
+
+def test_every_pin_installs_on_the_oldest_python_the_project_admits() -> None:
+    """A pin resolved on a newer interpreter can need more than `requires-python` promises
+    (soupsieve 4.1.4 needs 3.11.5; Debian bookworm's python3 is 3.11.2, and a clean install there
+    failed). Read from the installed distributions, which bootstrap took from constraints.txt."""
+    floor, pins = _python_floor(), _pins()
+    checked, too_new = 0, []
+    for dist in metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"])
+        if pins.get(name) != dist.version:
+            continue  # not a pin (the project itself, pip), or installed from elsewhere
+        checked += 1
+        requires = dist.metadata.get("Requires-Python")
+        if requires and floor not in SpecifierSet(requires):
+            too_new.append(f"{name}=={dist.version} (Requires-Python {requires})")
+    assert checked > len(pins) // 2, f"only {checked} of {len(pins)} pins are installed here"
+    assert not too_new, (
+        f"need a newer Python than {floor}; cap them in scripts/lock-caps.txt: {too_new}"
+    )
+
+
+def test_lock_resolves_under_the_caps_and_checks_the_floor() -> None:
+    script = (ROOT / "scripts" / "lock.sh").read_text()
+    assert '-c scripts/lock-caps.txt ".[all]"' in script
+    assert "Requires-Python" in script
 
 
 def test_bootstrap_installs_with_the_constraints() -> None:
